@@ -1,0 +1,244 @@
+"""Executors for the chunk-and-map core: one small class each, a dict from name to class.
+
+Every backend has `n_jobs` and `map(func, chunks)`, where a chunk is a list of (index, item) pairs and `map`
+yields (index, result) per item as items finish, in any order; the core puts them back in order. A result is
+func(item), or `Failed` when the function raised or its worker died twice while on that item.
+
+The process backend is a small pool of its own rather than multiprocessing.Pool or ProcessPoolExecutor: each
+worker reports every item as it finishes, so the main process always knows which item a worker is on. A worker
+that dies (killed, out of memory) then costs only that item: the rest of its chunk goes back to the queue, a
+fresh worker takes its place, and the item is tried once more before it is recorded as failed. The stock pools
+can only say that "a" worker died and fail every pending task with it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import traceback
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Any, Callable, Iterator
+
+from .core import Failed, effective_n_jobs
+from .errors import BackendError
+
+Chunk = list[tuple[int, Any]]
+
+# Environment for worker processes, set before they import numpy: one BLAS/OpenMP thread each, since the
+# parallelism is across workers; more threads per worker would only oversubscribe the cores.
+_WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+
+
+def _call(func: Callable, item: Any) -> Any:
+    try:
+        return func(item)
+    except Exception as e:  # one item's error must not end the chunk: it becomes that item's result
+        return Failed(f"{type(e).__name__}: {e}".splitlines()[0], "error")
+
+
+class SequentialBackend:
+    """Runs everything in this process, in order. Used for n_jobs=1, under a debugger, and as the reference."""
+
+    name = "sequential"
+
+    def __init__(self, n_jobs: int = 1, initializer: Callable | None = None, initargs: tuple = ()):
+        self.n_jobs = 1
+        self._initializer, self._initargs = initializer, initargs
+
+    def __enter__(self) -> "SequentialBackend":
+        if self._initializer is not None:
+            self._initializer(*self._initargs)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[tuple[int, Any]]:
+        for chunk in chunks:
+            for index, item in chunk:
+                yield index, _call(func, item)
+
+
+def _worker_main(conn, initializer: Callable | None, initargs: tuple) -> None:
+    """A worker's whole life: initialise once, then run chunks sent by the main process until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    try:
+        if initializer is not None:
+            initializer(*initargs)
+    except BaseException as e:
+        conn.send(("init-error", None, f"{type(e).__name__}: {e}".splitlines()[0]))
+        return
+    conn.send(("ready", None, None))
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        func, chunk = message
+        for index, item in chunk:
+            result = _call(func, item)
+            try:
+                conn.send(("item", index, result))
+            except Exception as e:  # an unpicklable result fails that item, not the worker
+                conn.send(("item", index, Failed(f"result cannot be sent back: {type(e).__name__}: {e}")))
+        conn.send(("chunk-done", None, None))
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class _Worker:
+    def __init__(self, ctx, initializer, initargs):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs), daemon=True)
+        saved = {k: os.environ.get(k) for k in _WORKER_ENV}
+        os.environ.update(_WORKER_ENV)
+        try:
+            self.process.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()
+        self.ready = False
+        self.pending: deque[tuple[int, Any]] = deque()  # items sent and not yet reported, in run order
+
+    def stop(self, timeout: float = 5.0) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+class ProcessBackend:
+    """A pool of worker processes, each started and initialised once (see the module docstring).
+
+    Args:
+        n_jobs: workers; -1 for all usable cores.
+        initializer: a module-level function each worker runs once before any work (imports, logging, temp dir).
+        initargs: its arguments.
+        max_attempts: how many worker deaths one item may cause before it is recorded as failed.
+    """
+
+    name = "process"
+
+    def __init__(self, n_jobs: int = -1, initializer: Callable | None = None, initargs: tuple = (),
+                 max_attempts: int = 2):
+        self.n_jobs = effective_n_jobs(n_jobs)
+        self._initializer, self._initargs = initializer, initargs
+        self._max_attempts = max_attempts
+        # spawn: a worker starts from a clean interpreter, so no lock or thread state of the main process
+        # (a progress bar's thread, logging handlers) is copied into it half-held, as fork can do.
+        self._ctx = mp.get_context("spawn")
+        self._workers: list[_Worker] = []
+
+    def __enter__(self) -> "ProcessBackend":
+        self._workers = [self._start() for _ in range(self.n_jobs)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for w in self._workers:
+            w.stop(timeout=5.0 if exc[0] is None else 0.5)
+        self._workers = []
+
+    def _start(self) -> _Worker:
+        return _Worker(self._ctx, self._initializer, self._initargs)
+
+    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[tuple[int, Any]]:
+        queue: deque[Chunk] = deque(c for c in chunks if c)
+        deaths: dict[int, int] = {}
+        while queue or any(w.pending for w in self._workers):
+            for w in self._workers:
+                if w.ready and not w.pending and queue:
+                    chunk = queue.popleft()
+                    w.conn.send((func, chunk))
+                    w.pending.extend(chunk)
+            by_handle = {}
+            for w in self._workers:
+                by_handle[w.conn] = w
+                by_handle[w.process.sentinel] = w
+            for handle in wait(list(by_handle)):
+                w = by_handle[handle]
+                if w not in self._workers:  # replaced earlier in this round
+                    continue
+                yield from self._drain(w)
+                if not w.process.is_alive() and not w.conn.poll():
+                    yield from self._replace(w, queue, deaths)
+
+    def _drain(self, w: _Worker) -> Iterator[tuple[int, Any]]:
+        """Take every message the worker has sent so far."""
+        while True:
+            try:
+                if not w.conn.poll():
+                    return
+                kind, index, payload = w.conn.recv()
+            except (EOFError, OSError):
+                return
+            if kind == "ready":
+                w.ready = True
+            elif kind == "init-error":
+                raise BackendError(f"worker process {w.process.pid} could not start: {payload}")
+            elif kind == "item":
+                done_index, _ = w.pending.popleft()
+                assert done_index == index, (done_index, index)
+                yield index, payload
+
+    def _replace(self, w: _Worker, queue: deque, deaths: dict[int, int]) -> Iterator[tuple[int, Any]]:
+        """A worker died: charge the item it was on, requeue the rest of its chunk, start a fresh worker."""
+        w.process.join()
+        reason = _death_reason(w.process.exitcode)
+        w.conn.close()
+        self._workers.remove(w)
+        if not w.ready:
+            raise BackendError(f"worker process {w.process.pid} died while starting ({reason})")
+        rest = list(w.pending)
+        if rest:
+            index, _ = rest[0]
+            deaths[index] = deaths.get(index, 0) + 1
+            if deaths[index] >= self._max_attempts:
+                yield index, Failed(
+                    f"worker process died ({reason}) {deaths[index]} times while on this item; "
+                    "if it ran out of memory, try fewer --n-jobs",
+                    "worker-died",
+                )
+                rest = rest[1:]
+            if rest:
+                queue.appendleft(rest)
+        self._workers.append(self._start())
+
+
+BACKENDS = {"sequential": SequentialBackend, "process": ProcessBackend}
+
+
+def make_backend(name: str | None, n_jobs: int, initializer: Callable | None = None, initargs: tuple = ()):
+    """The backend for `name` ("sequential", "process"); None picks sequential for n_jobs=1, else process.
+
+    Use it as a context manager so workers are stopped on every path.
+    """
+    if name is None:
+        name = "sequential" if effective_n_jobs(n_jobs) == 1 else "process"
+    try:
+        cls = BACKENDS[name]
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}") from None
+    return cls(n_jobs=n_jobs, initializer=initializer, initargs=initargs)

@@ -1,0 +1,125 @@
+"""Run configuration: defaults and value checks, no I/O.
+
+`ModelOptions` is what a worker needs to fit one series; it is small and picklable. `ForecastConfig` is the
+whole run: input columns, model options, parallelism and outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+GROWTHS = ("linear", "flat")
+SEASONALITY_MODES = ("additive", "multiplicative")
+TOGGLES = ("auto", "on", "off")
+DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
+OUTPUT_FORMATS = ("parquet", "csv")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to fit and predict one series. Mirrors Prophet's own arguments where it has them."""
+
+    horizon: int = 28
+    freq: str | None = None
+    growth: str = "linear"
+    seasonality_mode: str = "additive"
+    yearly_seasonality: str = "auto"
+    weekly_seasonality: str = "auto"
+    daily_seasonality: str = "auto"
+    changepoint_prior_scale: float = 0.05
+    seasonality_prior_scale: float = 10.0
+    holidays: str | None = None
+    interval_width: float = 0.8
+    uncertainty_samples: int = 1000
+    non_negative: bool = False
+    include_history: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ConfigError(f"--horizon must be at least 1; got {self.horizon}")
+        _choice("--growth", self.growth, GROWTHS)
+        _choice("--seasonality-mode", self.seasonality_mode, SEASONALITY_MODES)
+        for name in ("yearly", "weekly", "daily"):
+            _choice(f"--{name}-seasonality", getattr(self, f"{name}_seasonality"), TOGGLES)
+        if not 0 < self.interval_width < 1:
+            raise ConfigError(f"--interval-width must be between 0 and 1; got {self.interval_width}")
+        if self.uncertainty_samples < 0:
+            raise ConfigError(f"--uncertainty-samples must be 0 or more; got {self.uncertainty_samples}")
+        for name in ("changepoint_prior_scale", "seasonality_prior_scale"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive; got {getattr(self, name)}")
+        if self.freq is not None:
+            import pandas as pd
+
+            try:
+                pd.tseries.frequencies.to_offset(self.freq)
+            except ValueError:
+                raise ConfigError(
+                    f"--freq {self.freq!r} is not a pandas frequency; use e.g. D, W-SUN, MS, h"
+                ) from None
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """One `forecast run`: where the table is, how to read it, how to fit, where to write.
+
+    Args:
+        id_cols: the column(s) whose values name a series, e.g. ("store", "item").
+        time_col: the timestamp column.
+        target_col: the value to forecast.
+        duplicates: what to do with repeated (key, time) rows: "error", or combine by "sum", "mean", "last".
+        model: the per-series model options.
+        n_jobs: worker processes; -1 all usable cores, 1 in-process (no pool).
+        chunks_per_job: chunks per worker; more chunks balance better, fewer cost less overhead.
+        out_dir: where outputs go; None means outputs/<UTC timestamp>.
+        overwrite: replace a finished run in out_dir.
+        output_format: "parquet" or "csv" for the forecasts table.
+        max_failed_frac: the share of failed series still accepted with exit code 0.
+    """
+
+    id_cols: tuple[str, ...] = ("unique_id",)
+    time_col: str = "ds"
+    target_col: str = "y"
+    duplicates: str = "error"
+    model: ModelOptions = field(default_factory=ModelOptions)
+    n_jobs: int = -1
+    # 4 chunks per worker: a long series in one chunk cannot leave a core idle for more than ~1/4 of its share,
+    # while the per-chunk overhead (one pickled message each way) stays negligible.
+    chunks_per_job: int = 4
+    out_dir: Path | None = None
+    overwrite: bool = False
+    output_format: str = "parquet"
+    max_failed_frac: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.id_cols:
+            raise ConfigError("at least one --id-col is needed")
+        cols = list(self.id_cols) + [self.time_col, self.target_col]
+        repeated = sorted({c for c in cols if cols.count(c) > 1})
+        if repeated:
+            raise ConfigError(f"column {repeated[0]!r} is given for more than one role (--id-col/--time-col/--target-col)")
+        _choice("--duplicates", self.duplicates, DUPLICATE_POLICIES)
+        _choice("--format", self.output_format, OUTPUT_FORMATS)
+        if self.n_jobs == 0:
+            raise ConfigError("--n-jobs must not be 0; use -1 for all cores or a positive count")
+        if self.chunks_per_job < 1:
+            raise ConfigError(f"chunks_per_job must be at least 1; got {self.chunks_per_job}")
+        if not 0 <= self.max_failed_frac <= 1:
+            raise ConfigError(f"--max-failed-frac must be between 0 and 1; got {self.max_failed_frac}")
+
+    def to_dict(self) -> dict:
+        """The configuration as plain JSON-ready values, for summary.json."""
+        d = dataclasses.asdict(self)
+        d["id_cols"] = list(self.id_cols)
+        d["out_dir"] = str(self.out_dir) if self.out_dir is not None else None
+        return d

@@ -1,0 +1,23 @@
+"""The library's exceptions. The CLI turns each into one `Error: ...` line and an exit code."""
+
+
+class ForecastError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(ForecastError):
+    """The input table cannot be used: missing file, bad column, bad value."""
+
+
+class ConfigError(ForecastError):
+    """An option has a value that cannot work, or options contradict each other."""
+
+
+class OutputExistsError(ConfigError):
+    """The output directory already holds a finished run."""
+
+
+class BackendError(ForecastError):
+    """The executor could not run the work at all (workers cannot start, cluster unreachable)."""

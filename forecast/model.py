@@ -1,0 +1,267 @@
+"""One Prophet model per series: check the series, fit, predict. Knows nothing about pools.
+
+`fit_series` never raises for a problem of its series: it returns a `SeriesResult` with status "failed", the stage
+("validate", "frequency", "fit", "predict") and the reason, so one series can never sink a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import ModelOptions
+
+_QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models", "prophet.forecaster")
+
+
+@dataclass
+class SeriesData:
+    """One series as plain arrays: its key (one value per id column), sorted timestamps and values."""
+
+    key: tuple
+    ds: np.ndarray  # datetime64[ns], ascending, unique
+    y: np.ndarray  # float64, NaN where missing
+
+
+@dataclass
+class SeriesResult:
+    """What fitting one series produced. Small and picklable; the forecast is kept as arrays."""
+
+    key: tuple
+    status: str  # "ok" or "failed"
+    n_obs: int
+    ds: np.ndarray = field(default_factory=lambda: np.array([], dtype="datetime64[ns]"))
+    yhat: np.ndarray = field(default_factory=lambda: np.array([]))
+    yhat_lower: np.ndarray = field(default_factory=lambda: np.array([]))
+    yhat_upper: np.ndarray = field(default_factory=lambda: np.array([]))
+    fit_seconds: float = 0.0
+    predict_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    worker: str = ""
+    stage: str = ""
+    error: str = ""
+
+
+class SeriesProblem(Exception):
+    """A problem of one series; carries the stage it was found at."""
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(reason)
+        self.stage = stage
+
+
+def quiet_logs() -> None:
+    """Silence cmdstanpy's and Prophet's chatter (per-fit INFO lines, the plotly notice, Newton fallbacks)."""
+    for name in _QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        # disabled survives the setLevel calls these libraries make at import; a handler of our own stops
+        # cmdstanpy from attaching its stderr handler (it only does so when the logger has none).
+        logger.disabled = True
+        logger.propagate = False
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+_worker_tmp: str | None = None
+
+
+def init_worker(tmp_root: str | None = None) -> None:
+    """Run once in each worker: a private temp dir, quiet loggers, Prophet imported.
+
+    cmdstanpy writes every fit's data, inits and outputs to a temp dir made at its import and never empties it;
+    over thousands of fits that grows /tmp without bound. Each worker therefore points TMPDIR at a directory of
+    its own (under `tmp_root`, which the run removes at the end, even for killed workers) before cmdstanpy is
+    imported, and `fit_series` empties it after every fit.
+    """
+    global _worker_tmp
+    quiet_logs()
+    if tmp_root is not None:
+        _worker_tmp = tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=tmp_root)
+        os.environ["TMPDIR"] = _worker_tmp
+        tempfile.tempdir = _worker_tmp
+    import cmdstanpy  # noqa: F401  (its temp dir is made now, inside ours)
+    import prophet  # noqa: F401
+
+    quiet_logs()  # again: importing them may have attached handlers and reset levels
+
+
+def _cmdstan_tmp() -> str | None:
+    try:
+        import cmdstanpy
+
+        return cmdstanpy._TMPDIR
+    except (ImportError, AttributeError):
+        return None
+
+
+def _remove_new_entries(directory: str | None, before: set[str]) -> None:
+    """Delete what a fit left in cmdstanpy's temp dir (its output dir, csv and json files)."""
+    if directory is None or not os.path.isdir(directory):
+        return
+    for name in set(os.listdir(directory)) - before:
+        path = os.path.join(directory, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def series_seed(seed: int, key: tuple) -> int:
+    """A 32-bit seed derived from (seed, series key) alone, so draws do not depend on workers or chunking."""
+    text = "\x1f".join([str(seed)] + [str(k) for k in key])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def infer_freq(ds: np.ndarray) -> str:
+    """The series' frequency as a pandas offset string.
+
+    pandas' own inference needs a perfectly regular index; real series have gaps (days without sales removed,
+    a missing week). When it gives up, the most common step is used if at least half the steps are that step.
+
+    Raises:
+        SeriesProblem: when no frequency can be told.
+    """
+    idx = pd.DatetimeIndex(ds)
+    if len(idx) >= 3:
+        freq = pd.infer_freq(idx)
+        if freq is not None:
+            return freq
+    steps = np.diff(idx.asi8)
+    if len(steps) == 0:
+        raise SeriesProblem("frequency", "a single timestamp: cannot infer the frequency; pass --freq")
+    values, counts = np.unique(steps, return_counts=True)
+    best = int(np.argmax(counts))
+    if counts[best] * 2 >= len(steps):
+        return pd.tseries.frequencies.to_offset(pd.Timedelta(int(values[best]), unit="ns")).freqstr
+    raise SeriesProblem(
+        "frequency",
+        f"cannot infer the frequency: the steps between timestamps vary ({len(values)} different); pass --freq",
+    )
+
+
+def _toggle(value: str) -> Any:
+    return {"auto": "auto", "on": True, "off": False}[value]
+
+
+def make_prophet(opts: ModelOptions):
+    """A new Prophet object for one series (Prophet refuses to fit the same object twice)."""
+    from prophet import Prophet
+
+    m = Prophet(
+        growth=opts.growth,
+        seasonality_mode=opts.seasonality_mode,
+        yearly_seasonality=_toggle(opts.yearly_seasonality),
+        weekly_seasonality=_toggle(opts.weekly_seasonality),
+        daily_seasonality=_toggle(opts.daily_seasonality),
+        changepoint_prior_scale=opts.changepoint_prior_scale,
+        seasonality_prior_scale=opts.seasonality_prior_scale,
+        interval_width=opts.interval_width,
+        uncertainty_samples=opts.uncertainty_samples,
+    )
+    if opts.holidays:
+        m.add_country_holidays(country_name=opts.holidays)
+    return m
+
+
+def check_options(opts: ModelOptions) -> None:
+    """Checks that need Prophet's dependencies, run once before any worker starts.
+
+    Raises:
+        ConfigError: for an unknown --holidays country.
+    """
+    from .errors import ConfigError
+
+    if opts.holidays:
+        import holidays
+
+        supported = holidays.list_supported_countries()
+        if opts.holidays not in supported:
+            import difflib
+
+            close = difflib.get_close_matches(opts.holidays.upper(), list(supported), n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; use an ISO country code such as US, GB, DE"
+            raise ConfigError(f"--holidays {opts.holidays!r} is not a country the holidays package knows{hint}")
+
+
+def _validate(series: SeriesData) -> pd.DataFrame:
+    y = series.y
+    if np.isinf(y).any():
+        raise SeriesProblem("validate", f"y has {int(np.isinf(y).sum())} infinite value(s); replace or drop them")
+    ok = ~np.isnan(y)
+    n = int(ok.sum())
+    if n == 0:
+        raise SeriesProblem("validate", f"all {len(y)} values are missing")
+    if n < 2:
+        raise SeriesProblem("validate", "fewer than 2 non-missing values (found 1); Prophet needs at least 2")
+    return pd.DataFrame({"ds": series.ds[ok], "y": y[ok]})
+
+
+def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
+    """Fit one Prophet model to one series and forecast `opts.horizon` steps past its last timestamp.
+
+    Args:
+        series: the series.
+        opts: model options.
+
+    Returns:
+        A SeriesResult, with status "failed" and the stage and reason for a problem of this series.
+    """
+    result = SeriesResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()),
+                          worker=f"{socket.gethostname()}:{os.getpid()}")
+    cpu0 = os.times()
+    stage = "validate"
+    tmp = _cmdstan_tmp()
+    before = set(os.listdir(tmp)) if tmp and os.path.isdir(tmp) else set()
+    try:
+        df = _validate(series)
+        stage = "frequency"
+        freq = opts.freq or infer_freq(series.ds)
+        stage = "fit"
+        t0 = time.perf_counter()
+        m = make_prophet(opts)
+        m.fit(df)
+        result.fit_seconds = time.perf_counter() - t0
+        stage = "predict"
+        t0 = time.perf_counter()
+        last = pd.Timestamp(series.ds[-1])
+        future = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:]
+        if opts.include_history:
+            future = pd.DatetimeIndex(series.ds).append(future)
+        if opts.seed is not None:
+            np.random.seed(series_seed(opts.seed, series.key))
+        fc = m.predict(pd.DataFrame({"ds": future}))
+        result.predict_seconds = time.perf_counter() - t0
+        yhat = fc["yhat"].to_numpy(dtype=float)
+        nan = np.full(len(fc), np.nan)
+        lower = fc["yhat_lower"].to_numpy(dtype=float) if "yhat_lower" in fc else nan
+        upper = fc["yhat_upper"].to_numpy(dtype=float) if "yhat_upper" in fc else nan
+        if opts.non_negative:
+            yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
+        result.ds = fc["ds"].to_numpy(dtype="datetime64[ns]")
+        result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
+        result.status = "ok"
+    except SeriesProblem as e:
+        result.stage, result.error = e.stage, str(e)
+    except Exception as e:  # Prophet/Stan failing on this series' data: record it, go on with the rest
+        result.stage, result.error = stage, f"{type(e).__name__}: {e}".splitlines()[0]
+    finally:
+        _remove_new_entries(tmp, before)
+    cpu1 = os.times()
+    result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
+    return result

@@ -1,0 +1,60 @@
+"""Run-level timing: wall and CPU clocks for the run and its stages, and the figures derived from per-series times.
+
+Per-series seconds are measured inside the workers (model.py) and only added up here.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (workers, and the Stan processes they waited for)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Clock:
+    """Wall and CPU time of a run, with named stages: `with clock.stage("read"): ...`."""
+
+    def __init__(self) -> None:
+        self._wall0 = time.perf_counter()
+        self._cpu0 = cpu_seconds()
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t0
+
+    @property
+    def wall(self) -> float:
+        return time.perf_counter() - self._wall0
+
+    @property
+    def cpu(self) -> float:
+        return cpu_seconds() - self._cpu0
+
+
+def throughput(n_series: int, task_seconds: float, wall_seconds: float, n_jobs: int) -> dict[str, float]:
+    """series_per_second, speedup (work done per second of wall time) and parallel_efficiency (speedup per job)."""
+    wall = max(wall_seconds, 1e-9)
+    speedup = task_seconds / wall
+    return {
+        "series_per_second": n_series / wall,
+        "speedup": speedup,
+        "parallel_efficiency": speedup / max(n_jobs, 1),
+    }
+
+
+def slowest(keys: Sequence[tuple], seconds: Sequence[float], id_cols: Sequence[str], n: int = 5) -> list[dict]:
+    """The n series that took longest, as {id_col: value, ..., "seconds": s}."""
+    order = sorted(range(len(keys)), key=lambda i: -seconds[i])[:n]
+    return [dict(zip(id_cols, (str(v) for v in keys[i])), seconds=round(seconds[i], 4)) for i in order]
