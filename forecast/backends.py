@@ -182,7 +182,7 @@ class ProcessBackend:
                 if w not in self._workers:  # replaced earlier in this round
                     continue
                 yield from self._drain(w)
-                if not w.process.is_alive() and not w.conn.poll():
+                if not w.process.is_alive():
                     yield from self._replace(w, queue, deaths)
 
     def _drain(self, w: _Worker) -> Iterator[tuple[int, Any]]:
@@ -206,6 +206,7 @@ class ProcessBackend:
     def _replace(self, w: _Worker, queue: deque, deaths: dict[int, int]) -> Iterator[tuple[int, Any]]:
         """A worker died: charge the item it was on, requeue the rest of its chunk, start a fresh worker."""
         w.process.join()
+        yield from self._drain(w)  # what it sent just before dying is still in the pipe
         reason = _death_reason(w.process.exitcode)
         w.conn.close()
         self._workers.remove(w)

@@ -47,11 +47,12 @@ def _columns(path: Path, kind: str) -> list[str]:
     return list(pd.read_csv(path, nrows=0).columns)
 
 
-def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str]) -> pd.DataFrame:
+def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], time_col: str) -> pd.DataFrame:
     if kind == "parquet":
         return pd.read_parquet(path, columns=columns)
-    # Keys are labels: read them as text so codes such as 00123 keep their zeros.
-    dtype = {c: "string" for c in id_cols}
+    # Keys are labels: read them as text so codes such as 00123 keep their zeros. Times are read as text and
+    # parsed here, so a UTC offset keeps its local wall time as it does in Parquet (the CSV parser turns it to UTC).
+    dtype = {c: "string" for c in list(id_cols) + [time_col]}
     try:
         return pd.read_csv(path, usecols=columns, dtype=dtype, engine="pyarrow")
     except Exception:  # the pyarrow parser is fast but strict; the C parser reads what it refuses
@@ -171,7 +172,7 @@ def read_table(path: Path, id_cols: Sequence[str], time_col: str, target_col: st
             if col not in found:
                 raise _missing_column(path, role, flag, col, found)
     try:
-        raw = _read(path, kind, id_cols + [time_col, target_col], id_cols)
+        raw = _read(path, kind, id_cols + [time_col, target_col], id_cols, time_col)
     except Exception as e:
         raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
     raw = raw.reset_index(drop=True)

@@ -71,8 +71,9 @@ def quiet_logs() -> None:
         logger.propagate = False
         if not logger.handlers:
             logger.addHandler(logging.NullHandler())
+    # pandas deprecation notices about Prophet's own code: nothing a user of forecast can act on
+    warnings.filterwarnings("ignore", module=r"prophet(\.|$)")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 _worker_tmp: str | None = None
@@ -137,22 +138,33 @@ def infer_freq(ds: np.ndarray) -> str:
     Raises:
         SeriesProblem: when no frequency can be told.
     """
-    idx = pd.DatetimeIndex(ds)
+    idx = pd.DatetimeIndex(ds).as_unit("ns")
     if len(idx) >= 3:
-        freq = pd.infer_freq(idx)
+        with warnings.catch_warnings():  # pandas 3 announces a change of return type; both are handled
+            warnings.simplefilter("ignore")
+            freq = pd.infer_freq(idx)
         if freq is not None:
-            return freq
+            return getattr(freq, "freqstr", freq)
     steps = np.diff(idx.asi8)
     if len(steps) == 0:
         raise SeriesProblem("frequency", "a single timestamp: cannot infer the frequency; pass --freq")
     values, counts = np.unique(steps, return_counts=True)
     best = int(np.argmax(counts))
     if counts[best] * 2 >= len(steps):
-        return pd.tseries.frequencies.to_offset(pd.Timedelta(int(values[best]), unit="ns")).freqstr
+        return _step_to_freq(int(values[best]))
     raise SeriesProblem(
         "frequency",
         f"cannot infer the frequency: the steps between timestamps vary ({len(values)} different); pass --freq",
     )
+
+
+def _step_to_freq(step_ns: int) -> str:
+    """A fixed step in nanoseconds as the largest whole unit: 86400e9 -> "D", 2 hours -> "2h"."""
+    for unit, ns in (("D", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9), ("s", 10**9)):
+        if step_ns % ns == 0:
+            n = step_ns // ns
+            return unit if n == 1 else f"{n}{unit}"
+    return f"{step_ns}ns"
 
 
 def _toggle(value: str) -> Any:

@@ -1,0 +1,43 @@
+"""Tiny module-level functions for testing the chunk-and-map core without Prophet (workers import them)."""
+
+import os
+import signal
+from pathlib import Path
+
+
+def add_one(x):
+    return x + 1
+
+
+def raise_on_7(x):
+    if x == 7:
+        raise ValueError("seven is not allowed")
+    return x * 10
+
+
+def kill_once(item):
+    """item = (value, marker): the first call with a marker path kills its own process, the second returns."""
+    value, marker = item
+    if marker is not None and not Path(marker).exists():
+        Path(marker).write_text("killed")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value
+
+
+def kill_always(item):
+    value, doomed = item
+    if doomed:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value
+
+
+
+def failing_init():
+    raise ImportError("no module named prophet_for_test")
+
+
+def sleep_then_pid(seconds):
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()

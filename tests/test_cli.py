@@ -1,0 +1,133 @@
+"""`forecast run` end to end through typer's CliRunner, with real Prophet fits and real files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_table
+from forecast.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, ["run", *map(str, args)])
+
+
+def test_run_writes_the_four_files_with_composite_keys(tmp_path, write_csv):
+    path = write_csv(make_table(n_series=4, days=90, id_cols=("store", "item")).rename(columns={"ds": "date"}))
+    out = tmp_path / "out"
+    result = run(path, "--id-col", "store", "--id-col", "item", "--time-col", "date", "--horizon", 7,
+                 "--n-jobs", 2, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "forecasts.parquet", "summary.json", "timings.csv"]
+    forecasts = pd.read_parquet(out / "forecasts.parquet")
+    assert list(forecasts.columns) == ["store", "item", "ds", "yhat", "yhat_lower", "yhat_upper"]
+    assert len(forecasts) == 4 * 7
+    assert forecasts.groupby(["store", "item"]).size().tolist() == [7] * 4
+    assert forecasts["ds"].min() == pd.Timestamp("2024-01-01") + pd.Timedelta(days=90)
+    timings = pd.read_csv(out / "timings.csv")
+    assert list(timings.columns) == ["store", "item", "n_obs", "status", "fit_seconds", "predict_seconds",
+                                     "cpu_seconds", "worker", "error"]
+    assert (timings["status"] == "ok").all() and (timings["fit_seconds"] > 0).all()
+    assert timings["worker"].nunique() == 2  # both workers did work
+    assert list(pd.read_csv(out / "errors.csv").columns) == ["store", "item", "stage", "reason"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok"
+    assert (summary["series_total"], summary["series_ok"], summary["series_failed"]) == (4, 4, 0)
+    assert summary["n_jobs"] == 2 and summary["rows"] == 360
+    for key in ("wall_seconds", "cpu_seconds", "series_per_second", "task_seconds", "speedup",
+                "parallel_efficiency"):
+        assert summary[key] > 0
+    assert set(summary["stage_seconds"]) == {"read", "fit_predict", "write"}
+    assert summary["config"]["model"]["horizon"] == 7
+    assert "series/s" in result.stdout and str(out) in result.stdout
+
+
+def test_one_broken_series_does_not_sink_the_run(tmp_path, write_csv):
+    frame = make_table(n_series=3, days=60)
+    frame.loc[frame["unique_id"] == "S1", "y"] = np.nan
+    out = tmp_path / "out"
+    result = run(write_csv(frame), "--horizon", 5, "--n-jobs", 1, "--out", out, "--format", "csv")
+    assert result.exit_code == 3, result.output
+    forecasts = pd.read_csv(out / "forecasts.csv")
+    assert sorted(forecasts["unique_id"].unique()) == ["S0", "S2"]
+    errors = pd.read_csv(out / "errors.csv")
+    assert errors.to_dict("records") == [{"unique_id": "S1", "stage": "validate", "reason": "all 60 values are missing"}]
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed"
+    again = run(write_csv(frame), "--horizon", 5, "--n-jobs", 1, "--out", tmp_path / "o2", "--max-failed-frac", 0.5)
+    assert again.exit_code == 0
+
+
+def test_same_seed_gives_identical_forecasts_with_one_and_two_jobs(tmp_path, table_csv):
+    outs = []
+    for n_jobs in (1, 2):
+        out = tmp_path / f"jobs{n_jobs}"
+        result = run(table_csv, "--horizon", 5, "--seed", 11, "--n-jobs", n_jobs, "--out", out, "-q",
+                     "--uncertainty-samples", 200)
+        assert result.exit_code == 0, result.output
+        outs.append(pd.read_parquet(out / "forecasts.parquet"))
+    pd.testing.assert_frame_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("content,args,message", [
+    (None, [], "no such file"),
+    ("unique_id,date,y\nA,2024-01-01,1\n", [], "time column 'ds' not found; columns are: unique_id, date, y"),
+    ("unique_id,ds,y\nA,2024-01-01,abc\n", [], "column 'y' has a value that is not a number: 'abc' at row 1"),
+    ("unique_id,ds,y\nA,2024-13-45,1\n", [], "column 'ds' has a value that is not a time: '2024-13-45' at row 1"),
+    ("unique_id,ds,y\nA,2024-01-01,1\nA,2024-01-01,2\n", [], "1 duplicate (unique_id, ds) row(s)"),
+    ("unique_id,ds,y\n", [], "the table has no data rows"),
+    ("unique_id,ds,y\nA,2024-01-01,1\n", ["--holidays", "XX"], "--holidays 'XX' is not a country"),
+    ("unique_id,ds,y\nA,2024-01-01,1\n", ["--freq", "fortnightly"], "--freq 'fortnightly' is not a pandas frequency"),
+])
+def test_bad_input_is_one_line_exit_1_and_nothing_written(tmp_path, content, args, message):
+    path = tmp_path / "in.csv"
+    if content is not None:
+        path.write_text(content)
+    out = tmp_path / "out"
+    result = run(path, "--horizon", 3, "--out", out, *args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_finished_run_is_not_overwritten_without_overwrite(tmp_path, table_csv):
+    out = tmp_path / "out"
+    assert run(table_csv, "--horizon", 2, "--n-jobs", 1, "--out", out, "-q").exit_code == 0
+    before = (out / "summary.json").read_text()
+    result = run(table_csv, "--horizon", 2, "--n-jobs", 1, "--out", out, "-q")
+    assert result.exit_code == 1
+    assert "holds a finished run (summary.json); pass --overwrite" in result.stderr
+    assert (out / "summary.json").read_text() == before
+    assert run(table_csv, "--horizon", 2, "--n-jobs", 1, "--out", out, "-q", "--overwrite").exit_code == 0
+
+
+def test_usage_errors_exit_2(table_csv):
+    assert run(table_csv).exit_code == 2  # --horizon missing
+    assert run(table_csv, "--horizon", 0).exit_code == 2
+    assert run(table_csv, "--horizon", 3, "--growth", "exponential").exit_code == 2
+
+
+def test_every_command_has_help_with_an_example():
+    for name in ("run", "version"):
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0
+        assert "Example: forecast " + name in " ".join(result.output.split())
+    assert "Exit codes" in runner.invoke(app, ["run", "--help"]).output
+
+
+def test_python_dash_m_forecast_runs_and_is_quiet_under_cron(tmp_path, table_csv):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "forecast", "run", str(table_csv), "--horizon", "3", "--out",
+                           str(out), "--n-jobs", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # not a terminal: a few plain progress lines, nothing from cmdstanpy or Prophet
+    assert all(line.startswith("progress: ") for line in proc.stderr.splitlines()), proc.stderr
+    assert "series ok" in proc.stdout

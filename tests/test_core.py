@@ -1,0 +1,102 @@
+"""The chunk-and-map core and its backends, with tiny fake functions instead of Prophet."""
+
+import pytest
+
+import fakes
+from forecast.backends import ProcessBackend, SequentialBackend, make_backend
+from forecast.core import Failed, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
+from forecast.errors import BackendError
+
+
+@pytest.mark.parametrize("n_items,n_chunks", [(0, 4), (1, 1), (1, 8), (10, 3), (10, 10), (5, 50), (100, 7)])
+def test_every_item_exactly_once_and_no_empty_chunk(n_items, n_chunks):
+    chunks = split_into_chunks([1.0 + i % 3 for i in range(n_items)], n_chunks)
+    flat = sorted(i for c in chunks for i in c)
+    assert flat == list(range(n_items))
+    assert all(chunks)
+    assert len(chunks) == min(n_chunks, n_items)
+
+
+def test_chunks_are_balanced_by_weight():
+    # one long series and many short ones: a count-based split would put the long one beside many others
+    weights = [1000] + [10] * 100
+    chunks = split_into_chunks(weights, 4)
+    totals = sorted(sum(weights[i] for i in c) for c in chunks)
+    assert chunks[0] == [0]  # the heavy item alone, handed out first
+    assert totals[-1] == 1000
+    assert totals[1] - totals[0] <= 10  # the short ones spread evenly over the other chunks
+
+
+def test_effective_n_jobs():
+    assert effective_n_jobs(3) == 3
+    assert effective_n_jobs(-1) == usable_cores()
+    assert effective_n_jobs(-100) == 1
+    with pytest.raises(ValueError):
+        effective_n_jobs(0)
+
+
+@pytest.mark.parametrize("chunks_per_job", [1, 3, 100])
+def test_process_equals_sequential_in_input_order(chunks_per_job):
+    items = list(range(23))
+    weights = [(i * 7) % 5 + 1 for i in items]
+    with SequentialBackend() as seq:
+        expected = map_chunks(fakes.add_one, items, seq, weights=weights, chunks_per_job=chunks_per_job)
+    with ProcessBackend(n_jobs=2) as pool:
+        got = map_chunks(fakes.add_one, items, pool, weights=weights, chunks_per_job=chunks_per_job)
+    assert got == expected == [i + 1 for i in items]
+
+
+def test_work_is_spread_over_workers():
+    with ProcessBackend(n_jobs=2) as pool:
+        pids = map_chunks(fakes.sleep_then_pid, [0.3] * 8, pool, chunks_per_job=4)
+    assert len(set(pids)) == 2
+
+
+@pytest.mark.parametrize("backend", [SequentialBackend, ProcessBackend])
+def test_one_item_raising_fails_only_that_item(backend):
+    with backend(n_jobs=2) as b:
+        results = map_chunks(fakes.raise_on_7, list(range(10)), b)
+    assert results[7] == Failed("ValueError: seven is not allowed", "error")
+    assert [r for i, r in enumerate(results) if i != 7] == [i * 10 for i in range(10) if i != 7]
+
+
+def test_progress_reports_every_item():
+    seen = []
+    with SequentialBackend() as b:
+        map_chunks(fakes.add_one, [1, 2, 3], b, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_killed_worker_item_is_retried_on_a_fresh_worker(tmp_path):
+    marker = tmp_path / "killed-once"
+    items = [(i, str(marker) if i == 5 else None) for i in range(12)]
+    with ProcessBackend(n_jobs=2) as pool:
+        results = map_chunks(fakes.kill_once, items, pool, chunks_per_job=2)
+    assert marker.exists()  # a worker really was killed
+    assert results == list(range(12))
+
+
+def test_item_that_kills_its_worker_twice_is_recorded_as_failed():
+    items = [(i, i == 3) for i in range(10)]
+    with ProcessBackend(n_jobs=2) as pool:
+        results = map_chunks(fakes.kill_always, items, pool, chunks_per_job=1)
+    assert isinstance(results[3], Failed)
+    assert results[3].kind == "worker-died"
+    assert "SIGKILL" in results[3].reason and "2 times" in results[3].reason
+    assert [r for i, r in enumerate(results) if i != 3] == [i for i in range(10) if i != 3]
+
+
+def test_workers_that_cannot_start_give_a_clear_error():
+    with pytest.raises(BackendError, match="could not start: ImportError: no module named prophet_for_test"):
+        with ProcessBackend(n_jobs=2, initializer=fakes.failing_init) as pool:
+            map_chunks(fakes.add_one, [1, 2], pool)
+
+
+def test_unknown_backend():
+    with pytest.raises(BackendError, match="unknown backend 'gpu'; expected one of sequential, process"):
+        make_backend("gpu", 2)
+
+
+def test_make_backend_picks_sequential_for_one_job():
+    assert isinstance(make_backend(None, 1), SequentialBackend)
+    assert isinstance(make_backend(None, 2), ProcessBackend)

@@ -1,0 +1,143 @@
+"""Reading and checking the long table: every table-level error names file, column, value and row."""
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_table
+from forecast.errors import InputError, OutputExistsError
+from forecast.io import prepare_out_dir, read_table, split_series
+
+
+def read(path, id_cols=("unique_id",), time_col="ds", target_col="y", duplicates="error"):
+    return read_table(path, id_cols, time_col, target_col, duplicates)
+
+
+def test_reads_csv_gzip_and_parquet_alike(tmp_path):
+    frame = make_table(n_series=3, days=10)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with gzip.open(tmp_path / "t.csv.gz", "wt") as f:
+        frame.to_csv(f, index=False)
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    tables = [read(tmp_path / name)[0] for name in ("t.csv", "t.csv.gz", "t.parquet")]
+    for table in tables:
+        assert list(table.columns) == ["unique_id", "ds", "y"]
+        assert len(table) == 30
+        np.testing.assert_allclose(table["y"].to_numpy(), frame["y"].to_numpy())
+        assert (table["ds"].to_numpy() == frame["ds"].to_numpy()).all()
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match=r"nope\.csv: no such file$"):
+        read(tmp_path / "nope.csv")
+
+
+def test_empty_file_and_empty_table(write_csv):
+    with pytest.raises(InputError, match=r"empty\.csv: the file is empty$"):
+        read(write_csv("", "empty.csv"))
+    with pytest.raises(InputError, match=r"header\.csv: the table has no data rows$"):
+        read(write_csv("unique_id,ds,y\n", "header.csv"))
+
+
+def test_unreadable_parquet(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match=r"broken\.parquet: cannot read as parquet: "):
+        read(path)
+
+
+def test_unknown_extension(tmp_path):
+    path = tmp_path / "table.xlsx"
+    path.write_bytes(b"x")
+    with pytest.raises(InputError, match=r"unknown file type; expected \.csv, \.csv\.gz or \.parquet"):
+        read(path)
+
+
+def test_missing_column_lists_columns_and_suggests_closest(write_csv):
+    path = write_csv("series_id,date,sales\nA,2024-01-01,1\n")
+    with pytest.raises(InputError) as e:
+        read(path, id_cols=("series_id",), time_col="date", target_col="sale")
+    assert str(e.value) == (
+        f"{path}: target column 'sale' not found; columns are: series_id, date, sales; "
+        "did you mean 'sales'? pass --target-col sales"
+    )
+
+
+def test_time_value_that_does_not_parse(write_csv):
+    path = write_csv("unique_id,ds,y\nA,2024-01-01,1\nA,2024-01-02,2\nA,yesterday,3\n")
+    with pytest.raises(InputError) as e:
+        read(path)
+    assert str(e.value) == (
+        f"{path}: column 'ds' has a value that is not a time: 'yesterday' at row 3 (1 such row(s)); "
+        "use ISO dates such as 2024-01-31"
+    )
+
+
+def test_non_numeric_target_but_blanks_and_na_are_missing(write_csv):
+    path = write_csv("unique_id,ds,y\nA,2024-01-01,1\nA,2024-01-02,\nA,2024-01-03,NA\nA,2024-01-04,abc\n")
+    with pytest.raises(InputError) as e:
+        read(path)
+    assert str(e.value) == (
+        f"{path}: column 'y' has a value that is not a number: 'abc' at row 4 (1 such row(s)); "
+        "leave a blank cell for a missing value"
+    )
+    ok = write_csv("unique_id,ds,y\nA,2024-01-01,1\nA,2024-01-02,\nA,2024-01-03,NA\n", "ok.csv")
+    table, _ = read(ok)
+    assert table["y"].isna().tolist() == [False, True, True]
+
+
+def test_duplicates_are_an_error_with_count_and_example(write_csv):
+    path = write_csv("store,item,ds,y\n1,a,2024-01-01,1\n1,a,2024-01-01,2\n1,b,2024-01-01,3\n")
+    with pytest.raises(InputError) as e:
+        read(path, id_cols=("store", "item"))
+    assert str(e.value) == (
+        f"{path}: 1 duplicate (store, item, ds) row(s), e.g. store=1, item=a, ds=2024-01-01 00:00:00; "
+        "pass --duplicates sum, mean or last to combine them"
+    )
+
+
+@pytest.mark.parametrize("policy,expected", [("sum", 3.0), ("mean", 1.5), ("last", 2.0)])
+def test_duplicates_combined_by_policy(write_csv, policy, expected):
+    path = write_csv("unique_id,ds,y\nA,2024-01-01,1\nA,2024-01-01,2\nA,2024-01-02,5\n")
+    table, _ = read(path, duplicates=policy)
+    assert table.sort_values("ds")["y"].tolist() == [expected, 5.0]
+
+
+def test_timezone_aware_times_are_made_naive_and_said(write_csv):
+    path = write_csv("unique_id,ds,y\nA,2024-01-01T10:00:00+02:00,1\nA,2024-01-02T10:00:00+02:00,2\n")
+    table, notes = read(path)
+    assert table["ds"].dt.tz is None
+    assert table["ds"].iloc[0] == pd.Timestamp("2024-01-01 10:00:00")
+    assert len(notes) == 1 and "timezone" in notes[0] and "naive" in notes[0]
+
+
+def test_empty_key_is_an_error(write_csv):
+    path = write_csv("unique_id,ds,y\nA,2024-01-01,1\n,2024-01-02,2\n")
+    with pytest.raises(InputError, match=r"id column 'unique_id' is empty at row 2"):
+        read(path)
+
+
+def test_keys_keep_leading_zeros_and_composite_keys_stay_separate(write_csv):
+    path = write_csv("store,item,ds,y\n007,0012,2024-01-01,1\n007,0012,2024-01-02,2\n008,0012,2024-01-01,3\n")
+    table, _ = read(path, id_cols=("store", "item"))
+    series = split_series(table, ["store", "item"])
+    assert [s.key for s in series] == [("007", "0012"), ("008", "0012")]
+
+
+def test_split_series_sorts_by_key_then_time(write_csv):
+    frame = make_table(n_series=3, days=5).sample(frac=1, random_state=1)  # shuffled rows
+    table, _ = read(write_csv(frame))
+    series = split_series(table, ["unique_id"])
+    assert [s.key for s in series] == [("S0",), ("S1",), ("S2",)]
+    for s in series:
+        assert (np.diff(s.ds.astype("int64")) > 0).all()
+        assert len(s.y) == 5
+
+
+def test_out_dir_with_a_finished_run_is_refused(tmp_path):
+    (tmp_path / "summary.json").write_text('{"status": "ok"}')
+    with pytest.raises(OutputExistsError, match="holds a finished run .*pass --overwrite"):
+        prepare_out_dir(tmp_path, overwrite=False)
+    prepare_out_dir(tmp_path, overwrite=True)
