@@ -136,7 +136,7 @@ def run(
     except ForecastError as e:
         raise _fail(e) from None
     except KeyboardInterrupt:
-        typer.echo("Interrupted before any series was fitted; nothing written.", err=True)
+        typer.echo("Interrupted.", err=True)
         raise typer.Exit(code=130) from None
     _report(result)
     raise typer.Exit(code=result.exit_code)

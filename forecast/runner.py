@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 from . import __version__
 from .backends import make_backend
 from .config import ForecastConfig
-from .core import Failed, MapInterrupted, map_chunks, split_into_chunks, usable_cores
+from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, prepare_out_dir, read_table, split_series,
                  timings_frame, write_json, write_table)
 from .model import SeriesResult, check_options, fit_series, init_worker
@@ -108,17 +108,19 @@ def run_forecast(
     tmp_root = tempfile.mkdtemp(prefix="forecast-")
     try:
         with clock.stage("fit_predict"), _sigterm_as_interrupt():
-            in_process = config.n_jobs == 1
-            initargs = (None,) if in_process else (tmp_root,)
-            with make_backend(None, config.n_jobs, init_worker, initargs) as backend:
-                n_jobs = backend.n_jobs
-                chunks = split_into_chunks([len(s.ds) for s in series], n_jobs * config.chunks_per_job)
-                func = partial(fit_series, opts=config.model)
-                try:
+            n_jobs = effective_n_jobs(config.n_jobs)
+            # in-process work must not point this process's TMPDIR at a directory removed after the run
+            initargs = (None,) if n_jobs == 1 else (tmp_root,)
+            chunks = split_into_chunks([len(s.ds) for s in series], n_jobs * config.chunks_per_job)
+            func = partial(fit_series, opts=config.model)
+            try:
+                # the interrupt is caught outside the backend's block, so the backend sees it and stops its
+                # workers at once instead of waiting for their chunks
+                with make_backend(None, n_jobs, init_worker, initargs) as backend:
                     outcomes = map_chunks(func, series, backend, chunks=chunks, progress=progress)
-                except MapInterrupted as e:
-                    status = "interrupted"
-                    outcomes = [e.partial.get(i) for i in range(len(series))]
+            except MapInterrupted as e:
+                status = "interrupted"
+                outcomes = [e.partial.get(i) for i in range(len(series))]
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
