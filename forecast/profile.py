@@ -24,7 +24,6 @@ _HOUR = 3_600 * 10**9
 _MONTH, _QUARTER, _YEAR = -1, -3, -12
 _CALENDAR = ((28, 31, _MONTH), (89, 92, _QUARTER), (365, 366, _YEAR))
 _LABELS = {_DAY: "D", 7 * _DAY: "W", _MONTH: "M", _QUARTER: "Q", _YEAR: "Y", _HOUR: "h"}
-_BIG = np.iinfo(np.int64).max
 # The rules in the order their reason is reported: skips first, then the reasons to fall back.
 RULES = (("empty", "skip"), ("frequency", "skip"), ("stale", "skip"), ("new", "fallback"),
          ("intermittent", "fallback"), ("gappy", "fallback"), ("negative", "fallback"), ("constant", "fallback"))
@@ -41,37 +40,75 @@ def _label(step: int) -> str:
     return f"{step}ns"
 
 
+def _codes_if_sorted(table: pd.DataFrame, id_cols: list[str]) -> np.ndarray | None:
+    """Series codes by comparing neighbouring keys, when the rows are already in key order; else None.
+
+    Tables usually come sorted by key. Comparing neighbours in Arrow costs a fraction of hashing every key
+    (groupby), and gives the same codes as groupby(sort=True).ngroup() on a sorted table.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(table)
+    ascending, equal = np.zeros(n - 1, dtype=bool), np.ones(n - 1, dtype=bool)
+    try:
+        for col in id_cols:
+            a = pa.array(table[col])
+            before, after = a[:-1], a[1:]
+            lt = pc.less(before, after).to_numpy(zero_copy_only=False)
+            eq = pc.equal(before, after).to_numpy(zero_copy_only=False)
+            ascending |= equal & lt
+            equal &= eq
+    except (pa.ArrowException, TypeError, ValueError):  # e.g. mixed-type or dictionary keys: let groupby decide
+        return None
+    if not (ascending | equal).all():
+        return None
+    return np.r_[0, np.cumsum(~equal)]
+
+
 def _sorted_arrays(table: pd.DataFrame, id_cols: list[str]):
-    """Codes, ds (int64 ns), y of the table in (key, time) order, the start of each series, and its key rows."""
-    codes = table.groupby(id_cols, sort=True, observed=True, dropna=False).ngroup().to_numpy()
+    """ds (int64 ns) and y in (key, time) order, the first row of each series, its key values, and the steps
+    between consecutive rows (np.diff of ds, so the last row of a series holds the step into the next one)."""
+    codes = _codes_if_sorted(table, id_cols) if len(table) > 1 else None
+    if codes is None:
+        codes = table.groupby(id_cols, sort=True, observed=True, dropna=False).ngroup().to_numpy()
     ds = table["ds"].to_numpy(dtype="datetime64[ns]").view("int64")
     y = table["y"].to_numpy(dtype=float)
-    ordered = bool(np.all((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (ds[1:] > ds[:-1]))))
-    order = np.arange(len(codes)) if ordered else np.lexsort((ds, codes))
-    if not ordered:
+    dcode, step = np.diff(codes), np.diff(ds)
+    # read_table's output is often already in order: check it (two passes) rather than sort (many)
+    ordered = bool((dcode >= 0).all() and ((dcode > 0) | (step > 0)).all())
+    if ordered:
+        order = None
+    else:
+        order = np.lexsort((ds, codes))
         codes, ds, y = codes[order], ds[order], y[order]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    keys = table[id_cols].iloc[order[starts]].reset_index(drop=True)
-    return ds, y, starts, keys
+        dcode, step = np.diff(codes), np.diff(ds)
+    starts = np.r_[0, np.flatnonzero(dcode) + 1]
+    first_rows = starts if order is None else order[starts]
+    keys = table[id_cols].iloc[first_rows].reset_index(drop=True)
+    return ds, y, starts, keys, np.r_[step, 0]
 
 
-def _modal_steps(step: np.ndarray, gid: np.ndarray, n_series: int, irregular: np.ndarray):
+def _modal_steps(step: np.ndarray, starts: np.ndarray, n_rows: np.ndarray, irregular: np.ndarray):
     """Most common step and its share for the series flagged irregular (ties: the smallest step)."""
+    n_series = len(starts)
     mode = np.zeros(n_series, dtype=np.int64)
     share = np.ones(n_series)
-    pick = irregular[gid]
-    g, s = gid[pick], step[pick]
-    if len(g) == 0:
+    series = np.flatnonzero(irregular)
+    if len(series) == 0:
         return mode, share
+    lengths = n_rows[series] - 1  # the steps inside each irregular series
+    g = np.repeat(series, lengths)
+    offset = np.arange(len(g)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    s = step[np.repeat(starts[series], lengths) + offset]
     order = np.lexsort((s, g))
     g, s = g[order], s[order]
     run = np.flatnonzero(np.r_[True, (g[1:] != g[:-1]) | (s[1:] != s[:-1])])
     run_g, run_s, run_n = g[run], s[run], np.diff(np.r_[run, len(g)])
     best = np.lexsort((run_s, -run_n, run_g))
     first = best[np.r_[True, run_g[best][1:] != run_g[best][:-1]]]
-    totals = np.bincount(g, minlength=n_series)
     mode[run_g[first]] = run_s[first]
-    share[run_g[first]] = run_n[first] / totals[run_g[first]]
+    share[run_g[first]] = run_n[first] / (n_rows[run_g[first]] - 1)
     return mode, share
 
 
@@ -105,38 +142,39 @@ def profile_table(table: pd.DataFrame, id_cols: Sequence[str]) -> pd.DataFrame:
         timestamp).
     """
     id_cols = list(id_cols)
-    ds, y, starts, keys = _sorted_arrays(table, id_cols)
+    ds, y, starts, keys, step = _sorted_arrays(table, id_cols)
     n, n_series = len(ds), len(starts)
     ends = np.r_[starts[1:], n]
     n_rows = ends - starts
-    gid = np.repeat(np.arange(n_series), n_rows)
     has = ~np.isnan(y)
 
-    # steps between consecutive rows; the step across a series boundary is masked by neutral values
-    step = np.r_[np.diff(ds), 0]
-    days = step / _DAY
+    calendar = np.flatnonzero(step >= _CALENDAR[0][0] * _DAY)  # few rows in a daily table: work on those only
+    days = step[calendar] / _DAY
     for lo, hi, code in _CALENDAR:
-        step[(days >= lo) & (days <= hi)] = code
-    inside = np.r_[gid[1:] == gid[:-1], False]
-    smin = np.minimum.reduceat(np.where(inside, step, _BIG), starts)
-    smax = np.maximum.reduceat(np.where(inside, step, -_BIG), starts)
+        step[calendar[(days >= lo) & (days <= hi)]] = code
+    # The step out of a series' last row leads into the next series; replacing it by the series' own first step
+    # leaves its minimum and maximum as they are, without a masked copy of the whole array.
+    multi = n_rows >= 2
+    step[ends[multi] - 1] = step[starts[multi]]
+    smin = np.minimum.reduceat(step, starts)
+    smax = np.maximum.reduceat(step, starts)
     irregular = (n_rows >= 3) & (smin != smax)
-    mode, share = _modal_steps(step[inside], gid[inside], n_series, irregular)
-    freq_step = np.where(irregular, mode, np.where(n_rows >= 2, smin, 0))
+    mode, share = _modal_steps(step, starts, n_rows, irregular)
+    freq_step = np.where(irregular, mode, np.where(multi, smin, 0))
     freq_step[irregular & (share < 0.5)] = 0
     uniq, inverse = np.unique(freq_step, return_inverse=True)
     freq = np.array(["" if u == 0 else _label(int(u)) for u in uniq], dtype=object)[inverse]
 
     n_obs = np.add.reduceat(has, starts)
     first, last = ds[starts], ds[ends - 1]
-    last_value = np.maximum.reduceat(np.where(has, ds, np.iinfo(np.int64).min), starts)
+    last_value = last if has.all() else np.maximum.reduceat(np.where(has, ds, np.iinfo(np.int64).min), starts)
     expected = np.floor(_periods_between(first, last, freq_step) + 1e-9) + 1
     missing = np.clip(expected - n_obs, 0, None)
     with np.errstate(invalid="ignore", divide="ignore"):
         zero_share = np.add.reduceat(y == 0, starts) / n_obs
         gap_share = missing / expected
-    hi = np.maximum.reduceat(np.where(has, y, -np.inf), starts)
-    lo = np.minimum.reduceat(np.where(has, y, np.inf), starts)
+    with np.errstate(invalid="ignore"):
+        hi, lo = np.fmax.reduceat(y, starts), np.fmin.reduceat(y, starts)  # fmax/fmin skip NaN
     table_last = ds.max()
     age = _periods_between(last_value, np.full(n_series, table_last), freq_step)
     age_days = (table_last - last_value) / _DAY

@@ -222,3 +222,15 @@ def test_run_triage_without_fallback_uses_seasonal_naive(tmp_path, kinds_csv):
     assert set(forecasts["model"]) == {"fallback:seasonal-naive"}
     healthy = kinds_table().query("unique_id == 'healthy'")["y"].to_numpy()
     np.testing.assert_allclose(forecasts.loc[forecasts["unique_id"] == "healthy", "yhat"], healthy[-7:-4])
+
+
+def test_a_sorted_table_profiles_as_its_shuffled_copy():
+    frame = make_table(n_series=6, days=40, id_cols=("store", "item"))
+    frame["ds"] = frame["ds"].astype("datetime64[ns]")
+    frame.loc[frame.index % 9 == 0, "y"] = np.nan
+    frame = frame.sort_values(["store", "item", "ds"], ignore_index=True)
+    shuffled = frame.sample(frac=1, random_state=2)
+    sorted_profile = profile_table(frame, ["store", "item"])  # neighbour comparison, no sort
+    pd.testing.assert_frame_equal(sorted_profile, profile_table(shuffled, ["store", "item"]))
+    keys = list(sorted_profile[["store", "item"]].itertuples(index=False, name=None))
+    assert keys == sorted(set(frame[["store", "item"]].itertuples(index=False, name=None)))
