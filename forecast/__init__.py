@@ -10,12 +10,14 @@ Library use::
 
 __version__ = "0.1.0"
 
-from .config import ForecastConfig, ModelOptions  # noqa: E402
+from .config import ForecastConfig, ModelOptions, TriageRules  # noqa: E402
 from .errors import BackendError, ConfigError, ForecastError, InputError, OutputExistsError  # noqa: E402
+from .profile import CheckResult, run_check  # noqa: E402
 from .runner import RunResult, run_forecast  # noqa: E402
 
 __all__ = [
     "BackendError",
+    "CheckResult",
     "ConfigError",
     "ForecastConfig",
     "ForecastError",
@@ -23,5 +25,7 @@ __all__ = [
     "ModelOptions",
     "OutputExistsError",
     "RunResult",
+    "TriageRules",
+    "run_check",
     "run_forecast",
 ]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import ForecastConfig, ModelOptions
+from .config import ForecastConfig, ModelOptions, TriageRules
 from .errors import ForecastError
 
 EXIT_CODES = """Exit codes: 0 every series forecast (or failures within --max-failed-frac); 3 some series failed,
@@ -52,6 +52,34 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
+class Fallback(str, Enum):
+    none = "none"
+    naive = "naive"
+    seasonal_naive = "seasonal-naive"
+    mean = "mean"
+    zero = "zero"
+
+
+# Options shared by `run` and `check`, declared once so both read a table the same way.
+InputArg = Annotated[Path, typer.Argument(help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
+IdColOpt = Annotated[Optional[list[str]], typer.Option(
+    help="Series key column; repeat for a composite key (--id-col store --id-col item).")]
+TimeColOpt = Annotated[str, typer.Option(help="Timestamp column.")]
+TargetColOpt = Annotated[str, typer.Option(help="Value column to forecast.")]
+DuplicatesOpt = Annotated[Duplicates, typer.Option(
+    help="Repeated (key, time) rows: error, or combine by sum, mean or last.")]
+FreqOpt = Annotated[Optional[str], typer.Option(help="pandas frequency (D, W-SUN, MS, h); default: inferred per series.")]
+# Triage thresholds; their defaults live in TriageRules.
+MinObsOpt = Annotated[int, typer.Option(min=1, help="Fewer values than this: a new series, sent to fallback.")]
+MaxZeroShareOpt = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="A larger share of zeros: intermittent, sent to fallback.")]
+MaxGapShareOpt = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="A larger share of missing periods inside its range: gappy, sent to fallback.")]
+StaleAfterOpt = Annotated[float, typer.Option(
+    min=0.0, help="Last value more periods than this before the table's end: stale, skipped.")]
+AllowNegativeOpt = Annotated[bool, typer.Option(help="Fit series with negative values (else sent to fallback).")]
+
+
 def _fail(e: ForecastError) -> typer.Exit:
     typer.echo(f"Error: {e}", err=True)
     return typer.Exit(code=e.exit_code)
@@ -65,6 +93,8 @@ def _report(result) -> None:
         ("n_jobs", s["n_jobs"]),
         ("series ok", s["series_ok"]),
         ("series failed", s["series_failed"]),
+        *([("series fallback", s["series_fallback"])] if s.get("series_fallback") else []),
+        *([("series skipped", s["series_skipped"])] if s.get("series_skipped") else []),
         ("wall seconds", f"{s['wall_seconds']:.1f}"),
         ("series/s", f"{s['series_per_second']:.2f}"),
         ("speed-up", f"{s['speedup']:.2f}"),
@@ -72,7 +102,8 @@ def _report(result) -> None:
         ("output", str(result.out_dir)),
     ]
     if s["series_done"] < s["series_total"]:
-        lines.insert(5, ("series not done", s["series_total"] - s["series_done"]))
+        lines.insert(lines.index(("series failed", s["series_failed"])) + 1,
+                     ("series not done", s["series_total"] - s["series_done"]))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         typer.echo(f"{key.ljust(width)}  {value}")
@@ -80,15 +111,13 @@ def _report(result) -> None:
 
 @app.command(epilog=EXIT_CODES)
 def run(
-    input: Annotated[Path, typer.Argument(help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")],
+    input: InputArg,
     horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast past each series' last timestamp.")],
-    id_col: Annotated[Optional[list[str]], typer.Option(
-        help="Series key column; repeat for a composite key (--id-col store --id-col item).")] = None,
-    time_col: Annotated[str, typer.Option(help="Timestamp column.")] = "ds",
-    target_col: Annotated[str, typer.Option(help="Value column to forecast.")] = "y",
-    duplicates: Annotated[Duplicates, typer.Option(
-        help="Repeated (key, time) rows: error, or combine by sum, mean or last.")] = Duplicates.error,
-    freq: Annotated[Optional[str], typer.Option(help="pandas frequency (D, W-SUN, MS, h); default: inferred per series.")] = None,
+    id_col: IdColOpt = None,
+    time_col: TimeColOpt = "ds",
+    target_col: TargetColOpt = "y",
+    duplicates: DuplicatesOpt = Duplicates.error,
+    freq: FreqOpt = None,
     growth: Annotated[Growth, typer.Option(help="Trend: linear or flat.")] = Growth.linear,
     seasonality_mode: Annotated[SeasonalityMode, typer.Option()] = SeasonalityMode.additive,
     yearly_seasonality: Annotated[Toggle, typer.Option()] = Toggle.auto,
@@ -109,6 +138,16 @@ def run(
     max_failed_frac: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of failed series still accepted with exit code 0.")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes; only the final table.")] = False,
+    fallback: Annotated[Fallback, typer.Option(
+        help="Simple forecast for a series that fails (and for triaged ones): none, naive, seasonal-naive, "
+             "mean or zero.")] = Fallback.none,
+    triage: Annotated[bool, typer.Option(
+        help="Apply the rules of `forecast check`: fit, fallback (seasonal-naive unless --fallback) or skip.")] = False,
+    min_obs: MinObsOpt = TriageRules.min_obs,
+    max_zero_share: MaxZeroShareOpt = TriageRules.max_zero_share,
+    max_gap_share: MaxGapShareOpt = TriageRules.max_gap_share,
+    stale_after: StaleAfterOpt = TriageRules.stale_after,
+    allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
@@ -121,7 +160,8 @@ def run(
         config = ForecastConfig(
             id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
             duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
-            output_format=format.value, max_failed_frac=max_failed_frac,
+            output_format=format.value, max_failed_frac=max_failed_frac, fallback=fallback.value,
+            triage=TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative) if triage else None,
             model=ModelOptions(
                 horizon=horizon, freq=freq, growth=growth.value, seasonality_mode=seasonality_mode.value,
                 yearly_seasonality=yearly_seasonality.value, weekly_seasonality=weekly_seasonality.value,
@@ -140,6 +180,42 @@ def run(
         raise typer.Exit(code=130) from None
     _report(result)
     raise typer.Exit(code=result.exit_code)
+
+
+@app.command()
+def check(
+    input: InputArg,
+    id_col: IdColOpt = None,
+    time_col: TimeColOpt = "ds",
+    target_col: TargetColOpt = "y",
+    duplicates: DuplicatesOpt = Duplicates.error,
+    freq: FreqOpt = None,
+    min_obs: MinObsOpt = TriageRules.min_obs,
+    max_zero_share: MaxZeroShareOpt = TriageRules.max_zero_share,
+    max_gap_share: MaxGapShareOpt = TriageRules.max_gap_share,
+    stale_after: StaleAfterOpt = TriageRules.stale_after,
+    allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Directory for profile.csv [default: outputs/<UTC timestamp>-check].")] = None,
+) -> None:
+    """Check a table and profile and triage every series without fitting; write profile.csv.
+
+    Exit 0 when the table is usable, 1 with the table-level error otherwise.
+
+    Example: forecast check data/sample.csv --id-col store --id-col item --time-col date --target-col sales
+    """
+    from .profile import format_check, run_check
+
+    try:
+        config = ForecastConfig(id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
+                                duplicates=duplicates.value, out_dir=out, model=ModelOptions(freq=freq))
+        rules = TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative)
+        result = run_check(input, config, rules)
+    except ForecastError as e:
+        raise _fail(e) from None
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(format_check(result))
 
 
 @app.command()

@@ -17,6 +17,7 @@ SEASONALITY_MODES = ("additive", "multiplicative")
 TOGGLES = ("auto", "on", "off")
 DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
 OUTPUT_FORMATS = ("parquet", "csv")
+FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -70,6 +71,38 @@ class ModelOptions:
 
 
 @dataclass(frozen=True)
+class TriageRules:
+    """Thresholds that send a series to Prophet (fit), to a simple forecast (fallback) or nowhere (skip).
+
+    Args:
+        min_obs: fewer non-missing values than this is a new series: fallback.
+        max_zero_share: more zeros than this share of the values is intermittent demand: fallback.
+        max_gap_share: more missing periods than this share of the series' range is gappy: fallback.
+        stale_after: a last value more than this many periods (of the series' own frequency) before the
+            table's last timestamp is a series that stopped: skip.
+        allow_negative: fit series with negative values instead of sending them to fallback.
+    """
+
+    # 30 values: about a month of daily data, the least on which a weekly pattern can be told from noise.
+    min_obs: int = 30
+    # Prophet's Gaussian noise is a poor model once most values are zero; half is the usual intermittency cut.
+    max_zero_share: float = 0.5
+    max_gap_share: float = 0.2
+    # 28 periods: four weeks of a daily series without a value is a discontinued item, not a quiet spell.
+    stale_after: float = 28
+    allow_negative: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_obs < 1:
+            raise ConfigError(f"--min-obs must be at least 1; got {self.min_obs}")
+        for name in ("max_zero_share", "max_gap_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1; got {getattr(self, name)}")
+        if not self.stale_after >= 0:
+            raise ConfigError(f"--stale-after must be 0 or more periods; got {self.stale_after}")
+
+
+@dataclass(frozen=True)
 class ForecastConfig:
     """One `forecast run`: where the table is, how to read it, how to fit, where to write.
 
@@ -85,6 +118,8 @@ class ForecastConfig:
         overwrite: replace a finished run in out_dir.
         output_format: "parquet" or "csv" for the forecasts table.
         max_failed_frac: the share of failed series still accepted with exit code 0.
+        fallback: the simple forecast for a series that fails: "none", "naive", "seasonal-naive", "mean", "zero".
+        triage: rules that decide per series between Prophet, a fallback and skipping; None fits every series.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -100,6 +135,8 @@ class ForecastConfig:
     overwrite: bool = False
     output_format: str = "parquet"
     max_failed_frac: float = 0.0
+    fallback: str = "none"
+    triage: TriageRules | None = None
 
     def __post_init__(self) -> None:
         if not self.id_cols:
@@ -110,6 +147,7 @@ class ForecastConfig:
             raise ConfigError(f"column {repeated[0]!r} is given for more than one role (--id-col/--time-col/--target-col)")
         _choice("--duplicates", self.duplicates, DUPLICATE_POLICIES)
         _choice("--format", self.output_format, OUTPUT_FORMATS)
+        _choice("--fallback", self.fallback, FALLBACKS)
         if self.n_jobs == 0:
             raise ConfigError("--n-jobs must not be 0; use -1 for all cores or a positive count")
         if self.chunks_per_job < 1:

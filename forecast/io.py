@@ -271,8 +271,11 @@ def _key_frame(id_cols: Sequence[str], keys: list[tuple], repeats: Sequence[int]
 
 
 def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.DataFrame:
-    """The combined forecast table: key columns, ds, yhat, yhat_lower, yhat_upper (ok series only)."""
-    ok = [r for r in results if r.status == "ok"]
+    """The combined forecast table: key columns, ds, yhat, yhat_lower, yhat_upper, model (prophet or fallback:KIND).
+
+    Series forecast by Prophet ("ok") or by a fallback ("fallback"); failed and skipped series have no rows.
+    """
+    ok = [r for r in results if r.status in ("ok", "fallback")]
     frame = _key_frame(id_cols, [r.key for r in ok], [len(r.ds) for r in ok])
 
     def cat(name: str, dtype: str) -> np.ndarray:
@@ -282,11 +285,16 @@ def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> p
     frame["ds"] = cat("ds", "datetime64[ns]")
     for name in ("yhat", "yhat_lower", "yhat_upper"):
         frame[name] = cat(name, "float64")
+    frame["model"] = np.repeat(np.array([r.model for r in ok], dtype=object), [len(r.ds) for r in ok])
     return frame
 
 
 def timings_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.DataFrame:
-    """One row per series: key columns, n_obs, status, fit/predict/cpu seconds, worker, error."""
+    """One row per series: key columns, n_obs, status, fit/predict/cpu seconds, worker, error, model, verdict.
+
+    status is ok (Prophet), fallback (a simple forecast), failed (no forecast) or skipped (by triage); verdict is
+    empty unless the run triaged its series.
+    """
     frame = _key_frame(id_cols, [r.key for r in results])
     frame["n_obs"] = np.array([r.n_obs for r in results], dtype="int64")
     frame["status"] = [r.status for r in results]
@@ -295,12 +303,18 @@ def timings_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd
     frame["cpu_seconds"] = np.array([r.cpu_seconds for r in results], dtype=float)
     frame["worker"] = [r.worker for r in results]
     frame["error"] = [r.error for r in results]
+    frame["model"] = [r.model for r in results]
+    frame["verdict"] = [r.verdict for r in results]
     return frame
 
 
 def errors_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.DataFrame:
-    """The failed series: key columns, stage, reason. Has its header even when nothing failed."""
-    failed = [r for r in results if r.status != "ok"]
+    """The series Prophet did not serve: key columns, stage, reason. Has its header even when none.
+
+    Failed series (with or without a fallback forecast) and series skipped by triage (stage "triage"); a series
+    that triage sent straight to the fallback did not fail and is not listed (timings.csv has its reason).
+    """
+    failed = [r for r in results if r.status != "ok" and not (r.status == "fallback" and r.stage == "triage")]
     frame = _key_frame(id_cols, [r.key for r in failed])
     frame["stage"] = [r.stage for r in failed]
     frame["reason"] = [r.error for r in failed]

@@ -51,6 +51,8 @@ class SeriesResult:
     worker: str = ""
     stage: str = ""
     error: str = ""
+    model: str = ""  # what made the forecast: "prophet", "fallback:naive", ...; empty when there is none
+    verdict: str = ""  # the triage verdict (fit, fallback, skip) when the run triaged its series
 
 
 class SeriesProblem(Exception):
@@ -267,7 +269,7 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
             yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
         result.ds = fc["ds"].to_numpy(dtype="datetime64[ns]")
         result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
-        result.status = "ok"
+        result.status, result.model = "ok", "prophet"
     except SeriesProblem as e:
         result.stage, result.error = e.stage, str(e)
     except Exception as e:  # Prophet/Stan failing on this series' data: record it, go on with the rest
@@ -276,4 +278,54 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
         _remove_new_entries(tmp, before)
     cpu1 = os.times()
     result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
+    return result
+
+
+def _on_grid(series: SeriesData, freq: str) -> np.ndarray:
+    """The values on the series' regular time grid, NaN for absent timestamps, so that "one season earlier"
+    means a calendar season even across gaps; the values as they are when a timestamp lies off the grid."""
+    grid = pd.date_range(start=pd.Timestamp(series.ds[0]), end=pd.Timestamp(series.ds[-1]), freq=freq)
+    pos = grid.get_indexer(pd.DatetimeIndex(series.ds))
+    if len(grid) > 10 * len(series.ds) + 1000 or (pos < 0).any():
+        return series.y
+    y = np.full(len(grid), np.nan)
+    y[pos] = series.y
+    return y
+
+
+def serve_fallback(series: SeriesData, opts: ModelOptions, kind: str, result: SeriesResult) -> SeriesResult:
+    """Give a series that failed (or that triage sent to fallback) a simple forecast instead of Prophet's.
+
+    The stage and reason in `result` are kept, so the series still shows why Prophet did not serve it. Only
+    future rows are produced, on the series' own grid (`opts.freq` or the inferred frequency). When even the
+    simple forecast is impossible (no frequency, or all values missing for anything but "zero"), the series
+    stays failed and its reason says why.
+
+    Args:
+        series: the series.
+        opts: model options (horizon, freq, interval_width, non_negative).
+        kind: one of fallback.KINDS.
+        result: the failed (or triaged) result of this series.
+
+    Returns:
+        `result`, updated: status "fallback" and model "fallback:<kind>" with the forecast, or still "failed".
+    """
+    from .fallback import FallbackImpossible, season_length, simple_forecast
+
+    t0 = time.perf_counter()
+    try:
+        freq = opts.freq or infer_freq(series.ds)
+        y = _on_grid(series, freq)
+        yhat, lower, upper = simple_forecast(kind, y, opts.horizon, season_length(freq), opts.interval_width)
+    except (SeriesProblem, FallbackImpossible) as e:
+        result.status = "failed"
+        result.error = f"{result.error}; fallback {kind} impossible: {e}" if result.error else str(e)
+        return result
+    if opts.non_negative:
+        yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
+    last = pd.Timestamp(series.ds[-1])
+    result.ds = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
+    result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
+    result.status, result.model = "fallback", f"fallback:{kind}"
+    result.predict_seconds += time.perf_counter() - t0
     return result

@@ -7,7 +7,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -19,7 +19,7 @@ from .config import ForecastConfig
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, prepare_out_dir, read_table, split_series,
                  timings_frame, write_json, write_table)
-from .model import SeriesResult, check_options, fit_series, init_worker
+from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, slowest, throughput
 
 EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -65,6 +65,30 @@ def _as_series_result(series, outcome) -> SeriesResult:
     return outcome
 
 
+def _triage(table, series, config: ForecastConfig) -> list[tuple[str, str]]:
+    """(verdict, reason) per series, in the order of `series`; every series is "fit" without --triage."""
+    if config.triage is None:
+        return [("fit", "")] * len(series)
+    from .profile import profile_table, triage
+
+    profile = triage(profile_table(table, config.id_cols), config.triage, freq_given=config.model.freq is not None)
+    if len(profile) != len(series):  # both are in key order (groupby sort=True); a mismatch is a bug, not input
+        raise RuntimeError(f"triage profiled {len(profile)} series but the table split into {len(series)}")
+    return list(zip(profile["verdict"], profile["reason"]))
+
+
+def _not_fitted(series, verdict: str, reason: str, config: ForecastConfig) -> SeriesResult:
+    """The result of a series triage kept from Prophet: skipped, or served by the fallback."""
+    n_obs = int((series.y == series.y).sum())
+    if verdict == "skip":
+        return SeriesResult(key=series.key, status="skipped", n_obs=n_obs, stage="triage", error=reason,
+                            verdict=verdict)
+    kind = config.fallback if config.fallback != "none" else "seasonal-naive"
+    result = SeriesResult(key=series.key, status="failed", n_obs=n_obs, stage="triage", error=reason,
+                          verdict=verdict)
+    return serve_fallback(series, config.model, kind, result)
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
@@ -104,6 +128,10 @@ def run_forecast(
         if notify is not None:
             notify(note)
 
+    with clock.stage("triage") if config.triage is not None else nullcontext():
+        verdicts = _triage(table, series, config)
+    to_fit = [s for s, (v, _) in zip(series, verdicts) if v == "fit"]
+
     status = "ok"
     tmp_root = tempfile.mkdtemp(prefix="forecast-")
     try:
@@ -111,21 +139,39 @@ def run_forecast(
             n_jobs = effective_n_jobs(config.n_jobs)
             # in-process work must not point this process's TMPDIR at a directory removed after the run
             initargs = (None,) if n_jobs == 1 else (tmp_root,)
-            chunks = split_into_chunks([len(s.ds) for s in series], n_jobs * config.chunks_per_job)
+            chunks = split_into_chunks([len(s.ds) for s in to_fit], n_jobs * config.chunks_per_job)
             func = partial(fit_series, opts=config.model)
             try:
                 # the interrupt is caught outside the backend's block, so the backend sees it and stops its
                 # workers at once instead of waiting for their chunks
                 with make_backend(None, n_jobs, init_worker, initargs) as backend:
-                    outcomes = map_chunks(func, series, backend, chunks=chunks, progress=progress)
+                    outcomes = map_chunks(func, to_fit, backend, chunks=chunks, progress=progress)
             except MapInterrupted as e:
                 status = "interrupted"
-                outcomes = [e.partial.get(i) for i in range(len(series))]
+                outcomes = [e.partial.get(i) for i in range(len(to_fit))]
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
-    results = [_as_series_result(s, o) for s, o in zip(series, outcomes) if o is not None]
-    n_failed = sum(r.status != "ok" for r in results)
+    serving = config.fallback != "none" or config.triage is not None
+    with clock.stage("fallback") if serving else nullcontext():
+        fitted = iter(outcomes)
+        results = []
+        for s, (verdict, reason) in zip(series, verdicts):
+            if verdict != "fit":
+                results.append(_not_fitted(s, verdict, reason, config))
+                continue
+            outcome = next(fitted)
+            if outcome is None:  # interrupted before this series was done
+                continue
+            result = _as_series_result(s, outcome)
+            result.verdict = verdict if config.triage is not None else ""
+            if result.status == "failed" and config.fallback != "none":
+                result = serve_fallback(s, config.model, config.fallback, result)
+            results.append(result)
+    counts = {status_: sum(r.status == status_ for r in results) for status_ in ("ok", "fallback", "failed", "skipped")}
+    n_failed = counts["failed"]
+    # Skipped series were triaged out on purpose, and a failure served by the fallback still has a forecast:
+    # neither counts against --max-failed-frac.
     if status == "ok" and n_failed > config.max_failed_frac * len(series):
         status = "failed"
 
@@ -144,8 +190,13 @@ def run_forecast(
         "rows": int(len(table)),
         "series_total": len(series),
         "series_done": len(results),
-        "series_ok": len(results) - n_failed,
+        "series_ok": counts["ok"],
         "series_failed": n_failed,
+        "series_fallback": counts["fallback"],
+        "series_fallback_after_failure": sum(r.status == "fallback" and r.stage != "triage" for r in results),
+        "series_skipped": counts["skipped"],
+        "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
+                     if config.triage is not None else None),
         "cores": usable_cores(),
         "n_jobs": n_jobs,
         "chunks": len(chunks),

@@ -27,13 +27,14 @@ def test_run_writes_the_four_files_with_composite_keys(tmp_path, write_csv):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "forecasts.parquet", "summary.json", "timings.csv"]
     forecasts = pd.read_parquet(out / "forecasts.parquet")
-    assert list(forecasts.columns) == ["store", "item", "ds", "yhat", "yhat_lower", "yhat_upper"]
+    assert list(forecasts.columns) == ["store", "item", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
+    assert (forecasts["model"] == "prophet").all()
     assert len(forecasts) == 4 * 7
     assert forecasts.groupby(["store", "item"]).size().tolist() == [7] * 4
     assert forecasts["ds"].min() == pd.Timestamp("2024-01-01") + pd.Timedelta(days=90)
     timings = pd.read_csv(out / "timings.csv")
     assert list(timings.columns) == ["store", "item", "n_obs", "status", "fit_seconds", "predict_seconds",
-                                     "cpu_seconds", "worker", "error"]
+                                     "cpu_seconds", "worker", "error", "model", "verdict"]
     assert (timings["status"] == "ok").all() and (timings["fit_seconds"] > 0).all()
     assert timings["worker"].nunique() == 2  # both workers did work
     assert list(pd.read_csv(out / "errors.csv").columns) == ["store", "item", "stage", "reason"]
@@ -116,7 +117,7 @@ def test_usage_errors_exit_2(table_csv):
 
 
 def test_every_command_has_help_with_an_example():
-    for name in ("run", "version"):
+    for name in ("run", "check", "version"):
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0
         assert "Example: forecast " + name in " ".join(result.output.split())

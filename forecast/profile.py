@@ -1,0 +1,360 @@
+"""Profile every series of a checked table without fitting it, and triage each: fit, fallback or skip.
+
+Vectorised over the whole table: one sort (skipped when the table is already in key and time order), then
+numpy reductions over each series' slice (`np.ufunc.reduceat`); no Python loop runs per series. `run_check` is
+the library function behind `forecast check`; `forecast run --triage` uses `profile_table` and `triage`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import ForecastConfig, TriageRules
+from .io import default_out_dir, read_table, write_table
+
+_DAY = 86_400 * 10**9
+_HOUR = 3_600 * 10**9
+# Calendar steps vary in length (a month is 28-31 days); they are coded as minus their length in months, which
+# cannot collide with a real step (steps are positive nanoseconds).
+_MONTH, _QUARTER, _YEAR = -1, -3, -12
+_CALENDAR = ((28, 31, _MONTH), (89, 92, _QUARTER), (365, 366, _YEAR))
+_LABELS = {_DAY: "D", 7 * _DAY: "W", _MONTH: "M", _QUARTER: "Q", _YEAR: "Y", _HOUR: "h"}
+# The rules in the order their reason is reported: skips first, then the reasons to fall back.
+RULES = (("empty", "skip"), ("frequency", "skip"), ("stale", "skip"), ("new", "fallback"),
+         ("intermittent", "fallback"), ("gappy", "fallback"), ("negative", "fallback"), ("constant", "fallback"))
+# How many example series the terminal table shows per rule.
+_EXAMPLES = 3
+
+
+def _label(step: int) -> str:
+    if step in _LABELS:
+        return _LABELS[step]
+    for unit, ns in (("D", _DAY), ("h", _HOUR), ("min", 60 * 10**9), ("s", 10**9)):
+        if step % ns == 0:
+            return f"{step // ns}{unit}"
+    return f"{step}ns"
+
+
+def _codes_if_sorted(table: pd.DataFrame, id_cols: list[str]) -> np.ndarray | None:
+    """Series codes by comparing neighbouring keys, when the rows are already in key order; else None.
+
+    Tables usually come sorted by key. Comparing neighbours in Arrow costs a fraction of hashing every key
+    (groupby), and gives the same codes as groupby(sort=True).ngroup() on a sorted table.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(table)
+    ascending, equal = np.zeros(n - 1, dtype=bool), np.ones(n - 1, dtype=bool)
+    try:
+        for col in id_cols:
+            a = pa.array(table[col])
+            before, after = a[:-1], a[1:]
+            lt = pc.less(before, after).to_numpy(zero_copy_only=False)
+            eq = pc.equal(before, after).to_numpy(zero_copy_only=False)
+            ascending |= equal & lt
+            equal &= eq
+    except (pa.ArrowException, TypeError, ValueError):  # e.g. mixed-type or dictionary keys: let groupby decide
+        return None
+    if not (ascending | equal).all():
+        return None
+    return np.r_[0, np.cumsum(~equal)]
+
+
+def _sorted_arrays(table: pd.DataFrame, id_cols: list[str]):
+    """ds (int64 ns) and y in (key, time) order, the first row of each series, its key values, and the steps
+    between consecutive rows (np.diff of ds, so the last row of a series holds the step into the next one)."""
+    codes = _codes_if_sorted(table, id_cols) if len(table) > 1 else None
+    if codes is None:
+        codes = table.groupby(id_cols, sort=True, observed=True, dropna=False).ngroup().to_numpy()
+    ds = table["ds"].to_numpy(dtype="datetime64[ns]").view("int64")
+    y = table["y"].to_numpy(dtype=float)
+    dcode, step = np.diff(codes), np.diff(ds)
+    # read_table's output is often already in order: check it (two passes) rather than sort (many)
+    ordered = bool((dcode >= 0).all() and ((dcode > 0) | (step > 0)).all())
+    if ordered:
+        order = None
+    else:
+        order = np.lexsort((ds, codes))
+        codes, ds, y = codes[order], ds[order], y[order]
+        dcode, step = np.diff(codes), np.diff(ds)
+    starts = np.r_[0, np.flatnonzero(dcode) + 1]
+    first_rows = starts if order is None else order[starts]
+    keys = table[id_cols].iloc[first_rows].reset_index(drop=True)
+    return ds, y, starts, keys, np.r_[step, 0]
+
+
+def _modal_steps(step: np.ndarray, starts: np.ndarray, n_rows: np.ndarray, irregular: np.ndarray):
+    """Most common step and its share for the series flagged irregular (ties: the smallest step)."""
+    n_series = len(starts)
+    mode = np.zeros(n_series, dtype=np.int64)
+    share = np.ones(n_series)
+    series = np.flatnonzero(irregular)
+    if len(series) == 0:
+        return mode, share
+    lengths = n_rows[series] - 1  # the steps inside each irregular series
+    g = np.repeat(series, lengths)
+    offset = np.arange(len(g)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    s = step[np.repeat(starts[series], lengths) + offset]
+    order = np.lexsort((s, g))
+    g, s = g[order], s[order]
+    run = np.flatnonzero(np.r_[True, (g[1:] != g[:-1]) | (s[1:] != s[:-1])])
+    run_g, run_s, run_n = g[run], s[run], np.diff(np.r_[run, len(g)])
+    best = np.lexsort((run_s, -run_n, run_g))
+    first = best[np.r_[True, run_g[best][1:] != run_g[best][:-1]]]
+    mode[run_g[first]] = run_s[first]
+    share[run_g[first]] = run_n[first] / (n_rows[run_g[first]] - 1)
+    return mode, share
+
+
+def _periods_between(a: np.ndarray, b: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """(b - a) in steps of each series (float); calendar steps count whole months, quarters or years."""
+    out = np.full(len(a), np.nan)
+    fixed = step > 0
+    out[fixed] = (b[fixed] - a[fixed]) / step[fixed]
+    cal = step < 0
+    months = (b[cal].astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+              - a[cal].astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64))
+    out[cal] = months / -step[cal]
+    return out
+
+
+def profile_table(table: pd.DataFrame, id_cols: Sequence[str]) -> pd.DataFrame:
+    """One row per series (in key order, as io.split_series) describing its history, without fitting.
+
+    Frequency follows model.infer_freq's modal-step rule: the most common step between timestamps, if at least
+    half the steps are that step; steps of 28-31, 89-92 and 365-366 days count as one month, quarter, year.
+
+    Args:
+        table: a table from io.read_table (key columns, ds, y).
+        id_cols: the key column(s).
+
+    Returns:
+        Key columns, then n_rows, n_obs (non-missing values), first, last (timestamps of the first and last
+        row), last_value (timestamp of the last non-missing value), freq (D, W, M, Q, Y, h, or a step such as
+        2D; empty when it cannot be told), expected_periods and missing_periods inside first..last, gap_share,
+        zero_share, n_negative, constant, y_min, y_max, age_periods and age_days (last_value's age at the table's last
+        timestamp).
+    """
+    id_cols = list(id_cols)
+    ds, y, starts, keys, step = _sorted_arrays(table, id_cols)
+    n, n_series = len(ds), len(starts)
+    ends = np.r_[starts[1:], n]
+    n_rows = ends - starts
+    has = ~np.isnan(y)
+
+    calendar = np.flatnonzero(step >= _CALENDAR[0][0] * _DAY)  # few rows in a daily table: work on those only
+    days = step[calendar] / _DAY
+    for lo, hi, code in _CALENDAR:
+        step[calendar[(days >= lo) & (days <= hi)]] = code
+    # The step out of a series' last row leads into the next series; replacing it by the series' own first step
+    # leaves its minimum and maximum as they are, without a masked copy of the whole array.
+    multi = n_rows >= 2
+    step[ends[multi] - 1] = step[starts[multi]]
+    smin = np.minimum.reduceat(step, starts)
+    smax = np.maximum.reduceat(step, starts)
+    irregular = (n_rows >= 3) & (smin != smax)
+    mode, share = _modal_steps(step, starts, n_rows, irregular)
+    freq_step = np.where(irregular, mode, np.where(multi, smin, 0))
+    freq_step[irregular & (share < 0.5)] = 0
+    uniq, inverse = np.unique(freq_step, return_inverse=True)
+    freq = np.array(["" if u == 0 else _label(int(u)) for u in uniq], dtype=object)[inverse]
+
+    n_obs = np.add.reduceat(has, starts)
+    first, last = ds[starts], ds[ends - 1]
+    last_value = last if has.all() else np.maximum.reduceat(np.where(has, ds, np.iinfo(np.int64).min), starts)
+    expected = np.floor(_periods_between(first, last, freq_step) + 1e-9) + 1
+    missing = np.clip(expected - n_obs, 0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zero_share = np.add.reduceat(y == 0, starts) / n_obs
+        gap_share = missing / expected
+    with np.errstate(invalid="ignore"):
+        hi, lo = np.fmax.reduceat(y, starts), np.fmin.reduceat(y, starts)  # fmax/fmin skip NaN
+    table_last = ds.max()
+    age = _periods_between(last_value, np.full(n_series, table_last), freq_step)
+    age_days = (table_last - last_value) / _DAY
+
+    none = n_obs == 0
+    profile = keys
+    profile["n_rows"] = n_rows
+    profile["n_obs"] = n_obs
+    profile["first"] = first.view("datetime64[ns]")
+    profile["last"] = last.view("datetime64[ns]")
+    profile["last_value"] = np.where(none, np.datetime64("NaT"), last_value.view("datetime64[ns]"))
+    profile["freq"] = freq
+    profile["expected_periods"] = pd.array(np.where(np.isnan(expected), None, expected), dtype="Int64")
+    profile["missing_periods"] = pd.array(np.where(np.isnan(missing), None, missing), dtype="Int64")
+    profile["gap_share"] = gap_share
+    profile["zero_share"] = zero_share
+    profile["n_negative"] = np.add.reduceat(y < 0, starts)
+    profile["constant"] = (n_obs >= 2) & (hi == lo)
+    profile["y_min"] = np.where(none, np.nan, lo)
+    profile["y_max"] = np.where(none, np.nan, hi)
+    profile["age_periods"] = np.where(none, np.nan, age)
+    profile["age_days"] = np.where(none, np.nan, age_days)
+    return profile
+
+
+def _fmt(values: pd.Series, digits: int = 0) -> pd.Series:
+    return values.round(digits).astype("int64" if digits == 0 else "float64").astype(str)
+
+
+def rule_masks(profile: pd.DataFrame, rules: TriageRules, freq_given: bool = False) -> dict[str, np.ndarray]:
+    """Which series each rule catches (a series may be caught by several)."""
+    has = profile["n_obs"].to_numpy() > 0
+    return {
+        "empty": ~has,
+        "frequency": has & (profile["freq"].to_numpy() == "") & (not freq_given),
+        "stale": (profile["age_periods"] > rules.stale_after).to_numpy(),
+        "new": has & (profile["n_obs"] < rules.min_obs).to_numpy(),
+        "intermittent": (profile["zero_share"] > rules.max_zero_share).to_numpy(),
+        "gappy": has & (profile["gap_share"] > rules.max_gap_share).to_numpy(),
+        "negative": (profile["n_negative"] > 0).to_numpy() & (not rules.allow_negative),
+        "constant": profile["constant"].to_numpy() & has,
+    }
+
+
+def _reasons(p: pd.DataFrame, rules: TriageRules) -> dict[str, pd.Series]:
+    single = p["n_rows"] == 1
+    return {
+        "empty": "no values: all " + p["n_rows"].astype(str) + " missing",
+        "frequency": "cannot infer the frequency (" + single.map({True: "a single timestamp",
+                                                                  False: "the steps vary"}) + "); pass --freq",
+        "stale": ("stale: last value " + p["last_value"].dt.strftime("%Y-%m-%d %H:%M").str.removesuffix(" 00:00")
+                  + ", " + p["age_periods"].fillna(0).round(1).map("{:g}".format) + f" periods before the table's end "
+                  f"(--stale-after {rules.stale_after:g})"),
+        "new": "new: " + p["n_obs"].astype(str) + f" values (--min-obs {rules.min_obs})",
+        "intermittent": ("intermittent: " + _fmt(100 * p["zero_share"].fillna(0)) + "% zeros "
+                         f"(--max-zero-share {rules.max_zero_share:g})"),
+        "gappy": ("gappy: " + p["missing_periods"].astype(str) + " of " + p["expected_periods"].astype(str)
+                  + f" periods missing (--max-gap-share {rules.max_gap_share:g})"),
+        "negative": "negative: " + p["n_negative"].astype(str) + " value(s) below 0 (--allow-negative fits them)",
+        "constant": "constant at " + p["y_max"].map("{:g}".format),
+    }
+
+
+def triage(profile: pd.DataFrame, rules: TriageRules, freq_given: bool = False) -> pd.DataFrame:
+    """Add verdict (fit, fallback, skip), reason (the first rule that caught the series) and rules (all of them).
+
+    Skip rules: empty (no values), frequency (cannot be told and no --freq; a fallback needs it too), stale.
+    Fallback rules: new (--min-obs), intermittent (--max-zero-share), gappy (--max-gap-share), negative (unless
+    --allow-negative), constant. A series no rule catches is fit.
+
+    Args:
+        profile: from profile_table.
+        rules: the thresholds.
+        freq_given: a --freq was given, so an unknown frequency is not a reason to skip.
+    """
+    masks = rule_masks(profile, rules, freq_given)
+    out = profile.copy()
+    rows = np.arange(len(profile))
+    reason = np.full(len(profile), "", dtype=object)
+    names = pd.Series("", index=profile.index, dtype=object)
+    texts = _reasons(profile, rules)
+    for name, _ in reversed(RULES):  # earlier rules overwrite later ones: the first rule's reason is kept
+        mask = masks[name]
+        if mask.any():
+            reason[rows[mask]] = texts[name][mask].to_numpy()
+    for name, _ in RULES:
+        names = names.where(~masks[name], names + name + ";")
+    skip = np.logical_or.reduce([masks[n] for n, v in RULES if v == "skip"])
+    fallback = np.logical_or.reduce([masks[n] for n, v in RULES if v == "fallback"])
+    out["verdict"] = np.select([skip, fallback], ["skip", "fallback"], "fit")
+    out["reason"] = reason
+    out["rules"] = names.str.removesuffix(";")
+    return out
+
+
+def _key_text(profile: pd.DataFrame, id_cols: Sequence[str]) -> pd.Series:
+    text = profile[id_cols[0]].astype(str)
+    for col in id_cols[1:]:
+        text = text + "/" + profile[col].astype(str)
+    return text
+
+
+def summarize(profile: pd.DataFrame, id_cols: Sequence[str], rules: TriageRules, freq_given: bool = False) -> dict:
+    """Counts for the terminal: series, history length distribution, frequency mix, verdicts, each rule's catch."""
+    masks = rule_masks(profile, rules, freq_given)
+    n_obs = profile["n_obs"].to_numpy()
+    q = np.percentile(n_obs, [0, 10, 50, 90, 100]) if len(n_obs) else [0] * 5
+    freq = profile["freq"].replace("", "unknown").value_counts()
+    verdicts = profile["verdict"].value_counts()
+    caught = {}
+    for name, verdict in RULES:
+        idx = np.flatnonzero(masks[name])
+        caught[name] = {"verdict": verdict, "series": int(len(idx)),
+                        "examples": _key_text(profile.iloc[idx[:_EXAMPLES]], list(id_cols)).tolist()}
+    return {
+        "series": int(len(profile)),
+        "rows": int(profile["n_rows"].sum()),
+        "n_obs": dict(zip(("min", "p10", "median", "p90", "max"), (float(v) for v in q))),
+        "freq": {str(k): int(v) for k, v in freq.items()},
+        "verdicts": {v: int(verdicts.get(v, 0)) for v in ("fit", "fallback", "skip")},
+        "rules": caught,
+    }
+
+
+@dataclass
+class CheckResult:
+    """What `forecast check` found: the profile (with verdicts), the counts, and where profile.csv went."""
+
+    out_dir: Path
+    profile: pd.DataFrame
+    summary: dict
+    notes: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def default_check_dir() -> Path:
+    """outputs/<UTC timestamp>-check, beside the runs' outputs/<UTC timestamp>."""
+    run_dir = default_out_dir()
+    return run_dir.with_name(run_dir.name + "-check")
+
+
+def run_check(path: Path | str, config: ForecastConfig, rules: TriageRules) -> CheckResult:
+    """Check a table as `forecast run` would, profile and triage every series, and write profile.csv.
+
+    Args:
+        path: the input table.
+        config: the input columns and duplicates policy, and out_dir (None: outputs/<UTC timestamp>-check).
+        rules: the triage thresholds.
+
+    Returns:
+        A CheckResult.
+
+    Raises:
+        InputError: the table cannot be used (the same checks as `forecast run`); nothing is written.
+    """
+    table, notes = read_table(Path(path), config.id_cols, config.time_col, config.target_col, config.duplicates)
+    freq_given = config.model.freq is not None
+    profile = triage(profile_table(table, config.id_cols), rules, freq_given)
+    out_dir = Path(config.out_dir) if config.out_dir is not None else default_check_dir()
+    files = {"profile": write_table(profile, out_dir / "profile.csv")}
+    summary = summarize(profile, config.id_cols, rules, freq_given)
+    return CheckResult(out_dir=out_dir, profile=profile, summary=summary, notes=notes, files=files)
+
+
+def format_check(result: CheckResult) -> str:
+    """The short terminal table of `forecast check`."""
+    s = result.summary
+    q = s["n_obs"]
+    lines = [
+        ("series", str(s["series"])),
+        ("rows", str(s["rows"])),
+        ("values per series", f"min {q['min']:g}, p10 {q['p10']:g}, median {q['median']:g}, "
+                              f"p90 {q['p90']:g}, max {q['max']:g}"),
+        ("frequency", ", ".join(f"{k} {v}" for k, v in s["freq"].items())),
+        ("verdicts", ", ".join(f"{k} {v}" for k, v in s["verdicts"].items())),
+    ]
+    for name, rule in s["rules"].items():
+        if rule["series"]:
+            more = ", ..." if rule["series"] > len(rule["examples"]) else ""
+            lines.append((f"  {name} -> {rule['verdict']}", f"{rule['series']}: {', '.join(rule['examples'])}{more}"))
+    lines.append(("profile", str(result.files["profile"])))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
