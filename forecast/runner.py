@@ -17,8 +17,8 @@ from . import __version__
 from .backends import make_backend
 from .config import ForecastConfig
 from .core import Failed, MapInterrupted, map_chunks, split_into_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, forecast_frame, prepare_out_dir, read_table, split_series,
-                 timings_frame, write_json, write_table)
+from .io import (default_out_dir, errors_frame, forecast_frame, load_series, prepare_out_dir, timings_frame,
+                 write_json, write_table)
 from .model import SeriesResult, check_options, fit_series, init_worker
 from .timing import Clock, slowest, throughput
 
@@ -98,8 +98,7 @@ def run_forecast(
     prepare_out_dir(out_dir, config.overwrite)
     check_options(config.model)
     with clock.stage("read"):
-        table, notes = read_table(path, config.id_cols, config.time_col, config.target_col, config.duplicates)
-        series = split_series(table, config.id_cols)
+        table, series, notes, model = load_series(path, config)
     for note in notes:
         if notify is not None:
             notify(note)
@@ -113,7 +112,7 @@ def run_forecast(
             with make_backend(None, config.n_jobs, init_worker, initargs) as backend:
                 n_jobs = backend.n_jobs
                 chunks = split_into_chunks([len(s.ds) for s in series], n_jobs * config.chunks_per_job)
-                func = partial(fit_series, opts=config.model)
+                func = partial(fit_series, opts=model)
                 try:
                     outcomes = map_chunks(func, series, backend, chunks=chunks, progress=progress)
                 except MapInterrupted as e:
