@@ -248,7 +248,9 @@ def read_holidays(path: Path) -> tuple[tuple[str, str, int, int], ...]:
         raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
     for col in ("holiday", "ds"):
         if col not in frame.columns:
-            raise _missing_column(path, "holidays", "--holidays-file with a column", col, list(frame.columns))
+            shown = ", ".join(map(str, frame.columns[:20]))
+            raise InputError(f"{path}: holidays column {col!r} not found; columns are: {shown}; the file needs "
+                             "holiday and ds, and optionally lower_window and upper_window")
     if frame["holiday"].isna().any():
         row = int(np.flatnonzero(frame["holiday"].isna().to_numpy())[0])
         raise InputError(f"{path}: column 'holiday' is empty at row {row + 1}; every row needs a holiday name")
