@@ -278,6 +278,50 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="The --out directory of a forecast run or forecast backtest.")]
+
+
+@app.command()
+def plot(
+    run_dir: RunDirArg,
+    series: Annotated[Optional[list[str]], typer.Option(
+        help="Series to plot, repeatable; a composite key as its values joined by ' / ' (store1 / item3).")] = None,
+    worst: Annotated[Optional[int], typer.Option(
+        min=1, help="Plot the N series with the largest backtest MASE (RUN_DIR must be a backtest).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Directory for the PNGs [default: RUN_DIR/plots].")] = None,
+) -> None:
+    """Draw one PNG per series: history, forecast, interval band and forecast start (every series by default).
+
+    Example: forecast plot outputs/20261126T130501Z --worst 10
+    """
+    from .plot import plot_run
+
+    try:
+        paths = plot_run(run_dir, series or (), worst, out)
+    except ForecastError as e:
+        raise _fail(e) from None
+    typer.echo(f"{len(paths)} plot(s) in {paths[0].parent if paths else out or run_dir}")
+
+
+@app.command()
+def report(
+    run_dir: RunDirArg,
+    out: Annotated[Optional[Path], typer.Option(help="The HTML file [default: RUN_DIR/report.html].")] = None,
+    plots: Annotated[int, typer.Option(min=0, help="Series to plot: the worst by backtest MASE, else the first.")] = 6,
+) -> None:
+    """Write one self-contained HTML report of a run or backtest: summary, fit times, failures, accuracy, plots.
+
+    Example: forecast report outputs/20261126T130501Z
+    """
+    from .report import build_report
+
+    try:
+        path = build_report(run_dir, out, plots)
+    except ForecastError as e:
+        raise _fail(e) from None
+    typer.echo(f"report  {path}")
+
+
 @app.command()
 def version() -> None:
     """Print the versions of forecast, Prophet and Python.

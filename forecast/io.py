@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -435,9 +436,20 @@ def csv_safe(value: Any) -> Any:
 
     Only text is changed, and only when it starts with =, +, -, @, a tab or a carriage return and is not a
     number: a series key "-5" or an error text "-1.5" stays as it is, "=HYPERLINK(...)" becomes "'=HYPERLINK(...)".
+    Text that already looks escaped ("'=x") gets one more quote, so `csv_unsafe` gives back the exact value.
     """
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _is_number(value):
+    if not isinstance(value, str):
+        return value
+    body = value.lstrip("'")
+    if body.startswith(_FORMULA_START) and not _is_number(body):
         return "'" + value
+    return value
+
+
+def csv_unsafe(value: Any) -> Any:
+    """The value `csv_safe` was given, from what it returned (for reading our own CSV outputs back)."""
+    if isinstance(value, str) and value.startswith("'") and csv_safe(value[1:]) == value:
+        return value[1:]
     return value
 
 
@@ -471,3 +483,100 @@ def write_json(data: dict, path: Path) -> Path:
             f.write("\n")
 
     return write_atomic(path, write)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading a finished run back (plot, report)
+
+@dataclass
+class RunDir:
+    """A finished run or backtest directory, read back: its summary and whichever tables it holds.
+
+    Key columns are text in every table (as `key_label` shows them), whatever the input's types were.
+    """
+
+    path: Path
+    summary: dict
+    id_cols: list[str]
+    timings: pd.DataFrame | None = None
+    errors: pd.DataFrame | None = None
+    forecasts: pd.DataFrame | None = None  # a run's forecasts.parquet / .csv
+    backtest: pd.DataFrame | None = None  # a backtest's backtest.parquet
+    metrics: pd.DataFrame | None = None  # a backtest's metrics.csv
+
+    @property
+    def is_backtest(self) -> bool:
+        return self.metrics is not None
+
+
+def key_label(key: Sequence[Any]) -> str:
+    """How a series key is shown and given to --series: its values joined by " / "."""
+    return " / ".join(str(v) for v in key)
+
+
+def _read_output(path: Path, id_cols: Sequence[str]) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        # a key such as "NA" or "null" is a key, not a missing value: only the other columns' blanks are missing
+        header = pd.read_csv(path, nrows=0).columns
+        frame = pd.read_csv(path, dtype={c: "string" for c in id_cols}, keep_default_na=False,
+                            na_values={c: [""] for c in header if c not in id_cols})
+        for c in frame.columns:
+            if not pd.api.types.is_numeric_dtype(frame[c].dtype):
+                frame[c] = frame[c].astype(object).map(csv_unsafe)
+        frame = frame.rename(columns=csv_unsafe)
+    for c in id_cols:
+        if c in frame.columns:
+            frame[c] = frame[c].astype(str)
+    return frame
+
+
+def read_run_dir(run_dir: Path) -> RunDir:
+    """Read a `forecast run` or `forecast backtest` output directory.
+
+    Raises:
+        InputError: when it is not such a directory (no summary.json, or one without a config).
+    """
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise InputError(f"{run_dir}: no summary.json; give the --out directory of a forecast run or backtest")
+    try:
+        summary = json.loads(summary_path.read_text())
+        id_cols = list(summary["config"]["id_cols"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{summary_path}: not a forecast summary ({_one_line(e)})") from e
+    run = RunDir(path=run_dir, summary=summary, id_cols=id_cols)
+    run.timings = _read_output(run_dir / "timings.csv", id_cols)
+    run.errors = _read_output(run_dir / "errors.csv", id_cols)
+    for name in ("forecasts.parquet", "forecasts.csv"):
+        run.forecasts = run.forecasts if run.forecasts is not None else _read_output(run_dir / name, id_cols)
+    run.backtest = _read_output(run_dir / "backtest.parquet", id_cols)
+    run.metrics = _read_output(run_dir / "metrics.csv", id_cols)
+    for frame in (run.forecasts, run.backtest):
+        if frame is not None:
+            for c in ("ds", "cutoff"):
+                if c in frame.columns:
+                    frame[c] = pd.to_datetime(frame[c])
+    return run
+
+
+def read_history(run: RunDir) -> pd.DataFrame:
+    """The input table of a finished run, read again as the run read it (its summary.json config says how).
+
+    Raises:
+        InputError: when the input has moved or changed so that it cannot be read.
+    """
+    config = run.summary["config"]
+    path = Path(run.summary["input"])
+    if not path.exists():
+        raise InputError(f"{run.path / 'summary.json'}: the run's input {path} is not there any more; plots "
+                         "need the history (run from the directory the run was started in)")
+    table, _ = read_table(path, config["id_cols"], config["time_col"], config["target_col"],
+                          config.get("duplicates", "error"))
+    for c in config["id_cols"]:
+        table[c] = table[c].astype(str)
+    return table
