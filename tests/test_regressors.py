@@ -93,3 +93,17 @@ def test_holidays_file_adds_the_holiday_effect(tmp_path, write_csv):
     result = run(write_csv(pd.DataFrame({"unique_id": "A", "ds": ds, "y": y})), "--horizon", 3,
                  "--holidays-file", bad, "--out", tmp_path / "o")
     assert result.exit_code == 1 and "holidays column 'ds' not found" in result.stderr
+
+
+def test_backtest_takes_regressor_values_of_the_test_windows_from_the_input(tmp_path, write_csv):
+    history, _ = driven_table()
+    out = tmp_path / "bt"
+    args = ["backtest", str(write_csv(history)), "--horizon", "7", "--windows", "1", "--n-jobs", "1", "-q",
+            "--uncertainty-samples", "0", "--out"]
+    with_cut = runner.invoke(app, args + [str(out), "--regressor", "price_cut"])
+    assert with_cut.exit_code == 0, with_cut.output  # no --future needed: the windows lie inside the history
+    without = runner.invoke(app, args + [str(tmp_path / "bt0")])
+    assert without.exit_code == 0, without.output
+    mae = {name: pd.read_csv(d / "metrics.csv").query("model == 'prophet'")["mae"].mean()
+           for name, d in (("with", out), ("without", tmp_path / "bt0"))}
+    assert mae["with"] < mae["without"] / 2  # the regressor explains most of the variation
