@@ -458,7 +458,13 @@ def _csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for c in frame.columns:
         if not any(is_kind(frame[c].dtype) for is_kind in kept):
-            frame[c] = frame[c].astype(object).map(csv_safe, na_action="ignore")
+            # keys repeat on every forecast row: check each distinct value once
+            changed = {v: csv_safe(v) for v in pd.unique(frame[c].dropna().astype(object))}
+            changed = {v: safe for v, safe in changed.items() if safe != v}
+            if changed:
+                values = frame[c].astype(object)
+                hit = values.isin(list(changed))
+                frame[c] = values.where(~hit, values.map(changed))
     frame.columns = [csv_safe(str(c)) for c in frame.columns]
     return frame
 
@@ -521,9 +527,10 @@ def _read_output(path: Path, id_cols: Sequence[str]) -> pd.DataFrame | None:
         frame = pd.read_parquet(path)
     else:
         # a key such as "NA" or "null" is a key, not a missing value: only the other columns' blanks are missing
+        safe_ids = [csv_safe(c) for c in id_cols]  # headers are escaped as cells are
         header = pd.read_csv(path, nrows=0).columns
-        frame = pd.read_csv(path, dtype={c: "string" for c in id_cols}, keep_default_na=False,
-                            na_values={c: [""] for c in header if c not in id_cols})
+        frame = pd.read_csv(path, dtype={c: "string" for c in safe_ids}, keep_default_na=False,
+                            na_values={c: [""] for c in header if c not in safe_ids})
         for c in frame.columns:
             if not pd.api.types.is_numeric_dtype(frame[c].dtype):
                 frame[c] = frame[c].astype(object).map(csv_unsafe)

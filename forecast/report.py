@@ -137,7 +137,7 @@ def build_report(run_dir: Path | str, out: Path | str | None = None, plots: int 
     Args:
         run_dir: the --out directory of `forecast run` or `forecast backtest`.
         out: the HTML file; default RUN_DIR/report.html.
-        plots: how many series to plot (the worst by MASE for a backtest, else the first by key).
+        plots: how many series to plot (the worst by MASE for a backtest, else the first in the input).
 
     Returns:
         The path of the report.

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from forecast.cli import app
-from forecast.io import csv_safe, write_table
+from forecast.io import csv_safe, csv_unsafe, write_table
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -23,6 +23,11 @@ from forecast.io import csv_safe, write_table
 ])
 def test_csv_safe(value, expected):
     assert csv_safe(value) == expected
+
+
+def test_csv_unsafe_gives_back_the_exact_value():
+    for value in ["=a", "'=a", "''=a", "-5", "'-5", "'x", "x", "", "'", 42]:
+        assert csv_unsafe(csv_safe(value)) == value
 
 
 def test_write_table_escapes_text_cells_and_keeps_numbers(tmp_path):
