@@ -67,7 +67,7 @@ def _windows(n: int, horizon: int, windows: int, step: int) -> list[tuple[int, i
     needed = horizon + (windows - 1) * step + 2
     if n < needed:
         raise SeriesProblem("backtest", f"{n} rows are too few for {windows} window(s) of {horizon} "
-                            f"{step} apart; need at least {needed} (2 to fit the first one)")
+                            f"step(s), {step} apart; need at least {needed} (2 to fit the first one)")
     return [(n - horizon - k * step, n - k * step) for k in reversed(range(windows))]
 
 

@@ -105,7 +105,7 @@ class ForecastConfig:
         max_failed_frac: the share of failed series still accepted with exit code 0.
         future_path: the table of future regressor / cap / floor values (same key and time columns).
         holidays_file: a table of holidays (holiday, ds, lower_window, upper_window); read into
-            model.holiday_table by the runner.
+            model.holiday_table by io.load_series.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)

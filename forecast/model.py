@@ -319,7 +319,9 @@ def fit_predict(train: pd.DataFrame, frame: pd.DataFrame, opts: ModelOptions, ke
         fc = m.predict(frame)
         out["predict_seconds"] = time.perf_counter() - t0
     except Exception as e:
-        raise SeriesProblem("predict", f"{type(e).__name__}: {e}".splitlines()[0]) from e
+        problem = SeriesProblem("predict", f"{type(e).__name__}: {e}".splitlines()[0])
+        problem.fit_seconds = out["fit_seconds"]  # the fit happened: keep its time in timings.csv
+        raise problem from e
     yhat = fc["yhat"].to_numpy(dtype=float)
     nan = np.full(len(fc), np.nan)
     lower = fc["yhat_lower"].to_numpy(dtype=float) if "yhat_lower" in fc else nan
@@ -374,6 +376,7 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
         result.status = "ok"
     except SeriesProblem as e:
         result.stage, result.error = e.stage, str(e)
+        result.fit_seconds = getattr(e, "fit_seconds", 0.0)
     except Exception as e:  # anything else about this series' data: record it, go on with the rest
         result.stage, result.error = stage, f"{type(e).__name__}: {e}".splitlines()[0]
     cpu1 = os.times()
