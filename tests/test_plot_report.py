@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 from conftest import make_table
 from forecast.cli import app
+from forecast.io import read_run_dir
 from forecast.plot import series_filename
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-HOSTILE = ["../x", "a/b", "<script>alert(1)</script>", "new\nline"]
+HOSTILE = ["../x", "a/b", "<script>alert(1)</script>", "new\nline", "=SUM(1)"]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,14 @@ def test_plot_writes_one_valid_png_per_series_inside_the_plots_dir(run_dir):
     for p in pngs:
         assert p.read_bytes()[:8] == PNG_MAGIC and p.stat().st_size > 5000
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["in.parquet", "run"]  # nothing escaped ../
+
+
+def test_csv_outputs_are_read_back_with_the_exact_keys(run_dir):
+    assert "'=SUM(1)" in (run_dir / "forecasts.csv").read_text()  # escaped for spreadsheets
+    run = read_run_dir(run_dir)
+    assert sorted(run.forecasts["unique_id"].unique()) == sorted(set(HOSTILE) - {"a/b"})
+    assert sorted(run.timings["unique_id"]) == sorted(HOSTILE)
+    assert run.errors["unique_id"].tolist() == ["a/b"]
 
 
 def test_plot_selects_series_by_key_and_worst_needs_a_backtest(run_dir, backtest_dir, tmp_path):
