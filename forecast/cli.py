@@ -27,6 +27,7 @@ app = typer.Typer(
 class Growth(str, Enum):
     linear = "linear"
     flat = "flat"
+    logistic = "logistic"
 
 
 class SeasonalityMode(str, Enum):
@@ -109,6 +110,53 @@ def _report(result) -> None:
         typer.echo(f"{key.ljust(width)}  {value}")
 
 
+# Options shared by every command that reads a table and fits Prophet: declared once, used by run and backtest.
+InputArg = Annotated[Path, typer.Argument(help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
+IdColOpt = Annotated[Optional[list[str]], typer.Option(
+    help="Series key column; repeat for a composite key (--id-col store --id-col item).")]
+TimeColOpt = Annotated[str, typer.Option(help="Timestamp column.")]
+TargetColOpt = Annotated[str, typer.Option(help="Value column to forecast.")]
+DuplicatesOpt = Annotated[Duplicates, typer.Option(
+    help="Repeated (key, time) rows: error, or combine by sum, mean or last.")]
+FreqOpt = Annotated[Optional[str], typer.Option(help="pandas frequency (D, W-SUN, MS, h); default: inferred per series.")]
+GrowthOpt = Annotated[Growth, typer.Option(help="Trend: linear, flat, or logistic (needs --cap-col).")]
+SeasonalityModeOpt = Annotated[SeasonalityMode, typer.Option()]
+ToggleOpt = Annotated[Toggle, typer.Option()]
+PriorOpt = Annotated[float, typer.Option(min=0.0)]
+HolidaysOpt = Annotated[Optional[str], typer.Option(help="Country code for Prophet's built-in holidays, e.g. US.")]
+HolidaysFileOpt = Annotated[Optional[Path], typer.Option(
+    help="Table of holidays: holiday, ds, and optionally lower_window, upper_window.")]
+RegressorOpt = Annotated[Optional[list[str]], typer.Option(
+    help="Input column to use as an extra regressor; repeatable. Run needs its future values in --future.")]
+CapColOpt = Annotated[Optional[str], typer.Option(help="Column of the capacity for --growth logistic.")]
+FloorColOpt = Annotated[Optional[str], typer.Option(help="Column of the floor for --growth logistic.")]
+IntervalWidthOpt = Annotated[float, typer.Option(help="Width of the yhat_lower..yhat_upper interval.")]
+SamplesOpt = Annotated[int, typer.Option(min=0, help="Draws for the interval; 0 turns intervals off.")]
+NonNegativeOpt = Annotated[bool, typer.Option(help="Clip forecasts and bounds at 0 (demand).")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Make intervals reproducible (per series, whatever --n-jobs).")]
+NJobsOpt = Annotated[int, typer.Option(help="Worker processes: -1 all usable cores, 1 in-process.")]
+OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory [default: outputs/<UTC timestamp>].")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace a finished run in --out.")]
+MaxFailedOpt = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="Share of failed series still accepted with exit code 0.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes; only the final table.")]
+
+
+def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
+                   daily_seasonality, changepoint_prior_scale, seasonality_prior_scale, holidays, interval_width,
+                   uncertainty_samples, non_negative, seed, regressor, cap_col, floor_col,
+                   include_history: bool = False) -> ModelOptions:
+    return ModelOptions(
+        horizon=horizon, freq=freq, growth=growth.value, seasonality_mode=seasonality_mode.value,
+        yearly_seasonality=yearly_seasonality.value, weekly_seasonality=weekly_seasonality.value,
+        daily_seasonality=daily_seasonality.value, changepoint_prior_scale=changepoint_prior_scale,
+        seasonality_prior_scale=seasonality_prior_scale, holidays=holidays, interval_width=interval_width,
+        uncertainty_samples=uncertainty_samples, non_negative=non_negative,
+        include_history=include_history, seed=seed, regressors=tuple(regressor or ()), cap_col=cap_col,
+        floor_col=floor_col,
+    )
+
+
 @app.command(epilog=EXIT_CODES)
 def run(
     input: InputArg,
@@ -118,26 +166,32 @@ def run(
     target_col: TargetColOpt = "y",
     duplicates: DuplicatesOpt = Duplicates.error,
     freq: FreqOpt = None,
-    growth: Annotated[Growth, typer.Option(help="Trend: linear or flat.")] = Growth.linear,
-    seasonality_mode: Annotated[SeasonalityMode, typer.Option()] = SeasonalityMode.additive,
-    yearly_seasonality: Annotated[Toggle, typer.Option()] = Toggle.auto,
-    weekly_seasonality: Annotated[Toggle, typer.Option()] = Toggle.auto,
-    daily_seasonality: Annotated[Toggle, typer.Option()] = Toggle.auto,
-    changepoint_prior_scale: Annotated[float, typer.Option(min=0.0)] = 0.05,
-    seasonality_prior_scale: Annotated[float, typer.Option(min=0.0)] = 10.0,
-    holidays: Annotated[Optional[str], typer.Option(help="Country code for Prophet's built-in holidays, e.g. US.")] = None,
-    interval_width: Annotated[float, typer.Option(help="Width of the yhat_lower..yhat_upper interval.")] = 0.8,
-    uncertainty_samples: Annotated[int, typer.Option(min=0, help="Draws for the interval; 0 turns intervals off.")] = 1000,
-    non_negative: Annotated[bool, typer.Option(help="Clip forecasts and bounds at 0 (demand).")] = False,
-    seed: Annotated[Optional[int], typer.Option(help="Make intervals reproducible (per series, whatever --n-jobs).")] = None,
+    growth: GrowthOpt = Growth.linear,
+    seasonality_mode: SeasonalityModeOpt = SeasonalityMode.additive,
+    yearly_seasonality: ToggleOpt = Toggle.auto,
+    weekly_seasonality: ToggleOpt = Toggle.auto,
+    daily_seasonality: ToggleOpt = Toggle.auto,
+    changepoint_prior_scale: PriorOpt = 0.05,
+    seasonality_prior_scale: PriorOpt = 10.0,
+    holidays: HolidaysOpt = None,
+    holidays_file: HolidaysFileOpt = None,
+    regressor: RegressorOpt = None,
+    future: Annotated[Optional[Path], typer.Option(
+        help="Table of future values of the --regressor, --cap-col and --floor-col columns (same key and time "
+             "columns as INPUT).")] = None,
+    cap_col: CapColOpt = None,
+    floor_col: FloorColOpt = None,
+    interval_width: IntervalWidthOpt = 0.8,
+    uncertainty_samples: SamplesOpt = 1000,
+    non_negative: NonNegativeOpt = False,
+    seed: SeedOpt = None,
     include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = False,
-    n_jobs: Annotated[int, typer.Option(help="Worker processes: -1 all usable cores, 1 in-process.")] = -1,
-    out: Annotated[Optional[Path], typer.Option(help="Output directory [default: outputs/<UTC timestamp>].")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
+    n_jobs: NJobsOpt = -1,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
     format: Annotated[OutputFormat, typer.Option(help="Forecasts file format.")] = OutputFormat.parquet,
-    max_failed_frac: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Share of failed series still accepted with exit code 0.")] = 0.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes; only the final table.")] = False,
+    max_failed_frac: MaxFailedOpt = 0.0,
+    quiet: QuietOpt = False,
     fallback: Annotated[Fallback, typer.Option(
         help="Simple forecast for a series that fails (and for triaged ones): none, naive, seasonal-naive, "
              "mean or zero.")] = Fallback.none,
@@ -160,16 +214,13 @@ def run(
         config = ForecastConfig(
             id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
             duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
-            output_format=format.value, max_failed_frac=max_failed_frac, fallback=fallback.value,
+            output_format=format.value, max_failed_frac=max_failed_frac, future_path=future, fallback=fallback.value,
+            holidays_file=holidays_file,
             triage=TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative) if triage else None,
-            model=ModelOptions(
-                horizon=horizon, freq=freq, growth=growth.value, seasonality_mode=seasonality_mode.value,
-                yearly_seasonality=yearly_seasonality.value, weekly_seasonality=weekly_seasonality.value,
-                daily_seasonality=daily_seasonality.value, changepoint_prior_scale=changepoint_prior_scale,
-                seasonality_prior_scale=seasonality_prior_scale, holidays=holidays, interval_width=interval_width,
-                uncertainty_samples=uncertainty_samples, non_negative=non_negative,
-                include_history=include_history, seed=seed,
-            ),
+            model=_model_options(horizon, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
+                                 daily_seasonality, changepoint_prior_scale, seasonality_prior_scale, holidays,
+                                 interval_width, uncertainty_samples, non_negative, seed, regressor, cap_col,
+                                 floor_col, include_history),
         )
         with make_progress(quiet) as progress:
             result = run_forecast(input, config, progress=progress, notify=progress.note)
@@ -180,6 +231,137 @@ def run(
         raise typer.Exit(code=130) from None
     _report(result)
     raise typer.Exit(code=result.exit_code)
+
+
+@app.command(epilog=EXIT_CODES)
+def backtest(
+    input: InputArg,
+    horizon: Annotated[int, typer.Option(min=1, help="Steps forecast from each origin.")],
+    windows: Annotated[int, typer.Option(min=1, help="Forecast origins per series, the last `horizon` before its end.")] = 3,
+    step: Annotated[Optional[int], typer.Option(min=1, help="Steps between origins [default: the horizon].")] = None,
+    season_length: Annotated[Optional[int], typer.Option(
+        min=1, help="Seasonal-naive period in steps [default: 7 daily, 24 hourly, 52 weekly, 12 monthly].")] = None,
+    id_col: IdColOpt = None,
+    time_col: TimeColOpt = "ds",
+    target_col: TargetColOpt = "y",
+    duplicates: DuplicatesOpt = Duplicates.error,
+    freq: FreqOpt = None,
+    growth: GrowthOpt = Growth.linear,
+    seasonality_mode: SeasonalityModeOpt = SeasonalityMode.additive,
+    yearly_seasonality: ToggleOpt = Toggle.auto,
+    weekly_seasonality: ToggleOpt = Toggle.auto,
+    daily_seasonality: ToggleOpt = Toggle.auto,
+    changepoint_prior_scale: PriorOpt = 0.05,
+    seasonality_prior_scale: PriorOpt = 10.0,
+    holidays: HolidaysOpt = None,
+    holidays_file: HolidaysFileOpt = None,
+    regressor: RegressorOpt = None,
+    cap_col: CapColOpt = None,
+    floor_col: FloorColOpt = None,
+    interval_width: IntervalWidthOpt = 0.8,
+    uncertainty_samples: SamplesOpt = 1000,
+    non_negative: NonNegativeOpt = False,
+    seed: SeedOpt = None,
+    n_jobs: NJobsOpt = -1,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    max_failed_frac: MaxFailedOpt = 0.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Backtest Prophet against a seasonal-naive baseline over rolling origins and write accuracy metrics.
+
+    Example: forecast backtest data/sample.csv --id-col store --id-col item --time-col date --target-col sales --horizon 28 --windows 3
+    """
+    from .backtest import run_backtest
+    from .config import BacktestConfig
+    from .progress import make_progress
+
+    try:
+        config = BacktestConfig(
+            run=ForecastConfig(
+                id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
+                duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
+                max_failed_frac=max_failed_frac, holidays_file=holidays_file,
+                model=_model_options(horizon, freq, growth, seasonality_mode, yearly_seasonality,
+                                     weekly_seasonality, daily_seasonality, changepoint_prior_scale,
+                                     seasonality_prior_scale, holidays, interval_width, uncertainty_samples,
+                                     non_negative, seed, regressor, cap_col, floor_col),
+            ),
+            windows=windows, step=step, season_length=season_length,
+        )
+        with make_progress(quiet) as progress:
+            result = run_backtest(input, config, progress=progress, notify=progress.note)
+    except ForecastError as e:
+        raise _fail(e) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted before any series was backtested; nothing written.", err=True)
+        raise typer.Exit(code=130) from None
+    typer.echo(_accuracy_table(result.summary, result.out_dir))
+    raise typer.Exit(code=result.exit_code)
+
+
+def _accuracy_table(s: dict, out_dir: Path) -> str:
+    """The overall metrics, one row per model, then the run's counts."""
+    names = ["n", "mae", "rmse", "wape", "smape", "mase", "mape", "coverage"]
+    rows = [["model"] + names]
+    for model, figures in s["overall"].items():
+        rows.append([model] + [str(figures[n]) if n == "n" else
+                               ("-" if figures[n] is None or figures[n] != figures[n] else f"{figures[n]:.4g}")
+                               for n in names])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    skipped = s["overall"]["prophet"]["mape_skipped"]
+    lines += [
+        f"windows {s['windows']} x horizon {s['horizon']} (step {s['step']}); "
+        f"series ok {s['series_ok']}, failed {s['series_failed']}; wall {s['wall_seconds']:.1f} s",
+        f"MAPE skipped {skipped} zero actual(s). {s['aggregation']}.",
+        f"output  {out_dir}",
+    ]
+    return "\n".join(lines)
+
+
+RunDirArg = Annotated[Path, typer.Argument(help="The --out directory of a forecast run or forecast backtest.")]
+
+
+@app.command()
+def plot(
+    run_dir: RunDirArg,
+    series: Annotated[Optional[list[str]], typer.Option(
+        help="Series to plot, repeatable; a composite key as its values joined by ' / ' (store1 / item3).")] = None,
+    worst: Annotated[Optional[int], typer.Option(
+        min=1, help="Plot the N series with the largest backtest MASE (RUN_DIR must be a backtest).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Directory for the PNGs [default: RUN_DIR/plots].")] = None,
+) -> None:
+    """Draw one PNG per series: history, forecast, interval band and forecast start (every series by default).
+
+    Example: forecast plot outputs/20261126T130501Z --worst 10
+    """
+    from .plot import plot_run
+
+    try:
+        paths = plot_run(run_dir, series or (), worst, out)
+    except ForecastError as e:
+        raise _fail(e) from None
+    typer.echo(f"{len(paths)} plot(s) in {paths[0].parent if paths else out or run_dir}")
+
+
+@app.command()
+def report(
+    run_dir: RunDirArg,
+    out: Annotated[Optional[Path], typer.Option(help="The HTML file [default: RUN_DIR/report.html].")] = None,
+    plots: Annotated[int, typer.Option(min=0, help="Series to plot: the worst by backtest MASE, else the first.")] = 6,
+) -> None:
+    """Write one self-contained HTML report of a run or backtest: summary, fit times, failures, accuracy, plots.
+
+    Example: forecast report outputs/20261126T130501Z
+    """
+    from .report import build_report
+
+    try:
+        path = build_report(run_dir, out, plots)
+    except ForecastError as e:
+        raise _fail(e) from None
+    typer.echo(f"report  {path}")
 
 
 @app.command()

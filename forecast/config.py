@@ -12,7 +12,9 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-GROWTHS = ("linear", "flat")
+GROWTHS = ("linear", "flat", "logistic")
+# Names Prophet gives its own columns; a regressor cannot take one of them.
+_RESERVED = ("ds", "y", "cap", "floor", "t", "trend", "yhat", "yhat_lower", "yhat_upper", "holidays")
 SEASONALITY_MODES = ("additive", "multiplicative")
 TOGGLES = ("auto", "on", "off")
 DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
@@ -44,10 +46,26 @@ class ModelOptions:
     non_negative: bool = False
     include_history: bool = False
     seed: int | None = None
+    regressors: tuple[str, ...] = ()
+    cap_col: str | None = None
+    floor_col: str | None = None
+    # (holiday, ds as ISO text, lower_window, upper_window) rows from --holidays-file; read by io.read_holidays
+    holiday_table: tuple[tuple[str, str, int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
             raise ConfigError(f"--horizon must be at least 1; got {self.horizon}")
+        if self.growth == "logistic" and not self.cap_col:
+            raise ConfigError("--growth logistic needs --cap-col (the column holding each time's capacity)")
+        if self.growth != "logistic" and (self.cap_col or self.floor_col):
+            raise ConfigError("--cap-col and --floor-col can only be used with --growth logistic")
+        for name in self.regressors:
+            if name in _RESERVED:
+                raise ConfigError(f"--regressor {name!r} clashes with a column Prophet makes; rename the column")
+        extras = list(self.regressors) + [c for c in (self.cap_col, self.floor_col) if c]
+        repeated = sorted({c for c in extras if extras.count(c) > 1})
+        if repeated:
+            raise ConfigError(f"column {repeated[0]!r} is given more than once (--regressor/--cap-col/--floor-col)")
         _choice("--growth", self.growth, GROWTHS)
         _choice("--seasonality-mode", self.seasonality_mode, SEASONALITY_MODES)
         for name in ("yearly", "weekly", "daily"):
@@ -120,6 +138,9 @@ class ForecastConfig:
         max_failed_frac: the share of failed series still accepted with exit code 0.
         fallback: the simple forecast for a series that fails: "none", "naive", "seasonal-naive", "mean", "zero".
         triage: rules that decide per series between Prophet, a fallback and skipping; None fits every series.
+        future_path: the table of future regressor / cap / floor values (same key and time columns).
+        holidays_file: a table of holidays (holiday, ds, lower_window, upper_window); read into
+            model.holiday_table by io.load_series.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -137,14 +158,23 @@ class ForecastConfig:
     max_failed_frac: float = 0.0
     fallback: str = "none"
     triage: TriageRules | None = None
+    future_path: Path | None = None
+    holidays_file: Path | None = None
+
+    @property
+    def extra_cols(self) -> tuple[str, ...]:
+        """Input columns read besides key, time and target: regressors, cap, floor."""
+        m = self.model
+        return tuple(m.regressors) + tuple(c for c in (m.cap_col, m.floor_col) if c)
 
     def __post_init__(self) -> None:
         if not self.id_cols:
             raise ConfigError("at least one --id-col is needed")
-        cols = list(self.id_cols) + [self.time_col, self.target_col]
+        cols = list(self.id_cols) + [self.time_col, self.target_col] + list(self.extra_cols)
         repeated = sorted({c for c in cols if cols.count(c) > 1})
         if repeated:
-            raise ConfigError(f"column {repeated[0]!r} is given for more than one role (--id-col/--time-col/--target-col)")
+            raise ConfigError(f"column {repeated[0]!r} is given for more than one role "
+                              "(--id-col/--time-col/--target-col/--regressor/--cap-col/--floor-col)")
         _choice("--duplicates", self.duplicates, DUPLICATE_POLICIES)
         _choice("--format", self.output_format, OUTPUT_FORMATS)
         _choice("--fallback", self.fallback, FALLBACKS)
@@ -160,4 +190,42 @@ class ForecastConfig:
         d = dataclasses.asdict(self)
         d["id_cols"] = list(self.id_cols)
         d["out_dir"] = str(self.out_dir) if self.out_dir is not None else None
+        for name in ("future_path", "holidays_file"):
+            d[name] = str(d[name]) if d[name] is not None else None
+        return d
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """One `forecast backtest`: a run's configuration plus the rolling-origin windows.
+
+    Args:
+        run: input columns, model options (model.horizon is each window's length), parallelism, outputs.
+        windows: how many forecast origins, the last one `horizon` steps before each series' end.
+        step: rows between consecutive origins; None means the horizon (windows that do not overlap).
+        season_length: the seasonal-naive baseline's period in steps; None picks it from the frequency
+            (7 for daily, 24 hourly, 52 weekly, 12 monthly, 4 quarterly, else 1).
+    """
+
+    run: ForecastConfig = field(default_factory=ForecastConfig)
+    windows: int = 3
+    step: int | None = None
+    season_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.windows < 1:
+            raise ConfigError(f"--windows must be at least 1; got {self.windows}")
+        if self.step is not None and self.step < 1:
+            raise ConfigError(f"--step must be at least 1; got {self.step}")
+        if self.season_length is not None and self.season_length < 1:
+            raise ConfigError(f"--season-length must be at least 1; got {self.season_length}")
+
+    @property
+    def effective_step(self) -> int:
+        return self.step if self.step is not None else self.run.model.horizon
+
+    def to_dict(self) -> dict:
+        """The configuration as plain JSON-ready values, for summary.json."""
+        d = self.run.to_dict()
+        d.update(windows=self.windows, step=self.effective_step, season_length=self.season_length)
         return d

@@ -6,10 +6,12 @@ file, the column and the offending value and row. Problems of one series are not
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -130,28 +132,17 @@ def _handle_duplicates(path: Path, df: pd.DataFrame, id_cols: list[str], policy:
             f"{path}: {n_extra} duplicate ({', '.join(id_cols)}, {time_col}) row(s), e.g. {examples}; "
             "pass --duplicates sum, mean or last to combine them"
         )
-    grouped = df.groupby(subset, sort=False, dropna=False, observed=True)["y"]
+    values = [c for c in df.columns if c not in subset]
+    grouped = df.groupby(subset, sort=False, dropna=False, observed=True)[values]
     combined = {"sum": lambda g: g.sum(min_count=1), "mean": lambda g: g.mean(), "last": lambda g: g.last()}[policy]
     return combined(grouped).reset_index()
 
 
-def read_table(path: Path, id_cols: Sequence[str], time_col: str, target_col: str,
-               duplicates: str = "error") -> tuple[pd.DataFrame, list[str]]:
-    """Read and check a long table of many series.
+def _load(path: Path, id_cols: Sequence[str], time_col: str,
+          numeric: Sequence[tuple[str, str, str]], names: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Read the key, time and numeric columns of a table and check them.
 
-    Args:
-        path: a .csv, .csv.gz or .parquet file.
-        id_cols: the key column(s).
-        time_col: the timestamp column.
-        target_col: the value column.
-        duplicates: "error", or how to combine repeated (key, time) rows: "sum", "mean", "last".
-
-    Returns:
-        (table, notes): the table with the key columns under their own names, then `ds` (naive datetime64)
-        and `y` (float64, NaN for missing); notes are things the user should be told (e.g. timezone dropped).
-
-    Raises:
-        InputError: one line naming the file, the column, and the value and row at fault.
+    numeric is (role, flag, column) per numeric column; names are their names in the returned table.
     """
     path = Path(path)
     if not path.exists():
@@ -166,13 +157,12 @@ def read_table(path: Path, id_cols: Sequence[str], time_col: str, target_col: st
     except Exception as e:
         raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
     id_cols = list(id_cols)
-    for role, flag, cols in (("id", "--id-col", id_cols), ("time", "--time-col", [time_col]),
-                             ("target", "--target-col", [target_col])):
-        for col in cols:
-            if col not in found:
-                raise _missing_column(path, role, flag, col, found)
+    roles = [("id", "--id-col", c) for c in id_cols] + [("time", "--time-col", time_col)] + list(numeric)
+    for role, flag, col in roles:
+        if col not in found:
+            raise _missing_column(path, role, flag, col, found)
     try:
-        raw = _read(path, kind, id_cols + [time_col, target_col], id_cols, time_col)
+        raw = _read(path, kind, id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col)
     except Exception as e:
         raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
     raw = raw.reset_index(drop=True)
@@ -183,18 +173,107 @@ def read_table(path: Path, id_cols: Sequence[str], time_col: str, target_col: st
             row = int(np.flatnonzero(raw[col].isna().to_numpy())[0])
             raise InputError(f"{path}: id column {col!r} is empty at row {row + 1}; every row needs a series key")
     ds, notes = _parse_time(path, raw[time_col], time_col)
-    y = _parse_target(path, raw[target_col], target_col)
     table = raw[id_cols].copy()
     table["ds"] = ds.to_numpy()
-    table["y"] = y.to_numpy()
-    table = _handle_duplicates(path, table, id_cols, duplicates, time_col)
+    for (_, _, col), name in zip(numeric, names):
+        table[name] = _parse_target(path, raw[col], col).to_numpy()
     return table, notes
 
 
-def split_series(table: pd.DataFrame, id_cols: Sequence[str]) -> list[SeriesData]:
+def read_table(path: Path, id_cols: Sequence[str], time_col: str, target_col: str,
+               duplicates: str = "error", extra_cols: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """Read and check a long table of many series.
+
+    Args:
+        path: a .csv, .csv.gz or .parquet file.
+        id_cols: the key column(s).
+        time_col: the timestamp column.
+        target_col: the value column.
+        duplicates: "error", or how to combine repeated (key, time) rows: "sum", "mean", "last".
+        extra_cols: numeric columns to read as well (regressors, cap, floor), kept under their own names.
+
+    Returns:
+        (table, notes): the table with the key columns under their own names, then `ds` (naive datetime64)
+        and `y` (float64, NaN for missing), then the extra columns; notes are things the user should be told
+        (e.g. timezone dropped).
+
+    Raises:
+        InputError: one line naming the file, the column, and the value and row at fault.
+    """
+    numeric = [("target", "--target-col", target_col)] + [("extra", "--regressor", c) for c in extra_cols]
+    table, notes = _load(path, id_cols, time_col, numeric, ["y"] + list(extra_cols))
+    table = _handle_duplicates(Path(path), table, list(id_cols), duplicates, time_col)
+    return table, notes
+
+
+def read_future(path: Path, id_cols: Sequence[str], time_col: str, cols: Sequence[str]) -> pd.DataFrame:
+    """Read the --future table: key columns, time and the future values of `cols` (regressors, cap, floor).
+
+    Raises:
+        InputError: as read_table, and for repeated (key, time) rows.
+    """
+    table, _ = _load(path, id_cols, time_col, [("future", "--regressor", c) for c in cols], list(cols))
+    return _handle_duplicates(Path(path), table, list(id_cols), "error", time_col)
+
+
+def attach_future(series: Sequence[SeriesData], future: pd.DataFrame, id_cols: Sequence[str],
+                  cols: Sequence[str]) -> None:
+    """Give each series its future times and values from a read_future table (none for a key it lacks)."""
+    future = future.rename(columns={c: f"_extra_{i}" for i, c in enumerate(cols)})
+    parts = {tuple(str(k) for k in s.key): s for s in split_series(future.assign(y=np.nan), id_cols,
+                                            [f"_extra_{i}" for i in range(len(cols))])}
+    empty = np.array([], dtype="datetime64[ns]")
+    for s in series:
+        part = parts.get(tuple(str(k) for k in s.key))
+        s.future_ds = part.ds if part is not None else empty
+        s.future_extra = {c: (part.extra[f"_extra_{i}"] if part is not None else np.array([]))
+                          for i, c in enumerate(cols)}
+
+
+def read_holidays(path: Path) -> tuple[tuple[str, str, int, int], ...]:
+    """Read a holidays table (holiday, ds, lower_window, upper_window; the windows optional, default 0).
+
+    Returns:
+        One (holiday, ISO date, lower_window, upper_window) per row, for ModelOptions.holiday_table.
+
+    Raises:
+        InputError: a missing column, a date that does not parse, a window that is not a whole number.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file (--holidays-file)")
+    kind = _kind(path)
+    try:
+        frame = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path, dtype={"holiday": "string"})
+    except Exception as e:
+        raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
+    for col in ("holiday", "ds"):
+        if col not in frame.columns:
+            shown = ", ".join(map(str, frame.columns[:20]))
+            raise InputError(f"{path}: holidays column {col!r} not found; columns are: {shown}; the file needs "
+                             "holiday and ds, and optionally lower_window and upper_window")
+    if frame["holiday"].isna().any():
+        row = int(np.flatnonzero(frame["holiday"].isna().to_numpy())[0])
+        raise InputError(f"{path}: column 'holiday' is empty at row {row + 1}; every row needs a holiday name")
+    ds, _ = _parse_time(path, frame["ds"], "ds")
+    windows = {}
+    for col in ("lower_window", "upper_window"):
+        values = pd.to_numeric(frame[col], errors="coerce") if col in frame else pd.Series(0, index=frame.index)
+        bad = (values.isna() | (values != values.round())).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{path}: column {col!r} has {frame[col].iloc[row]!r} at row {row + 1}; "
+                             "use a whole number of days (e.g. -1 or 0)")
+        windows[col] = values.astype(int).tolist()
+    return tuple((str(h), str(pd.Timestamp(d).date()), lo, up)
+                 for h, d, lo, up in zip(frame["holiday"], ds, windows["lower_window"], windows["upper_window"]))
+
+
+def split_series(table: pd.DataFrame, id_cols: Sequence[str], extra_cols: Sequence[str] = ()) -> list[SeriesData]:
     """Split a checked table into series, sorted by key, each sorted by time.
 
     Vectorised: one sort of the whole table, then slices, so it costs about the same for 50 or 50,000 series.
+    The `extra_cols` (regressors, cap, floor) go into each series' `extra`.
     """
     id_cols = list(id_cols)
     codes = table.groupby(id_cols, sort=True, observed=True, dropna=False).ngroup().to_numpy()
@@ -205,7 +284,40 @@ def split_series(table: pd.DataFrame, id_cols: Sequence[str]) -> list[SeriesData
     ends = np.r_[starts[1:], len(codes)]
     key_rows = table[id_cols].iloc[order[starts]]
     keys = list(key_rows.itertuples(index=False, name=None))
-    return [SeriesData(key=k, ds=ds[s:e], y=y[s:e]) for k, s, e in zip(keys, starts, ends)]
+    extra = {c: table[c].to_numpy(dtype=float)[order] for c in extra_cols}
+    return [SeriesData(key=k, ds=ds[s:e], y=y[s:e], extra={c: v[s:e] for c, v in extra.items()})
+            for k, s, e in zip(keys, starts, ends)]
+
+
+def load_series(path: Path, config, with_future: bool = True) -> tuple[pd.DataFrame, list[SeriesData], list[str], Any]:
+    """Read everything a run needs: the table split into series, their future values, the holidays file.
+
+    Args:
+        path: the input table.
+        config: a ForecastConfig.
+        with_future: attach the --future values (a run needs them for its regressors; a backtest does not).
+
+    Returns:
+        (table, series, notes, model): `model` is config.model with the --holidays-file rows filled in.
+
+    Raises:
+        InputError, ConfigError: before any worker starts.
+    """
+    from .errors import ConfigError
+
+    extra = list(config.extra_cols)
+    table, notes = read_table(path, config.id_cols, config.time_col, config.target_col, config.duplicates, extra)
+    series = split_series(table, config.id_cols, extra)
+    if with_future and extra:
+        if config.future_path is None:
+            raise ConfigError(f"column {extra[0]!r} (--regressor/--cap-col/--floor-col) needs its values past "
+                              "the history: pass --future FILE")
+        attach_future(series, read_future(config.future_path, config.id_cols, config.time_col, extra),
+                      config.id_cols, extra)
+    model = config.model
+    if config.holidays_file is not None:
+        model = dataclasses.replace(model, holiday_table=read_holidays(config.holidays_file))
+    return table, series, notes, model
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -321,11 +433,65 @@ def errors_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.
     return frame
 
 
+# A cell a spreadsheet would read as a formula (or whose leading tab/CR it would strip to reach one).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ' so it shows as text.
+
+    Only text is changed, and only when it starts with =, +, -, @, a tab or a carriage return and is not a
+    number: a series key "-5" or an error text "-1.5" stays as it is, "=HYPERLINK(...)" becomes "'=HYPERLINK(...)".
+    Text that already looks escaped ("'=x") gets one more quote, so `csv_unsafe` gives back the exact value.
+    """
+    if not isinstance(value, str):
+        return value
+    body = value.lstrip("'")
+    if body.startswith(_FORMULA_START) and not _is_number(body):
+        return "'" + value
+    return value
+
+
+def csv_unsafe(value: Any) -> Any:
+    """The value `csv_safe` was given, from what it returned (for reading our own CSV outputs back)."""
+    if isinstance(value, str) and value.startswith("'") and csv_safe(value[1:]) == value:
+        return value[1:]
+    return value
+
+
+def _csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    kept = (pd.api.types.is_numeric_dtype, pd.api.types.is_datetime64_any_dtype, pd.api.types.is_bool_dtype)
+    frame = frame.copy()
+    for c in frame.columns:
+        if not any(is_kind(frame[c].dtype) for is_kind in kept):
+            # keys repeat on every forecast row: check each distinct value once
+            changed = {v: csv_safe(v) for v in pd.unique(frame[c].dropna().astype(object))}
+            changed = {v: safe for v, safe in changed.items() if safe != v}
+            if changed:
+                values = frame[c].astype(object)
+                hit = values.isin(list(changed))
+                frame[c] = values.where(~hit, values.map(changed))
+    frame.columns = [csv_safe(str(c)) for c in frame.columns]
+    return frame
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a frame as Parquet or CSV (by extension), atomically."""
+    """Write a frame as Parquet or CSV (by extension), atomically.
+
+    CSV text cells are made safe for spreadsheets (see `csv_safe`); Parquet keeps the values as they are.
+    """
     if path.suffix == ".parquet":
         return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
-    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    safe = _csv_safe_frame(frame)
+    return write_atomic(path, lambda tmp: safe.to_csv(tmp, index=False))
 
 
 def write_json(data: dict, path: Path) -> Path:
@@ -337,3 +503,101 @@ def write_json(data: dict, path: Path) -> Path:
             f.write("\n")
 
     return write_atomic(path, write)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading a finished run back (plot, report)
+
+@dataclass
+class RunDir:
+    """A finished run or backtest directory, read back: its summary and whichever tables it holds.
+
+    Key columns are text in every table (as `key_label` shows them), whatever the input's types were.
+    """
+
+    path: Path
+    summary: dict
+    id_cols: list[str]
+    timings: pd.DataFrame | None = None
+    errors: pd.DataFrame | None = None
+    forecasts: pd.DataFrame | None = None  # a run's forecasts.parquet / .csv
+    backtest: pd.DataFrame | None = None  # a backtest's backtest.parquet
+    metrics: pd.DataFrame | None = None  # a backtest's metrics.csv
+
+    @property
+    def is_backtest(self) -> bool:
+        return self.metrics is not None
+
+
+def key_label(key: Sequence[Any]) -> str:
+    """How a series key is shown and given to --series: its values joined by " / "."""
+    return " / ".join(str(v) for v in key)
+
+
+def _read_output(path: Path, id_cols: Sequence[str]) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        # a key such as "NA" or "null" is a key, not a missing value: only the other columns' blanks are missing
+        safe_ids = [csv_safe(c) for c in id_cols]  # headers are escaped as cells are
+        header = pd.read_csv(path, nrows=0).columns
+        frame = pd.read_csv(path, dtype={c: "string" for c in safe_ids}, keep_default_na=False,
+                            na_values={c: [""] for c in header if c not in safe_ids})
+        for c in frame.columns:
+            if not pd.api.types.is_numeric_dtype(frame[c].dtype):
+                frame[c] = frame[c].astype(object).map(csv_unsafe)
+        frame = frame.rename(columns=csv_unsafe)
+    for c in id_cols:
+        if c in frame.columns:
+            frame[c] = frame[c].astype(str)
+    return frame
+
+
+def read_run_dir(run_dir: Path) -> RunDir:
+    """Read a `forecast run` or `forecast backtest` output directory.
+
+    Raises:
+        InputError: when it is not such a directory (no summary.json, or one without a config).
+    """
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise InputError(f"{run_dir}: no summary.json; give the --out directory of a forecast run or backtest")
+    try:
+        summary = json.loads(summary_path.read_text())
+        id_cols = list(summary["config"]["id_cols"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{summary_path}: not a forecast summary ({_one_line(e)})") from e
+    run = RunDir(path=run_dir, summary=summary, id_cols=id_cols)
+    run.timings = _read_output(run_dir / "timings.csv", id_cols)
+    run.errors = _read_output(run_dir / "errors.csv", id_cols)
+    for name in ("forecasts.parquet", "forecasts.csv"):
+        run.forecasts = run.forecasts if run.forecasts is not None else _read_output(run_dir / name, id_cols)
+    run.backtest = _read_output(run_dir / "backtest.parquet", id_cols)
+    run.metrics = _read_output(run_dir / "metrics.csv", id_cols)
+    for frame in (run.forecasts, run.backtest):
+        if frame is not None:
+            for c in ("ds", "cutoff"):
+                if c in frame.columns:
+                    frame[c] = pd.to_datetime(frame[c])
+    return run
+
+
+def read_history(run: RunDir) -> pd.DataFrame:
+    """The input table of a finished run, read again as the run read it (its summary.json config says how).
+
+    Raises:
+        InputError: when the input has moved or changed so that it cannot be read.
+    """
+    config = run.summary["config"]
+    path = Path(run.summary["input"])
+    if not path.exists():
+        raise InputError(f"{run.path / 'summary.json'}: the run's input {path} is not there any more; plots "
+                         "need the history (run from the directory the run was started in)")
+    table, _ = read_table(path, config["id_cols"], config["time_col"], config["target_col"],
+                          config.get("duplicates", "error"))
+    for c in config["id_cols"]:
+        table[c] = table[c].astype(str)
+    return table

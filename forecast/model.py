@@ -1,7 +1,7 @@
 """One Prophet model per series: check the series, fit, predict. Knows nothing about pools.
 
 `fit_series` never raises for a problem of its series: it returns a `SeriesResult` with status "failed", the stage
-("validate", "frequency", "fit", "predict") and the reason, so one series can never sink a run.
+("validate", "frequency", "future", "fit", "predict") and the reason, so one series can never sink a run.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import socket
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,11 +28,18 @@ _QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models", "pro
 
 @dataclass
 class SeriesData:
-    """One series as plain arrays: its key (one value per id column), sorted timestamps and values."""
+    """One series as plain arrays: its key (one value per id column), sorted timestamps and values.
+
+    `extra` holds the regressor / cap / floor columns over the history (by input column name); `future_ds` and
+    `future_extra` their values past the history, from --future (None and empty when there is no such file).
+    """
 
     key: tuple
     ds: np.ndarray  # datetime64[ns], ascending, unique
     y: np.ndarray  # float64, NaN where missing
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    future_ds: np.ndarray | None = None
+    future_extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,9 +196,25 @@ def make_prophet(opts: ModelOptions):
         interval_width=opts.interval_width,
         uncertainty_samples=opts.uncertainty_samples,
     )
+    if opts.holiday_table:
+        m.holidays = pd.DataFrame(list(opts.holiday_table),
+                                  columns=["holiday", "ds", "lower_window", "upper_window"])
+        m.holidays["ds"] = pd.to_datetime(m.holidays["ds"])
     if opts.holidays:
         m.add_country_holidays(country_name=opts.holidays)
+    for name in opts.regressors:
+        m.add_regressor(name)
     return m
+
+
+def extra_columns(opts: ModelOptions) -> dict[str, str]:
+    """Input columns the model needs besides ds and y, mapped to their name in Prophet's frames."""
+    cols = {name: name for name in opts.regressors}
+    if opts.cap_col:
+        cols[opts.cap_col] = "cap"
+    if opts.floor_col:
+        cols[opts.floor_col] = "floor"
+    return cols
 
 
 def check_options(opts: ModelOptions) -> None:
@@ -213,7 +237,7 @@ def check_options(opts: ModelOptions) -> None:
             raise ConfigError(f"--holidays {opts.holidays!r} is not a country the holidays package knows{hint}")
 
 
-def _validate(series: SeriesData) -> pd.DataFrame:
+def _validate(series: SeriesData, opts: ModelOptions | None = None) -> pd.DataFrame:
     y = series.y
     if np.isinf(y).any():
         raise SeriesProblem("validate", f"y has {int(np.isinf(y).sum())} infinite value(s); replace or drop them")
@@ -223,7 +247,102 @@ def _validate(series: SeriesData) -> pd.DataFrame:
         raise SeriesProblem("validate", f"all {len(y)} values are missing")
     if n < 2:
         raise SeriesProblem("validate", "fewer than 2 non-missing values (found 1); Prophet needs at least 2")
-    return pd.DataFrame({"ds": series.ds[ok], "y": y[ok]})
+    df = pd.DataFrame({"ds": series.ds[ok], "y": y[ok]})
+    for col, name in (extra_columns(opts) if opts is not None else {}).items():
+        values = series.extra[col][ok]
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = pd.Timestamp(df["ds"].to_numpy()[np.flatnonzero(bad)[0]]).date()
+            raise SeriesProblem("validate", f"column {col!r} is missing at {int(bad.sum())} of {n} observed "
+                                f"time(s) (first {first}); fill it in the input table")
+        df[name] = values
+    return df
+
+
+def validate_series(series: SeriesData, opts: ModelOptions) -> pd.DataFrame:
+    """The training frame for Prophet (ds, y and the extra columns), without the missing values.
+
+    Raises:
+        SeriesProblem: stage "validate", for a series Prophet cannot fit (too few values, infinities, a
+            regressor missing where y is known).
+    """
+    return _validate(series, opts)
+
+
+def predict_frame(series: SeriesData, ds: np.ndarray, opts: ModelOptions, source: str = "--future") -> pd.DataFrame:
+    """The frame to predict at `ds`: ds plus each extra column's value there, from the history or the future.
+
+    Raises:
+        SeriesProblem: stage "future", naming the column and the first dates whose value is missing.
+    """
+    frame = pd.DataFrame({"ds": pd.DatetimeIndex(ds)})
+    cols = extra_columns(opts)
+    if not cols:
+        return frame
+    known_ds = series.ds if series.future_ds is None else np.concatenate([series.ds, series.future_ds])
+    for col, name in cols.items():
+        known = series.extra[col]
+        if series.future_ds is not None:
+            known = np.concatenate([known, series.future_extra[col]])
+        lookup = pd.Series(known, index=pd.DatetimeIndex(known_ds))
+        lookup = lookup[~lookup.index.duplicated(keep="last")]
+        values = lookup.reindex(frame["ds"]).to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            dates = ", ".join(str(pd.Timestamp(d).date()) for d in frame["ds"].to_numpy()[bad][:3])
+            raise SeriesProblem("future", f"future values of {col!r} are missing for {int(bad.sum())} of "
+                                f"{len(values)} forecast time(s) ({dates}); add them to {source}")
+        frame[name] = values
+    return frame
+
+
+def fit_predict(train: pd.DataFrame, frame: pd.DataFrame, opts: ModelOptions, key: tuple) -> dict[str, Any]:
+    """Fit a new Prophet model to `train` and predict at the rows of `frame`.
+
+    Returns:
+        {"ds", "yhat", "yhat_lower", "yhat_upper" (arrays; bounds NaN without intervals), "fit_seconds",
+        "predict_seconds"}, clipped at 0 with opts.non_negative.
+
+    Raises:
+        SeriesProblem: stage "fit" or "predict", with Prophet's or Stan's error as the reason.
+    """
+    out: dict[str, Any] = {}
+    try:
+        t0 = time.perf_counter()
+        m = make_prophet(opts)
+        m.fit(train)
+        out["fit_seconds"] = time.perf_counter() - t0
+    except Exception as e:  # Prophet/Stan failing on this series' data
+        raise SeriesProblem("fit", f"{type(e).__name__}: {e}".splitlines()[0]) from e
+    try:
+        t0 = time.perf_counter()
+        if opts.seed is not None:
+            np.random.seed(series_seed(opts.seed, key))
+        fc = m.predict(frame)
+        out["predict_seconds"] = time.perf_counter() - t0
+    except Exception as e:
+        problem = SeriesProblem("predict", f"{type(e).__name__}: {e}".splitlines()[0])
+        problem.fit_seconds = out["fit_seconds"]  # the fit happened: keep its time in timings.csv
+        raise problem from e
+    yhat = fc["yhat"].to_numpy(dtype=float)
+    nan = np.full(len(fc), np.nan)
+    lower = fc["yhat_lower"].to_numpy(dtype=float) if "yhat_lower" in fc else nan
+    upper = fc["yhat_upper"].to_numpy(dtype=float) if "yhat_upper" in fc else nan
+    if opts.non_negative:
+        yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
+    out.update(ds=fc["ds"].to_numpy(dtype="datetime64[ns]"), yhat=yhat, yhat_lower=lower, yhat_upper=upper)
+    return out
+
+
+@contextmanager
+def scratch_cleanup() -> Iterator[None]:
+    """Remove whatever the fits inside the block leave in cmdstanpy's temp dir."""
+    tmp = _cmdstan_tmp()
+    before = set(os.listdir(tmp)) if tmp and os.path.isdir(tmp) else set()
+    try:
+        yield
+    finally:
+        _remove_new_entries(tmp, before)
 
 
 def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
@@ -240,42 +359,28 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
                           worker=f"{socket.gethostname()}:{os.getpid()}")
     cpu0 = os.times()
     stage = "validate"
-    tmp = _cmdstan_tmp()
-    before = set(os.listdir(tmp)) if tmp and os.path.isdir(tmp) else set()
     try:
-        df = _validate(series)
-        stage = "frequency"
-        freq = opts.freq or infer_freq(series.ds)
-        stage = "fit"
-        t0 = time.perf_counter()
-        m = make_prophet(opts)
-        m.fit(df)
-        result.fit_seconds = time.perf_counter() - t0
-        stage = "predict"
-        t0 = time.perf_counter()
-        last = pd.Timestamp(series.ds[-1])
-        future = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:]
-        if opts.include_history:
-            future = pd.DatetimeIndex(series.ds).append(future)
-        if opts.seed is not None:
-            np.random.seed(series_seed(opts.seed, series.key))
-        fc = m.predict(pd.DataFrame({"ds": future}))
-        result.predict_seconds = time.perf_counter() - t0
-        yhat = fc["yhat"].to_numpy(dtype=float)
-        nan = np.full(len(fc), np.nan)
-        lower = fc["yhat_lower"].to_numpy(dtype=float) if "yhat_lower" in fc else nan
-        upper = fc["yhat_upper"].to_numpy(dtype=float) if "yhat_upper" in fc else nan
-        if opts.non_negative:
-            yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
-        result.ds = fc["ds"].to_numpy(dtype="datetime64[ns]")
-        result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
+        with scratch_cleanup():
+            df = _validate(series, opts)
+            stage = "frequency"
+            freq = opts.freq or infer_freq(series.ds)
+            stage = "future"
+            last = pd.Timestamp(series.ds[-1])
+            future = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:]
+            if opts.include_history:
+                future = pd.DatetimeIndex(series.ds).append(future)
+            frame = predict_frame(series, future.to_numpy(dtype="datetime64[ns]"), opts)
+            stage = "fit"
+            fc = fit_predict(df, frame, opts, series.key)
+        result.fit_seconds, result.predict_seconds = fc["fit_seconds"], fc["predict_seconds"]
+        result.ds, result.yhat = fc["ds"], fc["yhat"]
+        result.yhat_lower, result.yhat_upper = fc["yhat_lower"], fc["yhat_upper"]
         result.status, result.model = "ok", "prophet"
     except SeriesProblem as e:
         result.stage, result.error = e.stage, str(e)
-    except Exception as e:  # Prophet/Stan failing on this series' data: record it, go on with the rest
+        result.fit_seconds = getattr(e, "fit_seconds", 0.0)
+    except Exception as e:  # anything else about this series' data: record it, go on with the rest
         result.stage, result.error = stage, f"{type(e).__name__}: {e}".splitlines()[0]
-    finally:
-        _remove_new_entries(tmp, before)
     cpu1 = os.times()
     result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
     return result

@@ -17,8 +17,8 @@ from . import __version__
 from .backends import make_backend
 from .config import ForecastConfig
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, forecast_frame, prepare_out_dir, read_table, split_series,
-                 timings_frame, write_json, write_table)
+from .io import (default_out_dir, errors_frame, forecast_frame, load_series, prepare_out_dir, timings_frame,
+                 write_json, write_table)
 from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, slowest, throughput
 
@@ -122,8 +122,7 @@ def run_forecast(
     prepare_out_dir(out_dir, config.overwrite)
     check_options(config.model)
     with clock.stage("read"):
-        table, notes = read_table(path, config.id_cols, config.time_col, config.target_col, config.duplicates)
-        series = split_series(table, config.id_cols)
+        table, series, notes, model = load_series(path, config)
     for note in notes:
         if notify is not None:
             notify(note)
@@ -140,7 +139,7 @@ def run_forecast(
             # in-process work must not point this process's TMPDIR at a directory removed after the run
             initargs = (None,) if n_jobs == 1 else (tmp_root,)
             chunks = split_into_chunks([len(s.ds) for s in to_fit], n_jobs * config.chunks_per_job)
-            func = partial(fit_series, opts=config.model)
+            func = partial(fit_series, opts=model)
             try:
                 # the interrupt is caught outside the backend's block, so the backend sees it and stops its
                 # workers at once instead of waiting for their chunks

@@ -1,0 +1,165 @@
+"""Forecast accuracy metrics and the seasonal-naive baseline: pure numpy, no pandas, no Prophet.
+
+Every metric takes aligned arrays of actuals and forecasts; points whose actual is missing (NaN) are left out.
+Percentages are returned as fractions (0.12 means 12%). How the per-point errors are pooled into one figure per
+series and one overall is in `score` and `overall`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+METRICS = ("mae", "rmse", "wape", "smape", "mase", "mape", "coverage")
+
+# Seasonal period of the naive baseline for each pandas frequency (by its base unit): a week of days, a day of
+# hours, a year of weeks, months or quarters. Anything else (minutes, business days, ...) uses 1 (plain naive).
+_SEASON = {"D": 7, "h": 24, "H": 24, "W": 52, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4}
+
+
+def season_length(freq: str) -> int:
+    """The seasonal period for a pandas frequency string: "D" -> 7, "W-SUN" -> 52, "MS" -> 12, "h" -> 24."""
+    base = freq.lstrip("0123456789").split("-")[0]
+    if base != freq.split("-")[0]:  # a multiple such as "2D" or "6h" has no natural season
+        return 1
+    return _SEASON.get(base, 1)
+
+
+def _clean(y: np.ndarray, yhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y, yhat = np.asarray(y, dtype=float), np.asarray(yhat, dtype=float)
+    ok = ~np.isnan(y)
+    return y[ok], yhat[ok]
+
+
+def mae(y, yhat) -> float:
+    """Mean absolute error."""
+    y, yhat = _clean(y, yhat)
+    return float(np.mean(np.abs(y - yhat))) if len(y) else np.nan
+
+
+def rmse(y, yhat) -> float:
+    """Root mean squared error."""
+    y, yhat = _clean(y, yhat)
+    return float(np.sqrt(np.mean((y - yhat) ** 2))) if len(y) else np.nan
+
+
+def wape(y, yhat) -> float:
+    """Weighted absolute percentage error: sum |y - yhat| / sum |y|; NaN when every actual is 0."""
+    y, yhat = _clean(y, yhat)
+    denom = np.sum(np.abs(y))
+    return float(np.sum(np.abs(y - yhat)) / denom) if denom > 0 else np.nan
+
+
+def smape(y, yhat) -> float:
+    """Symmetric MAPE: mean of 2|y - yhat| / (|y| + |yhat|), in 0..2; a point where both are 0 counts as 0."""
+    y, yhat = _clean(y, yhat)
+    if not len(y):
+        return np.nan
+    denom = np.abs(y) + np.abs(yhat)
+    terms = np.divide(2 * np.abs(y - yhat), denom, out=np.zeros_like(denom), where=denom > 0)
+    return float(np.mean(terms))
+
+
+def mape(y, yhat) -> tuple[float, int]:
+    """Mean absolute percentage error over the non-zero actuals.
+
+    Returns:
+        (mape, skipped): the mean of |y - yhat| / |y| where y != 0, and how many zero actuals were skipped.
+    """
+    y, yhat = _clean(y, yhat)
+    nonzero = y != 0
+    skipped = int((~nonzero).sum())
+    if not nonzero.any():
+        return np.nan, skipped
+    return float(np.mean(np.abs(y[nonzero] - yhat[nonzero]) / np.abs(y[nonzero]))), skipped
+
+
+def coverage(y, lower, upper) -> float:
+    """Share of actuals inside [lower, upper]; NaN when there are no intervals."""
+    y, lower, upper = (np.asarray(a, dtype=float) for a in (y, lower, upper))
+    ok = ~(np.isnan(y) | np.isnan(lower) | np.isnan(upper))
+    if not ok.any():
+        return np.nan
+    return float(np.mean((y[ok] >= lower[ok]) & (y[ok] <= upper[ok])))
+
+
+def naive_scale(y_train, m: int) -> float:
+    """MASE's denominator: the mean absolute error of the seasonal-naive forecast in-sample, |y[t] - y[t-m]|.
+
+    Pairs with a missing value are left out. NaN when no pair is left or the series never changes (the scaled
+    error would be infinite).
+    """
+    y = np.asarray(y_train, dtype=float)
+    if len(y) <= m:
+        return np.nan
+    diffs = np.abs(y[m:] - y[:-m])
+    diffs = diffs[~np.isnan(diffs)]
+    if not len(diffs):
+        return np.nan
+    scale = float(np.mean(diffs))
+    return scale if scale > 0 else np.nan
+
+
+def seasonal_naive(y_train, steps_ahead, m: int) -> np.ndarray:
+    """The seasonal-naive forecast: each point repeats the last observed value one or more seasons earlier.
+
+    Args:
+        y_train: the history on a regular grid (NaN for a missing step), oldest first.
+        steps_ahead: for each point to forecast, how many grid steps after the last history point it is (1, 2, ...).
+        m: the seasonal period in grid steps (1 for plain naive).
+
+    Returns:
+        One forecast per point. Missing history values are carried forward (then backward), so a gap in the
+        history does not leave the baseline without a forecast.
+    """
+    y = np.asarray(y_train, dtype=float).copy()
+    idx = np.where(~np.isnan(y), np.arange(len(y)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    y = y[idx]  # carry forward
+    if np.isnan(y[0]) and (~np.isnan(y)).any():
+        y[np.isnan(y)] = y[~np.isnan(y)][0]  # leading gap: carry the first value backward
+    h = np.asarray(steps_ahead, dtype=int)
+    seasons_back = -(-h // m)  # ceil(h / m): the nearest whole number of seasons that reaches into the history
+    source = len(y) - 1 + h - seasons_back * m
+    return y[np.clip(source, 0, len(y) - 1)]
+
+
+def score(y, yhat, lower=None, upper=None, scale=None) -> dict[str, float]:
+    """Every metric for one set of points (one series over all its windows, or everything pooled).
+
+    Args:
+        y, yhat: actuals and forecasts.
+        lower, upper: the interval, or None.
+        scale: per point, the MASE scale of the window the point belongs to (from `naive_scale`), or None.
+
+    Returns:
+        {"n": points scored, "mae", "rmse", "wape", "smape", "mase", "mape", "mape_skipped", "coverage"}.
+        MASE is the mean of |y - yhat| / scale over the points whose scale is known.
+    """
+    y, yhat = np.asarray(y, dtype=float), np.asarray(yhat, dtype=float)
+    mape_value, skipped = mape(y, yhat)
+    out = {"n": int((~np.isnan(y)).sum()), "mae": mae(y, yhat), "rmse": rmse(y, yhat), "wape": wape(y, yhat),
+           "smape": smape(y, yhat), "mase": np.nan, "mape": mape_value, "mape_skipped": skipped,
+           "coverage": np.nan}
+    if scale is not None:
+        scale = np.asarray(scale, dtype=float)
+        scaled = np.abs(y - yhat) / scale
+        scaled = scaled[~np.isnan(scaled) & np.isfinite(scaled)]
+        out["mase"] = float(np.mean(scaled)) if len(scaled) else np.nan
+    if lower is not None and upper is not None:
+        out["coverage"] = coverage(y, lower, upper)
+    return out
+
+
+def overall(y, yhat, lower, upper, series_mase: Sequence[float]) -> dict[str, float]:
+    """The overall figures of a backtest: every point of every series pooled, except MASE.
+
+    MAE, RMSE, WAPE (sum of absolute errors over sum of absolute actuals), sMAPE, MAPE and coverage are computed
+    over all points together, so WAPE weighs each series by its volume. MASE is the mean of the per-series
+    MASE values (it is scale-free, so each series counts once).
+    """
+    out = score(y, yhat, lower, upper)
+    known = np.asarray([v for v in series_mase if not np.isnan(v)], dtype=float)
+    out["mase"] = float(np.mean(known)) if len(known) else np.nan
+    return out
