@@ -52,6 +52,11 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
+class BackendName(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
 def _fail(e: ForecastError) -> typer.Exit:
     typer.echo(f"Error: {e}", err=True)
     return typer.Exit(code=e.exit_code)
@@ -73,6 +78,9 @@ def _report(result) -> None:
     ]
     if s["series_done"] < s["series_total"]:
         lines.insert(5, ("series not done", s["series_total"] - s["series_done"]))
+    if s["backend"]["name"] == "dask":
+        b = s["backend"]
+        lines.insert(3, ("dask workers", f"{b['workers']} ({b['threads']} threads) at {b['scheduler']}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         typer.echo(f"{key.ljust(width)}  {value}")
@@ -109,19 +117,33 @@ def run(
     max_failed_frac: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of failed series still accepted with exit code 0.")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes; only the final table.")] = False,
+    backend: Annotated[BackendName, typer.Option(
+        help="local: this machine's cores; dask: a Dask cluster (--scheduler, or a local one).")] = BackendName.local,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Dask scheduler address, e.g. tcp://host:8786 [env: FORECAST_SCHEDULER]; needs --backend dask.")] = None,
+    connect_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = 10.0,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
     Example: forecast run data/sample.csv --id-col store --id-col item --time-col date --target-col sales --horizon 28
     """
+    import os
+
     from .progress import make_progress
     from .runner import run_forecast
 
+    if scheduler is not None and backend is not BackendName.dask:
+        typer.echo("Error: --scheduler can only be used with --backend dask", err=True)
+        raise typer.Exit(code=2)
+    if backend is BackendName.dask and scheduler is None:
+        scheduler = os.environ.get("FORECAST_SCHEDULER") or None
     try:
         config = ForecastConfig(
             id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
             duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
-            output_format=format.value, max_failed_frac=max_failed_frac,
+            output_format=format.value, max_failed_frac=max_failed_frac, backend=backend.value,
+            scheduler=scheduler, connect_timeout=connect_timeout,
             model=ModelOptions(
                 horizon=horizon, freq=freq, growth=growth.value, seasonality_mode=seasonality_mode.value,
                 yearly_seasonality=yearly_seasonality.value, weekly_seasonality=weekly_seasonality.value,

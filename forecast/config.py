@@ -17,6 +17,7 @@ SEASONALITY_MODES = ("additive", "multiplicative")
 TOGGLES = ("auto", "on", "off")
 DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
 OUTPUT_FORMATS = ("parquet", "csv")
+BACKEND_NAMES = ("local", "dask")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -85,6 +86,9 @@ class ForecastConfig:
         overwrite: replace a finished run in out_dir.
         output_format: "parquet" or "csv" for the forecasts table.
         max_failed_frac: the share of failed series still accepted with exit code 0.
+        backend: "local" (this machine's cores) or "dask" (a Dask cluster).
+        scheduler: the Dask scheduler's address (tcp://host:8786); None with "dask" starts a local cluster.
+        connect_timeout: seconds to wait for the Dask scheduler and its first worker.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -100,6 +104,9 @@ class ForecastConfig:
     overwrite: bool = False
     output_format: str = "parquet"
     max_failed_frac: float = 0.0
+    backend: str = "local"
+    scheduler: str | None = None
+    connect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.id_cols:
@@ -116,6 +123,11 @@ class ForecastConfig:
             raise ConfigError(f"chunks_per_job must be at least 1; got {self.chunks_per_job}")
         if not 0 <= self.max_failed_frac <= 1:
             raise ConfigError(f"--max-failed-frac must be between 0 and 1; got {self.max_failed_frac}")
+        _choice("--backend", self.backend, BACKEND_NAMES)
+        if self.scheduler is not None and self.backend != "dask":
+            raise ConfigError("--scheduler can only be used with --backend dask")
+        if not self.connect_timeout > 0:
+            raise ConfigError(f"--connect-timeout must be positive; got {self.connect_timeout}")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""

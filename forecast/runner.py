@@ -108,10 +108,16 @@ def run_forecast(
     tmp_root = tempfile.mkdtemp(prefix="forecast-")
     try:
         with clock.stage("fit_predict"), _sigterm_as_interrupt():
-            in_process = config.n_jobs == 1
-            initargs = (None,) if in_process else (tmp_root,)
-            with make_backend(None, config.n_jobs, init_worker, initargs) as backend:
+            on_dask = config.backend == "dask"
+            in_process = not on_dask and config.n_jobs == 1
+            # a Dask worker may be on another machine: it makes its own temp dir (see backends.DaskBackend)
+            initargs = (None,) if in_process or on_dask else (tmp_root,)
+            options = (dict(scheduler=config.scheduler, connect_timeout=config.connect_timeout, notify=notify)
+                       if on_dask else {})
+            with make_backend("dask" if on_dask else None, config.n_jobs, init_worker, initargs,
+                              **options) as backend:
                 n_jobs = backend.n_jobs
+                backend_info = backend.info()
                 chunks = split_into_chunks([len(s.ds) for s in series], n_jobs * config.chunks_per_job)
                 func = partial(fit_series, opts=config.model)
                 try:
@@ -146,6 +152,7 @@ def run_forecast(
         "series_failed": n_failed,
         "cores": usable_cores(),
         "n_jobs": n_jobs,
+        "backend": backend_info,
         "chunks": len(chunks),
         "wall_seconds": wall,
         "cpu_seconds": clock.cpu,
