@@ -177,3 +177,12 @@ def test_scheduler_needs_the_dask_backend(table_csv):
     result = CliRunner().invoke(app, ["run", str(table_csv), "--horizon", "3", "--scheduler", "tcp://h:8786"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: --scheduler can only be used with --backend dask"
+
+
+def test_without_dask_installed_the_error_names_the_extra(table_csv, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what `import distributed` sees when it is not installed
+    result = CliRunner().invoke(app, ["run", str(table_csv), "--horizon", "3", "--backend", "dask",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("Error: the dask backend needs dask.distributed: "
+                                     "pip install 'forecast[dask]'")
