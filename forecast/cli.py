@@ -81,6 +81,11 @@ StaleAfterOpt = Annotated[float, typer.Option(
 AllowNegativeOpt = Annotated[bool, typer.Option(help="Fit series with negative values (else sent to fallback).")]
 
 
+class BackendName(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
 def _fail(e: ForecastError) -> typer.Exit:
     typer.echo(f"Error: {e}", err=True)
     return typer.Exit(code=e.exit_code)
@@ -105,6 +110,9 @@ def _report(result) -> None:
     if s["series_done"] < s["series_total"]:
         lines.insert(lines.index(("series failed", s["series_failed"])) + 1,
                      ("series not done", s["series_total"] - s["series_done"]))
+    if s["backend"]["name"] == "dask":
+        b = s["backend"]
+        lines.insert(3, ("dask workers", f"{b['workers']} ({b['threads']} threads) at {b['scheduler']}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         typer.echo(f"{key.ljust(width)}  {value}")
@@ -202,20 +210,34 @@ def run(
     max_gap_share: MaxGapShareOpt = TriageRules.max_gap_share,
     stale_after: StaleAfterOpt = TriageRules.stale_after,
     allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
+    backend: Annotated[BackendName, typer.Option(
+        help="local: this machine's cores; dask: a Dask cluster (--scheduler, or a local one).")] = BackendName.local,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Dask scheduler address, e.g. tcp://host:8786 [env: FORECAST_SCHEDULER]; needs --backend dask.")] = None,
+    connect_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = 10.0,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
     Example: forecast run data/sample.csv --id-col store --id-col item --time-col date --target-col sales --horizon 28
     """
+    import os
+
     from .progress import make_progress
     from .runner import run_forecast
 
+    if scheduler is not None and backend is not BackendName.dask:
+        typer.echo("Error: --scheduler can only be used with --backend dask", err=True)
+        raise typer.Exit(code=2)
+    if backend is BackendName.dask and scheduler is None:
+        scheduler = os.environ.get("FORECAST_SCHEDULER") or None
     try:
         config = ForecastConfig(
             id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
             duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
             output_format=format.value, max_failed_frac=max_failed_frac, future_path=future, fallback=fallback.value,
-            holidays_file=holidays_file,
+            holidays_file=holidays_file, backend=backend.value, scheduler=scheduler,
+            connect_timeout=connect_timeout,
             triage=TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative) if triage else None,
             model=_model_options(horizon, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
                                  daily_seasonality, changepoint_prior_scale, seasonality_prior_scale, holidays,

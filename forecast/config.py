@@ -20,6 +20,7 @@ TOGGLES = ("auto", "on", "off")
 DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
 OUTPUT_FORMATS = ("parquet", "csv")
 FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
+BACKEND_NAMES = ("local", "dask")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -141,6 +142,9 @@ class ForecastConfig:
         future_path: the table of future regressor / cap / floor values (same key and time columns).
         holidays_file: a table of holidays (holiday, ds, lower_window, upper_window); read into
             model.holiday_table by io.load_series.
+        backend: "local" (this machine's cores) or "dask" (a Dask cluster).
+        scheduler: the Dask scheduler's address (tcp://host:8786); None with "dask" starts a local cluster.
+        connect_timeout: seconds to wait for the Dask scheduler and its first worker.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -160,6 +164,9 @@ class ForecastConfig:
     triage: TriageRules | None = None
     future_path: Path | None = None
     holidays_file: Path | None = None
+    backend: str = "local"
+    scheduler: str | None = None
+    connect_timeout: float = 10.0
 
     @property
     def extra_cols(self) -> tuple[str, ...]:
@@ -184,6 +191,11 @@ class ForecastConfig:
             raise ConfigError(f"chunks_per_job must be at least 1; got {self.chunks_per_job}")
         if not 0 <= self.max_failed_frac <= 1:
             raise ConfigError(f"--max-failed-frac must be between 0 and 1; got {self.max_failed_frac}")
+        _choice("--backend", self.backend, BACKEND_NAMES)
+        if self.scheduler is not None and self.backend != "dask":
+            raise ConfigError("--scheduler can only be used with --backend dask")
+        if not self.connect_timeout > 0:
+            raise ConfigError(f"--connect-timeout must be positive; got {self.connect_timeout}")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""

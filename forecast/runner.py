@@ -135,15 +135,22 @@ def run_forecast(
     tmp_root = tempfile.mkdtemp(prefix="forecast-")
     try:
         with clock.stage("fit_predict"), _sigterm_as_interrupt():
-            n_jobs = effective_n_jobs(config.n_jobs)
-            # in-process work must not point this process's TMPDIR at a directory removed after the run
-            initargs = (None,) if n_jobs == 1 else (tmp_root,)
-            chunks = split_into_chunks([len(s.ds) for s in to_fit], n_jobs * config.chunks_per_job)
+            on_dask = config.backend == "dask"
+            # in-process work must not point this process's TMPDIR at a directory removed after the run; a Dask
+            # worker may be on another machine: it makes its own temp dir (see backends.DaskBackend)
+            in_process = not on_dask and effective_n_jobs(config.n_jobs) == 1
+            initargs = (None,) if in_process or on_dask else (tmp_root,)
+            options = (dict(scheduler=config.scheduler, connect_timeout=config.connect_timeout, notify=notify)
+                       if on_dask else {})
             func = partial(fit_series, opts=model)
             try:
                 # the interrupt is caught outside the backend's block, so the backend sees it and stops its
                 # workers at once instead of waiting for their chunks
-                with make_backend(None, n_jobs, init_worker, initargs) as backend:
+                with make_backend("dask" if on_dask else None, config.n_jobs, init_worker, initargs,
+                                  **options) as backend:
+                    n_jobs = backend.n_jobs
+                    backend_info = backend.info()
+                    chunks = split_into_chunks([len(s.ds) for s in to_fit], n_jobs * config.chunks_per_job)
                     outcomes = map_chunks(func, to_fit, backend, chunks=chunks, progress=progress)
             except MapInterrupted as e:
                 status = "interrupted"
@@ -198,6 +205,7 @@ def run_forecast(
                      if config.triage is not None else None),
         "cores": usable_cores(),
         "n_jobs": n_jobs,
+        "backend": backend_info,
         "chunks": len(chunks),
         "wall_seconds": wall,
         "cpu_seconds": clock.cpu,

@@ -1,0 +1,106 @@
+"""Does running on Dask cost throughput? Dask with 2 single-thread workers on loopback vs the local backend.
+
+On the same input and in one go: `forecast run --n-jobs 2` (the local process pool) and `forecast run --backend
+dask --scheduler ...` against a `dask scheduler` and two `dask worker --nthreads 1` processes on 127.0.0.1,
+started here. Prints series/s for each (from summary.json: series over the run's wall time, reading and
+writing included) and the ratio dask / local, with the machine's core count. The goal is a ratio of at least
+0.85 on a 2-core machine. Writes a CSV row per case to outputs/benchmarks/bench_dask.csv.
+
+usage: python benchmarks/bench_dask.py [--series 1000] [--days 730] [--horizon 28] [--repeats 1]
+"""
+
+import argparse
+import csv
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT.parent / "shared" / "bench"
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def start_cluster(workdir: Path, n_workers: int) -> tuple[str, list[subprocess.Popen]]:
+    """A scheduler and n single-thread workers on 127.0.0.1; returns once every worker is connected."""
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=workdir)
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], **quiet)]
+    for i in range(n_workers):
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                       "--host", "127.0.0.1", "--no-dashboard", "--local-directory",
+                                       str(workdir / f"worker{i}")], **quiet))
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(n_workers, timeout=120)
+    return address, procs
+
+
+def stop_cluster(procs: list[subprocess.Popen]) -> None:
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=30)
+
+
+def forecast_run(data: Path, horizon: int, workdir: Path, *extra: str) -> float:
+    out = workdir / f"run-{time.time_ns()}"
+    subprocess.run([sys.executable, "-m", "forecast", "run", str(data), "--id-col", "series_id", "--time-col", "date",
+                    "--target-col", "sales", "--horizon", str(horizon), "--out", str(out), "--quiet", *extra],
+                   check=True, capture_output=True, text=True, cwd=ROOT, env=_env())
+    return json.loads((out / "summary.json").read_text())["series_per_second"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--horizon", type=int, default=28)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    cores = os.cpu_count()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = tmp / "retail.csv"
+        subprocess.run([sys.executable, str(BENCH / "make_retail.py"), str(data), "--series", str(args.series),
+                        "--days", str(args.days), "--seed", "0"], check=True)
+        address, procs = start_cluster(tmp, 2)
+        try:
+            for repeat in range(args.repeats):
+                for case, backend, extra in (("local", "process", ("--n-jobs", "2")),
+                                             ("dask", "dask", ("--backend", "dask", "--scheduler", address))):
+                    rate = forecast_run(data, args.horizon, tmp, *extra)
+                    rows.append({"case": case, "backend": backend, "n_jobs": 2, "repeat": repeat,
+                                 "series": args.series, "days": args.days, "cores": cores,
+                                 "series_per_second": round(rate, 3)})
+                    print(f"{case:6s} repeat {repeat}: {rate:7.2f} series/s  (n_jobs=2, cores={cores})", flush=True)
+        finally:
+            stop_cluster(procs)
+    med = {c: statistics.median(r["series_per_second"] for r in rows if r["case"] == c) for c in ("local", "dask")}
+    print(f"ratio dask / local (medians) = {med['dask'] / med['local']:.2f} on {cores} cores")
+    out_dir = ROOT / "outputs" / "benchmarks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "bench_dask.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
