@@ -52,6 +52,11 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 def _fail(e: ForecastError) -> typer.Exit:
     typer.echo(f"Error: {e}", err=True)
     return typer.Exit(code=e.exit_code)
@@ -78,10 +83,48 @@ def _report(result) -> None:
         typer.echo(f"{key.ljust(width)}  {value}")
 
 
+def _value(x):
+    return getattr(x, "value", x)
+
+
+def _build_config(p: dict) -> ForecastConfig:
+    """A ForecastConfig from the command's parameters (after a job file, if any, was applied)."""
+    model = ModelOptions(
+        horizon=p["horizon"], freq=p["freq"], growth=_value(p["growth"]),
+        seasonality_mode=_value(p["seasonality_mode"]), yearly_seasonality=_value(p["yearly_seasonality"]),
+        weekly_seasonality=_value(p["weekly_seasonality"]), daily_seasonality=_value(p["daily_seasonality"]),
+        changepoint_prior_scale=p["changepoint_prior_scale"], seasonality_prior_scale=p["seasonality_prior_scale"],
+        holidays=p["holidays"], interval_width=p["interval_width"], uncertainty_samples=p["uncertainty_samples"],
+        non_negative=p["non_negative"], include_history=p["include_history"], seed=p["seed"],
+    )
+    return ForecastConfig(
+        id_cols=tuple(p["id_col"] or ["unique_id"]), time_col=p["time_col"], target_col=p["target_col"],
+        duplicates=_value(p["duplicates"]), n_jobs=p["n_jobs"], out_dir=p["out"], overwrite=p["overwrite"],
+        output_format=_value(p["format"]), max_failed_frac=p["max_failed_frac"], resume=p["resume"],
+        fit_timeout=p["fit_timeout"], model=model,
+    )
+
+
+def _parameters(ctx: typer.Context) -> dict:
+    """The command's parameters, with a --config job file applied under the flags given on the command line."""
+    from .jobfile import apply_job_file
+
+    params = dict(ctx.params)
+    if params["job_file"] is not None:
+        given = {name for name in params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+        params = apply_job_file(params["job_file"], params, given)
+    for name, flag in (("input", "INPUT"), ("horizon", "--horizon")):
+        if params[name] is None:
+            raise typer.BadParameter("required, on the command line or in the --config job file", param_hint=flag)
+    return params
+
+
 @app.command(epilog=EXIT_CODES)
 def run(
-    input: Annotated[Path, typer.Argument(help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")],
-    horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast past each series' last timestamp.")],
+    ctx: typer.Context,
+    input: Annotated[Optional[Path], typer.Argument(
+        help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")] = None,
+    horizon: Annotated[Optional[int], typer.Option(min=1, help="Steps to forecast past each series' last timestamp.")] = None,
     id_col: Annotated[Optional[list[str]], typer.Option(
         help="Series key column; repeat for a composite key (--id-col store --id-col item).")] = None,
     time_col: Annotated[str, typer.Option(help="Timestamp column.")] = "ds",
@@ -104,10 +147,19 @@ def run(
     include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = False,
     n_jobs: Annotated[int, typer.Option(help="Worker processes: -1 all usable cores, 1 in-process.")] = -1,
     out: Annotated[Optional[Path], typer.Option(help="Output directory [default: outputs/<UTC timestamp>].")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a finished run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished or unfinished run in --out.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Finish the unfinished run in --out (same input and settings): fit only the series it lacks.")] = False,
+    fit_timeout: Annotated[Optional[float], typer.Option(
+        help="Seconds one series may take; past it, it fails with reason timeout (runs in worker processes, "
+             "even with --n-jobs 1).")] = None,
     format: Annotated[OutputFormat, typer.Option(help="Forecasts file format.")] = OutputFormat.parquet,
     max_failed_frac: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Share of failed series still accepted with exit code 0.")] = 0.0,
+    job_file: Annotated[Optional[Path], typer.Option(
+        "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
+    log_format: Annotated[LogFormat, typer.Option(
+        help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).")] = LogFormat.text,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes; only the final table.")] = False,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
@@ -118,21 +170,11 @@ def run(
     from .runner import run_forecast
 
     try:
-        config = ForecastConfig(
-            id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
-            duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
-            output_format=format.value, max_failed_frac=max_failed_frac,
-            model=ModelOptions(
-                horizon=horizon, freq=freq, growth=growth.value, seasonality_mode=seasonality_mode.value,
-                yearly_seasonality=yearly_seasonality.value, weekly_seasonality=weekly_seasonality.value,
-                daily_seasonality=daily_seasonality.value, changepoint_prior_scale=changepoint_prior_scale,
-                seasonality_prior_scale=seasonality_prior_scale, holidays=holidays, interval_width=interval_width,
-                uncertainty_samples=uncertainty_samples, non_negative=non_negative,
-                include_history=include_history, seed=seed,
-            ),
-        )
-        with make_progress(quiet) as progress:
-            result = run_forecast(input, config, progress=progress, notify=progress.note)
+        params = _parameters(ctx)
+        config = _build_config(params)
+        with make_progress(params["quiet"], _value(params["log_format"])) as progress:
+            result = run_forecast(params["input"], config, progress=progress, notify=progress.note,
+                                  events=progress.event)
     except ForecastError as e:
         raise _fail(e) from None
     except KeyboardInterrupt:

@@ -85,6 +85,9 @@ class ForecastConfig:
         overwrite: replace a finished run in out_dir.
         output_format: "parquet" or "csv" for the forecasts table.
         max_failed_frac: the share of failed series still accepted with exit code 0.
+        resume: finish the unfinished run in out_dir (same input and settings), fitting only what it lacks.
+        fit_timeout: seconds one series may take; past it the series fails with reason timeout. Needs a
+            worker process to stop, so it runs in one even with n_jobs=1. None: no limit.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -100,6 +103,8 @@ class ForecastConfig:
     overwrite: bool = False
     output_format: str = "parquet"
     max_failed_frac: float = 0.0
+    resume: bool = False
+    fit_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.id_cols:
@@ -116,6 +121,11 @@ class ForecastConfig:
             raise ConfigError(f"chunks_per_job must be at least 1; got {self.chunks_per_job}")
         if not 0 <= self.max_failed_frac <= 1:
             raise ConfigError(f"--max-failed-frac must be between 0 and 1; got {self.max_failed_frac}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite cannot be used together: resume keeps the run, overwrite "
+                              "starts it again")
+        if self.fit_timeout is not None and not self.fit_timeout > 0:
+            raise ConfigError(f"--fit-timeout must be a positive number of seconds; got {self.fit_timeout}")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""
