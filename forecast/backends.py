@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
@@ -72,6 +73,16 @@ class SequentialBackend:
                 yield index, _call(func, item)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Stop this worker, and what it started, soon after the main process is gone (killed with SIGKILL), rather
+    than finish a chunk nobody will collect, or hang on forever with a hung fit."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os._exit(1)
+
+
 def _worker_main(conn, initializer: Callable | None, initargs: tuple) -> None:
     """A worker's whole life: initialise once, then run chunks sent by the main process until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
@@ -79,6 +90,14 @@ def _worker_main(conn, initializer: Callable | None, initargs: tuple) -> None:
         os.setpgrp()  # lead a process group, so a timeout can stop this worker and whatever it started at once
     except OSError:
         pass
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        _serve(conn, initializer, initargs)
+    except (EOFError, OSError):  # the main process is gone: nothing to report to
+        pass
+
+
+def _serve(conn, initializer: Callable | None, initargs: tuple) -> None:
     try:
         if initializer is not None:
             initializer(*initargs)

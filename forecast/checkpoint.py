@@ -8,7 +8,8 @@ An unfinished run in DIR looks like this:
 
 Parts are written atomically as work finishes, so a run killed even with SIGKILL keeps them, and
 `--resume` fits only the series no part holds. A finished run removes parts/ once its outputs and summary.json
-are written. The lock is stale, and taken over, when the process that wrote it is gone.
+are written. The lock is stale, and taken over, when the process that wrote it is gone; so is a temporary
+directory of a run killed before it could remove it (see `run_temp_dir`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -34,7 +36,8 @@ PARTS_DIR = "parts"
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 # Settings that change no series' result, so a resumed run may use other values (more jobs, a longer timeout).
-_FREE_SETTINGS = ("n_jobs", "chunks_per_job", "out_dir", "overwrite", "resume", "max_failed_frac", "fit_timeout")
+_FREE_SETTINGS = ("n_jobs", "chunks_per_job", "out_dir", "overwrite", "resume", "max_failed_frac", "fit_timeout",
+                  "output_format")
 # A lock file still empty after this long was left by a process killed between creating and writing it.
 _EMPTY_LOCK_GRACE_SECONDS = 10.0
 
@@ -54,14 +57,8 @@ def _holder_alive(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname():
         return True  # cannot look at another machine's processes: assume it is running
     pid = int(holder.get("pid", 0))
-    if pid <= 0:
+    if pid <= 0 or _pid_gone(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        pass
     started = holder.get("process_start")
     return started is None or _process_start(pid) in (None, started)
 
@@ -127,6 +124,36 @@ class RunLock:
                 self.out_dir.rmdir()  # only if empty
             except OSError:
                 pass
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+def run_temp_dir() -> str:
+    """A fresh temporary directory for this run's workers, named after this process, in the system temp dir.
+
+    A run killed with SIGKILL cannot remove its own; so first remove those of our runs whose process is gone,
+    and the system temp dir does not fill up over many nights of killed runs.
+    """
+    root = tempfile.gettempdir()
+    prefix = "forecast-"
+    for name in os.listdir(root):
+        pid = name[len(prefix):].split("-", 1)[0]
+        path = os.path.join(root, name)
+        if name.startswith(prefix) and pid.isdigit() and _pid_gone(int(pid)):
+            try:
+                if os.stat(path).st_uid == os.getuid() and os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                pass
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 import shutil
 import signal
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Callable, Iterator
 
 from . import __version__
 from .backends import make_backend
-from .checkpoint import PartWriter, RunLock, RunState, make_manifest
+from .checkpoint import PartWriter, RunLock, RunState, make_manifest, run_temp_dir
 from .config import ForecastConfig
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, prepare_out_dir, read_table, split_series,
@@ -153,7 +152,7 @@ def _fit_and_write(path, config, clock, table, series, notes, state, done, progr
         if progress is not None:
             progress(len(done) + finished, len(series))
 
-    tmp_root = tempfile.mkdtemp(prefix="forecast-")
+    tmp_root = run_temp_dir()
     try:
         with clock.stage("fit_predict"), _sigterm_as_interrupt():
             if items:

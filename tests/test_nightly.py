@@ -70,10 +70,36 @@ def test_run_leaves_the_temp_dir_as_it_found_it(reference):
     assert len(reference["forecasts"]) == N_SERIES * 5
 
 
+def workers_of(pid: int) -> list[int]:
+    """The worker processes whose parent is `pid` (Linux /proc; not multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            if b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_sigkill_then_sigterm_then_resume_equals_an_uninterrupted_run(table, reference, tmp_path):
     out = tmp_path / "out"
-    proc = start(table, out)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = start(table, out, env=env)
     wait_for(lambda: len(parts(out)) >= 2)
+    workers = workers_of(proc.pid)
+    assert len(workers) == 2
 
     # one run per directory: a second run is refused while the first is alive
     second = CliRunner().invoke(app, ["run", str(table), *RUN_ARGS, "--out", str(out), "--resume"])
@@ -83,6 +109,8 @@ def test_sigkill_then_sigterm_then_resume_equals_an_uninterrupted_run(table, ref
 
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
+    wait_for(lambda: not any(running(w) for w in workers), 30)  # workers do not outlive their run
+    assert os.listdir(tmp)  # the killed run could not remove its temp dir...
     assert not (out / "summary.json").exists()
     assert (out / ".lock").exists()  # left behind by the killed run: stale, taken over below
     killed_parts = parts(out)
@@ -94,7 +122,7 @@ def test_sigkill_then_sigterm_then_resume_equals_an_uninterrupted_run(table, ref
     assert "holds an unfinished run" in again.stderr and "pass --resume" in again.stderr
 
     # resume, and stop it with SIGTERM once it has added a part of its own
-    proc = start(table, out, "--resume")
+    proc = start(table, out, "--resume", env=env)
     wait_for(lambda: len(parts(out)) > len(killed_parts) or proc.poll() is not None)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 130
@@ -105,8 +133,9 @@ def test_sigkill_then_sigterm_then_resume_equals_an_uninterrupted_run(table, ref
     assert pd.read_parquet(out / "forecasts.parquet")["unique_id"].nunique() == s["series_done"]
     assert not (out / ".lock").exists()  # a clean exit releases the lock
 
-    proc = start(table, out, "--resume")
+    proc = start(table, out, "--resume", env=env)
     assert proc.wait(timeout=300) == 0, (tmp_path / "out.stderr").read_text()
+    assert os.listdir(tmp) == []  # ...the next run into the same temp dir removed it
     s = summary(out)
     assert s["status"] == "ok" and s["series_ok"] == N_SERIES and 0 < s["series_resumed"] < N_SERIES
     pd.testing.assert_frame_equal(pd.read_parquet(out / "forecasts.parquet"), reference["forecasts"])
