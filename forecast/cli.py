@@ -115,7 +115,7 @@ def _parameters(ctx: typer.Context) -> dict:
         params = apply_job_file(params["job_file"], params, given)
     for name, flag in (("input", "INPUT"), ("horizon", "--horizon")):
         if params[name] is None:
-            raise typer.BadParameter("required, on the command line or in the --config job file", param_hint=flag)
+            raise typer.BadParameter("missing; give it on the command line or in a --config job file", param_hint=flag)
     return params
 
 
