@@ -216,3 +216,26 @@ def test_json_logs_and_nothing_else_on_stderr_in_process(tmp_path, write_csv):
     failed = [e for e in events if e["event"] == "failed"]
     assert [(f["series"], f["stage"]) for f in failed] == [({"unique_id": "S1"}, "validate")]
     assert events[-1]["status"] == "failed" and events[-1]["series_ok"] == 2
+
+
+def test_part_files_give_back_results_as_they_were(tmp_path):
+    from forecast.checkpoint import RunState
+    from forecast.model import SeriesData, SeriesResult
+
+    series = [SeriesData(key=(k, 7), ds=np.array([], dtype="datetime64[ns]"), y=np.array([])) for k in "abc"]
+    ok = SeriesResult(key=("a", 7), status="ok", n_obs=60, ds=np.array(["2024-03-01", "2024-03-02"],
+                      dtype="datetime64[ns]"), yhat=np.array([1.5, 2.5]), yhat_lower=np.array([np.nan, np.nan]),
+                      yhat_upper=np.array([np.nan, np.nan]), fit_seconds=0.25, cpu_seconds=0.5, worker="h:1")
+    failed = SeriesResult(key=("c", 7), status="failed", n_obs=1, stage="validate", error="too short")
+    state = RunState(tmp_path)
+    state.write_part({2: failed})
+    state.write_part({0: ok})
+    loaded = RunState(tmp_path).load(series)
+    assert sorted(loaded) == [0, 2]
+    for got, want in ((loaded[0], ok), (loaded[2], failed)):
+        for name in ("key", "status", "n_obs", "fit_seconds", "predict_seconds", "cpu_seconds", "worker", "stage",
+                     "error"):
+            assert getattr(got, name) == getattr(want, name), name
+        for name in ("ds", "yhat", "yhat_lower", "yhat_upper"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+            assert getattr(got, name).dtype == getattr(want, name).dtype
