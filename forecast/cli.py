@@ -61,15 +61,6 @@ class Fallback(str, Enum):
     zero = "zero"
 
 
-# Options shared by `run` and `check`, declared once so both read a table the same way.
-InputArg = Annotated[Path, typer.Argument(help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
-IdColOpt = Annotated[Optional[list[str]], typer.Option(
-    help="Series key column; repeat for a composite key (--id-col store --id-col item).")]
-TimeColOpt = Annotated[str, typer.Option(help="Timestamp column.")]
-TargetColOpt = Annotated[str, typer.Option(help="Value column to forecast.")]
-DuplicatesOpt = Annotated[Duplicates, typer.Option(
-    help="Repeated (key, time) rows: error, or combine by sum, mean or last.")]
-FreqOpt = Annotated[Optional[str], typer.Option(help="pandas frequency (D, W-SUN, MS, h); default: inferred per series.")]
 # Triage thresholds; their defaults live in TriageRules.
 MinObsOpt = Annotated[int, typer.Option(min=1, help="Fewer values than this: a new series, sent to fallback.")]
 MaxZeroShareOpt = Annotated[float, typer.Option(
@@ -84,6 +75,11 @@ AllowNegativeOpt = Annotated[bool, typer.Option(help="Fit series with negative v
 class BackendName(str, Enum):
     local = "local"
     dask = "dask"
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
 
 
 def _fail(e: ForecastError) -> typer.Exit:
@@ -118,7 +114,7 @@ def _report(result) -> None:
         typer.echo(f"{key.ljust(width)}  {value}")
 
 
-# Options shared by every command that reads a table and fits Prophet: declared once, used by run and backtest.
+# Options shared by every command that reads a table (run, backtest, check): declared once.
 InputArg = Annotated[Path, typer.Argument(help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
 IdColOpt = Annotated[Optional[list[str]], typer.Option(
     help="Series key column; repeat for a composite key (--id-col store --id-col item).")]
@@ -155,9 +151,9 @@ def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonal
                    uncertainty_samples, non_negative, seed, regressor, cap_col, floor_col,
                    include_history: bool = False) -> ModelOptions:
     return ModelOptions(
-        horizon=horizon, freq=freq, growth=growth.value, seasonality_mode=seasonality_mode.value,
-        yearly_seasonality=yearly_seasonality.value, weekly_seasonality=weekly_seasonality.value,
-        daily_seasonality=daily_seasonality.value, changepoint_prior_scale=changepoint_prior_scale,
+        horizon=horizon, freq=freq, growth=_value(growth), seasonality_mode=_value(seasonality_mode),
+        yearly_seasonality=_value(yearly_seasonality), weekly_seasonality=_value(weekly_seasonality),
+        daily_seasonality=_value(daily_seasonality), changepoint_prior_scale=changepoint_prior_scale,
         seasonality_prior_scale=seasonality_prior_scale, holidays=holidays, interval_width=interval_width,
         uncertainty_samples=uncertainty_samples, non_negative=non_negative,
         include_history=include_history, seed=seed, regressors=tuple(regressor or ()), cap_col=cap_col,
@@ -165,10 +161,50 @@ def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonal
     )
 
 
+def _value(x):
+    return getattr(x, "value", x)
+
+
+def _build_config(p: dict) -> ForecastConfig:
+    """A ForecastConfig from `run`'s parameters (after a job file, if any, was applied)."""
+    return ForecastConfig(
+        id_cols=tuple(p["id_col"] or ["unique_id"]), time_col=p["time_col"], target_col=p["target_col"],
+        duplicates=_value(p["duplicates"]), n_jobs=p["n_jobs"], out_dir=p["out"], overwrite=p["overwrite"],
+        output_format=_value(p["format"]), max_failed_frac=p["max_failed_frac"], future_path=p["future"],
+        fallback=_value(p["fallback"]), holidays_file=p["holidays_file"], backend=_value(p["backend"]),
+        scheduler=p["scheduler"], connect_timeout=p["connect_timeout"], resume=p["resume"],
+        fit_timeout=p["fit_timeout"],
+        triage=TriageRules(p["min_obs"], p["max_zero_share"], p["max_gap_share"], p["stale_after"],
+                           p["allow_negative"]) if p["triage"] else None,
+        model=_model_options(p["horizon"], p["freq"], p["growth"], p["seasonality_mode"], p["yearly_seasonality"],
+                             p["weekly_seasonality"], p["daily_seasonality"], p["changepoint_prior_scale"],
+                             p["seasonality_prior_scale"], p["holidays"], p["interval_width"],
+                             p["uncertainty_samples"], p["non_negative"], p["seed"], p["regressor"], p["cap_col"],
+                             p["floor_col"], p["include_history"]),
+    )
+
+
+def _parameters(ctx: typer.Context) -> dict:
+    """The command's parameters, with a --config job file applied under the flags given on the command line."""
+    from .jobfile import apply_job_file
+
+    params = dict(ctx.params)
+    if params["job_file"] is not None:
+        given = {name for name in params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+        params = apply_job_file(params["job_file"], params, given)
+    for name, flag in (("input", "INPUT"), ("horizon", "--horizon")):
+        if params[name] is None:
+            raise typer.BadParameter("missing; give it on the command line or in a --config job file", param_hint=flag)
+    return params
+
+
 @app.command(epilog=EXIT_CODES)
 def run(
-    input: InputArg,
-    horizon: Annotated[int, typer.Option(min=1, help="Steps to forecast past each series' last timestamp.")],
+    ctx: typer.Context,
+    input: Annotated[Optional[Path], typer.Argument(
+        help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")] = None,
+    horizon: Annotated[Optional[int], typer.Option(
+        min=1, help="Steps to forecast past each series' last timestamp.")] = None,
     id_col: IdColOpt = None,
     time_col: TimeColOpt = "ds",
     target_col: TargetColOpt = "y",
@@ -196,7 +232,12 @@ def run(
     include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = False,
     n_jobs: NJobsOpt = -1,
     out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished or unfinished run in --out.")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Finish the unfinished run in --out (same input and settings): fit only the series it lacks.")] = False,
+    fit_timeout: Annotated[Optional[float], typer.Option(
+        help="Seconds one series may take; past it, it fails with reason timeout (runs in worker processes, "
+             "even with --n-jobs 1).")] = None,
     format: Annotated[OutputFormat, typer.Option(help="Forecasts file format.")] = OutputFormat.parquet,
     max_failed_frac: MaxFailedOpt = 0.0,
     quiet: QuietOpt = False,
@@ -216,6 +257,10 @@ def run(
         help="Dask scheduler address, e.g. tcp://host:8786 [env: FORECAST_SCHEDULER]; needs --backend dask.")] = None,
     connect_timeout: Annotated[float, typer.Option(
         min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = 10.0,
+    job_file: Annotated[Optional[Path], typer.Option(
+        "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
+    log_format: Annotated[LogFormat, typer.Option(
+        help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).")] = LogFormat.text,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
@@ -226,26 +271,17 @@ def run(
     from .progress import make_progress
     from .runner import run_forecast
 
-    if scheduler is not None and backend is not BackendName.dask:
-        typer.echo("Error: --scheduler can only be used with --backend dask", err=True)
-        raise typer.Exit(code=2)
-    if backend is BackendName.dask and scheduler is None:
-        scheduler = os.environ.get("FORECAST_SCHEDULER") or None
     try:
-        config = ForecastConfig(
-            id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
-            duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
-            output_format=format.value, max_failed_frac=max_failed_frac, future_path=future, fallback=fallback.value,
-            holidays_file=holidays_file, backend=backend.value, scheduler=scheduler,
-            connect_timeout=connect_timeout,
-            triage=TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative) if triage else None,
-            model=_model_options(horizon, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
-                                 daily_seasonality, changepoint_prior_scale, seasonality_prior_scale, holidays,
-                                 interval_width, uncertainty_samples, non_negative, seed, regressor, cap_col,
-                                 floor_col, include_history),
-        )
-        with make_progress(quiet) as progress:
-            result = run_forecast(input, config, progress=progress, notify=progress.note)
+        params = _parameters(ctx)
+        if params["scheduler"] is not None and _value(params["backend"]) != "dask":
+            typer.echo("Error: --scheduler can only be used with --backend dask", err=True)
+            raise typer.Exit(code=2)
+        if _value(params["backend"]) == "dask" and params["scheduler"] is None:
+            params["scheduler"] = os.environ.get("FORECAST_SCHEDULER") or None
+        config = _build_config(params)
+        with make_progress(params["quiet"], _value(params["log_format"])) as progress:
+            result = run_forecast(params["input"], config, progress=progress, notify=progress.note,
+                                  events=progress.event)
     except ForecastError as e:
         raise _fail(e) from None
     except KeyboardInterrupt:

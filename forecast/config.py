@@ -145,6 +145,9 @@ class ForecastConfig:
         backend: "local" (this machine's cores) or "dask" (a Dask cluster).
         scheduler: the Dask scheduler's address (tcp://host:8786); None with "dask" starts a local cluster.
         connect_timeout: seconds to wait for the Dask scheduler and its first worker.
+        resume: finish the unfinished run in out_dir (same input and settings), fitting only what it lacks.
+        fit_timeout: seconds one series may take; past it the series fails with reason timeout. Needs a
+            worker process to stop, so it runs in one even with n_jobs=1. None: no limit.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -168,6 +171,8 @@ class ForecastConfig:
     scheduler: str | None = None
     connect_timeout: float = 10.0
 
+    resume: bool = False
+    fit_timeout: float | None = None
     @property
     def extra_cols(self) -> tuple[str, ...]:
         """Input columns read besides key, time and target: regressors, cap, floor."""
@@ -196,6 +201,11 @@ class ForecastConfig:
             raise ConfigError("--scheduler can only be used with --backend dask")
         if not self.connect_timeout > 0:
             raise ConfigError(f"--connect-timeout must be positive; got {self.connect_timeout}")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite cannot be used together: resume keeps the run, overwrite "
+                              "starts it again")
+        if self.fit_timeout is not None and not self.fit_timeout > 0:
+            raise ConfigError(f"--fit-timeout must be a positive number of seconds; got {self.fit_timeout}")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""

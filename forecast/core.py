@@ -23,6 +23,7 @@ class Failed:
     Attributes:
         reason: one line saying what happened, e.g. "ValueError: bad" or "worker died (signal SIGKILL) twice".
         kind: "error" when the function raised, "worker-died" when the process running it died,
+            "timeout" when it ran past the backend's per-item timeout (its worker was stopped),
             "not-run" when the run stopped before the item was done.
     """
 
@@ -114,6 +115,7 @@ def map_chunks(
     weights: Sequence[float] | None = None,
     chunks_per_job: int = 4,
     progress: Callable[[int, int], None] | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """Apply `func` to every item on `backend`, chunk by chunk, and return the results in input order.
 
@@ -125,6 +127,8 @@ def map_chunks(
         weights: cost per item for balancing; all equal when omitted.
         chunks_per_job: chunks per worker, when the chunks are made here.
         progress: called as progress(done, total) after each finished item.
+        on_result: called as on_result(index, result) as each item finishes, before `progress`; e.g. to
+            checkpoint results while the map is still running.
 
     Returns:
         One entry per item: func(item), or a `Failed` if it raised or its worker died twice on it.
@@ -140,6 +144,8 @@ def map_chunks(
     try:
         for index, result in backend.map(func, [[(i, items[i]) for i in c] for c in chunks]):
             results[index] = result
+            if on_result is not None:
+                on_result(index, result)
             if progress is not None:
                 progress(len(results), total)
     except KeyboardInterrupt:

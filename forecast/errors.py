@@ -21,3 +21,7 @@ class OutputExistsError(ConfigError):
 
 class BackendError(ForecastError):
     """The executor could not run the work at all (workers cannot start, cluster unreachable)."""
+
+
+class RunLockedError(ForecastError):
+    """Another live run is writing into the output directory."""

@@ -1,14 +1,24 @@
-"""Progress on the terminal: a rich bar when stderr is a terminal, a few plain lines otherwise (cron, logs)."""
+"""Progress and logs on stderr: a rich bar on a terminal, plain lines otherwise (cron, logs), or JSON lines.
+
+Every display takes progress(done, total) calls, note(message) and event(name, fields) for the run's "start",
+each "failed" series and the "end"; see `make_progress`.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import TextIO
 
+LOG_FORMATS = ("text", "json")
+
 
 class PlainProgress:
-    """One line per tenth of the work, or per minute, whichever comes first; nothing with quiet=True."""
+    """One line per tenth of the work, or per minute, whichever comes first; nothing with quiet=True.
+
+    Also one line at the start, one per failed series and one at the end, each starting with its event name.
+    """
 
     # A line a minute at most keeps a nightly log readable while still showing the job is alive.
     every_seconds = 60.0
@@ -26,23 +36,65 @@ class PlainProgress:
     def __exit__(self, *exc) -> None:
         pass
 
-    def note(self, message: str) -> None:
+    def _write(self, line: str) -> None:
         if not self.quiet:
-            print(f"note: {message}", file=self.stream, flush=True)
+            print(line, file=self.stream, flush=True)
 
-    def __call__(self, done: int, total: int) -> None:
-        if self.quiet:
-            return
+    def note(self, message: str) -> None:
+        self._write(f"note: {message}")
+
+    def _due(self, done: int, total: int) -> float | None:
+        """The rate in series/s when a progress line is due, else None."""
         now = time.perf_counter()
         tenth = done * 10 // max(total, 1)
         if tenth > self._last_tenth or now - self._last_t >= self.every_seconds:
             self._last_tenth, self._last_t = tenth, now
-            rate = done / max(now - self._t0, 1e-9)
-            print(f"progress: {done}/{total} series, {rate:.1f} series/s", file=self.stream, flush=True)
+            return done / max(now - self._t0, 1e-9)
+        return None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        rate = self._due(done, total)
+        if rate is not None:
+            self._write(f"progress: {done}/{total} series, {rate:.1f} series/s")
+
+    def event(self, name: str, fields: dict) -> None:
+        f = fields
+        if name == "start":
+            resumed = f" ({f['series_resumed']} done before, resumed)" if f.get("series_resumed") else ""
+            self._write(f"start: {f['series_total']} series{resumed}, n_jobs {f['n_jobs']}, output {f['out']}")
+        elif name == "failed":
+            key = ", ".join(f"{k}={v}" for k, v in f["series"].items())
+            self._write(f"failed: {key}: {f['stage']}: {f['reason']}")
+        elif name == "end":
+            self._write(f"end: {f['status']}, {f['series_ok']} ok, {f['series_failed']} failed, "
+                        f"{f['series_done']}/{f['series_total']} done, {f['wall_seconds']:.1f} s")
+
+
+class JsonProgress(PlainProgress):
+    """The same events as PlainProgress, as one JSON object per line: {"time": ..., "event": ..., ...}."""
+
+    def _emit(self, event: str, fields: dict) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self._write(json.dumps({"time": stamp, "event": event, **fields}, default=str))
+
+    def note(self, message: str) -> None:
+        self._emit("note", {"message": message})
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        rate = self._due(done, total)
+        if rate is not None:
+            self._emit("progress", {"done": done, "total": total, "series_per_second": round(rate, 3)})
+
+    def event(self, name: str, fields: dict) -> None:
+        self._emit(name, fields)
 
 
 class RichProgress:
-    """A live bar: series done / total, rate, elapsed and ETA."""
+    """A live bar: series done / total, rate, elapsed and ETA; failed series printed above it."""
 
     def __init__(self, description: str = "forecasting"):
         from rich.console import Console
@@ -69,6 +121,12 @@ class RichProgress:
     def note(self, message: str) -> None:
         self.console.print(f"note: {message}", markup=False, highlight=False)
 
+    def event(self, name: str, fields: dict) -> None:
+        if name == "failed":  # start and end are the bar and the final table
+            key = ", ".join(f"{k}={v}" for k, v in fields["series"].items())
+            self.console.print(f"failed: {key}: {fields['stage']}: {fields['reason']}", markup=False,
+                               highlight=False)
+
     def __call__(self, done: int, total: int) -> None:
         rate = f"{done / max(time.perf_counter() - self._t0, 1e-9):.1f}"
         if self._task is None:
@@ -76,8 +134,11 @@ class RichProgress:
         self._progress.update(self._task, completed=done, rate=rate)
 
 
-def make_progress(quiet: bool) -> PlainProgress | RichProgress:
-    """The right progress display for where stderr goes."""
+def make_progress(quiet: bool, log_format: str = "text") -> PlainProgress | JsonProgress | RichProgress:
+    """The display for where stderr goes: JSON lines for log_format "json"; for "text" a bar on a terminal,
+    plain lines otherwise."""
+    if log_format == "json":
+        return JsonProgress(quiet=quiet)
     if not quiet and sys.stderr.isatty():
         return RichProgress()
     return PlainProgress(quiet=quiet)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 import shutil
 import signal
-import tempfile
 import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -15,7 +14,9 @@ from typing import Callable, Iterator
 
 from . import __version__
 from .backends import make_backend
+from .checkpoint import PartWriter, RunLock, RunState, make_manifest, run_temp_dir
 from .config import ForecastConfig
+from .errors import ForecastError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, load_series, prepare_out_dir, timings_frame,
                  write_json, write_table)
@@ -57,11 +58,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _as_series_result(series, outcome) -> SeriesResult:
+def _as_series_result(series, outcome, fit_timeout: float | None = None) -> SeriesResult:
     if isinstance(outcome, Failed):
-        stage = "worker" if outcome.kind == "worker-died" else "internal"
+        stage = {"worker-died": "worker", "timeout": "fit"}.get(outcome.kind, "internal")
+        reason = outcome.reason
+        if outcome.kind == "timeout":
+            reason = f"timeout: ran longer than --fit-timeout {fit_timeout:g} s; its worker was stopped"
         return SeriesResult(key=series.key, status="failed", n_obs=int((series.y == series.y).sum()),
-                            stage=stage, error=outcome.reason)
+                            stage=stage, error=reason)
     return outcome
 
 
@@ -95,81 +99,145 @@ def _versions() -> dict[str, str]:
     return {"forecast": __version__, "prophet": version("prophet"), "python": platform.python_version()}
 
 
+def _key_fields(key: tuple, id_cols) -> dict:
+    return {c: str(v) for c, v in zip(id_cols, key)}
+
+
 def run_forecast(
     path: Path | str,
     config: ForecastConfig,
     progress: Callable[[int, int], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    events: Callable[[str, dict], None] | None = None,
 ) -> RunResult:
     """Forecast every series of a long table and write forecasts, timings, errors and a summary.
+
+    Finished series are checkpointed as part files in the output directory while the run goes on, so a run that
+    is killed can be finished with `config.resume` (see checkpoint.py); one run at a time holds the directory.
 
     Args:
         path: the input table (.csv, .csv.gz, .parquet).
         config: the run's configuration.
         progress: called as progress(done, total) as series finish.
         notify: called with one-line messages worth telling the user (e.g. timezones dropped).
+        events: called as events(name, fields) for "start", "failed" (each failed series) and "end", for logs.
 
     Returns:
         A RunResult; its exit_code is what a CLI should exit with.
 
     Raises:
         InputError, ConfigError: before anything is written.
+        RunLockedError: another run is writing into the output directory.
         BackendError: when workers cannot start.
     """
     clock = Clock()
     path = Path(path)
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_out_dir()
-    prepare_out_dir(out_dir, config.overwrite)
-    check_options(config.model)
-    with clock.stage("read"):
-        table, series, notes, model = load_series(path, config)
-    for note in notes:
-        if notify is not None:
-            notify(note)
+    with RunLock(out_dir):
+        prepare_out_dir(out_dir, config.overwrite)
+        check_options(config.model)
+        with clock.stage("read"):
+            table, series, notes, model = load_series(path, config)
+            manifest = make_manifest(path, config.to_dict(), len(series))
+        state = RunState(out_dir)
+        state.begin(manifest, config.resume, config.overwrite)
+        for note in notes:
+            if notify is not None:
+                notify(note)
+        with clock.stage("triage") if config.triage is not None else nullcontext():
+            verdicts = _triage(table, series, config)
+        done = state.load(series) if config.resume else {}
+        try:
+            return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
+                                  progress, notify, events)
+        except ForecastError:
+            if not state.part_files():  # nothing computed (e.g. no workers): leave the directory as it was
+                state.clear()
+            raise
 
-    with clock.stage("triage") if config.triage is not None else nullcontext():
-        verdicts = _triage(table, series, config)
-    to_fit = [s for s, (v, _) in zip(series, verdicts) if v == "fit"]
 
+def _backend_choice(config: ForecastConfig, notify) -> tuple[str | None, dict, bool]:
+    """(backend name, its options, whether it runs in this process) for the run's configuration."""
+    if config.backend == "dask":
+        return "dask", dict(scheduler=config.scheduler, connect_timeout=config.connect_timeout, notify=notify), False
+    if config.fit_timeout is not None:
+        # a timeout can only be enforced by stopping a worker process, so --fit-timeout always runs in workers
+        return "process", {"item_timeout": config.fit_timeout}, False
+    return None, {}, effective_n_jobs(config.n_jobs) == 1
+
+
+def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done, progress, notify,
+                   events) -> RunResult:
+    out_dir = state.out_dir
+    emit = events if events is not None else (lambda name, fields: None)
+    todo = [i for i, (verdict, _) in enumerate(verdicts) if verdict == "fit" and i not in done]
+    items = [series[i] for i in todo]
+    backend_name, options, in_process = _backend_choice(config, notify)
+    n_jobs = effective_n_jobs(config.n_jobs)
+    backend_info = {"name": "sequential" if in_process else (backend_name or "process"), "workers": 0, "threads": 0}
+    new: dict[int, SeriesResult] = {}
+    chunks: list[list[int]] = []
     status = "ok"
-    tmp_root = tempfile.mkdtemp(prefix="forecast-")
+
+    def record(item: int, outcome) -> None:
+        result = _as_series_result(items[item], outcome, config.fit_timeout)
+        new[todo[item]] = result
+        writer.add(item, result)
+        if result.status != "ok":
+            emit("failed", {"series": _key_fields(result.key, config.id_cols), "stage": result.stage,
+                            "reason": result.error})
+
+    def start(n_jobs: int) -> None:  # once the workers are there, so a failure to start them is the only line
+        emit("start", {"input": str(path), "out": str(out_dir), "series_total": len(series),
+                       "series_resumed": len(done), "n_jobs": n_jobs})
+
+    def report(finished: int, total: int) -> None:
+        if progress is not None:
+            progress(len(done) + finished, len(todo) + len(done))
+
+    tmp_root = run_temp_dir()
     try:
         with clock.stage("fit_predict"), _sigterm_as_interrupt():
-            on_dask = config.backend == "dask"
-            # in-process work must not point this process's TMPDIR at a directory removed after the run; a Dask
-            # worker may be on another machine: it makes its own temp dir (see backends.DaskBackend)
-            in_process = not on_dask and effective_n_jobs(config.n_jobs) == 1
-            initargs = (None,) if in_process or on_dask else (tmp_root,)
-            options = (dict(scheduler=config.scheduler, connect_timeout=config.connect_timeout, notify=notify)
-                       if on_dask else {})
-            func = partial(fit_series, opts=model)
-            try:
-                # the interrupt is caught outside the backend's block, so the backend sees it and stops its
-                # workers at once instead of waiting for their chunks
-                with make_backend("dask" if on_dask else None, config.n_jobs, init_worker, initargs,
-                                  **options) as backend:
-                    n_jobs = backend.n_jobs
-                    backend_info = backend.info()
-                    chunks = split_into_chunks([len(s.ds) for s in to_fit], n_jobs * config.chunks_per_job)
-                    outcomes = map_chunks(func, to_fit, backend, chunks=chunks, progress=progress)
-            except MapInterrupted as e:
-                status = "interrupted"
-                outcomes = [e.partial.get(i) for i in range(len(to_fit))]
+            if not items:
+                start(n_jobs)
+            else:
+                # in-process work must not point this process's TMPDIR at a directory removed after the run; a
+                # Dask worker may be on another machine: it makes its own temp dir (see backends.DaskBackend)
+                initargs = (None,) if in_process or backend_name == "dask" else (tmp_root,)
+                func = partial(fit_series, opts=model)
+                writer = None
+                try:
+                    # the interrupt is caught outside the backend's block, so the backend sees it and stops its
+                    # workers at once instead of waiting for their chunks
+                    with make_backend(backend_name, config.n_jobs, init_worker, initargs, **options) as backend:
+                        n_jobs = backend.n_jobs
+                        backend_info = backend.info()
+                        start(n_jobs)
+                        chunks = split_into_chunks([len(s.ds) for s in items], n_jobs * config.chunks_per_job)
+                        writer = PartWriter(state, chunks, todo)
+                        map_chunks(func, items, backend, chunks=chunks, progress=report, on_result=record)
+                except MapInterrupted as e:
+                    status = "interrupted"
+                    for item, outcome in e.partial.items():  # finished, but interrupted before recorded
+                        if todo[item] not in new:
+                            record(item, outcome)
+                finally:
+                    if writer is not None:
+                        writer.flush()
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
+    by_index = {**done, **new}
     serving = config.fallback != "none" or config.triage is not None
     with clock.stage("fallback") if serving else nullcontext():
-        fitted = iter(outcomes)
         results = []
-        for s, (verdict, reason) in zip(series, verdicts):
+        for i, (s, (verdict, reason)) in enumerate(zip(series, verdicts)):
             if verdict != "fit":
                 results.append(_not_fitted(s, verdict, reason, config))
                 continue
-            outcome = next(fitted)
-            if outcome is None:  # interrupted before this series was done
+            if i not in by_index:  # interrupted before this series was done
                 continue
-            result = _as_series_result(s, outcome)
+            result = by_index[i]
             result.verdict = verdict if config.triage is not None else ""
             if result.status == "failed" and config.fallback != "none":
                 result = serve_fallback(s, config.model, config.fallback, result)
@@ -188,7 +256,8 @@ def run_forecast(
             "timings": write_table(timings_frame(results, config.id_cols), out_dir / "timings.csv"),
             "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
         }
-    task_seconds = sum(r.fit_seconds + r.predict_seconds for r in results)
+    fitted = list(new.values())  # throughput counts only the work of this run, not what a resume took over
+    task_seconds = sum(r.fit_seconds + r.predict_seconds for r in fitted)
     wall = clock.wall
     summary = {
         "status": status,
@@ -201,6 +270,7 @@ def run_forecast(
         "series_fallback": counts["fallback"],
         "series_fallback_after_failure": sum(r.status == "fallback" and r.stage != "triage" for r in results),
         "series_skipped": counts["skipped"],
+        "series_resumed": len(done),
         "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
                      if config.triage is not None else None),
         "cores": usable_cores(),
@@ -211,7 +281,7 @@ def run_forecast(
         "cpu_seconds": clock.cpu,
         "stage_seconds": dict(clock.stages),
         "task_seconds": task_seconds,
-        **throughput(len(results), task_seconds, wall, n_jobs),
+        **throughput(len(fitted), task_seconds, wall, n_jobs),
         "slowest_series": slowest([r.key for r in results],
                                   [r.fit_seconds + r.predict_seconds for r in results], config.id_cols),
         "notes": notes,
@@ -220,4 +290,8 @@ def run_forecast(
         "files": {name: p.name for name, p in files.items()},
     }
     files["summary"] = write_json(summary, out_dir / "summary.json")
+    if status != "interrupted":
+        state.clear()  # finished: the outputs hold everything the parts did
+    emit("end", {"status": status, "series_total": len(series), "series_done": len(results),
+                 "series_ok": counts["ok"], "series_failed": n_failed, "wall_seconds": round(wall, 3)})
     return RunResult(out_dir=out_dir, summary=summary, files=files)

@@ -41,3 +41,14 @@ def sleep_then_pid(seconds):
 
     time.sleep(seconds)
     return os.getpid()
+
+
+def sleep_in_child(item):
+    """item = (seconds, pid_file): sleep in a child process (as Prophet waits for Stan), its pid written first."""
+    import subprocess
+
+    seconds, pid_file = item
+    child = subprocess.Popen(["sleep", str(seconds)])
+    Path(pid_file).write_text(str(child.pid))
+    child.wait()
+    return seconds

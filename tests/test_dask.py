@@ -131,7 +131,8 @@ def test_a_worker_killed_mid_run_loses_no_series(tmp_path, cluster):
         if run.poll() is None:
             run.kill()
     assert run.returncode == 0, stderr
-    assert all(line.startswith("progress: ") for line in stderr.splitlines()), stderr
+    # only the run's own plain lines: nothing from Dask about the lost worker
+    assert all(line.startswith(("progress: ", "end: ")) for line in stderr.splitlines()), stderr
     assert victim not in client.run(os.getpid).values()  # it is gone (its nanny started a fresh one)
     done = int(line.split()[1].split("/")[0])
     assert done < n_series  # the kill really happened mid-run

@@ -1,0 +1,337 @@
+"""What makes a run directory safe for nightly jobs: a lock, a run manifest, and part files to resume from.
+
+An unfinished run in DIR looks like this:
+
+    DIR/.lock                      pid, host and process start time of the run writing here
+    DIR/parts/manifest.json        the input (path, size, sha256) and the configuration that shapes results
+    DIR/parts/part-00001.parquet   one row per finished series: its index, status, timings, forecast arrays
+
+Parts are written atomically as work finishes, so a run killed even with SIGKILL keeps them, and
+`--resume` fits only the series no part holds. A finished run removes parts/ once its outputs and summary.json
+are written. The lock is stale, and taken over, when the process that wrote it is gone; so is a temporary
+directory of a run killed before it could remove it (see `run_temp_dir`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ConfigError, RunLockedError
+from .io import write_atomic, write_json
+from .model import SeriesData, SeriesResult
+
+PARTS_DIR = "parts"
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+# Settings that change no series' result, so a resumed run may use other values (more jobs, a longer timeout).
+_FREE_SETTINGS = ("n_jobs", "chunks_per_job", "out_dir", "overwrite", "resume", "max_failed_frac", "fit_timeout",
+                  "output_format")
+# A lock file still empty after this long was left by a process killed between creating and writing it.
+_EMPTY_LOCK_GRACE_SECONDS = 10.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the lock
+
+def _process_start(pid: int) -> str | None:
+    """The start time of a process in clock ticks since boot (Linux), to tell a reused pid from the original."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _holder_alive(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot look at another machine's processes: assume it is running
+    pid = int(holder.get("pid", 0))
+    if pid <= 0 or _pid_gone(pid):
+        return False
+    started = holder.get("process_start")
+    return started is None or _process_start(pid) in (None, started)
+
+
+class RunLock:
+    """`with RunLock(out_dir):` one run at a time in a directory.
+
+    Creates the directory if needed; on exit removes the lock, and the directory if this run created it and
+    left it empty (an input error writes nothing).
+
+    Raises:
+        RunLockedError: when a live run holds the directory.
+    """
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / LOCK
+        self._created = False
+
+    def __enter__(self) -> "RunLock":
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ConfigError(f"{self.out_dir}: exists and is not a directory; choose another --out")
+        self._created = not self.out_dir.exists()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._check_stale()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return self
+        raise RunLockedError(f"{self.out_dir}: cannot take the lock {self.path}; try again")
+
+    def _check_stale(self) -> None:
+        """Remove the lock if the run that holds it is gone; raise if it is alive."""
+        try:
+            text = self.path.read_text()
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        try:
+            holder = json.loads(text)
+        except ValueError:
+            if age < _EMPTY_LOCK_GRACE_SECONDS:  # being written right now
+                raise RunLockedError(f"{self.out_dir}: another run is starting here; wait for it or choose another --out") from None
+            holder = {}
+        if holder and _holder_alive(holder):
+            raise RunLockedError(
+                f"{self.out_dir}: another run (pid {holder.get('pid')} on {holder.get('host')}, started "
+                f"{holder.get('started')}) is writing here; wait for it or choose another --out "
+                f"(if it is not running, delete {self.path})"
+            )
+        self.path.unlink(missing_ok=True)  # stale: its run crashed or was killed
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+        if self._created:
+            try:
+                self.out_dir.rmdir()  # only if empty
+            except OSError:
+                pass
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+def run_temp_dir() -> str:
+    """A fresh temporary directory for this run's workers, named after this process, in the system temp dir.
+
+    A run killed with SIGKILL cannot remove its own; so first remove those of our runs whose process is gone,
+    and the system temp dir does not fill up over many nights of killed runs.
+    """
+    root = tempfile.gettempdir()
+    prefix = "forecast-"
+    for name in os.listdir(root):
+        pid = name[len(prefix):].split("-", 1)[0]
+        path = os.path.join(root, name)
+        if name.startswith(prefix) and pid.isdigit() and _pid_gone(int(pid)):
+            try:
+                if os.stat(path).st_uid == os.getuid() and os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                pass
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the manifest
+
+def fingerprint(path: Path) -> str:
+    """sha256 of the file's bytes, read in blocks (about 0.5 s per GB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_manifest(path: Path, config_dict: dict, series_total: int) -> dict:
+    """What identifies a run: the input file and the settings that shape its results."""
+    path = Path(path)
+    return {
+        "input": {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": fingerprint(path)},
+        # through JSON and back, so it compares equal to the copy read from manifest.json (tuples become lists)
+        "config": json.loads(json.dumps({k: v for k, v in config_dict.items() if k not in _FREE_SETTINGS},
+                                        default=str)),
+        "series_total": series_total,
+    }
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def manifest_difference(old: dict, new: dict) -> str | None:
+    """One phrase naming the first thing that differs between two manifests, or None."""
+    a, b = old.get("input", {}), new["input"]
+    if a.get("path") != b["path"]:
+        return f"the input path differs ({a.get('path')} then, {b['path']} now)"
+    if a.get("size") != b["size"]:
+        return f"the input size differs ({a.get('size')} bytes then, {b['size']} now)"
+    if a.get("sha256") != b["sha256"]:
+        return "the input's content differs (same size, other sha256)"
+    fa, fb = _flatten(old.get("config", {})), _flatten(new["config"])
+    for key in sorted(set(fa) | set(fb)):
+        if fa.get(key) != fb.get(key):
+            return f"the setting {key} differs ({fa.get(key)!r} then, {fb.get(key)!r} now)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the run directory
+
+class RunState:
+    """The parts and manifest of one run directory (hold its RunLock while using this)."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        self.parts_dir = self.out_dir / PARTS_DIR
+        self._next_part = 1
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
+
+    def unfinished(self) -> bool:
+        return (self.parts_dir / MANIFEST).exists()
+
+    def begin(self, manifest: dict, resume: bool, overwrite: bool) -> None:
+        """Start a fresh run, or check that a resumed one matches the unfinished run here.
+
+        Raises:
+            ConfigError: an unfinished run is here and neither --resume nor --overwrite was given, or --resume
+                was given and the input or a setting differs from the unfinished run's.
+        """
+        if self.unfinished() and resume:
+            try:
+                old = json.loads((self.parts_dir / MANIFEST).read_text())
+            except (OSError, ValueError):
+                old = {}
+            diff = manifest_difference(old, manifest)
+            if diff is not None:
+                raise ConfigError(f"{self.out_dir}: cannot resume: {diff}; resume with the same input and "
+                                  "settings, or pass --overwrite to start again")
+            for tmp in self.parts_dir.glob(".part-*.tmp"):  # a part being written when the run was killed
+                tmp.unlink(missing_ok=True)
+            numbers = [int(p.stem.split("-")[1]) for p in self.part_files()]
+            self._next_part = max(numbers, default=0) + 1
+            return
+        if self.unfinished() and not overwrite:
+            raise ConfigError(f"{self.out_dir}: holds an unfinished run ({len(self.part_files())} part file(s)); "
+                              "pass --resume to finish it or --overwrite to start again")
+        self.clear()
+        write_json(manifest, self.parts_dir / MANIFEST)
+
+    def load(self, series: Sequence[SeriesData]) -> dict[int, SeriesResult]:
+        """The results held by the part files, by series index."""
+        done: dict[int, SeriesResult] = {}
+        for path in self.part_files():
+            table = pq.read_table(path)
+            cols = {name: table.column(name).to_pylist() for name in _SCALARS}
+            arrays = {name: _split_list_column(table.column(name)) for name in _ARRAYS}
+            for row, index in enumerate(cols["index"]):
+                done[index] = SeriesResult(
+                    key=series[index].key, **{k: cols[k][row] for k in _SCALARS if k != "index"},
+                    **{k: arrays[k][row] for k in _ARRAYS},
+                )
+        return done
+
+    def write_part(self, results: dict[int, SeriesResult]) -> Path:
+        """Write finished results (by series index) as the next part file, atomically."""
+        indices = sorted(results)
+        rows = [results[i] for i in indices]
+        columns = {"index": pa.array(indices, type=pa.int64())}
+        for name in list(_SCALARS)[1:]:
+            columns[name] = pa.array([getattr(r, name) for r in rows], type=_SCALARS[name])
+        for name, dtype in _ARRAYS.items():
+            parts = [np.asarray(getattr(r, name), dtype=dtype) for r in rows]
+            offsets = np.r_[0, np.cumsum([len(p) for p in parts])].astype("int32")
+            values = np.concatenate(parts) if parts else np.array([], dtype=dtype)
+            columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+        table = pa.table(columns)
+        path = self.parts_dir / f"part-{self._next_part:05d}.parquet"
+        self._next_part += 1
+        return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+    def clear(self) -> None:
+        """Remove the parts and manifest (a finished run, or --overwrite)."""
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+
+# The columns of a part file besides the forecast arrays, with their Arrow types.
+_SCALARS = {"index": pa.int64(), "status": pa.string(), "n_obs": pa.int64(), "fit_seconds": pa.float64(),
+            "predict_seconds": pa.float64(), "cpu_seconds": pa.float64(), "worker": pa.string(),
+            "stage": pa.string(), "error": pa.string(), "model": pa.string()}
+_ARRAYS = {"ds": "datetime64[ns]", "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64"}
+
+
+def _split_list_column(column) -> list[np.ndarray]:
+    arr = column.combine_chunks()
+    offsets = arr.offsets.to_numpy()
+    values = arr.values.to_numpy(zero_copy_only=False)
+    return [values[offsets[i]:offsets[i + 1]].copy() for i in range(len(arr))]
+
+
+class PartWriter:
+    """Collects results as they finish and writes them as part files: when a chunk is complete, and at least
+    every `flush_seconds` while a long chunk runs, so a crash loses little work.
+
+    Args:
+        state: the run directory.
+        chunks: the chunks being mapped, as indices into `to_global`.
+        to_global: the series index of each mapped item.
+    """
+
+    # A minute between parts at most: a killed run loses at most about a minute of work per worker, while
+    # even a week-long run makes only a few thousand small files.
+    flush_seconds = 60.0
+
+    def __init__(self, state: RunState, chunks: list[list[int]], to_global: Sequence[int]):
+        self._state = state
+        self._to_global = to_global
+        self._chunk_of = {i: c for c, chunk in enumerate(chunks) for i in chunk}
+        self._left = [len(chunk) for chunk in chunks]
+        self._buffer: dict[int, SeriesResult] = {}
+        self._last = time.monotonic()
+
+    def add(self, item: int, result: SeriesResult) -> None:
+        self._buffer[self._to_global[item]] = result
+        c = self._chunk_of[item]
+        self._left[c] -= 1
+        if self._left[c] == 0 or time.monotonic() - self._last >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered (a repeat after an interrupted write is harmless: later parts win)."""
+        if self._buffer:
+            self._state.write_part(self._buffer)
+            self._buffer = {}
+        self._last = time.monotonic()

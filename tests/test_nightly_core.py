@@ -1,0 +1,64 @@
+"""The process backend's per-item timeout and worker recycling, with tiny fakes instead of Prophet."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import fakes
+from forecast.backends import ProcessBackend, make_backend
+from forecast.core import Failed, map_chunks
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers kill(0); it is gone for our purpose once it no longer runs
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_item_past_the_timeout_fails_and_its_chunk_goes_on(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    # one chunk of five: the hanging item is in the middle, so the rest of its chunk must be requeued
+    items = [(0.01, str(tmp_path / f"p{i}")) for i in range(5)]
+    items[2] = (300, str(pid_file))
+    with ProcessBackend(n_jobs=1, item_timeout=1.5) as pool:
+        results = map_chunks(fakes.sleep_in_child, items, pool, chunks_per_job=1)
+        assert pool.n_jobs == 1 and len(pool._workers) == 1  # a fresh worker took the killed one's place
+    assert results[2] == Failed("ran longer than 1.5 s; its worker was stopped", "timeout")
+    assert [r for i, r in enumerate(results) if i != 2] == [0.01] * 4
+    # the process the hung item started (as Prophet starts Stan) was stopped with its worker
+    child = int(pid_file.read_text())
+    for _ in range(50):
+        if _gone(child):
+            break
+        time.sleep(0.1)
+    assert _gone(child)
+
+
+def test_no_timeout_by_default_for_slow_items():
+    with ProcessBackend(n_jobs=2) as pool:
+        pids = map_chunks(fakes.sleep_then_pid, [0.5, 0.5, 0.5], pool)
+    assert all(isinstance(p, int) for p in pids)
+
+
+def test_sequential_backend_cannot_take_a_timeout():
+    with pytest.raises(TypeError):
+        make_backend("sequential", 1, item_timeout=5)
+
+
+def test_workers_are_recycled_after_max_chunks():
+    items = [0.0] * 12
+    with ProcessBackend(n_jobs=1, max_chunks_per_worker=2) as pool:
+        pids = map_chunks(fakes.sleep_then_pid, items, pool, chunks=[[i, i + 1] for i in range(0, 12, 2)])
+        recycled = pool.recycled
+    assert recycled == 2  # after chunks 2 and 4; not after the last, when nothing is left to do
+    assert len(set(pids)) == 3
+    # items of one chunk ran on one worker: pids change only at chunk boundaries
+    assert all(pids[i] == pids[i + 1] for i in range(0, 12, 2))
