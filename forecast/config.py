@@ -206,6 +206,9 @@ class ForecastConfig:
                               "starts it again")
         if self.fit_timeout is not None and not self.fit_timeout > 0:
             raise ConfigError(f"--fit-timeout must be a positive number of seconds; got {self.fit_timeout}")
+        if self.fit_timeout is not None and self.backend == "dask":
+            raise ConfigError("--fit-timeout works with --backend local only: a Dask worker cannot be stopped "
+                              "mid-task from here")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""

@@ -132,3 +132,11 @@ def test_python_dash_m_forecast_runs_and_is_quiet_under_cron(tmp_path, table_csv
     # not a terminal: a few plain progress lines, nothing from cmdstanpy or Prophet
     assert all(line.startswith(("start: ", "progress: ", "end: ")) for line in proc.stderr.splitlines()), proc.stderr
     assert "series ok" in proc.stdout
+
+
+def test_fit_timeout_with_dask_is_refused_up_front(tmp_path, table_csv):
+    result = run(table_csv, "--horizon", 3, "--backend", "dask", "--fit-timeout", 5, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("Error: --fit-timeout works with --backend local only: a Dask worker cannot "
+                                     "be stopped mid-task from here")
+    assert not (tmp_path / "out").exists()
