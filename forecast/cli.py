@@ -173,7 +173,7 @@ def _build_config(p: dict) -> ForecastConfig:
         output_format=_value(p["format"]), max_failed_frac=p["max_failed_frac"], future_path=p["future"],
         fallback=_value(p["fallback"]), holidays_file=p["holidays_file"], backend=_value(p["backend"]),
         scheduler=p["scheduler"], connect_timeout=p["connect_timeout"], resume=p["resume"],
-        fit_timeout=p["fit_timeout"],
+        fit_timeout=p["fit_timeout"], workers_read=p["workers_read"],
         triage=TriageRules(p["min_obs"], p["max_zero_share"], p["max_gap_share"], p["stale_after"],
                            p["allow_negative"]) if p["triage"] else None,
         model=_model_options(p["horizon"], p["freq"], p["growth"], p["seasonality_mode"], p["yearly_seasonality"],
@@ -257,6 +257,9 @@ def run(
         help="Dask scheduler address, e.g. tcp://host:8786 [env: FORECAST_SCHEDULER]; needs --backend dask.")] = None,
     connect_timeout: Annotated[float, typer.Option(
         min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = 10.0,
+    workers_read: Annotated[bool, typer.Option(
+        help="Workers read their own series from INPUT (Parquet, at the same path on every worker) instead of "
+             "receiving them from this process.")] = False,
     job_file: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
     log_format: Annotated[LogFormat, typer.Option(

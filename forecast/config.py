@@ -146,6 +146,8 @@ class ForecastConfig:
         scheduler: the Dask scheduler's address (tcp://host:8786); None with "dask" starts a local cluster.
         connect_timeout: seconds to wait for the Dask scheduler and its first worker.
         resume: finish the unfinished run in out_dir (same input and settings), fitting only what it lacks.
+        workers_read: workers read their own series from the (Parquet) input instead of receiving them; the
+            input path must be readable by every worker at the same path.
         fit_timeout: seconds one series may take; past it the series fails with reason timeout. Needs a
             worker process to stop, so it runs in one even with n_jobs=1. None: no limit.
     """
@@ -173,6 +175,7 @@ class ForecastConfig:
 
     resume: bool = False
     fit_timeout: float | None = None
+    workers_read: bool = False
     @property
     def extra_cols(self) -> tuple[str, ...]:
         """Input columns read besides key, time and target: regressors, cap, floor."""
@@ -206,6 +209,9 @@ class ForecastConfig:
                               "starts it again")
         if self.fit_timeout is not None and not self.fit_timeout > 0:
             raise ConfigError(f"--fit-timeout must be a positive number of seconds; got {self.fit_timeout}")
+        if self.workers_read and self.extra_cols:
+            raise ConfigError("--workers-read cannot be used with --regressor, --cap-col or --floor-col yet: their "
+                              "future values are read by the client")
         if self.fit_timeout is not None and self.backend == "dask":
             raise ConfigError("--fit-timeout works with --backend local only: a Dask worker cannot be stopped "
                               "mid-task from here")

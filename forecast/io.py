@@ -49,9 +49,10 @@ def _columns(path: Path, kind: str) -> list[str]:
     return list(pd.read_csv(path, nrows=0).columns)
 
 
-def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], time_col: str) -> pd.DataFrame:
+def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], time_col: str,
+          filters: list | None = None) -> pd.DataFrame:
     if kind == "parquet":
-        return pd.read_parquet(path, columns=columns)
+        return pd.read_parquet(path, columns=columns, filters=filters)
     # Keys are labels: read them as text so codes such as 00123 keep their zeros. Times are read as text and
     # parsed here, so a UTC offset keeps its local wall time as it does in Parquet (the CSV parser turns it to UTC).
     dtype = {c: "string" for c in list(id_cols) + [time_col]}
@@ -139,10 +140,12 @@ def _handle_duplicates(path: Path, df: pd.DataFrame, id_cols: list[str], policy:
 
 
 def _load(path: Path, id_cols: Sequence[str], time_col: str,
-          numeric: Sequence[tuple[str, str, str]], names: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+          numeric: Sequence[tuple[str, str, str]], names: Sequence[str],
+          filters: list | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Read the key, time and numeric columns of a table and check them.
 
-    numeric is (role, flag, column) per numeric column; names are their names in the returned table.
+    numeric is (role, flag, column) per numeric column; names are their names in the returned table; filters
+    (Parquet only) select rows as pyarrow's `filters` does.
     """
     path = Path(path)
     if not path.exists():
@@ -162,7 +165,7 @@ def _load(path: Path, id_cols: Sequence[str], time_col: str,
         if col not in found:
             raise _missing_column(path, role, flag, col, found)
     try:
-        raw = _read(path, kind, id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col)
+        raw = _read(path, kind, id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col, filters)
     except Exception as e:
         raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
     raw = raw.reset_index(drop=True)
@@ -204,6 +207,24 @@ def read_table(path: Path, id_cols: Sequence[str], time_col: str, target_col: st
     table, notes = _load(path, id_cols, time_col, numeric, ["y"] + list(extra_cols))
     table = _handle_duplicates(Path(path), table, list(id_cols), duplicates, time_col)
     return table, notes
+
+
+def read_series_subset(path: Path, id_cols: Sequence[str], time_col: str, target_col: str, duplicates: str,
+                       keys: Sequence[tuple]) -> dict[tuple, SeriesData]:
+    """Read only the series with these keys from a Parquet table, checked and split as read_table does.
+
+    What a worker does with --workers-read: one filtered read per chunk (row groups whose statistics exclude
+    the keys are skipped), so the series' data never travels from the client.
+
+    Returns:
+        The series by key.
+    """
+    first = sorted({k[0] for k in keys}, key=str)
+    table, _ = _load(path, id_cols, time_col, [("target", "--target-col", target_col)], ["y"],
+                     filters=[(id_cols[0], "in", first)])
+    table = _handle_duplicates(Path(path), table, list(id_cols), duplicates, time_col)
+    wanted = set(keys)
+    return {s.key: s for s in split_series(table, id_cols) if s.key in wanted}
 
 
 def read_future(path: Path, id_cols: Sequence[str], time_col: str, cols: Sequence[str]) -> pd.DataFrame:

@@ -6,7 +6,7 @@
               uncertainty_samples, non_negative, seed, include_history
     [run]     n_jobs, max_failed_frac, fit_timeout, resume, log_format, quiet, backend, scheduler,
               connect_timeout, fallback, triage, min_obs, max_zero_share, max_gap_share, stale_after,
-              allow_negative
+              allow_negative, workers_read
     [output]  dir, format, overwrite
 
 Keys are the command-line flags without the dashes (underscores for inner dashes). Relative paths are taken
@@ -50,7 +50,7 @@ SPEC: dict[str, dict[str, tuple[str, Any]]] = {
         "connect_timeout": ("connect_timeout", "float"), "fallback": ("fallback", FALLBACKS),
         "triage": ("triage", "bool"), "min_obs": ("min_obs", "int"), "max_zero_share": ("max_zero_share", "float"),
         "max_gap_share": ("max_gap_share", "float"), "stale_after": ("stale_after", "float"),
-        "allow_negative": ("allow_negative", "bool"),
+        "allow_negative": ("allow_negative", "bool"), "workers_read": ("workers_read", "bool"),
     },
     "output": {"dir": ("out", "path"), "format": ("format", OUTPUT_FORMATS), "overwrite": ("overwrite", "bool")},
 }

@@ -16,10 +16,10 @@ from . import __version__
 from .backends import make_backend
 from .checkpoint import PartWriter, RunLock, RunState, make_manifest, run_temp_dir
 from .config import ForecastConfig
-from .errors import ForecastError
+from .errors import ConfigError, ForecastError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, forecast_frame, load_series, prepare_out_dir, timings_frame,
-                 write_json, write_table)
+from .io import (default_out_dir, errors_frame, forecast_frame, load_series, prepare_out_dir, read_series_subset,
+                 timings_frame, write_json, write_table)
 from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, slowest, throughput
 
@@ -99,6 +99,54 @@ def _versions() -> dict[str, str]:
     return {"forecast": __version__, "prophet": version("prophet"), "python": platform.python_version()}
 
 
+@dataclass(frozen=True)
+class SeriesRef:
+    """A series named, not carried: what a worker gets with --workers-read. `chunk` holds the keys of the series
+    sent with it, so the worker reads them all in one filtered read (pickled once per chunk: a shared object)."""
+
+    key: tuple
+    chunk: tuple
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """Where and how a worker reads series itself: the table's absolute path and read_table's settings."""
+
+    path: str
+    id_cols: tuple
+    time_col: str
+    target_col: str
+    duplicates: str
+
+
+_chunk_cache: tuple[tuple, dict] = ((), {})  # the last chunk a worker read: (its keys, series by key)
+
+
+def fit_from_source(ref: SeriesRef, source: TableSource, opts) -> SeriesResult:
+    """Fit one series that the worker reads itself, reading its whole chunk on the chunk's first series."""
+    global _chunk_cache
+    if _chunk_cache[0] is not ref.chunk:
+        _chunk_cache = ((), {})  # free the previous chunk before reading the next
+        _chunk_cache = (ref.chunk, read_series_subset(Path(source.path), source.id_cols, source.time_col,
+                                                      source.target_col, source.duplicates, ref.chunk))
+    return fit_series(_chunk_cache[1][ref.key], opts)
+
+
+def _worker_items(series, chunks, config: ForecastConfig, path: Path, model):
+    """With --workers-read, each series becomes a SeriesRef and the function reads it; otherwise as they are."""
+    func = partial(fit_series, opts=model)
+    if not config.workers_read:
+        return series, func
+    refs: list = [None] * len(series)
+    for chunk in chunks:
+        keys = tuple(series[i].key for i in chunk)
+        for i in chunk:
+            refs[i] = SeriesRef(series[i].key, keys)
+    source = TableSource(str(path.resolve()), tuple(config.id_cols), config.time_col, config.target_col,
+                         config.duplicates)
+    return refs, partial(fit_from_source, source=source, opts=model)
+
+
 def _key_fields(key: tuple, id_cols) -> dict:
     return {c: str(v) for c, v in zip(id_cols, key)}
 
@@ -133,6 +181,9 @@ def run_forecast(
     clock = Clock()
     path = Path(path)
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_out_dir()
+    if config.workers_read and not path.name.lower().endswith((".parquet", ".pq")):
+        raise ConfigError(f"{path}: --workers-read needs a Parquet input (workers read their series with a key "
+                          "filter); convert the table to Parquet or drop --workers-read")
     with RunLock(out_dir):
         prepare_out_dir(out_dir, config.overwrite)
         check_options(config.model)
@@ -204,7 +255,6 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
                 # in-process work must not point this process's TMPDIR at a directory removed after the run; a
                 # Dask worker may be on another machine: it makes its own temp dir (see backends.DaskBackend)
                 initargs = (None,) if in_process or backend_name == "dask" else (tmp_root,)
-                func = partial(fit_series, opts=model)
                 writer = None
                 try:
                     # the interrupt is caught outside the backend's block, so the backend sees it and stops its
@@ -215,7 +265,8 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
                         start(n_jobs)
                         chunks = split_into_chunks([len(s.ds) for s in items], n_jobs * config.chunks_per_job)
                         writer = PartWriter(state, chunks, todo)
-                        map_chunks(func, items, backend, chunks=chunks, progress=report, on_result=record)
+                        work, func = _worker_items(items, chunks, config, path, model)
+                        map_chunks(func, work, backend, chunks=chunks, progress=report, on_result=record)
                 except MapInterrupted as e:
                     status = "interrupted"
                     for item, outcome in e.partial.items():  # finished, but interrupted before recorded

@@ -187,3 +187,32 @@ def test_without_dask_installed_the_error_names_the_extra(table_csv, monkeypatch
     assert result.exit_code == 1
     assert result.stderr.strip() == ("Error: the dask backend needs dask.distributed: "
                                      "pip install 'forecast[dask]'")
+
+
+def test_workers_reading_their_own_series_give_the_same_forecasts(tmp_path, cluster):
+    address, _ = cluster
+    frame = make_table(n_series=6, days=70, id_cols=("store", "item"))
+    frame["store"] = frame["store"].str[-1].astype(int)  # an integer key column: types must survive the filter
+    frame.loc[(frame["store"] == 1) & (frame["item"] == "item0"), "y"] = float("nan")  # one broken series
+    table = tmp_path / "table.parquet"
+    frame.to_parquet(table, index=False)
+    common = [table, "--id-col", "store", "--id-col", "item", "--horizon", 4, "--seed", 5,
+              "--uncertainty-samples", 100, "--max-failed-frac", 0.5]
+    local = CliRunner().invoke(app, ["run", *map(str, common), "--n-jobs", 1, "--out", tmp_path / "local", "-q"])
+    assert local.exit_code == 0, local.output
+    proc = _forecast(*common, "--backend", "dask", "--scheduler", address, "--workers-read",
+                     "--out", tmp_path / "dask")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("forecasts.parquet", "errors.csv"):
+        read = pd.read_parquet if name.endswith("parquet") else pd.read_csv
+        pd.testing.assert_frame_equal(read(tmp_path / "dask" / name), read(tmp_path / "local" / name))
+    assert len(pd.read_csv(tmp_path / "dask" / "errors.csv")) == 1
+
+
+def test_workers_read_needs_parquet(tmp_path, table_csv):
+    result = CliRunner().invoke(app, ["run", str(table_csv), "--horizon", "3", "--workers-read",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {table_csv}: --workers-read needs a Parquet input (workers read their "
+                                     "series with a key filter); convert the table to Parquet or drop --workers-read")
+    assert not (tmp_path / "out").exists()
