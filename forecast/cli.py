@@ -52,6 +52,12 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
+class Engine(str, Enum):
+    prophet = "prophet"
+    stan = "stan"
+    fast = "fast"
+
+
 class Fallback(str, Enum):
     none = "none"
     naive = "naive"
@@ -148,6 +154,9 @@ def run(
     max_gap_share: MaxGapShareOpt = TriageRules.max_gap_share,
     stale_after: StaleAfterOpt = TriageRules.stale_after,
     allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
+    engine: Annotated[Engine, typer.Option(
+        help="prophet (stock), stan (Prophet's Stan optimizer without the Python around it: same parameters), "
+             "fast (in-process MAP solver, opt-in; what it does not cover goes to stan).")] = Engine.prophet,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
@@ -168,7 +177,7 @@ def run(
                 daily_seasonality=daily_seasonality.value, changepoint_prior_scale=changepoint_prior_scale,
                 seasonality_prior_scale=seasonality_prior_scale, holidays=holidays, interval_width=interval_width,
                 uncertainty_samples=uncertainty_samples, non_negative=non_negative,
-                include_history=include_history, seed=seed,
+                include_history=include_history, seed=seed, engine=engine.value,
             ),
         )
         with make_progress(quiet) as progress:

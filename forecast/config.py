@@ -18,6 +18,7 @@ TOGGLES = ("auto", "on", "off")
 DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
 OUTPUT_FORMATS = ("parquet", "csv")
 FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
+ENGINES = ("prophet", "stan", "fast")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -44,11 +45,13 @@ class ModelOptions:
     non_negative: bool = False
     include_history: bool = False
     seed: int | None = None
+    engine: str = "prophet"  # prophet (stock), stan (Prophet's optimizer, direct) or fast (in-process MAP)
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
             raise ConfigError(f"--horizon must be at least 1; got {self.horizon}")
         _choice("--growth", self.growth, GROWTHS)
+        _choice("--engine", self.engine, ENGINES)
         _choice("--seasonality-mode", self.seasonality_mode, SEASONALITY_MODES)
         for name in ("yearly", "weekly", "daily"):
             _choice(f"--{name}-seasonality", getattr(self, f"{name}_seasonality"), TOGGLES)

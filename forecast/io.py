@@ -290,10 +290,11 @@ def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> p
 
 
 def timings_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.DataFrame:
-    """One row per series: key columns, n_obs, status, fit/predict/cpu seconds, worker, error, model, verdict.
+    """One row per series: key columns, n_obs, status, fit/predict/cpu seconds, worker, error, model, verdict, engine.
 
     status is ok (Prophet), fallback (a simple forecast), failed (no forecast) or skipped (by triage); verdict is
-    empty unless the run triaged its series.
+    empty unless the run triaged its series; engine is the engine that fitted the series (prophet, stan, fast),
+    empty when none did.
     """
     frame = _key_frame(id_cols, [r.key for r in results])
     frame["n_obs"] = np.array([r.n_obs for r in results], dtype="int64")
@@ -305,6 +306,7 @@ def timings_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd
     frame["error"] = [r.error for r in results]
     frame["model"] = [r.model for r in results]
     frame["verdict"] = [r.verdict for r in results]
+    frame["engine"] = [r.engine for r in results]
     return frame
 
 

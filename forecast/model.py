@@ -53,6 +53,7 @@ class SeriesResult:
     error: str = ""
     model: str = ""  # what made the forecast: "prophet", "fallback:naive", ...; empty when there is none
     verdict: str = ""  # the triage verdict (fit, fallback, skip) when the run triaged its series
+    engine: str = ""  # the engine that fitted the series: prophet, stan or fast (see engines/)
 
 
 class SeriesProblem(Exception):
@@ -247,13 +248,15 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
         stage = "frequency"
         freq = opts.freq or infer_freq(series.ds)
         stage = "fit"
+        last = pd.Timestamp(series.ds[-1])
+        if opts.engine != "prophet" and _fit_by_engine(series, df, freq, opts, result):
+            return result
         t0 = time.perf_counter()
         m = make_prophet(opts)
         m.fit(df)
         result.fit_seconds = time.perf_counter() - t0
         stage = "predict"
         t0 = time.perf_counter()
-        last = pd.Timestamp(series.ds[-1])
         future = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:]
         if opts.include_history:
             future = pd.DatetimeIndex(series.ds).append(future)
@@ -269,16 +272,38 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
             yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
         result.ds = fc["ds"].to_numpy(dtype="datetime64[ns]")
         result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
-        result.status, result.model = "ok", "prophet"
+        result.status, result.model, result.engine = "ok", "prophet", "prophet"
     except SeriesProblem as e:
         result.stage, result.error = e.stage, str(e)
     except Exception as e:  # Prophet/Stan failing on this series' data: record it, go on with the rest
         result.stage, result.error = stage, f"{type(e).__name__}: {e}".splitlines()[0]
     finally:
         _remove_new_entries(tmp, before)
-    cpu1 = os.times()
-    result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
+        cpu1 = os.times()
+        result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
     return result
+
+
+def _fit_by_engine(series: SeriesData, df: pd.DataFrame, freq: str, opts: ModelOptions, result: SeriesResult) -> bool:
+    """Fit and forecast with opts.engine (stan or fast) into `result`; False when stock Prophet must serve it."""
+    from .engines import fit_forecast
+
+    future = pd.date_range(start=pd.Timestamp(series.ds[-1]), periods=opts.horizon + 1, freq=freq)[1:]
+    if opts.include_history:
+        future = pd.DatetimeIndex(series.ds).append(future)
+    rng = np.random.RandomState(series_seed(opts.seed, series.key)) if opts.seed is not None else None
+    fc = fit_forecast(df["ds"].to_numpy(dtype="datetime64[ns]"), df["y"].to_numpy(dtype=float),
+                      future.to_numpy(dtype="datetime64[ns]"), opts, opts.engine, rng)
+    if fc is None:
+        return False
+    yhat, lower, upper = fc.yhat, fc.yhat_lower, fc.yhat_upper
+    if opts.non_negative:
+        yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
+    result.ds = future.to_numpy(dtype="datetime64[ns]")
+    result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
+    result.fit_seconds, result.predict_seconds = fc.fit_seconds, fc.predict_seconds
+    result.status, result.model, result.engine = "ok", "prophet", fc.engine
+    return True
 
 
 def _on_grid(series: SeriesData, freq: str) -> np.ndarray:

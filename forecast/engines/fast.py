@@ -1,0 +1,153 @@
+"""An in-process MAP solver for Prophet's model: linear or flat growth, additive seasonality.
+
+With every feature additive the mean is linear in theta = (k, m, delta, beta): mu = D theta, where D's columns are
+t, 1, (t - t_change_j)+ and the seasonal features (flat growth: 1 and the features; k and delta then only meet
+their priors, whose maximum is 0). Stan's objective (model.log_posterior) is then
+
+    lp(theta, s) = -T log s - |y - D theta|^2 / (2 s^2) - 2 s^2 - theta' R theta / 2 - |delta|_1 / tau
+
+with R = diag(1/25 for k and m, 0 for delta, 1/sigmas^2 for beta). For a fixed s this is a concave problem in theta
+(a ridge regression plus a lasso on delta), solved exactly here by the feature-sign active-set method (Lee et al.,
+"Efficient sparse coding algorithms", NIPS 2006) on the Gram matrix; for a fixed theta the best s is a root of
+4 s^4 + T s^2 - |y - D theta|^2 = 0. The two steps alternate until lp stops rising. The result is checked against
+the objective by the caller (tests compare it with Stan's optimum).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .model import TREND_INDICATOR, Params, StanData, log_posterior
+
+
+_SIGMA_FLOOR = 1e-12
+
+
+class NotCovered(ValueError):
+    """A model or series this solver does not handle; the caller serves it with Stan."""
+
+
+def supports(data: StanData) -> str:
+    """Why this solver cannot fit `data` ("" when it can)."""
+    if data.trend_indicator not in (TREND_INDICATOR["linear"], TREND_INDICATOR["flat"]):
+        return "logistic growth"
+    if np.any(data.s_m != 0):
+        return "multiplicative seasonality"
+    if data.T <= 2 + data.S + data.K:  # as many parameters as points: an exact fit, no maximum
+        return f"as many parameters as points ({data.T} points)"
+    return ""
+
+
+def _objective(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x: np.ndarray) -> float:
+    return 0.5 * x @ G @ x - b @ x + lam @ np.abs(x)
+
+
+def lasso_qp(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x0: np.ndarray | None = None,
+             max_iter: int = 500) -> np.ndarray:
+    """argmin 0.5 x'Gx - b'x + sum(lam * |x|) for a positive definite G and lam >= 0 (0: no L1 on that x)."""
+    p = len(b)
+    l1 = lam > 0
+    x = np.zeros(p) if x0 is None else x0.copy()
+    theta = np.sign(x) * l1
+    active = ~l1 | (x != 0)
+    scale = max(1.0, float(np.abs(b).max()))
+    tol = 1e-12 * scale
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if len(idx):
+            xa = np.linalg.solve(G[np.ix_(idx, idx)], b[idx] - lam[idx] * theta[idx])
+            cur = x[idx]
+            # the discrete line search from x to the new point, stopping where a coefficient changes sign
+            cand = [(1.0, -1)]
+            flips = l1[idx] & (np.sign(xa) != theta[idx]) & (cur != 0)
+            for j in np.flatnonzero(flips):
+                a = cur[j] / (cur[j] - xa[j])
+                if 0 < a < 1:
+                    cand.append((a, j))
+            best, best_f = None, np.inf
+            for a, j in cand:
+                trial = x.copy()
+                trial[idx] = cur + a * (xa - cur)
+                if j >= 0:  # the coefficient that reaches zero at this point
+                    trial[idx[j]] = 0.0
+                f = _objective(G, b, lam, trial)
+                if f < best_f:
+                    best, best_f = trial, f
+            x = best
+            x[l1 & (np.abs(x) < 1e-300)] = 0.0
+            theta = np.sign(x) * l1
+            active = ~l1 | (x != 0)
+        grad = G @ x - b
+        nz = active
+        if np.any(np.abs(grad[nz] + lam[nz] * theta[nz]) > tol):
+            continue  # not yet optimal on the active set: solve again with the updated signs
+        zero = l1 & ~active
+        if not zero.any():
+            return x
+        viol = np.where(zero, np.abs(grad) - lam, -np.inf)
+        j = int(np.argmax(viol))
+        if viol[j] <= tol:
+            return x
+        theta[j] = -np.sign(grad[j])
+        active[j] = True
+    return x
+
+
+def _design(data: StanData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(D, ridge, l1) over theta = (k, m, delta, beta): the mean is D theta."""
+    t, S = data.t, data.S
+    flat = data.trend_indicator == TREND_INDICATOR["flat"]
+    Xa = data.X * data.s_a
+    hinge = np.maximum(t[:, None] - data.t_change[None, :], 0.0) * (t[:, None] >= data.t_change[None, :])
+    if flat:
+        hinge = np.zeros_like(hinge)
+    D = np.column_stack([np.zeros_like(t) if flat else t, np.ones_like(t), hinge, Xa])
+    ridge = np.concatenate([[1 / 25, 1 / 25], np.zeros(S), 1 / data.sigmas**2])
+    l1 = np.concatenate([[0.0, 0.0], np.full(S, 1 / data.tau), np.zeros(data.K)])
+    return D, ridge, l1
+
+
+def _best_sigma(rss: float, T: int) -> float:
+    # the positive root u = s^2 of 4u^2 + T u - rss = 0, in the form that does not cancel
+    return float(np.sqrt(2 * rss / (T + np.sqrt(T * T + 16 * rss))))
+
+
+def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: float = 1e-14) -> tuple[Params, float]:
+    """Prophet's MAP estimate for an additive linear/flat model: (params, log posterior).
+
+    Raises:
+        NotCovered: for a model this solver does not cover (see `supports`), or a series it fits exactly.
+    """
+    why = supports(data)
+    if why:
+        raise NotCovered(why)
+    D, ridge, l1 = _design(data)
+    S, K, T = data.S, data.K, data.T
+    DtD, Dty, yty = D.T @ D, D.T @ data.y, float(data.y @ data.y)
+    if init is not None:
+        x = np.concatenate([[init.k, init.m], init.delta, init.beta])
+        s = float(init.sigma_obs)
+    else:
+        x = np.linalg.solve(DtD + 1e-2 * np.diag(ridge + (l1 > 0)), Dty)  # a ridge start, lasso ignored
+        s = 1.0
+    def rss_of(x):
+        return max(float(x @ DtD @ x - 2 * Dty @ x + yty), 0.0)
+
+    def lp_of(x, s):
+        return (-T * np.log(s) - 0.5 * rss_of(x) / s**2 - 2 * s**2 - 0.5 * ridge @ x**2 - l1 @ np.abs(x))
+
+    if init is None:
+        s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
+    prev = -np.inf
+    for _ in range(max_iter):
+        # theta given s: minimise s^2 * (-lp) = 0.5 x'(D'D + s^2 R)x - D'y x + s^2 |delta|/tau
+        x = lasso_qp(DtD + s * s * np.diag(ridge), Dty, s * s * l1, x0=x)
+        s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
+        lp = lp_of(x, s)
+        if lp - prev <= rtol * max(1.0, abs(lp)):
+            break
+        prev = lp
+    if s <= 1e-8:  # an interpolating fit: the posterior has no maximum (sigma_obs -> 0); leave it to Stan
+        raise NotCovered("a fit that interpolates the data (sigma_obs -> 0)")
+    params = Params(k=float(x[0]), m=float(x[1]), delta=x[2:2 + S].copy(), sigma_obs=s, beta=x[2 + S:].copy())
+    return params, log_posterior(params, data)
