@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import ModelOptions
 from . import fast, stan
+from .blas import one_blas_thread
 from .model import Params, StanData, constant_params, covered, is_constant, predict, stan_data
 
 ENGINES = ("prophet", "stan", "fast")
@@ -68,11 +69,12 @@ def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelO
     """
     if covered(opts):
         return None
-    t0 = time.perf_counter()
-    data = stan_data(ds, y, opts)
-    params, used = fit_params(data, engine)
-    t1 = time.perf_counter()
-    yhat, lower, upper = predict(params, data, future, opts, rng)
+    with one_blas_thread():
+        t0 = time.perf_counter()
+        data = stan_data(ds, y, opts)
+        params, used = fit_params(data, engine)
+        t1 = time.perf_counter()
+        yhat, lower, upper = predict(params, data, future, opts, rng)
     return EngineForecast(yhat, lower, upper, used, t1 - t0, time.perf_counter() - t1, params)
 
 

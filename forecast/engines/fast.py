@@ -38,10 +38,6 @@ def supports(data: StanData) -> str:
     return ""
 
 
-def _objective(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x: np.ndarray) -> float:
-    return 0.5 * x @ G @ x - b @ x + lam @ np.abs(x)
-
-
 def lasso_qp(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x0: np.ndarray | None = None,
              max_iter: int = 500) -> np.ndarray:
     """argmin 0.5 x'Gx - b'x + sum(lam * |x|) for a positive definite G and lam >= 0 (0: no L1 on that x)."""
@@ -57,30 +53,30 @@ def lasso_qp(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x0: np.ndarray | Non
         if len(idx):
             xa = np.linalg.solve(G[np.ix_(idx, idx)], b[idx] - lam[idx] * theta[idx])
             cur = x[idx]
-            # the discrete line search from x to the new point, stopping where a coefficient changes sign
-            cand = [(1.0, -1)]
+            # the discrete line search from x to the new point, at the new point and where a coefficient
+            # changes sign; along the segment the smooth part is a quadratic in the step a
+            d = np.zeros(p)
+            d[idx] = xa - cur
             flips = l1[idx] & (np.sign(xa) != theta[idx]) & (cur != 0)
-            for j in np.flatnonzero(flips):
-                a = cur[j] / (cur[j] - xa[j])
-                if 0 < a < 1:
-                    cand.append((a, j))
-            best, best_f = None, np.inf
-            for a, j in cand:
-                trial = x.copy()
-                trial[idx] = cur + a * (xa - cur)
-                if j >= 0:  # the coefficient that reaches zero at this point
-                    trial[idx[j]] = 0.0
-                f = _objective(G, b, lam, trial)
-                if f < best_f:
-                    best, best_f = trial, f
-            x = best
-            x[l1 & (np.abs(x) < 1e-300)] = 0.0
+            j_flip = idx[flips]
+            a_flip = cur[flips] / (cur[flips] - xa[flips])
+            keep = (a_flip > 0) & (a_flip < 1)
+            steps = np.concatenate([[1.0], a_flip[keep]])
+            zeroed = np.concatenate([[-1], j_flip[keep]])
+            Gd = G @ d
+            c1, c2 = (G @ x - b) @ d, d @ Gd
+            f = c1 * steps + 0.5 * c2 * steps**2 + np.abs(x[None, :] + steps[:, None] * d[None, :]) @ lam
+            best = int(np.argmin(f))
+            x = x + steps[best] * d
+            if zeroed[best] >= 0:  # the coefficient that reaches zero at this point
+                x[zeroed[best]] = 0.0
+            consistent = zeroed[best] < 0 and not np.any(l1[idx] & (np.sign(xa) != theta[idx]))
             theta = np.sign(x) * l1
             active = ~l1 | (x != 0)
+            if not consistent:
+                continue  # a coefficient changed sign or reached zero: solve again with the updated signs
+        # optimal on the active set; a zero coefficient whose gradient exceeds its penalty enters
         grad = G @ x - b
-        nz = active
-        if np.any(np.abs(grad[nz] + lam[nz] * theta[nz]) > tol):
-            continue  # not yet optimal on the active set: solve again with the updated signs
         zero = l1 & ~active
         if not zero.any():
             return x
