@@ -51,7 +51,7 @@ def lasso_qp(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x0: np.ndarray | Non
     for _ in range(max_iter):
         idx = np.flatnonzero(active)
         if len(idx):
-            xa = np.linalg.solve(G[np.ix_(idx, idx)], b[idx] - lam[idx] * theta[idx])
+            xa = np.linalg.solve(G[idx][:, idx], b[idx] - lam[idx] * theta[idx])
             cur = x[idx]
             # the discrete line search from x to the new point, at the new point and where a coefficient
             # changes sign; along the segment the smooth part is a quadratic in the step a

@@ -242,4 +242,5 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
     sims = trends * (1 + xb_m) + xb_a + noise
     lower_p = 100 * (1.0 - opts.interval_width) / 2
     upper_p = 100 * (1.0 + opts.interval_width) / 2
-    return yhat, np.percentile(sims, lower_p, axis=0), np.percentile(sims, upper_p, axis=0)
+    lower, upper = np.percentile(sims, [lower_p, upper_p], axis=0)  # one pass for both
+    return yhat, lower, upper
