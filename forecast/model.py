@@ -82,8 +82,9 @@ def quiet_logs() -> None:
 _worker_tmp: str | None = None
 
 
-def init_worker(tmp_root: str | None = None) -> None:
-    """Run once in each worker: a private temp dir, quiet loggers, Prophet imported.
+def init_worker(tmp_root: str | None = None, import_prophet: bool = True) -> None:
+    """Run once in each worker: a private temp dir, quiet loggers, Prophet imported (unless `import_prophet` is
+    False: the stan and fast engines do without it, and it is then imported on first use).
 
     cmdstanpy writes every fit's data, inits and outputs to a temp dir made at its import and never empties it;
     over thousands of fits that grows /tmp without bound. Each worker therefore points TMPDIR at a directory of
@@ -96,6 +97,8 @@ def init_worker(tmp_root: str | None = None) -> None:
         _worker_tmp = tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=tmp_root)
         os.environ["TMPDIR"] = _worker_tmp
         tempfile.tempdir = _worker_tmp
+    if not import_prophet:
+        return
     import cmdstanpy  # noqa: F401  (its temp dir is made now, inside ours)
     import prophet  # noqa: F401
 
@@ -103,12 +106,10 @@ def init_worker(tmp_root: str | None = None) -> None:
 
 
 def _cmdstan_tmp() -> str | None:
-    try:
-        import cmdstanpy
+    """cmdstanpy's temp dir, None while cmdstanpy is not imported (the stan and fast engines do not import it)."""
+    import sys
 
-        return cmdstanpy._TMPDIR
-    except (ImportError, AttributeError):
-        return None
+    return getattr(sys.modules.get("cmdstanpy"), "_TMPDIR", None)
 
 
 def _remove_new_entries(directory: str | None, before: set[str]) -> None:
@@ -278,7 +279,8 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     except Exception as e:  # Prophet/Stan failing on this series' data: record it, go on with the rest
         result.stage, result.error = stage, f"{type(e).__name__}: {e}".splitlines()[0]
     finally:
-        _remove_new_entries(tmp, before)
+        # a fit that imported cmdstanpy (stock Prophet serving what an engine does not cover) made its temp dir
+        _remove_new_entries(tmp if tmp is not None else _cmdstan_tmp(), before)
         cpu1 = os.times()
         result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
     return result

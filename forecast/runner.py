@@ -139,6 +139,8 @@ def run_forecast(
             n_jobs = effective_n_jobs(config.n_jobs)
             # in-process work must not point this process's TMPDIR at a directory removed after the run
             initargs = (None,) if n_jobs == 1 else (tmp_root,)
+            # the stan and fast engines need Prophet only for what they do not cover (holidays)
+            initargs += (config.model.engine == "prophet" or bool(config.model.holidays),)
             chunks = split_into_chunks([len(s.ds) for s in to_fit], n_jobs * config.chunks_per_job)
             func = partial(fit_series, opts=config.model)
             try:
