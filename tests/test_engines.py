@@ -32,6 +32,9 @@ def series(kind: str, n: int, seed: int = 0, freq: str = "D"):
         hit = rng.choice(n, n // 10, replace=False)
         y[hit] = rng.integers(1, 5, len(hit))
         return ds, y
+    if kind == "multiplicative":  # weekly and yearly swings in proportion to a rising level
+        y = (20 + 0.05 * t) * (1 + 0.3 * np.sin(2 * np.pi * t / 7) + 0.2 * np.cos(2 * np.pi * t / 365.25))
+        return ds, y + rng.normal(0, 1, n)
     if kind == "negative":  # a random walk well below zero
         return ds, -50 + rng.normal(0, 5, n).cumsum()
     if kind == "constant":
@@ -111,8 +114,11 @@ def test_engine_stan_forecast_equals_stock_prophet(opts):
 # on its default tolerances up to ~1e-2 (relative) below the maximum the fast solver reaches, and the objective is
 # flat along the last changepoints' deltas, so the extrapolated slopes differ somewhat. Over 36 generated series
 # (these shapes, 40 to 400 points, 3 seeds) the largest horizon difference was 3.7 % of max|y| (Prophet's own scale
-# unit); 5 % of max|y| is the tolerance.
+# unit); 5 % of max|y| is the tolerance. It holds for multiplicative models of series with multiplicative swings
+# too; for multiplicative models of intermittent or negative series Stan stops further short (up to 3.5e-2 in lp)
+# and forecasts differ by up to 16 % of max|y|, so those are checked for the optimum only.
 AGREE = 0.05
+MULT = ModelOptions(seasonality_mode="multiplicative")
 
 
 @pytest.mark.parametrize("kind,n,opts", [
@@ -122,6 +128,11 @@ AGREE = 0.05
     ("negative", 250, ModelOptions()),
     ("negative", 40, ModelOptions()),  # short: Newton in Stan
     ("break", 730, ModelOptions(growth="flat")),  # yearly seasonality on
+    ("multiplicative", 800, MULT),
+    ("multiplicative", 150, ModelOptions(seasonality_mode="multiplicative", growth="flat")),
+    ("break", 400, MULT),
+    ("zeros", 150, MULT),
+    ("negative", 400, MULT),
 ])
 def test_fast_optimum_is_at_least_stans_and_forecasts_agree(kind, n, opts):
     ds, y = series(kind, n, seed=5)
@@ -134,14 +145,15 @@ def test_fast_optimum_is_at_least_stans_and_forecasts_agree(kind, n, opts):
     quiet = ModelOptions(uncertainty_samples=0)
     yhat_stan = predict(stan_params, data, future, quiet, None)[0]
     yhat_fast = predict(fast_params, data, future, quiet, None)[0]
-    assert np.abs(yhat_fast - yhat_stan).max() <= AGREE * np.abs(y).max()
+    if opts.seasonality_mode == "additive" or kind in ("multiplicative", "break"):
+        assert np.abs(yhat_fast - yhat_stan).max() <= AGREE * np.abs(y).max()
 
 
 def test_what_fast_does_not_cover_goes_to_stan_and_holidays_to_prophet():
     ds, y = series("break", 120, seed=6)
     s = SeriesData(key=("a",), ds=ds, y=y)
     assert fit_series(s, ModelOptions(horizon=5, engine="fast")).engine == "fast"
-    assert fit_series(s, ModelOptions(horizon=5, engine="fast", seasonality_mode="multiplicative")).engine == "stan"
+    assert fit_series(s, ModelOptions(horizon=5, engine="fast", seasonality_mode="multiplicative")).engine == "fast"
     short = SeriesData(key=("b",), ds=ds[:20], y=y[:20])  # 20 points, 2 + 15 + 6 parameters: no maximum
     assert fit_series(short, ModelOptions(horizon=5, engine="fast")).engine == "stan"
     holiday = fit_series(s, ModelOptions(horizon=5, engine="fast", holidays="US"))

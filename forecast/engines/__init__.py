@@ -3,8 +3,8 @@
 - "prophet": stock `Prophet().fit().predict()` (model.py; the default).
 - "stan": Prophet's compiled Stan optimizer run directly on Stan data built in numpy (engines/stan.py): the same
   parameters as stock Prophet, without cmdstanpy, stanio and pandas around it.
-- "fast": an in-process MAP solver (engines/fast.py) for linear/flat growth with additive seasonality; what it
-  does not cover (multiplicative seasonality, series with as many parameters as points) goes to "stan".
+- "fast": an in-process MAP solver (engines/fast.py) for linear/flat growth, additive or multiplicative
+  seasonality; what it does not cover (series with as many parameters as points) goes to "stan".
 
 Options the numpy model does not reproduce (holidays) are served by stock Prophet: `fit_forecast` returns None.
 No pools and no files here, apart from the Stan binary's own input and output.

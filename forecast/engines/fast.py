@@ -1,4 +1,4 @@
-"""An in-process MAP solver for Prophet's model: linear or flat growth, additive seasonality.
+"""An in-process MAP solver for Prophet's model: linear or flat growth, additive or multiplicative seasonality.
 
 With every feature additive the mean is linear in theta = (k, m, delta, beta): mu = D theta, where D's columns are
 t, 1, (t - t_change_j)+ and the seasonal features (flat growth: 1 and the features; k and delta then only meet
@@ -11,6 +11,12 @@ with R = diag(1/25 for k and m, 0 for delta, 1/sigmas^2 for beta). For a fixed s
 "Efficient sparse coding algorithms", NIPS 2006) on the Gram matrix; for a fixed theta the best s is a root of
 4 s^4 + T s^2 - |y - D theta|^2 = 0. The two steps alternate until lp stops rising. The result is checked against
 the objective by the caller (tests compare it with Stan's optimum).
+
+With multiplicative features the mean g(t) * (1 + X_m beta) + X_a beta is linear in the trend's parameters for a
+fixed beta (the trend columns weighted by 1 + X_m beta: the same ridge-plus-lasso problem), and linear in beta for a
+fixed trend (a ridge regression on g * X_m + X_a). Each block, then s, is set to its exact maximiser in turn, so
+lp rises at every step; the iteration stops when it no longer does (to 1e-14 relative). On the series tried it
+ends within about ten rounds at the same optimum (to rounding) as hundreds more rounds reach.
 """
 
 from __future__ import annotations
@@ -31,8 +37,6 @@ def supports(data: StanData) -> str:
     """Why this solver cannot fit `data` ("" when it can)."""
     if data.trend_indicator not in (TREND_INDICATOR["linear"], TREND_INDICATOR["flat"]):
         return "logistic growth"
-    if np.any(data.s_m != 0):
-        return "multiplicative seasonality"
     if data.T <= 2 + data.S + data.K:  # as many parameters as points: an exact fit, no maximum
         return f"as many parameters as points ({data.T} points)"
     return ""
@@ -109,7 +113,7 @@ def _best_sigma(rss: float, T: int) -> float:
 
 
 def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: float = 1e-14) -> tuple[Params, float]:
-    """Prophet's MAP estimate for an additive linear/flat model: (params, log posterior).
+    """Prophet's MAP estimate for a linear or flat model: (params, log posterior).
 
     Raises:
         NotCovered: for a model this solver does not cover (see `supports`), or a series it fits exactly.
@@ -117,6 +121,8 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     why = supports(data)
     if why:
         raise NotCovered(why)
+    if np.any(data.s_m != 0):
+        return _fit_multiplicative(data, max_iter, rtol)
     D, ridge, l1 = _design(data)
     S, K, T = data.S, data.K, data.T
     DtD, Dty, yty = D.T @ D, D.T @ data.y, float(data.y @ data.y)
@@ -146,4 +152,35 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     if s <= 1e-8:  # an interpolating fit: the posterior has no maximum (sigma_obs -> 0); leave it to Stan
         raise NotCovered("a fit that interpolates the data (sigma_obs -> 0)")
     params = Params(k=float(x[0]), m=float(x[1]), delta=x[2:2 + S].copy(), sigma_obs=s, beta=x[2 + S:].copy())
+    return params, log_posterior(params, data)
+
+
+def _fit_multiplicative(data: StanData, max_iter: int, rtol: float) -> tuple[Params, float]:
+    """Block-coordinate ascent: the trend's parameters (ridge + lasso), then beta (ridge), then s, each exact."""
+    D, ridge, l1 = _design(data)
+    S, T, y = data.S, data.T, data.y
+    n_tr = 2 + S
+    D_tr, r_tr, l1_tr = D[:, :n_tr], ridge[:n_tr], l1[:n_tr]
+    X_m, X_a, r_b = data.X * data.s_m, data.X * data.s_a, ridge[n_tr:]
+    beta = np.zeros(data.K)
+    th = np.linalg.solve(D_tr.T @ D_tr + 1e-2 * np.diag(r_tr + (l1_tr > 0)), D_tr.T @ y)
+    s = max(_best_sigma(float(np.sum((y - D_tr @ th) ** 2)), T), _SIGMA_FLOOR)
+    prev = -np.inf
+    params = None
+    for _ in range(max_iter):
+        w = 1 + X_m @ beta
+        W = w[:, None] * D_tr
+        th = lasso_qp(W.T @ W + s * s * np.diag(r_tr), W.T @ (y - X_a @ beta), s * s * l1_tr, x0=th)
+        g = D_tr @ th
+        V = g[:, None] * X_m + X_a
+        beta = np.linalg.solve(V.T @ V + s * s * np.diag(r_b), V.T @ (y - g))
+        r = y - (g * (1 + X_m @ beta) + X_a @ beta)
+        s = max(_best_sigma(float(r @ r), T), _SIGMA_FLOOR)
+        params = Params(k=float(th[0]), m=float(th[1]), delta=th[2:].copy(), sigma_obs=s, beta=beta.copy())
+        lp = log_posterior(params, data)
+        if lp - prev <= rtol * max(1.0, abs(lp)):
+            break
+        prev = lp
+    if s <= 1e-8:
+        raise NotCovered("a fit that interpolates the data (sigma_obs -> 0)")
     return params, log_posterior(params, data)
