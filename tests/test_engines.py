@@ -60,6 +60,9 @@ def as_params(p: dict) -> Params:
     (3, "D", ModelOptions()),  # no changepoints: the dummy one, the zeros column
     (60, "W-MON", ModelOptions(weekly_seasonality="on", changepoint_prior_scale=0.3)),
     (100, "h", ModelOptions(seasonality_prior_scale=2.0)),  # daily on
+    (400, "D", ModelOptions(holidays="US")),
+    (800, "D", ModelOptions(holidays="GB", seasonality_mode="multiplicative")),
+    (100, "h", ModelOptions(holidays="DE")),  # 24 rows a holiday
 ])
 def test_stan_data_equal_prophets_own(n, freq, opts):
     ds, y = series("negative", n, seed=n, freq=freq)
@@ -98,7 +101,8 @@ def test_objective_is_stans_lp_and_stan_engine_gives_stock_params(n, opts):
 
 
 @pytest.mark.parametrize("opts", [ModelOptions(horizon=14, seed=3),
-                                  ModelOptions(horizon=7, seed=4, growth="flat", include_history=True)])
+                                  ModelOptions(horizon=7, seed=4, growth="flat", include_history=True),
+                                  ModelOptions(horizon=40, seed=5, holidays="US")])
 def test_engine_stan_forecast_equals_stock_prophet(opts):
     ds, y = series("break", 130, seed=2)
     s = SeriesData(key=("a",), ds=ds, y=y)
@@ -133,6 +137,8 @@ MULT = ModelOptions(seasonality_mode="multiplicative")
     ("break", 400, MULT),
     ("zeros", 150, MULT),
     ("negative", 400, MULT),
+    ("break", 500, ModelOptions(holidays="US")),
+    ("multiplicative", 400, ModelOptions(holidays="GB", seasonality_mode="multiplicative")),
 ])
 def test_fast_optimum_is_at_least_stans_and_forecasts_agree(kind, n, opts):
     ds, y = series(kind, n, seed=5)
@@ -149,7 +155,7 @@ def test_fast_optimum_is_at_least_stans_and_forecasts_agree(kind, n, opts):
         assert np.abs(yhat_fast - yhat_stan).max() <= AGREE * np.abs(y).max()
 
 
-def test_what_fast_does_not_cover_goes_to_stan_and_holidays_to_prophet():
+def test_what_fast_does_not_cover_goes_to_stan():
     ds, y = series("break", 120, seed=6)
     s = SeriesData(key=("a",), ds=ds, y=y)
     assert fit_series(s, ModelOptions(horizon=5, engine="fast")).engine == "fast"
@@ -157,7 +163,7 @@ def test_what_fast_does_not_cover_goes_to_stan_and_holidays_to_prophet():
     short = SeriesData(key=("b",), ds=ds[:20], y=y[:20])  # 20 points, 2 + 15 + 6 parameters: no maximum
     assert fit_series(short, ModelOptions(horizon=5, engine="fast")).engine == "stan"
     holiday = fit_series(s, ModelOptions(horizon=5, engine="fast", holidays="US"))
-    assert (holiday.status, holiday.engine) == ("ok", "prophet")
+    assert (holiday.status, holiday.engine) == ("ok", "fast")
 
 
 def test_constant_series_gets_prophets_answer_from_every_engine():

@@ -8,15 +8,18 @@ data equal `Prophet().preprocess(df)` and the prediction equals `Prophet.predict
   when there are none;
 - the auto seasonalities (yearly 10, weekly 3, daily 4 Fourier orders) with Prophet's on/off rules, or a single
   column of zeros when there are none;
+- country holidays (--holidays): one indicator column per holiday name of the country in the history's years,
+  in Prophet's column order, prior scale 10, in the seasonality mode; at prediction the training names only;
 - MAP inits: linear growth through the first and last points, flat growth at the mean, sigma_obs 1.
 
-What it does not cover (holidays, extra regressors, logistic growth, a cap or floor) is reported by `covered`,
-and the caller serves those series with stock Prophet.
+What it does not cover (extra regressors, logistic growth, a cap or floor) is reported by `covered`, and the
+caller serves those series with stock Prophet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -27,12 +30,11 @@ CHANGEPOINT_RANGE = 0.8
 _DAY_NS = 86_400 * 10**9
 _AUTO = {"yearly": (365.25, 10), "weekly": (7.0, 3), "daily": (1.0, 4)}
 TREND_INDICATOR = {"linear": 0, "logistic": 1, "flat": 2}
+HOLIDAYS_PRIOR_SCALE = 10.0  # Prophet's default holidays_prior_scale
 
 
 def covered(opts: ModelOptions) -> str:
     """Why the numpy model cannot serve these options ("" when it can)."""
-    if opts.holidays:
-        return "holidays"
     if opts.growth not in ("linear", "flat"):
         return f"{opts.growth} growth"
     return ""
@@ -55,6 +57,8 @@ class StanData:
     start_ns: int
     t_scale_ns: int
     seasonalities: list[tuple[float, int]] = field(default_factory=list)  # (period, order) in Prophet's order
+    country: str | None = None  # --holidays
+    holiday_names: list[str] = field(default_factory=list)  # the training holidays, in column order
 
     @property
     def T(self) -> int:
@@ -86,6 +90,44 @@ def fourier(ds_ns: np.ndarray, seasonalities: list[tuple[float, int]]) -> np.nda
             cols.append(np.sin(c))
             cols.append(np.cos(c))
     return np.column_stack(cols)
+
+
+def holiday_features(ds_ns: np.ndarray, country: str, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Prophet's country-holiday indicator columns at ds, and the holiday names in column order.
+
+    With `names` (prediction), only those holidays, in that order (a name absent from these years: zeros).
+    """
+    import pandas as pd
+
+    dates = pd.DatetimeIndex(ds_ns)
+    holiday_days, holiday_names = _holidays(country, tuple(sorted({int(y) for y in dates.year})))
+    if names is None:  # Prophet sorts the columns "<name>_delim_+0" as strings
+        names = sorted(set(holiday_names), key=lambda n: f"{n}_delim_+0")
+    days = dates.normalize().as_unit("ns").asi8
+    X = np.zeros((len(dates), len(names)))
+    col = {n: i for i, n in enumerate(names)}
+    for day, name in zip(holiday_days, holiday_names):
+        if name in col:
+            X[days == day, col[name]] = 1.0
+    return X, list(names)
+
+
+@lru_cache(maxsize=64)
+def _holidays(country: str, years: tuple[int, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(days as ns, names) of Prophet's make_holidays_df for a country and years; series share them."""
+    import pandas as pd
+    from prophet.make_holidays import make_holidays_df
+
+    frame = make_holidays_df(year_list=list(years), country=country)
+    return pd.DatetimeIndex(frame["ds"]).normalize().as_unit("ns").asi8, tuple(frame["holiday"])
+
+
+def features(ds_ns: np.ndarray, data: "StanData") -> np.ndarray:
+    """The feature matrix X at ds for a fitted series: Fourier terms, then holidays (or the zeros column)."""
+    parts = [fourier(ds_ns, data.seasonalities)] if data.seasonalities else []
+    if data.holiday_names:
+        parts.append(holiday_features(ds_ns, data.country, data.holiday_names)[0])
+    return np.column_stack(parts) if parts else np.zeros((len(ds_ns), 1))
 
 
 def _order(toggle: str, disabled: bool, default: int) -> int:
@@ -132,17 +174,26 @@ def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions) -> StanData:
     else:
         t_change = np.array([0.0])
     seas = seasonalities_for(ds_ns, opts)
-    X = fourier(ds_ns, seas)
-    K = X.shape[1]
+    parts, sigmas = [], []
     if seas:
-        s_a = np.full(K, 1.0 if opts.seasonality_mode == "additive" else 0.0)
-        s_m = 1.0 - s_a
-        sigmas = np.full(K, float(opts.seasonality_prior_scale))
+        parts.append(fourier(ds_ns, seas))
+        sigmas += [float(opts.seasonality_prior_scale)] * parts[-1].shape[1]
+    names: list[str] = []
+    if opts.holidays:
+        H, names = holiday_features(ds_ns, opts.holidays)
+        if names:
+            parts.append(H)
+            sigmas += [HOLIDAYS_PRIOR_SCALE] * len(names)
+    if parts:
+        X = np.column_stack(parts)
+        s_a = np.full(X.shape[1], 1.0 if opts.seasonality_mode == "additive" else 0.0)
+        s_m, sigmas = 1.0 - s_a, np.array(sigmas)
     else:
-        s_a, s_m, sigmas = np.zeros(1), np.zeros(1), np.ones(1)
+        X, s_a, s_m, sigmas = np.zeros((T, 1)), np.zeros(1), np.zeros(1), np.ones(1)
     return StanData(y=(y - 0.0) / y_scale, t=t, t_change=t_change, X=X, sigmas=sigmas, s_a=s_a, s_m=s_m,
                     tau=float(opts.changepoint_prior_scale), trend_indicator=TREND_INDICATOR[opts.growth],
-                    y_scale=y_scale, start_ns=start, t_scale_ns=t_scale, seasonalities=seas)
+                    y_scale=y_scale, start_ns=start, t_scale_ns=t_scale, seasonalities=seas,
+                    country=opts.holidays, holiday_names=names)
 
 
 @dataclass
@@ -214,7 +265,7 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
     """
     ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
     t = (ds_ns - data.start_ns) / data.t_scale_ns
-    X = fourier(ds_ns, data.seasonalities)
+    X = features(ds_ns, data)
     trend_pt = trend(params, data, t)
     xb_a = X @ (params.beta * data.s_a) * data.y_scale
     xb_m = X @ (params.beta * data.s_m)
