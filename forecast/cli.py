@@ -157,6 +157,8 @@ def run(
     engine: Annotated[Engine, typer.Option(
         help="prophet (stock), stan (Prophet's Stan optimizer without the Python around it: same parameters), "
              "fast (in-process MAP solver, opt-in; what it does not cover goes to stan).")] = Engine.prophet,
+    warm_start: Annotated[Optional[Path], typer.Option(
+        help="Output directory of an earlier --engine stan/fast run: start each series from its parameters.")] = None,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
@@ -170,6 +172,7 @@ def run(
             id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
             duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
             output_format=format.value, max_failed_frac=max_failed_frac, fallback=fallback.value,
+            warm_start=warm_start,
             triage=TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative) if triage else None,
             model=ModelOptions(
                 horizon=horizon, freq=freq, growth=growth.value, seasonality_mode=seasonality_mode.value,

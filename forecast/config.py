@@ -123,6 +123,8 @@ class ForecastConfig:
         max_failed_frac: the share of failed series still accepted with exit code 0.
         fallback: the simple forecast for a series that fails: "none", "naive", "seasonal-naive", "mean", "zero".
         triage: rules that decide per series between Prophet, a fallback and skipping; None fits every series.
+        warm_start: the output directory of an earlier run with --engine stan or fast; each series starts from the
+            parameters saved there (params.parquet). The stock engine ignores it.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -140,6 +142,7 @@ class ForecastConfig:
     max_failed_frac: float = 0.0
     fallback: str = "none"
     triage: TriageRules | None = None
+    warm_start: Path | None = None  # a previous run's output directory: start each series from its parameters
 
     def __post_init__(self) -> None:
         if not self.id_cols:
@@ -163,4 +166,5 @@ class ForecastConfig:
         d = dataclasses.asdict(self)
         d["id_cols"] = list(self.id_cols)
         d["out_dir"] = str(self.out_dir) if self.out_dir is not None else None
+        d["warm_start"] = str(self.warm_start) if self.warm_start is not None else None
         return d

@@ -323,6 +323,41 @@ def errors_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.
     return frame
 
 
+def params_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.DataFrame:
+    """The stan/fast engines' fitted parameters, one row per series they fitted: key columns, engine, y_scale, k, m,
+    sigma_obs (floats, on Prophet's scaled data) and delta, beta (lists). What `--warm-start` reads."""
+    fitted = [r for r in results if r.params is not None]
+    frame = _key_frame(id_cols, [r.key for r in fitted])
+    frame["engine"] = [r.engine for r in fitted]
+    for name in ("y_scale", "k", "m", "sigma_obs"):
+        frame[name] = np.array([r.params[name] for r in fitted], dtype=float)
+    for name in ("delta", "beta"):
+        frame[name] = [r.params[name] for r in fitted]
+    return frame
+
+
+def read_params(run_dir: Path, id_cols: Sequence[str]) -> dict[tuple, dict]:
+    """A previous run's parameters (its params.parquet) by series key (as strings), for --warm-start.
+
+    Raises:
+        InputError: when the directory has no params.parquet or it lacks this run's key columns.
+    """
+    path = Path(run_dir) / "params.parquet"
+    if not path.is_file():
+        raise InputError(f"--warm-start {run_dir}: no params.parquet there; give the output directory of an earlier "
+                         "run with --engine stan or fast")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as e:
+        raise InputError(f"{path}: cannot read it: {_one_line(e)}") from None
+    missing = [c for c in id_cols if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: key column {missing[0]!r} not found; the earlier run had other --id-col columns")
+    keys = zip(*(frame[c].astype(str) for c in id_cols))
+    records = frame[["y_scale", "k", "m", "sigma_obs", "delta", "beta"]].to_dict("records")
+    return {tuple(k): {**r, "delta": list(r["delta"]), "beta": list(r["beta"])} for k, r in zip(keys, records)}
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
     """Write a frame as Parquet or CSV (by extension), atomically."""
     if path.suffix == ".parquet":

@@ -32,6 +32,7 @@ class SeriesData:
     key: tuple
     ds: np.ndarray  # datetime64[ns], ascending, unique
     y: np.ndarray  # float64, NaN where missing
+    warm: dict | None = None  # parameters of a previous run's fit of this series (--warm-start), engines only
 
 
 @dataclass
@@ -54,6 +55,7 @@ class SeriesResult:
     model: str = ""  # what made the forecast: "prophet", "fallback:naive", ...; empty when there is none
     verdict: str = ""  # the triage verdict (fit, fallback, skip) when the run triaged its series
     engine: str = ""  # the engine that fitted the series: prophet, stan or fast (see engines/)
+    params: dict | None = None  # the stan/fast engines' fitted parameters (engines.params_dict), for --warm-start
 
 
 class SeriesProblem(Exception):
@@ -295,7 +297,7 @@ def _fit_by_engine(series: SeriesData, df: pd.DataFrame, freq: str, opts: ModelO
         future = pd.DatetimeIndex(series.ds).append(future)
     rng = np.random.RandomState(series_seed(opts.seed, series.key)) if opts.seed is not None else None
     fc = fit_forecast(df["ds"].to_numpy(dtype="datetime64[ns]"), df["y"].to_numpy(dtype=float),
-                      future.to_numpy(dtype="datetime64[ns]"), opts, opts.engine, rng)
+                      future.to_numpy(dtype="datetime64[ns]"), opts, opts.engine, rng, warm=series.warm)
     if fc is None:
         return False
     yhat, lower, upper = fc.yhat, fc.yhat_lower, fc.yhat_upper
@@ -305,6 +307,7 @@ def _fit_by_engine(series: SeriesData, df: pd.DataFrame, freq: str, opts: ModelO
     result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
     result.fit_seconds, result.predict_seconds = fc.fit_seconds, fc.predict_seconds
     result.status, result.model, result.engine = "ok", "prophet", fc.engine
+    result.params = fc.params
     return True
 
 

@@ -17,8 +17,8 @@ from . import __version__
 from .backends import make_backend
 from .config import ForecastConfig
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, forecast_frame, prepare_out_dir, read_table, split_series,
-                 timings_frame, write_json, write_table)
+from .io import (default_out_dir, errors_frame, forecast_frame, params_frame, prepare_out_dir, read_params,
+                 read_table, split_series, timings_frame, write_json, write_table)
 from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, slowest, throughput
 
@@ -122,8 +122,11 @@ def run_forecast(
     prepare_out_dir(out_dir, config.overwrite)
     check_options(config.model)
     with clock.stage("read"):
+        warm = read_params(config.warm_start, config.id_cols) if config.warm_start is not None else {}
         table, notes = read_table(path, config.id_cols, config.time_col, config.target_col, config.duplicates)
         series = split_series(table, config.id_cols)
+        for s in series:  # a series new since that run starts cold
+            s.warm = warm.get(tuple(str(v) for v in s.key))
     for note in notes:
         if notify is not None:
             notify(note)
@@ -184,6 +187,8 @@ def run_forecast(
             "timings": write_table(timings_frame(results, config.id_cols), out_dir / "timings.csv"),
             "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
         }
+        if config.model.engine != "prophet":  # what a later run can --warm-start from
+            files["params"] = write_table(params_frame(results, config.id_cols), out_dir / "params.parquet")
     task_seconds = sum(r.fit_seconds + r.predict_seconds for r in results)
     wall = clock.wall
     summary = {
@@ -197,6 +202,7 @@ def run_forecast(
         "series_fallback": counts["fallback"],
         "series_fallback_after_failure": sum(r.status == "fallback" and r.stage != "triage" for r in results),
         "series_skipped": counts["skipped"],
+        "series_warm_started": sum(s.warm is not None for s in to_fit) if config.warm_start is not None else None,
         "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
                      if config.triage is not None else None),
         "cores": usable_cores(),

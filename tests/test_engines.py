@@ -5,6 +5,8 @@ more digits it runs the same binary with sig_figs=18 (engines.stan.fit), whose p
 Prophet before rounding.
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,3 +204,49 @@ def test_unknown_engine_is_a_config_error():
 
     with pytest.raises(ConfigError, match="--engine must be one of prophet, stan, fast"):
         ModelOptions(engine="turbo")
+
+
+@pytest.mark.parametrize("opts", [ModelOptions(), MULT])
+def test_fast_warm_start_from_yesterday_reaches_the_cold_optimum(opts):
+    from forecast.engines import params_dict, warm_params
+
+    ds, y = series("multiplicative", 300, seed=7)
+    y = y.copy()
+    y[-1] = 1.5 * np.abs(y).max()  # today's value is the new maximum: y_scale changes, the start is rescaled
+    yesterday = stan_data(ds[:-1], y[:-1], opts)
+    today = stan_data(ds, y, opts)
+    saved = params_dict(fast.fit(yesterday)[0], yesterday)
+    cold_params, cold = fast.fit(today)
+    warm_params_, warm = fast.fit(today, init=warm_params(saved, today))
+    assert warm == pytest.approx(cold, rel=1e-10)
+    for name in PARAMS:
+        np.testing.assert_allclose(getattr(warm_params_, name), getattr(cold_params, name), rtol=1e-5, atol=1e-8)
+
+
+def test_run_warm_start_from_an_earlier_run(tmp_path, write_csv):
+    from typer.testing import CliRunner
+
+    from conftest import make_table
+    from forecast.cli import app
+
+    table = make_table(n_series=3, days=121)
+    yesterday = write_csv(table[table["ds"] < table["ds"].max()], "yesterday.csv")
+    today = write_csv(table, "today.csv")
+
+    def run(path, out, *extra):
+        return CliRunner().invoke(app, ["run", str(path), "--horizon", "7", "--engine", "fast", "--seed", "1",
+                                        "--n-jobs", "1", "--out", str(tmp_path / out), "--quiet", *extra])
+
+    assert run(yesterday, "day1").exit_code == 0
+    params = pd.read_parquet(tmp_path / "day1" / "params.parquet")
+    assert sorted(params["unique_id"]) == ["S0", "S1", "S2"] and (params["engine"] == "fast").all()
+    warm = run(today, "day2", "--warm-start", str(tmp_path / "day1"))
+    assert warm.exit_code == 0, warm.output
+    assert json.loads((tmp_path / "day2" / "summary.json").read_text())["series_warm_started"] == 3
+    assert run(today, "cold").exit_code == 0
+    warm_fc = pd.read_parquet(tmp_path / "day2" / "forecasts.parquet")
+    cold_fc = pd.read_parquet(tmp_path / "cold" / "forecasts.parquet")
+    for name in ("yhat", "yhat_lower", "yhat_upper"):  # same optimum, same draws
+        np.testing.assert_allclose(warm_fc[name], cold_fc[name], rtol=1e-6)
+    missing = run(today, "day3", "--warm-start", str(tmp_path / "cold-nothing"))
+    assert missing.exit_code == 1 and "no params.parquet there" in missing.output

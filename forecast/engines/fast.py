@@ -115,14 +115,21 @@ def _best_sigma(rss: float, T: int) -> float:
 def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: float = 1e-14) -> tuple[Params, float]:
     """Prophet's MAP estimate for a linear or flat model: (params, log posterior).
 
+    Args:
+        data: the Stan data.
+        init: a starting point, e.g. yesterday's optimum for this series (a warm start); ignored when its shapes
+            do not match `data`. The optimum does not depend on it (tests check that).
+
     Raises:
         NotCovered: for a model this solver does not cover (see `supports`), or a series it fits exactly.
     """
     why = supports(data)
     if why:
         raise NotCovered(why)
+    if init is not None and (len(init.delta) != data.S or len(init.beta) != data.K):
+        init = None  # a start from another model (e.g. yearly seasonality turned on since): start cold
     if np.any(data.s_m != 0):
-        return _fit_multiplicative(data, max_iter, rtol)
+        return _fit_multiplicative(data, init, max_iter, rtol)
     D, ridge, l1 = _design(data)
     S, K, T = data.S, data.K, data.T
     DtD, Dty, yty = D.T @ D, D.T @ data.y, float(data.y @ data.y)
@@ -155,16 +162,20 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     return params, log_posterior(params, data)
 
 
-def _fit_multiplicative(data: StanData, max_iter: int, rtol: float) -> tuple[Params, float]:
+def _fit_multiplicative(data: StanData, init: Params | None, max_iter: int, rtol: float) -> tuple[Params, float]:
     """Block-coordinate ascent: the trend's parameters (ridge + lasso), then beta (ridge), then s, each exact."""
     D, ridge, l1 = _design(data)
     S, T, y = data.S, data.T, data.y
     n_tr = 2 + S
     D_tr, r_tr, l1_tr = D[:, :n_tr], ridge[:n_tr], l1[:n_tr]
     X_m, X_a, r_b = data.X * data.s_m, data.X * data.s_a, ridge[n_tr:]
-    beta = np.zeros(data.K)
-    th = np.linalg.solve(D_tr.T @ D_tr + 1e-2 * np.diag(r_tr + (l1_tr > 0)), D_tr.T @ y)
-    s = max(_best_sigma(float(np.sum((y - D_tr @ th) ** 2)), T), _SIGMA_FLOOR)
+    if init is not None:
+        beta, th = np.array(init.beta, dtype=float), np.concatenate([[init.k, init.m], init.delta])
+        s = float(init.sigma_obs)
+    else:
+        beta = np.zeros(data.K)
+        th = np.linalg.solve(D_tr.T @ D_tr + 1e-2 * np.diag(r_tr + (l1_tr > 0)), D_tr.T @ y)
+        s = max(_best_sigma(float(np.sum((y - D_tr @ th) ** 2)), T), _SIGMA_FLOOR)
     prev = -np.inf
     params = None
     for _ in range(max_iter):
