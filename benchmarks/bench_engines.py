@@ -6,6 +6,8 @@ seed 0, horizon 28) and in one go, runs:
   - the textbook pool (../shared/bench/reference_loop.py --mode pool);
   - prophet-batch's forecast_many(..., n_jobs=2, include_history=False), when prophet_batch is installed;
   - `forecast run --engine stan` and `--engine fast` at --n-jobs 1 and 2 (end to end: read, fit, write);
+and a nightly rerun: `--engine fast -j1` on the input without each series' last day, then on the full input
+with --warm-start from that run (cold figure: the -j1 run above);
 and prints series/s for each, its ratio to the stock loop and to the pool, and the machine's core count.
 Writes the table to outputs/benchmarks/bench_engines.csv.
 
@@ -55,12 +57,22 @@ def prophet_batch(data: Path, horizon: int) -> float | None:
     return df["unique_id"].nunique() / (time.perf_counter() - t0)
 
 
-def forecast_run(data: Path, horizon: int, engine: str, n_jobs: int, workdir: Path) -> tuple[float, dict]:
-    out = workdir / f"run-{engine}-{n_jobs}-{time.time_ns()}"
+def drop_last_day(data: Path, out: Path) -> Path:
+    import pandas as pd
+
+    df = pd.read_csv(data)
+    last = df.groupby("series_id")["date"].transform("max")
+    df[df["date"] != last].to_csv(out, index=False)
+    return out
+
+
+def forecast_run(data: Path, horizon: int, engine: str, n_jobs: int, workdir: Path, out: Path | None = None,
+                 extra: tuple = ()) -> tuple[float, dict]:
+    out = out or workdir / f"run-{engine}-{n_jobs}-{time.time_ns()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's forecast, not an installed one
     subprocess.run([sys.executable, "-m", "forecast", "run", str(data), "--id-col", "series_id", "--time-col", "date",
                     "--target-col", "sales", "--horizon", str(horizon), "--engine", engine, "--n-jobs", str(n_jobs),
-                    "--out", str(out), "--quiet"], check=True, capture_output=True, text=True, cwd=ROOT, env=env)
+                    "--out", str(out), "--quiet", *extra], check=True, capture_output=True, text=True, cwd=ROOT, env=env)
     summary = json.loads((out / "summary.json").read_text())
     import pandas as pd
 
@@ -81,7 +93,7 @@ def main() -> None:
     def report(case: str, rate: float | None, note: str = "") -> None:
         rows.append({"case": case, "series_per_second": None if rate is None else round(rate, 3), "note": note})
         shown = "skipped" if rate is None else f"{rate:8.2f} series/s"
-        print(f"{case:28s} {shown}  {note}", flush=True)
+        print(f"{case:32s} {shown}  {note}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -97,15 +109,19 @@ def main() -> None:
             for n_jobs in (1, 2):
                 rate, served = forecast_run(data, args.horizon, engine, n_jobs, tmp)
                 report(f"forecast --engine {engine} -j{n_jobs}", rate, f"served by {served}")
+        yesterday = drop_last_day(data, tmp / "yesterday.csv")
+        forecast_run(yesterday, args.horizon, "fast", 1, tmp, out=tmp / "yesterday-run")
+        rate, served = forecast_run(data, args.horizon, "fast", 1, tmp, extra=("--warm-start", str(tmp / "yesterday-run")))
+        report("forecast --engine fast -j1 warm", rate, "rerun with one more day, --warm-start")
 
     rate = {r["case"]: r["series_per_second"] for r in rows}
     loop, pool = rate["stock loop"], rate["textbook pool"]
     print(f"\n{args.series} series x {args.days} days, horizon {args.horizon}, {cores} cores")
-    print(f"{'case':28s} {'series/s':>9s} {'x loop':>7s} {'x pool':>7s}")
+    print(f"{'case':32s} {'series/s':>9s} {'x loop':>7s} {'x pool':>7s}")
     for r in rows:
         if r["series_per_second"] is None:
             continue
-        print(f"{r['case']:28s} {r['series_per_second']:9.2f} {r['series_per_second'] / loop:7.2f} "
+        print(f"{r['case']:32s} {r['series_per_second']:9.2f} {r['series_per_second'] / loop:7.2f} "
               f"{r['series_per_second'] / pool:7.2f}")
     for engine in ("stan", "fast"):
         one, two = rate[f"forecast --engine {engine} -j1"], rate[f"forecast --engine {engine} -j2"]
