@@ -62,6 +62,7 @@ class BacktestResult:
     error: str = ""
     model: str = "prophet"  # timings.csv says which model was timed, as for a run
     verdict: str = ""  # a backtest does not triage
+    engine: str = "prophet"  # a backtest fits with stock Prophet
 
 
 def _windows(n: int, horizon: int, windows: int, step: int) -> list[tuple[int, int]]:

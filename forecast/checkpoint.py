@@ -289,7 +289,8 @@ class RunState:
 # The columns of a part file besides the forecast arrays, with their Arrow types.
 _SCALARS = {"index": pa.int64(), "status": pa.string(), "n_obs": pa.int64(), "fit_seconds": pa.float64(),
             "predict_seconds": pa.float64(), "cpu_seconds": pa.float64(), "worker": pa.string(),
-            "stage": pa.string(), "error": pa.string(), "model": pa.string()}
+            "stage": pa.string(), "error": pa.string(), "model": pa.string(),
+            "engine": pa.string()}
 _ARRAYS = {"ds": "datetime64[ns]", "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64"}
 
 

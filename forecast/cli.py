@@ -53,6 +53,12 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
+class Engine(str, Enum):
+    prophet = "prophet"
+    stan = "stan"
+    fast = "fast"
+
+
 class Fallback(str, Enum):
     none = "none"
     naive = "naive"
@@ -149,7 +155,7 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or no
 def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
                    daily_seasonality, changepoint_prior_scale, seasonality_prior_scale, holidays, interval_width,
                    uncertainty_samples, non_negative, seed, regressor, cap_col, floor_col,
-                   include_history: bool = False) -> ModelOptions:
+                   include_history: bool = False, engine: str = "prophet") -> ModelOptions:
     return ModelOptions(
         horizon=horizon, freq=freq, growth=_value(growth), seasonality_mode=_value(seasonality_mode),
         yearly_seasonality=_value(yearly_seasonality), weekly_seasonality=_value(weekly_seasonality),
@@ -157,7 +163,7 @@ def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonal
         seasonality_prior_scale=seasonality_prior_scale, holidays=holidays, interval_width=interval_width,
         uncertainty_samples=uncertainty_samples, non_negative=non_negative,
         include_history=include_history, seed=seed, regressors=tuple(regressor or ()), cap_col=cap_col,
-        floor_col=floor_col,
+        floor_col=floor_col, engine=engine,
     )
 
 
@@ -173,14 +179,14 @@ def _build_config(p: dict) -> ForecastConfig:
         output_format=_value(p["format"]), max_failed_frac=p["max_failed_frac"], future_path=p["future"],
         fallback=_value(p["fallback"]), holidays_file=p["holidays_file"], backend=_value(p["backend"]),
         scheduler=p["scheduler"], connect_timeout=p["connect_timeout"], resume=p["resume"],
-        fit_timeout=p["fit_timeout"], workers_read=p["workers_read"],
+        fit_timeout=p["fit_timeout"], workers_read=p["workers_read"], warm_start=p["warm_start"],
         triage=TriageRules(p["min_obs"], p["max_zero_share"], p["max_gap_share"], p["stale_after"],
                            p["allow_negative"]) if p["triage"] else None,
         model=_model_options(p["horizon"], p["freq"], p["growth"], p["seasonality_mode"], p["yearly_seasonality"],
                              p["weekly_seasonality"], p["daily_seasonality"], p["changepoint_prior_scale"],
                              p["seasonality_prior_scale"], p["holidays"], p["interval_width"],
                              p["uncertainty_samples"], p["non_negative"], p["seed"], p["regressor"], p["cap_col"],
-                             p["floor_col"], p["include_history"]),
+                             p["floor_col"], p["include_history"], _value(p["engine"])),
     )
 
 
@@ -264,6 +270,11 @@ def run(
         "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
     log_format: Annotated[LogFormat, typer.Option(
         help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).")] = LogFormat.text,
+    engine: Annotated[Engine, typer.Option(
+        help="prophet (stock), stan (Prophet's Stan optimizer without the Python around it: same parameters), "
+             "fast (in-process MAP solver, opt-in; what it does not cover goes to stan).")] = Engine.prophet,
+    warm_start: Annotated[Optional[Path], typer.Option(
+        help="Output directory of an earlier --engine stan/fast run: start each series from its parameters.")] = None,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 

@@ -21,6 +21,7 @@ DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
 OUTPUT_FORMATS = ("parquet", "csv")
 FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
 BACKEND_NAMES = ("local", "dask")
+ENGINES = ("prophet", "stan", "fast")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -52,6 +53,7 @@ class ModelOptions:
     floor_col: str | None = None
     # (holiday, ds as ISO text, lower_window, upper_window) rows from --holidays-file; read by io.read_holidays
     holiday_table: tuple[tuple[str, str, int, int], ...] = ()
+    engine: str = "prophet"  # prophet (stock), stan (Prophet's optimizer, direct) or fast (in-process MAP)
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -68,6 +70,7 @@ class ModelOptions:
         if repeated:
             raise ConfigError(f"column {repeated[0]!r} is given more than once (--regressor/--cap-col/--floor-col)")
         _choice("--growth", self.growth, GROWTHS)
+        _choice("--engine", self.engine, ENGINES)
         _choice("--seasonality-mode", self.seasonality_mode, SEASONALITY_MODES)
         for name in ("yearly", "weekly", "daily"):
             _choice(f"--{name}-seasonality", getattr(self, f"{name}_seasonality"), TOGGLES)
@@ -150,6 +153,8 @@ class ForecastConfig:
             input path must be readable by every worker at the same path.
         fit_timeout: seconds one series may take; past it the series fails with reason timeout. Needs a
             worker process to stop, so it runs in one even with n_jobs=1. None: no limit.
+        warm_start: the output directory of an earlier run with --engine stan or fast; each series starts from the
+            parameters saved there (params.parquet). The stock engine ignores it.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -172,10 +177,11 @@ class ForecastConfig:
     backend: str = "local"
     scheduler: str | None = None
     connect_timeout: float = 10.0
-
     resume: bool = False
     fit_timeout: float | None = None
     workers_read: bool = False
+    warm_start: Path | None = None  # a previous run's output directory: start each series from its parameters
+
     @property
     def extra_cols(self) -> tuple[str, ...]:
         """Input columns read besides key, time and target: regressors, cap, floor."""
@@ -223,6 +229,7 @@ class ForecastConfig:
         d["out_dir"] = str(self.out_dir) if self.out_dir is not None else None
         for name in ("future_path", "holidays_file"):
             d[name] = str(d[name]) if d[name] is not None else None
+        d["warm_start"] = str(self.warm_start) if self.warm_start is not None else None
         return d
 
 

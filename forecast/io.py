@@ -423,10 +423,11 @@ def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> p
 
 
 def timings_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.DataFrame:
-    """One row per series: key columns, n_obs, status, fit/predict/cpu seconds, worker, error, model, verdict.
+    """One row per series: key columns, n_obs, status, fit/predict/cpu seconds, worker, error, model, verdict, engine.
 
     status is ok (Prophet), fallback (a simple forecast), failed (no forecast) or skipped (by triage); verdict is
-    empty unless the run triaged its series.
+    empty unless the run triaged its series; engine is the engine that fitted the series (prophet, stan, fast),
+    empty when none did.
     """
     frame = _key_frame(id_cols, [r.key for r in results])
     frame["n_obs"] = np.array([r.n_obs for r in results], dtype="int64")
@@ -438,6 +439,7 @@ def timings_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd
     frame["error"] = [r.error for r in results]
     frame["model"] = [r.model for r in results]
     frame["verdict"] = [r.verdict for r in results]
+    frame["engine"] = [r.engine for r in results]
     return frame
 
 
@@ -502,6 +504,41 @@ def _csv_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
                 frame[c] = values.where(~hit, values.map(changed))
     frame.columns = [csv_safe(str(c)) for c in frame.columns]
     return frame
+
+
+def params_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.DataFrame:
+    """The stan/fast engines' fitted parameters, one row per series they fitted: key columns, engine, y_scale, k, m,
+    sigma_obs (floats, on Prophet's scaled data) and delta, beta (lists). What `--warm-start` reads."""
+    fitted = [r for r in results if r.params is not None]
+    frame = _key_frame(id_cols, [r.key for r in fitted])
+    frame["engine"] = [r.engine for r in fitted]
+    for name in ("y_scale", "k", "m", "sigma_obs"):
+        frame[name] = np.array([r.params[name] for r in fitted], dtype=float)
+    for name in ("delta", "beta"):
+        frame[name] = [r.params[name] for r in fitted]
+    return frame
+
+
+def read_params(run_dir: Path, id_cols: Sequence[str]) -> dict[tuple, dict]:
+    """A previous run's parameters (its params.parquet) by series key (as strings), for --warm-start.
+
+    Raises:
+        InputError: when the directory has no params.parquet or it lacks this run's key columns.
+    """
+    path = Path(run_dir) / "params.parquet"
+    if not path.is_file():
+        raise InputError(f"--warm-start {run_dir}: no params.parquet there; give the output directory of an earlier "
+                         "run with --engine stan or fast")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as e:
+        raise InputError(f"{path}: cannot read it: {_one_line(e)}") from None
+    missing = [c for c in id_cols if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: key column {missing[0]!r} not found; the earlier run had other --id-col columns")
+    keys = zip(*(frame[c].astype(str) for c in id_cols))
+    records = frame[["y_scale", "k", "m", "sigma_obs", "delta", "beta"]].to_dict("records")
+    return {tuple(k): {**r, "delta": list(r["delta"]), "beta": list(r["beta"])} for k, r in zip(keys, records)}
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:

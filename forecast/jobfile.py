@@ -3,10 +3,10 @@
     [input]   path, id_col, time_col, target_col, duplicates, future
     [model]   horizon, freq, growth, seasonality_mode, yearly/weekly/daily_seasonality, changepoint_prior_scale,
               seasonality_prior_scale, holidays, holidays_file, regressor, cap_col, floor_col, interval_width,
-              uncertainty_samples, non_negative, seed, include_history
+              uncertainty_samples, non_negative, seed, include_history, engine
     [run]     n_jobs, max_failed_frac, fit_timeout, resume, log_format, quiet, backend, scheduler,
               connect_timeout, fallback, triage, min_obs, max_zero_share, max_gap_share, stale_after,
-              allow_negative, workers_read
+              allow_negative, workers_read, warm_start
     [output]  dir, format, overwrite
 
 Keys are the command-line flags without the dashes (underscores for inner dashes). Relative paths are taken
@@ -19,7 +19,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from .config import BACKEND_NAMES, DUPLICATE_POLICIES, FALLBACKS, GROWTHS, OUTPUT_FORMATS, SEASONALITY_MODES, TOGGLES
+from .config import BACKEND_NAMES, DUPLICATE_POLICIES, ENGINES, FALLBACKS, GROWTHS, OUTPUT_FORMATS, SEASONALITY_MODES, TOGGLES
 from .errors import ConfigError
 from .progress import LOG_FORMATS
 
@@ -41,6 +41,7 @@ SPEC: dict[str, dict[str, tuple[str, Any]]] = {
         "non_negative": ("non_negative", "bool"), "seed": ("seed", "int"),
         "include_history": ("include_history", "bool"), "holidays_file": ("holidays_file", "path"),
         "regressor": ("regressor", "names"), "cap_col": ("cap_col", "str"), "floor_col": ("floor_col", "str"),
+        "engine": ("engine", ENGINES),
     },
     "run": {
         "n_jobs": ("n_jobs", "int"), "max_failed_frac": ("max_failed_frac", "float"),
@@ -51,6 +52,7 @@ SPEC: dict[str, dict[str, tuple[str, Any]]] = {
         "triage": ("triage", "bool"), "min_obs": ("min_obs", "int"), "max_zero_share": ("max_zero_share", "float"),
         "max_gap_share": ("max_gap_share", "float"), "stale_after": ("stale_after", "float"),
         "allow_negative": ("allow_negative", "bool"), "workers_read": ("workers_read", "bool"),
+        "warm_start": ("warm_start", "path"),
     },
     "output": {"dir": ("out", "path"), "format": ("format", OUTPUT_FORMATS), "overwrite": ("overwrite", "bool")},
 }

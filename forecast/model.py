@@ -40,6 +40,7 @@ class SeriesData:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     future_ds: np.ndarray | None = None
     future_extra: dict[str, np.ndarray] = field(default_factory=dict)
+    warm: dict | None = None  # parameters of a previous run's fit of this series (--warm-start), engines only
 
 
 @dataclass
@@ -61,6 +62,8 @@ class SeriesResult:
     error: str = ""
     model: str = ""  # what made the forecast: "prophet", "fallback:naive", ...; empty when there is none
     verdict: str = ""  # the triage verdict (fit, fallback, skip) when the run triaged its series
+    engine: str = ""  # the engine that fitted the series: prophet, stan or fast (see engines/)
+    params: dict | None = None  # the stan/fast engines' fitted parameters (engines.params_dict), for --warm-start
 
 
 class SeriesProblem(Exception):
@@ -89,8 +92,9 @@ def quiet_logs() -> None:
 _worker_tmp: str | None = None
 
 
-def init_worker(tmp_root: str | None = None) -> None:
-    """Run once in each worker: a private temp dir, quiet loggers, Prophet imported.
+def init_worker(tmp_root: str | None = None, import_prophet: bool = True) -> None:
+    """Run once in each worker: a private temp dir, quiet loggers, Prophet imported (unless `import_prophet` is
+    False: the stan and fast engines do without it, and it is then imported on first use).
 
     cmdstanpy writes every fit's data, inits and outputs to a temp dir made at its import and never empties it;
     over thousands of fits that grows /tmp without bound. Each worker therefore points TMPDIR at a directory of
@@ -103,6 +107,8 @@ def init_worker(tmp_root: str | None = None) -> None:
         _worker_tmp = tempfile.mkdtemp(prefix=f"worker-{os.getpid()}-", dir=tmp_root)
         os.environ["TMPDIR"] = _worker_tmp
         tempfile.tempdir = _worker_tmp
+    if not import_prophet:
+        return
     import cmdstanpy  # noqa: F401  (its temp dir is made now, inside ours)
     import prophet  # noqa: F401
 
@@ -110,12 +116,10 @@ def init_worker(tmp_root: str | None = None) -> None:
 
 
 def _cmdstan_tmp() -> str | None:
-    try:
-        import cmdstanpy
+    """cmdstanpy's temp dir, None while cmdstanpy is not imported (the stan and fast engines do not import it)."""
+    import sys
 
-        return cmdstanpy._TMPDIR
-    except (ImportError, AttributeError):
-        return None
+    return getattr(sys.modules.get("cmdstanpy"), "_TMPDIR", None)
 
 
 def _remove_new_entries(directory: str | None, before: set[str]) -> None:
@@ -342,7 +346,9 @@ def scratch_cleanup() -> Iterator[None]:
     try:
         yield
     finally:
-        _remove_new_entries(tmp, before)
+        # a fit that imported cmdstanpy only now (stock Prophet serving what an engine does not cover) made its
+        # temp dir during the block: everything in it is the block's
+        _remove_new_entries(tmp if tmp is not None else _cmdstan_tmp(), before)
 
 
 def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
@@ -364,18 +370,21 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
             df = _validate(series, opts)
             stage = "frequency"
             freq = opts.freq or infer_freq(series.ds)
-            stage = "future"
-            last = pd.Timestamp(series.ds[-1])
-            future = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:]
-            if opts.include_history:
-                future = pd.DatetimeIndex(series.ds).append(future)
-            frame = predict_frame(series, future.to_numpy(dtype="datetime64[ns]"), opts)
             stage = "fit"
-            fc = fit_predict(df, frame, opts, series.key)
-        result.fit_seconds, result.predict_seconds = fc["fit_seconds"], fc["predict_seconds"]
-        result.ds, result.yhat = fc["ds"], fc["yhat"]
-        result.yhat_lower, result.yhat_upper = fc["yhat_lower"], fc["yhat_upper"]
-        result.status, result.model = "ok", "prophet"
+            served = opts.engine != "prophet" and _fit_by_engine(series, df, freq, opts, result)
+            if not served:  # stock Prophet: the default engine, and what the others do not cover
+                stage = "future"
+                last = pd.Timestamp(series.ds[-1])
+                future = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:]
+                if opts.include_history:
+                    future = pd.DatetimeIndex(series.ds).append(future)
+                frame = predict_frame(series, future.to_numpy(dtype="datetime64[ns]"), opts)
+                stage = "fit"
+                fc = fit_predict(df, frame, opts, series.key)
+                result.fit_seconds, result.predict_seconds = fc["fit_seconds"], fc["predict_seconds"]
+                result.ds, result.yhat = fc["ds"], fc["yhat"]
+                result.yhat_lower, result.yhat_upper = fc["yhat_lower"], fc["yhat_upper"]
+                result.status, result.model, result.engine = "ok", "prophet", "prophet"
     except SeriesProblem as e:
         result.stage, result.error = e.stage, str(e)
         result.fit_seconds = getattr(e, "fit_seconds", 0.0)
@@ -384,6 +393,29 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     cpu1 = os.times()
     result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
     return result
+
+
+def _fit_by_engine(series: SeriesData, df: pd.DataFrame, freq: str, opts: ModelOptions, result: SeriesResult) -> bool:
+    """Fit and forecast with opts.engine (stan or fast) into `result`; False when stock Prophet must serve it."""
+    from .engines import fit_forecast
+
+    future = pd.date_range(start=pd.Timestamp(series.ds[-1]), periods=opts.horizon + 1, freq=freq)[1:]
+    if opts.include_history:
+        future = pd.DatetimeIndex(series.ds).append(future)
+    rng = np.random.RandomState(series_seed(opts.seed, series.key)) if opts.seed is not None else None
+    fc = fit_forecast(df["ds"].to_numpy(dtype="datetime64[ns]"), df["y"].to_numpy(dtype=float),
+                      future.to_numpy(dtype="datetime64[ns]"), opts, opts.engine, rng, warm=series.warm)
+    if fc is None:
+        return False
+    yhat, lower, upper = fc.yhat, fc.yhat_lower, fc.yhat_upper
+    if opts.non_negative:
+        yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
+    result.ds = future.to_numpy(dtype="datetime64[ns]")
+    result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
+    result.fit_seconds, result.predict_seconds = fc.fit_seconds, fc.predict_seconds
+    result.status, result.model, result.engine = "ok", "prophet", fc.engine
+    result.params = fc.params
+    return True
 
 
 def _on_grid(series: SeriesData, freq: str) -> np.ndarray:

@@ -18,8 +18,8 @@ from .checkpoint import PartWriter, RunLock, RunState, make_manifest, run_temp_d
 from .config import ForecastConfig
 from .errors import ConfigError, ForecastError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, forecast_frame, load_series, prepare_out_dir, read_series_subset,
-                 timings_frame, write_json, write_table)
+from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
+                 read_params, read_series_subset, timings_frame, write_json, write_table)
 from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, slowest, throughput
 
@@ -106,6 +106,7 @@ class SeriesRef:
 
     key: tuple
     chunk: tuple
+    warm: dict | None = None  # --warm-start parameters, which the worker's own read cannot know
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,9 @@ def fit_from_source(ref: SeriesRef, source: TableSource, opts) -> SeriesResult:
         _chunk_cache = ((), {})  # free the previous chunk before reading the next
         _chunk_cache = (ref.chunk, read_series_subset(Path(source.path), source.id_cols, source.time_col,
                                                       source.target_col, source.duplicates, ref.chunk))
-    return fit_series(_chunk_cache[1][ref.key], opts)
+    series = _chunk_cache[1][ref.key]
+    series.warm = ref.warm
+    return fit_series(series, opts)
 
 
 def _worker_items(series, chunks, config: ForecastConfig, path: Path, model):
@@ -141,7 +144,7 @@ def _worker_items(series, chunks, config: ForecastConfig, path: Path, model):
     for chunk in chunks:
         keys = tuple(series[i].key for i in chunk)
         for i in chunk:
-            refs[i] = SeriesRef(series[i].key, keys)
+            refs[i] = SeriesRef(series[i].key, keys, series[i].warm)
     source = TableSource(str(path.resolve()), tuple(config.id_cols), config.time_col, config.target_col,
                          config.duplicates)
     return refs, partial(fit_from_source, source=source, opts=model)
@@ -188,7 +191,10 @@ def run_forecast(
         prepare_out_dir(out_dir, config.overwrite)
         check_options(config.model)
         with clock.stage("read"):
+            warm = read_params(config.warm_start, config.id_cols) if config.warm_start is not None else {}
             table, series, notes, model = load_series(path, config)
+            for s in series:  # a series new since that run starts cold
+                s.warm = warm.get(tuple(str(v) for v in s.key))
             manifest = make_manifest(path, config.to_dict(), len(series))
         state = RunState(out_dir)
         state.begin(manifest, config.resume, config.overwrite)
@@ -255,6 +261,8 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
                 # in-process work must not point this process's TMPDIR at a directory removed after the run; a
                 # Dask worker may be on another machine: it makes its own temp dir (see backends.DaskBackend)
                 initargs = (None,) if in_process or backend_name == "dask" else (tmp_root,)
+                # the stan and fast engines need Prophet only for what they do not cover (holidays)
+                initargs += (config.model.engine == "prophet" or bool(config.model.holidays),)
                 writer = None
                 try:
                     # the interrupt is caught outside the backend's block, so the backend sees it and stops its
@@ -307,6 +315,8 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
             "timings": write_table(timings_frame(results, config.id_cols), out_dir / "timings.csv"),
             "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
         }
+        if config.model.engine != "prophet":  # what a later run can --warm-start from
+            files["params"] = write_table(params_frame(results, config.id_cols), out_dir / "params.parquet")
     fitted = list(new.values())  # throughput counts only the work of this run, not what a resume took over
     task_seconds = sum(r.fit_seconds + r.predict_seconds for r in fitted)
     wall = clock.wall
@@ -322,6 +332,7 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         "series_fallback_after_failure": sum(r.status == "fallback" and r.stage != "triage" for r in results),
         "series_skipped": counts["skipped"],
         "series_resumed": len(done),
+        "series_warm_started": sum(s.warm is not None for s in items) if config.warm_start is not None else None,
         "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
                      if config.triage is not None else None),
         "cores": usable_cores(),

@@ -34,7 +34,7 @@ def test_run_writes_the_four_files_with_composite_keys(tmp_path, write_csv):
     assert forecasts["ds"].min() == pd.Timestamp("2024-01-01") + pd.Timedelta(days=90)
     timings = pd.read_csv(out / "timings.csv")
     assert list(timings.columns) == ["store", "item", "n_obs", "status", "fit_seconds", "predict_seconds",
-                                     "cpu_seconds", "worker", "error", "model", "verdict"]
+                                     "cpu_seconds", "worker", "error", "model", "verdict", "engine"]
     assert (timings["status"] == "ok").all() and (timings["fit_seconds"] > 0).all()
     assert timings["worker"].nunique() == 2  # both workers did work
     assert list(pd.read_csv(out / "errors.csv").columns) == ["store", "item", "stage", "reason"]

@@ -1,0 +1,93 @@
+"""Do the stan and fast engines forecast as well as stock Prophet on real data?
+
+For each data set in ../shared/data (store_item_demand: the first --store-item-series series; au_tourism; both m5
+subsets), holds out each series' last H rows (28 for daily, 8 for quarterly), fits the rest with stock Prophet
+(default settings) and with --engine stan and fast, and prints MASE (scaled by the in-sample one-step naive
+error, averaged over series) and WAPE (sum |error| / sum |actual| over all held-out rows) per engine, and each
+engine's difference from stock Prophet in percent. Runs in-process, one series after another.
+
+usage: python benchmarks/bench_accuracy.py [--store-item-series 50]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's forecast
+
+from forecast.config import ModelOptions  # noqa: E402
+from forecast.model import SeriesData, fit_series, quiet_logs  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+ENGINES = ("prophet", "stan", "fast")
+
+
+def load(name: str, store_item_series: int) -> tuple[pd.DataFrame, int, str]:
+    """(frame with key, ds, y; horizon; freq) of one data set."""
+    if name == "store_item_demand":
+        df = pd.read_csv(DATA / name / "train.csv.gz", parse_dates=["date"])
+        df["key"] = df["store"].astype(str) + "/" + df["item"].astype(str)
+        keep = df["key"].drop_duplicates().iloc[:store_item_series]
+        df = df[df["key"].isin(keep)].rename(columns={"date": "ds", "sales": "y"})
+        return df[["key", "ds", "y"]], 28, "D"
+    if name == "au_tourism":
+        df = pd.read_csv(DATA / name / "tourism.csv")
+        df["key"] = df["Region"] + "/" + df["Purpose"]
+        df["ds"] = pd.to_datetime(df["Quarter"])
+        return df.rename(columns={"Trips": "y"})[["key", "ds", "y"]], 8, "QS"
+    file = {"m5_dense": "m5_subset_dense_10x115.csv", "m5_nonzero": "m5_subset_nonzero_only_10series.csv"}[name]
+    df = pd.read_csv(DATA / "m5_subset" / file, parse_dates=["date"])
+    return df.rename(columns={"id": "key", "date": "ds", "sales": "y"})[["key", "ds", "y"]], 28, "D"
+
+
+def evaluate(df: pd.DataFrame, horizon: int, freq: str, engine: str) -> tuple[float, float, float, int]:
+    """(mean MASE, WAPE, seconds, series fitted) of one engine on one data set."""
+    mases, abs_err, abs_act, seconds, n = [], 0.0, 0.0, 0.0, 0
+    opts = ModelOptions(horizon=horizon, freq=freq, engine=engine, seed=0)
+    for key, g in df.sort_values("ds").groupby("key", sort=True):
+        train, test = g.iloc[:-horizon], g.iloc[-horizon:]
+        if len(train) < 3:
+            continue
+        s = SeriesData(key=(key,), ds=train["ds"].to_numpy(dtype="datetime64[ns]"), y=train["y"].to_numpy(float))
+        t0 = time.perf_counter()
+        r = fit_series(s, opts)
+        seconds += time.perf_counter() - t0
+        if r.status != "ok":
+            continue
+        fc = pd.Series(r.yhat, index=pd.DatetimeIndex(r.ds))
+        actual = test.set_index("ds")["y"]
+        both = actual.index.intersection(fc.index)
+        err = np.abs(actual[both].to_numpy() - fc[both].to_numpy())
+        scale = np.mean(np.abs(np.diff(train["y"].to_numpy())))
+        if len(both) and scale > 0:
+            mases.append(err.mean() / scale)
+        abs_err += err.sum()
+        abs_act += np.abs(actual[both].to_numpy()).sum()
+        n += 1
+    return float(np.mean(mases)), abs_err / abs_act, seconds, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store-item-series", type=int, default=50)
+    args = parser.parse_args()
+    quiet_logs()
+    print(f"{'data set':18s} {'engine':8s} {'series':>6s} {'MASE':>8s} {'WAPE':>8s} {'dMASE %':>8s} {'dWAPE %':>8s} "
+          f"{'seconds':>8s}")
+    for name in ("store_item_demand", "au_tourism", "m5_dense", "m5_nonzero"):
+        df, horizon, freq = load(name, args.store_item_series)
+        base = None
+        for engine in ENGINES:
+            mase, wape, secs, n = evaluate(df, horizon, freq, engine)
+            base = base or (mase, wape)
+            print(f"{name:18s} {engine:8s} {n:6d} {mase:8.4f} {wape:8.4f} {100 * (mase / base[0] - 1):+8.2f} "
+                  f"{100 * (wape / base[1] - 1):+8.2f} {secs:8.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

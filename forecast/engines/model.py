@@ -1,0 +1,297 @@
+"""Prophet's model for one series in numpy: its preprocessing (the Stan data), its objective, its prediction.
+
+Everything here reproduces Prophet 1.5 (forecaster.py and prophet.stan) operation by operation, so that the Stan
+data equal `Prophet().preprocess(df)` and the prediction equals `Prophet.predict` for the same parameters:
+
+- scaling "absmax" (floor 0, y_scale = max|y|, 1 when that is 0), t = (ds - start) / (end - start);
+- changepoints: 25 (fewer for short series) at evenly spaced history rows in the first 80 %; a dummy one at 0
+  when there are none;
+- the auto seasonalities (yearly 10, weekly 3, daily 4 Fourier orders) with Prophet's on/off rules, or a single
+  column of zeros when there are none;
+- country holidays (--holidays): one indicator column per holiday name of the country in the history's years,
+  in Prophet's column order, prior scale 10, in the seasonality mode; at prediction the training names only;
+- MAP inits: linear growth through the first and last points, flat growth at the mean, sigma_obs 1.
+
+What it does not cover (extra regressors, logistic growth, a cap or floor) is reported by `covered`, and the
+caller serves those series with stock Prophet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from ..config import ModelOptions
+
+N_CHANGEPOINTS = 25
+CHANGEPOINT_RANGE = 0.8
+_DAY_NS = 86_400 * 10**9
+_AUTO = {"yearly": (365.25, 10), "weekly": (7.0, 3), "daily": (1.0, 4)}
+TREND_INDICATOR = {"linear": 0, "logistic": 1, "flat": 2}
+HOLIDAYS_PRIOR_SCALE = 10.0  # Prophet's default holidays_prior_scale
+
+
+def covered(opts: ModelOptions) -> str:
+    """Why the numpy model cannot serve these options ("" when it can)."""
+    if opts.growth not in ("linear", "flat"):
+        return f"{opts.growth} growth"
+    return ""
+
+
+@dataclass
+class StanData:
+    """Prophet's Stan data for one series, plus what prediction needs to map back to the data's scale."""
+
+    y: np.ndarray  # scaled
+    t: np.ndarray
+    t_change: np.ndarray
+    X: np.ndarray  # (T, K)
+    sigmas: np.ndarray
+    s_a: np.ndarray
+    s_m: np.ndarray
+    tau: float
+    trend_indicator: int
+    y_scale: float
+    start_ns: int
+    t_scale_ns: int
+    seasonalities: list[tuple[float, int]] = field(default_factory=list)  # (period, order) in Prophet's order
+    country: str | None = None  # --holidays
+    holiday_names: list[str] = field(default_factory=list)  # the training holidays, in column order
+
+    @property
+    def T(self) -> int:
+        return len(self.y)
+
+    @property
+    def S(self) -> int:
+        return len(self.t_change)
+
+    @property
+    def K(self) -> int:
+        return self.X.shape[1]
+
+    def changepoint_matrix(self) -> np.ndarray:
+        """A[i, j] = 1 when t[i] >= t_change[j] (the Stan program's get_changepoint_matrix)."""
+        return (self.t[:, None] >= self.t_change[None, :]).astype(float)
+
+
+def fourier(ds_ns: np.ndarray, seasonalities: list[tuple[float, int]]) -> np.ndarray:
+    """Prophet's Fourier features (sin, cos per order) for every seasonality, side by side; one zeros column if none."""
+    if not seasonalities:
+        return np.zeros((len(ds_ns), 1))
+    days = ds_ns.astype(np.int64) / 1e9 / (24 * 60 * 60)  # pandas' total_seconds() / 86400
+    x_T = np.pi * 2 * days
+    cols = []
+    for period, order in seasonalities:
+        for i in range(order):
+            c = (i + 1) / period * x_T
+            cols.append(np.sin(c))
+            cols.append(np.cos(c))
+    return np.column_stack(cols)
+
+
+def holiday_features(ds_ns: np.ndarray, country: str, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Prophet's country-holiday indicator columns at ds, and the holiday names in column order.
+
+    With `names` (prediction), only those holidays, in that order (a name absent from these years: zeros).
+    """
+    import pandas as pd
+
+    dates = pd.DatetimeIndex(ds_ns)
+    holiday_days, holiday_names = _holidays(country, tuple(sorted({int(y) for y in dates.year})))
+    if names is None:  # Prophet sorts the columns "<name>_delim_+0" as strings
+        names = sorted(set(holiday_names), key=lambda n: f"{n}_delim_+0")
+    days = dates.normalize().as_unit("ns").asi8
+    X = np.zeros((len(dates), len(names)))
+    col = {n: i for i, n in enumerate(names)}
+    for day, name in zip(holiday_days, holiday_names):
+        if name in col:
+            X[days == day, col[name]] = 1.0
+    return X, list(names)
+
+
+@lru_cache(maxsize=64)
+def _holidays(country: str, years: tuple[int, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """(days as ns, names) of Prophet's make_holidays_df for a country and years; series share them."""
+    import pandas as pd
+    from prophet.make_holidays import make_holidays_df
+
+    frame = make_holidays_df(year_list=list(years), country=country)
+    return pd.DatetimeIndex(frame["ds"]).normalize().as_unit("ns").asi8, tuple(frame["holiday"])
+
+
+def features(ds_ns: np.ndarray, data: "StanData") -> np.ndarray:
+    """The feature matrix X at ds for a fitted series: Fourier terms, then holidays (or the zeros column)."""
+    parts = [fourier(ds_ns, data.seasonalities)] if data.seasonalities else []
+    if data.holiday_names:
+        parts.append(holiday_features(ds_ns, data.country, data.holiday_names)[0])
+    return np.column_stack(parts) if parts else np.zeros((len(ds_ns), 1))
+
+
+def _order(toggle: str, disabled: bool, default: int) -> int:
+    if toggle == "auto":
+        return 0 if disabled else default
+    return default if toggle == "on" else 0
+
+
+def seasonalities_for(ds_ns: np.ndarray, opts: ModelOptions) -> list[tuple[float, int]]:
+    """Prophet's set_auto_seasonalities: which of yearly, weekly, daily are on, with their Fourier orders."""
+    span = int(ds_ns[-1] - ds_ns[0])
+    steps = np.diff(ds_ns.astype(np.int64))
+    steps = steps[steps != 0]
+    min_dt = int(steps.min()) if len(steps) else 0
+    rules = {
+        "yearly": span < 730 * _DAY_NS,
+        "weekly": span < 14 * _DAY_NS or min_dt >= 7 * _DAY_NS,
+        "daily": span < 2 * _DAY_NS or min_dt >= _DAY_NS,
+    }
+    out = []
+    for name in ("yearly", "weekly", "daily"):
+        period, default = _AUTO[name]
+        order = _order(getattr(opts, f"{name}_seasonality"), rules[name], default)
+        if order > 0:
+            out.append((period, order))
+    return out
+
+
+def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions) -> StanData:
+    """Prophet's Stan data for one series (ds ascending and unique, y without NaN), as `Prophet.preprocess` makes it."""
+    ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
+    y = np.asarray(y, dtype=float)
+    y_scale = float(np.abs(y).max())
+    if y_scale == 0:
+        y_scale = 1.0
+    start, t_scale = int(ds_ns[0]), int(ds_ns[-1] - ds_ns[0])
+    t = (ds_ns - start) / t_scale
+    T = len(y)
+    hist_size = int(np.floor(T * CHANGEPOINT_RANGE))
+    n_cp = min(N_CHANGEPOINTS, hist_size - 1)
+    if n_cp > 0:
+        idx = np.linspace(0, hist_size - 1, n_cp + 1).round().astype(int)[1:]
+        t_change = np.sort((ds_ns[idx] - start) / t_scale)
+    else:
+        t_change = np.array([0.0])
+    seas = seasonalities_for(ds_ns, opts)
+    parts, sigmas = [], []
+    if seas:
+        parts.append(fourier(ds_ns, seas))
+        sigmas += [float(opts.seasonality_prior_scale)] * parts[-1].shape[1]
+    names: list[str] = []
+    if opts.holidays:
+        H, names = holiday_features(ds_ns, opts.holidays)
+        if names:
+            parts.append(H)
+            sigmas += [HOLIDAYS_PRIOR_SCALE] * len(names)
+    if parts:
+        X = np.column_stack(parts)
+        s_a = np.full(X.shape[1], 1.0 if opts.seasonality_mode == "additive" else 0.0)
+        s_m, sigmas = 1.0 - s_a, np.array(sigmas)
+    else:
+        X, s_a, s_m, sigmas = np.zeros((T, 1)), np.zeros(1), np.zeros(1), np.ones(1)
+    return StanData(y=(y - 0.0) / y_scale, t=t, t_change=t_change, X=X, sigmas=sigmas, s_a=s_a, s_m=s_m,
+                    tau=float(opts.changepoint_prior_scale), trend_indicator=TREND_INDICATOR[opts.growth],
+                    y_scale=y_scale, start_ns=start, t_scale_ns=t_scale, seasonalities=seas,
+                    country=opts.holidays, holiday_names=names)
+
+
+@dataclass
+class Params:
+    """Prophet's MAP parameters for one series (on the scaled data)."""
+
+    k: float
+    m: float
+    delta: np.ndarray
+    sigma_obs: float
+    beta: np.ndarray
+
+
+def initial_params(data: StanData) -> Params:
+    """Prophet's inits: linear growth through the first and last points (flat: 0 and the mean), sigma_obs 1."""
+    if data.trend_indicator == TREND_INDICATOR["flat"]:
+        k, m = 0.0, float(np.mean(data.y))
+    else:
+        k = (data.y[-1] - data.y[0]) / (data.t[-1] - data.t[0])
+        m = data.y[0] - k * data.t[0]
+    return Params(k=float(k), m=float(m), delta=np.zeros(data.S), sigma_obs=1.0, beta=np.zeros(data.K))
+
+
+def is_constant(data: StanData) -> bool:
+    """Prophet does not fit a constant series: it keeps the inits with sigma_obs 1e-9."""
+    return bool(data.y.min() == data.y.max())
+
+
+def constant_params(data: StanData) -> Params:
+    p = initial_params(data)
+    p.sigma_obs = 1e-9
+    return p
+
+
+def trend(params: Params, data: StanData, t: np.ndarray | None = None) -> np.ndarray:
+    """The trend on the scaled data at times t (default: the history)."""
+    t = data.t if t is None else t
+    if data.trend_indicator == TREND_INDICATOR["flat"]:
+        return np.full(len(t), params.m)
+    A = (t[:, None] >= data.t_change[None, :])
+    return (params.k + A @ params.delta) * t + (params.m + A @ (-data.t_change * params.delta))
+
+
+def log_posterior(params: Params, data: StanData) -> float:
+    """The Stan model's objective as optimize reports it in lp__: no Jacobian for sigma_obs > 0, constants dropped.
+
+    k, m ~ N(0, 5); delta ~ Laplace(0, tau); sigma_obs ~ N(0, 0.5); beta ~ N(0, sigmas);
+    y ~ N(trend * (1 + X_sm beta) + X_sa beta, sigma_obs).
+    """
+    p = params
+    mu = trend(p, data) * (1 + data.X @ (data.s_m * p.beta)) + data.X @ (data.s_a * p.beta)
+    r = data.y - mu
+    s = p.sigma_obs
+    return float(
+        -0.5 * (p.k / 5) ** 2 - 0.5 * (p.m / 5) ** 2
+        - np.abs(p.delta).sum() / data.tau
+        - 0.5 * (s / 0.5) ** 2
+        - 0.5 * ((p.beta / data.sigmas) ** 2).sum()
+        - data.T * np.log(s) - 0.5 * (r @ r) / s**2
+    )
+
+
+def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
+            rng: np.random.RandomState | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """yhat, yhat_lower, yhat_upper at `ds` as Prophet.predict makes them (vectorised uncertainty).
+
+    With `rng` a RandomState seeded as model.py seeds numpy's global one, the intervals equal Prophet's: the draws
+    are taken in Prophet's order (trend change points, their Laplace sizes, then the observation noise).
+    """
+    ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
+    t = (ds_ns - data.start_ns) / data.t_scale_ns
+    X = features(ds_ns, data)
+    trend_pt = trend(params, data, t)
+    xb_a = X @ (params.beta * data.s_a) * data.y_scale
+    xb_m = X @ (params.beta * data.s_m)
+    tr = trend_pt * data.y_scale + 0.0
+    yhat = tr * (1 + xb_m) + xb_a
+    n = opts.uncertainty_samples
+    if not n:
+        nan = np.full(len(t), np.nan)
+        return yhat, nan, nan.copy()
+    rng = rng if rng is not None else np.random.RandomState()
+    unc = np.zeros((n, len(t)))
+    future = t > 1
+    n_future = int(future.sum())
+    if n_future and data.trend_indicator == TREND_INDICATOR["linear"]:
+        tf = t[future]
+        single_diff = np.diff(tf).mean() if n_future > 1 else np.diff(data.t).mean()
+        likelihood = data.S * single_diff
+        mean_delta = np.mean(np.abs(params.delta)) + 1e-8
+        change = rng.uniform(size=(n, n_future)) < likelihood
+        shift = rng.laplace(0, mean_delta, size=change.shape) * change
+        mat = (np.hstack([np.zeros((n, 1)), shift])[:, :-1] + shift) / 2
+        unc[:, future] = mat.cumsum(axis=1).cumsum(axis=1) * single_diff
+    trends = (trend_pt[None, :] + unc) * data.y_scale + 0.0
+    noise = rng.normal(0, params.sigma_obs, trends.shape) * data.y_scale
+    sims = trends * (1 + xb_m) + xb_a + noise
+    lower_p = 100 * (1.0 - opts.interval_width) / 2
+    upper_p = 100 * (1.0 + opts.interval_width) / 2
+    lower, upper = np.percentile(sims, [lower_p, upper_p], axis=0)  # one pass for both
+    return yhat, lower, upper
