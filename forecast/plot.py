@@ -46,6 +46,14 @@ def _pyplot():
     return plt
 
 
+def png_bytes(fig) -> bytes:
+    """A finished figure as PNG bytes (laid out tightly), for a file or an HTML page."""
+    fig.tight_layout()
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def _rows(frame: pd.DataFrame | None, id_cols: Sequence[str], key: tuple) -> pd.DataFrame | None:
     if frame is None:
         return None
@@ -87,10 +95,7 @@ def render_series(run: RunDir, history: pd.DataFrame, key: tuple) -> bytes:
         ax.legend(loc="upper left", fontsize=7)
         ax.grid(alpha=0.3)
         fig.autofmt_xdate()
-        fig.tight_layout()
-        buffer = _io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return png_bytes(fig)
     finally:
         plt.close(fig)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io as _io
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +16,7 @@ import pandas as pd
 
 from .errors import InputError
 from .io import RunDir, key_label, read_history, read_run_dir, write_atomic
-from .plot import _pyplot, render_series, worst_series
+from .plot import _pyplot, png_bytes, render_series, worst_series
 
 # How many series get a plot in the report; each costs ~0.1 s and ~40 kB of base64.
 PLOTS = 6
@@ -56,10 +55,7 @@ def _histogram(seconds: pd.Series) -> bytes:
         ax.hist(seconds.to_numpy(dtype=float), bins=min(30, max(5, len(seconds) // 3)), color="tab:blue")
         ax.set_xlabel("fit seconds per series")
         ax.set_ylabel("series")
-        fig.tight_layout()
-        buffer = _io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return png_bytes(fig)
     finally:
         plt.close(fig)
 
