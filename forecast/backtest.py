@@ -30,7 +30,7 @@ from .io import (default_out_dir, errors_frame, load_series, prepare_out_dir, ti
 from .model import (SeriesData, SeriesProblem, check_options, fit_predict, infer_freq, init_worker, predict_frame,
                     scratch_cleanup, validate_series)
 from .runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, _sigterm_as_interrupt, _versions
-from .timing import Clock, slowest, throughput
+from .timing import Clock, run_timing
 
 MODELS = ("prophet", "seasonal_naive")
 AGGREGATION = ("MAE, RMSE, WAPE, sMAPE, MAPE and coverage pool every scored point of every series (WAPE = sum of "
@@ -283,13 +283,7 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         "cores": usable_cores(),
         "n_jobs": n_jobs,
         "chunks": len(chunks),
-        "wall_seconds": clock.wall,
-        "cpu_seconds": clock.cpu,
-        "stage_seconds": dict(clock.stages),
-        "task_seconds": task_seconds,
-        **throughput(len(results), task_seconds, clock.wall, n_jobs),
-        "slowest_series": slowest([r.key for r in results],
-                                  [r.fit_seconds + r.predict_seconds for r in results], run.id_cols),
+        **run_timing(clock, results, len(results), task_seconds, n_jobs, run.id_cols),
         "notes": notes,
         "versions": _versions(),
         "config": config.to_dict(),

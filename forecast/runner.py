@@ -21,7 +21,7 @@ from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_in
 from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
                  read_params, read_series_subset, timings_frame, write_json, write_table)
 from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
-from .timing import Clock, slowest, throughput
+from .timing import Clock, run_timing
 
 EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
 
@@ -319,7 +319,6 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
             files["params"] = write_table(params_frame(results, config.id_cols), out_dir / "params.parquet")
     fitted = list(new.values())  # throughput counts only the work of this run, not what a resume took over
     task_seconds = sum(r.fit_seconds + r.predict_seconds for r in fitted)
-    wall = clock.wall
     summary = {
         "status": status,
         "input": str(path),
@@ -339,13 +338,7 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         "n_jobs": n_jobs,
         "backend": backend_info,
         "chunks": len(chunks),
-        "wall_seconds": wall,
-        "cpu_seconds": clock.cpu,
-        "stage_seconds": dict(clock.stages),
-        "task_seconds": task_seconds,
-        **throughput(len(fitted), task_seconds, wall, n_jobs),
-        "slowest_series": slowest([r.key for r in results],
-                                  [r.fit_seconds + r.predict_seconds for r in results], config.id_cols),
+        **run_timing(clock, results, len(fitted), task_seconds, n_jobs, config.id_cols),
         "notes": notes,
         "versions": _versions(),
         "config": config.to_dict(),
@@ -355,5 +348,5 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
     if status != "interrupted":
         state.clear()  # finished: the outputs hold everything the parts did
     emit("end", {"status": status, "series_total": len(series), "series_done": len(results),
-                 "series_ok": counts["ok"], "series_failed": n_failed, "wall_seconds": round(wall, 3)})
+                 "series_ok": counts["ok"], "series_failed": n_failed, "wall_seconds": round(summary["wall_seconds"], 3)})
     return RunResult(out_dir=out_dir, summary=summary, files=files)

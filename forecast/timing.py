@@ -58,3 +58,27 @@ def slowest(keys: Sequence[tuple], seconds: Sequence[float], id_cols: Sequence[s
     """The n series that took longest, as {id_col: value, ..., "seconds": s}."""
     order = sorted(range(len(keys)), key=lambda i: -seconds[i])[:n]
     return [dict(zip(id_cols, (str(v) for v in keys[i])), seconds=round(seconds[i], 4)) for i in order]
+
+
+def run_timing(clock: Clock, results: Sequence, n_counted: int, task_seconds: float, n_jobs: int,
+               id_cols: Sequence[str]) -> dict:
+    """The timing part of a summary, read off one wall-clock instant so its figures agree with each other.
+
+    Args:
+        clock: the run's clock.
+        results: every series' result (anything with key, fit_seconds, predict_seconds), for the slowest ones.
+        n_counted: the series whose work this run did (the throughput figures count only those).
+        task_seconds: their fit + predict seconds.
+        n_jobs: workers.
+        id_cols: the key columns, to name the slowest series.
+    """
+    wall = clock.wall
+    return {
+        "wall_seconds": wall,
+        "cpu_seconds": clock.cpu,
+        "stage_seconds": dict(clock.stages),
+        "task_seconds": task_seconds,
+        **throughput(n_counted, task_seconds, wall, n_jobs),
+        "slowest_series": slowest([r.key for r in results],
+                                  [r.fit_seconds + r.predict_seconds for r in results], id_cols),
+    }
