@@ -13,7 +13,7 @@ can only say that "a" worker died and fail every pending task with it.
 Knowing which item each worker is on, and since when, also gives a per-item timeout: a worker past it is killed
 with everything it started (it leads its own process group, so a hung Stan process goes too), the item is
 recorded as `Failed(kind="timeout")` and the rest of its chunk is requeued. Workers can also be recycled after
-a number of chunks, which bounds whatever memory a long run's worker would otherwise accumulate.
+a number of items (between chunks), which bounds whatever memory a long run's worker would otherwise accumulate.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class SequentialBackend:
     """Runs everything in this process, in order. Used for n_jobs=1, under a debugger, and as the reference."""
 
     name = "sequential"
+    starts_in_background = False  # entering runs the initializer here, before it returns
 
     def __init__(self, n_jobs: int = 1, initializer: Callable | None = None, initargs: tuple = ()):
         self.n_jobs = 1
@@ -120,7 +121,6 @@ def _serve(conn, initializer: Callable | None, initargs: tuple) -> None:
                 conn.send(("item", index, result))
             except Exception as e:  # an unpicklable result fails that item, not the worker
                 conn.send(("item", index, Failed(f"result cannot be sent back: {type(e).__name__}: {e}")))
-        conn.send(("chunk-done", None, None))
 
 
 def _death_reason(exitcode: int | None) -> str:
@@ -150,7 +150,8 @@ class _Worker:
         self.ready = False
         self.pending: deque[tuple[int, Any]] = deque()  # items sent and not yet reported, in run order
         self.item_started = time.monotonic()  # when the item at the head of `pending` began
-        self.chunks_done = 0
+        self.items_done = 0
+        self.stopping = False
 
     def kill(self) -> None:
         """Kill the worker and every process it started (a Stan fit), then reap it."""
@@ -160,11 +161,17 @@ class _Worker:
             self.process.kill()
         self.process.join()
 
+    def ask_to_stop(self) -> None:
+        """Tell the worker to exit once it is done with what it was sent."""
+        if not self.stopping:
+            self.stopping = True
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+
     def stop(self, timeout: float = 5.0) -> None:
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
+        self.ask_to_stop()
         self.process.join(timeout)
         if self.process.is_alive():
             self.kill()
@@ -181,44 +188,52 @@ class ProcessBackend:
         max_attempts: how many worker deaths one item may cause before it is recorded as failed.
         item_timeout: seconds one item may run; past it, its worker is killed and replaced and the item
             becomes `Failed(kind="timeout")`. None: no limit.
-        max_chunks_per_worker: replace a worker after this many chunks (when more work is queued). None: never.
+        max_items_per_worker: replace a worker, between chunks, once it has done this many items (when more work
+            is queued). None: never.
     """
 
     name = "process"
 
-    # Recycling after 4 chunks: with the default 4 chunks per worker a normal run never pays for a restart
-    # (~2-3 s of spawn and Prophet import each), while a long run with many chunks (a resume, small chunks)
-    # restarts each worker now and then, so whatever a worker accumulates stays bounded by 4 chunks' worth.
-    # Measured (benchmarks/bench_nightly.py, 2,000 fits of 60 days on 2 workers): RSS 159.7 -> 160.8 MB over
-    # 1,000 fits per worker, so this is insurance (e.g. against a leaking Prophet release), not a need today.
-    default_max_chunks_per_worker = 4
+    # Recycling after 5,000 items: a restart costs ~1 s (the fast engine) to ~3 s (spawn and Prophet import), next
+    # to 5,000 fits of 10 ms to 100 ms each, so under 2 % of a worker's time, while whatever a worker accumulates
+    # stays bounded by 5,000 fits' worth. Measured (benchmarks/bench_nightly.py, 5,000 fits of 60 days on 2
+    # workers): RSS 161.5 -> 163.6 MB over 2,500 fits per worker, so this is insurance (e.g. against a leaking
+    # Prophet release), not a need today. Counted in items, not chunks, since chunk sizes vary with the input.
+    default_max_items_per_worker = 5000
 
     def __init__(self, n_jobs: int = -1, initializer: Callable | None = None, initargs: tuple = (),
                  max_attempts: int = 2, item_timeout: float | None = None,
-                 max_chunks_per_worker: int | None = default_max_chunks_per_worker):
+                 max_items_per_worker: int | None = default_max_items_per_worker):
         self.n_jobs = effective_n_jobs(n_jobs)
         self._initializer, self._initargs = initializer, initargs
         self._max_attempts = max_attempts
         if item_timeout is not None and not item_timeout > 0:
             raise ValueError(f"item_timeout must be positive; got {item_timeout}")
-        if max_chunks_per_worker is not None and max_chunks_per_worker < 1:
-            raise ValueError(f"max_chunks_per_worker must be at least 1; got {max_chunks_per_worker}")
+        if max_items_per_worker is not None and max_items_per_worker < 1:
+            raise ValueError(f"max_items_per_worker must be at least 1; got {max_items_per_worker}")
         self._item_timeout = item_timeout
-        self._max_chunks = max_chunks_per_worker
-        self.recycled = 0  # workers replaced after max_chunks_per_worker chunks
+        self._max_items = max_items_per_worker
+        self.recycled = 0  # workers replaced after max_items_per_worker items
         # spawn: a worker starts from a clean interpreter, so no lock or thread state of the main process
         # (a progress bar's thread, logging handlers) is copied into it half-held, as fork can do.
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
 
+    # Entering returns at once: the workers start (spawn, imports, initializer) in the background, so a caller
+    # can enter the backend before its own slow set-up, such as reading the input, and have both at the same time.
+    starts_in_background = True
+
     def __enter__(self) -> "ProcessBackend":
-        self._workers = [self._start() for _ in range(self.n_jobs)]
+        if not self._workers:  # entering again (a caller that started the workers early) keeps them
+            self._workers = [self._start() for _ in range(self.n_jobs)]
         return self
 
     def __exit__(self, *exc) -> None:
-        for w in self._workers:
+        workers, self._workers = self._workers, []  # exiting again does nothing
+        for w in workers:  # tell them all first, so they wind down side by side
+            w.ask_to_stop()
+        for w in workers:
             w.stop(timeout=5.0 if exc[0] is None else 0.5)
-        self._workers = []
 
     def info(self) -> dict:
         """What the summary says about the executor: one single-thread process per job."""
@@ -233,7 +248,7 @@ class ProcessBackend:
         while queue or any(w.pending for w in self._workers):
             for w in list(self._workers):
                 if w.ready and not w.pending and queue:
-                    if self._max_chunks is not None and w.chunks_done >= self._max_chunks:
+                    if self._max_items is not None and w.items_done >= self._max_items:
                         self._recycle(w)
                         continue
                     chunk = queue.popleft()
@@ -307,9 +322,8 @@ class ProcessBackend:
                 done_index, _ = w.pending.popleft()
                 assert done_index == index, (done_index, index)
                 w.item_started = time.monotonic()
+                w.items_done += 1
                 yield index, payload
-            elif kind == "chunk-done":
-                w.chunks_done += 1
 
     def _replace(self, w: _Worker, queue: deque, deaths: dict[int, int]) -> Iterator[tuple[int, Any]]:
         """A worker died: charge the item it was on, requeue the rest of its chunk, start a fresh worker."""
@@ -432,6 +446,7 @@ class DaskBackend:
     """
 
     name = "dask"
+    starts_in_background = False  # entering connects and sets up every worker before it returns
 
     def __init__(self, n_jobs: int = -1, initializer: Callable | None = None, initargs: tuple = (),
                  scheduler: str | None = None, connect_timeout: float = 10.0,

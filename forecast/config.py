@@ -136,6 +136,8 @@ class ForecastConfig:
         model: the per-series model options.
         n_jobs: worker processes; -1 all usable cores, 1 in-process (no pool).
         chunks_per_job: chunks per worker; more chunks balance better, fewer cost less overhead.
+        chunk_rows: the most rows of input one chunk carries (more chunks for a large table), which bounds what a
+            worker receives and holds at once.
         out_dir: where outputs go; None means outputs/<UTC timestamp>.
         overwrite: replace a finished run in out_dir.
         output_format: "parquet" or "csv" for the forecasts table.
@@ -166,6 +168,8 @@ class ForecastConfig:
     # 4 chunks per worker: a long series in one chunk cannot leave a core idle for more than ~1/4 of its share,
     # while the per-chunk overhead (one pickled message each way) stays negligible.
     chunks_per_job: int = 4
+    # 1M rows: 16 MB of times and values per message to a worker; M5 scale (44M rows) makes 44 chunks
+    chunk_rows: int = 1_000_000
     out_dir: Path | None = None
     overwrite: bool = False
     output_format: str = "parquet"
@@ -203,6 +207,8 @@ class ForecastConfig:
             raise ConfigError("--n-jobs must not be 0; use -1 for all cores or a positive count")
         if self.chunks_per_job < 1:
             raise ConfigError(f"chunks_per_job must be at least 1; got {self.chunks_per_job}")
+        if self.chunk_rows < 1:
+            raise ConfigError(f"chunk_rows must be at least 1; got {self.chunk_rows}")
         if not 0 <= self.max_failed_frac <= 1:
             raise ConfigError(f"--max-failed-frac must be between 0 and 1; got {self.max_failed_frac}")
         _choice("--backend", self.backend, BACKEND_NAMES)

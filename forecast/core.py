@@ -11,6 +11,7 @@ It knows nothing of what the items are or what the function does; every command 
 from __future__ import annotations
 
 import heapq
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -73,6 +74,17 @@ def effective_n_jobs(n_jobs: int) -> int:
     if n_jobs < 0:
         return max(1, usable_cores() + 1 + n_jobs)
     return n_jobs
+
+
+def chunk_count(weights: Sequence[float], n_jobs: int, chunks_per_job: int = 4,
+                max_chunk_weight: float | None = None) -> int:
+    """How many chunks to split items into: `chunks_per_job` per worker, and more when a chunk would weigh more
+    than `max_chunk_weight`, so what one chunk carries to a worker (and holds there) stays bounded however many
+    items there are."""
+    n = max(1, n_jobs * chunks_per_job)
+    if max_chunk_weight is not None and max_chunk_weight > 0:
+        n = max(n, math.ceil(sum(weights) / max_chunk_weight))
+    return n
 
 
 def split_into_chunks(weights: Sequence[float], n_chunks: int) -> list[list[int]]:

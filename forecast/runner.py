@@ -6,7 +6,7 @@ import platform
 import shutil
 import signal
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,8 @@ from .backends import make_backend
 from .checkpoint import PartWriter, RunLock, RunState, make_manifest, run_temp_dir
 from .config import ForecastConfig
 from .errors import ConfigError, ForecastError
-from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
+from .core import (Failed, MapInterrupted, chunk_count, effective_n_jobs, map_chunks, split_into_chunks,
+                   usable_cores)
 from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
                  read_params, read_series_subset, timings_frame, write_json, write_table)
 from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
@@ -187,9 +188,12 @@ def run_forecast(
     if config.workers_read and not path.name.lower().endswith((".parquet", ".pq")):
         raise ConfigError(f"{path}: --workers-read needs a Parquet input (workers read their series with a key "
                           "filter); convert the table to Parquet or drop --workers-read")
-    with RunLock(out_dir):
+    with RunLock(out_dir), _run_temp_dir() as tmp_root, ExitStack() as early:
         prepare_out_dir(out_dir, config.overwrite)
         check_options(config.model)
+        backend = _backend(config, tmp_root, notify)
+        if backend.starts_in_background:  # local workers start (imports: about a second) while the input is read
+            early.enter_context(backend)
         with clock.stage("read"):
             warm = read_params(config.warm_start, config.id_cols) if config.warm_start is not None else {}
             table, series, notes, model = load_series(path, config)
@@ -206,32 +210,49 @@ def run_forecast(
         done = state.load(series) if config.resume else {}
         try:
             return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
-                                  progress, notify, events)
+                                  backend, progress, events)
         except ForecastError:
             if not state.part_files():  # nothing computed (e.g. no workers): leave the directory as it was
                 state.clear()
             raise
 
 
-def _backend_choice(config: ForecastConfig, notify) -> tuple[str | None, dict, bool]:
-    """(backend name, its options, whether it runs in this process) for the run's configuration."""
+@contextmanager
+def _run_temp_dir() -> Iterator[str]:
+    """The run's private temp root (workers make theirs inside), removed at the end, whatever happens."""
+    tmp_root = run_temp_dir()
+    try:
+        yield tmp_root
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def _backend(config: ForecastConfig, tmp_root: str, notify):
+    """The run's backend, not yet entered."""
     if config.backend == "dask":
-        return "dask", dict(scheduler=config.scheduler, connect_timeout=config.connect_timeout, notify=notify), False
-    if config.fit_timeout is not None:
+        name, options, in_process = "dask", dict(scheduler=config.scheduler, connect_timeout=config.connect_timeout,
+                                                 notify=notify), False
+    elif config.fit_timeout is not None:
         # a timeout can only be enforced by stopping a worker process, so --fit-timeout always runs in workers
-        return "process", {"item_timeout": config.fit_timeout}, False
-    return None, {}, effective_n_jobs(config.n_jobs) == 1
+        name, options, in_process = "process", {"item_timeout": config.fit_timeout}, False
+    else:
+        name, options, in_process = None, {}, effective_n_jobs(config.n_jobs) == 1
+    # in-process work must not point this process's TMPDIR at a directory removed after the run; a Dask worker
+    # may be on another machine: it makes its own temp dir (see backends.DaskBackend)
+    initargs = (None,) if in_process or name == "dask" else (tmp_root,)
+    # the stan and fast engines need Prophet only for what they do not cover (holidays)
+    initargs += (config.model.engine == "prophet" or bool(config.model.holidays),)
+    return make_backend(name, config.n_jobs, init_worker, initargs, **options)
 
 
-def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done, progress, notify,
+def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done, backend, progress,
                    events) -> RunResult:
     out_dir = state.out_dir
     emit = events if events is not None else (lambda name, fields: None)
     todo = [i for i, (verdict, _) in enumerate(verdicts) if verdict == "fit" and i not in done]
     items = [series[i] for i in todo]
-    backend_name, options, in_process = _backend_choice(config, notify)
     n_jobs = effective_n_jobs(config.n_jobs)
-    backend_info = {"name": "sequential" if in_process else (backend_name or "process"), "workers": 0, "threads": 0}
+    backend_info = {"name": backend.name, "workers": 0, "threads": 0}
     new: dict[int, SeriesResult] = {}
     chunks: list[list[int]] = []
     status = "ok"
@@ -252,39 +273,32 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         if progress is not None:
             progress(len(done) + finished, len(todo) + len(done))
 
-    tmp_root = run_temp_dir()
-    try:
-        with clock.stage("fit_predict"), _sigterm_as_interrupt():
-            if not items:
-                start(n_jobs)
-            else:
-                # in-process work must not point this process's TMPDIR at a directory removed after the run; a
-                # Dask worker may be on another machine: it makes its own temp dir (see backends.DaskBackend)
-                initargs = (None,) if in_process or backend_name == "dask" else (tmp_root,)
-                # the stan and fast engines need Prophet only for what they do not cover (holidays)
-                initargs += (config.model.engine == "prophet" or bool(config.model.holidays),)
-                writer = None
-                try:
-                    # the interrupt is caught outside the backend's block, so the backend sees it and stops its
-                    # workers at once instead of waiting for their chunks
-                    with make_backend(backend_name, config.n_jobs, init_worker, initargs, **options) as backend:
-                        n_jobs = backend.n_jobs
-                        backend_info = backend.info()
-                        start(n_jobs)
-                        chunks = split_into_chunks([len(s.ds) for s in items], n_jobs * config.chunks_per_job)
-                        writer = PartWriter(state, chunks, todo)
-                        work, func = _worker_items(items, chunks, config, path, model)
-                        map_chunks(func, work, backend, chunks=chunks, progress=report, on_result=record)
-                except MapInterrupted as e:
-                    status = "interrupted"
-                    for item, outcome in e.partial.items():  # finished, but interrupted before recorded
-                        if todo[item] not in new:
-                            record(item, outcome)
-                finally:
-                    if writer is not None:
-                        writer.flush()
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
+    with clock.stage("fit_predict"), _sigterm_as_interrupt():
+        if not items:
+            start(n_jobs)
+        else:
+            writer = None
+            try:
+                # the interrupt is caught outside the backend's block, so the backend sees it and stops its
+                # workers at once instead of waiting for their chunks (workers started early are the same ones)
+                with backend:
+                    n_jobs = backend.n_jobs
+                    backend_info = backend.info()
+                    start(n_jobs)
+                    weights = [len(s.ds) for s in items]
+                    chunks = split_into_chunks(weights, chunk_count(weights, n_jobs, config.chunks_per_job,
+                                                                    config.chunk_rows))
+                    writer = PartWriter(state, chunks, todo)
+                    work, func = _worker_items(items, chunks, config, path, model)
+                    map_chunks(func, work, backend, chunks=chunks, progress=report, on_result=record)
+            except MapInterrupted as e:
+                status = "interrupted"
+                for item, outcome in e.partial.items():  # finished, but interrupted before recorded
+                    if todo[item] not in new:
+                        record(item, outcome)
+            finally:
+                if writer is not None:
+                    writer.flush()
 
     by_index = {**done, **new}
     serving = config.fallback != "none" or config.triage is not None

@@ -4,7 +4,7 @@ import pytest
 
 import fakes
 from forecast.backends import ProcessBackend, SequentialBackend, make_backend
-from forecast.core import Failed, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
+from forecast.core import Failed, chunk_count, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
 from forecast.errors import BackendError
 
 
@@ -100,3 +100,11 @@ def test_unknown_backend():
 def test_make_backend_picks_sequential_for_one_job():
     assert isinstance(make_backend(None, 1), SequentialBackend)
     assert isinstance(make_backend(None, 2), ProcessBackend)
+
+
+def test_chunk_count_keeps_chunks_per_job_for_small_inputs_and_caps_chunk_weight_for_large():
+    assert chunk_count([10.0] * 100, n_jobs=2, chunks_per_job=4, max_chunk_weight=1_000) == 8
+    # 100 items of 1,000 rows with at most 10,000 rows a chunk: 10 chunks, more than 2 x 4
+    assert chunk_count([1_000.0] * 100, n_jobs=2, chunks_per_job=4, max_chunk_weight=10_000) == 10
+    chunks = split_into_chunks([1_000.0] * 100, chunk_count([1_000.0] * 100, 2, 4, 10_000))
+    assert max(len(c) for c in chunks) * 1_000 <= 10_000

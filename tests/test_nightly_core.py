@@ -53,12 +53,12 @@ def test_sequential_backend_cannot_take_a_timeout():
         make_backend("sequential", 1, item_timeout=5)
 
 
-def test_workers_are_recycled_after_max_chunks():
+def test_workers_are_recycled_between_chunks_after_max_items():
     items = [0.0] * 12
-    with ProcessBackend(n_jobs=1, max_chunks_per_worker=2) as pool:
+    with ProcessBackend(n_jobs=1, max_items_per_worker=3) as pool:
         pids = map_chunks(fakes.sleep_then_pid, items, pool, chunks=[[i, i + 1] for i in range(0, 12, 2)])
         recycled = pool.recycled
-    assert recycled == 2  # after chunks 2 and 4; not after the last, when nothing is left to do
+    assert recycled == 2  # after chunks 2 and 4 (4 items each time); not after the last, nothing is left
     assert len(set(pids)) == 3
     # items of one chunk ran on one worker: pids change only at chunk boundaries
     assert all(pids[i] == pids[i + 1] for i in range(0, 12, 2))

@@ -1,0 +1,118 @@
+"""Does `forecast run` hold the M5 scale in time and memory? Wall time and peak RSS of the whole process tree.
+
+Runs `forecast run` once, end to end (read, fit, write), on a table from ../shared/bench/make_retail.py (made
+here unless --data names one) and samples, every --interval seconds, the resident memory of the main process
+and of every worker it started, summed: the peak of that sum is what the machine must have. Prints the wall
+time, series/s, the peak RSS (total and main process alone), the core count, and writes them to
+outputs/benchmarks/bench_scale.csv.
+
+The issue's target (2-core machine): 30,490 series x 1,941 days (make_retail.py --series 30490 --days 1941) in
+at most 10 minutes with a peak RSS of at most 4 GB:
+
+    python benchmarks/bench_scale.py --series 30490 --days 1941 --engine fast --n-jobs 2
+
+usage: python benchmarks/bench_scale.py [--series 2000] [--days 730] [--engine fast] [--n-jobs 2] [--data FILE]
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT.parent / "shared" / "bench"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo += _children(p)
+    return pids
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def measure(cmd: list[str], interval: float, env: dict) -> tuple[float, float, float, int]:
+    """(wall seconds, peak total RSS MB of the tree, peak RSS MB of the main process, exit code)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak_total = peak_main = 0.0
+    while proc.poll() is None:
+        main = _rss_mb(proc.pid)
+        total = sum(_rss_mb(p) for p in _tree(proc.pid))
+        peak_total, peak_main = max(peak_total, total), max(peak_main, main)
+        time.sleep(interval)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr.read())
+    return wall, peak_total, peak_main, proc.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--horizon", type=int, default=28)
+    parser.add_argument("--engine", default="fast")
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--data", type=Path, help="an existing make_retail.py table (skips making one)")
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples")
+    args = parser.parse_args()
+    cores = os.cpu_count()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            data = Path(tmp) / "retail.csv"
+            subprocess.run([sys.executable, str(BENCH / "make_retail.py"), str(data), "--series", str(args.series),
+                            "--days", str(args.days), "--seed", "0"], check=True)
+        out = Path(tmp) / "run"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's forecast, not an installed one
+        cmd = [sys.executable, "-m", "forecast", "run", str(data), "--id-col", "series_id", "--time-col", "date",
+               "--target-col", "sales", "--horizon", str(args.horizon), "--engine", args.engine,
+               "--n-jobs", str(args.n_jobs), "--out", str(out), "--quiet"]
+        wall, peak_total, peak_main, code = measure(cmd, args.interval, env)
+        if code not in (0, 3):
+            raise SystemExit(f"forecast run exited {code}")
+        summary = json.loads((out / "summary.json").read_text())
+    row = {"series": summary["series_total"], "rows": summary["rows"], "engine": args.engine, "n_jobs": args.n_jobs,
+           "cores": cores, "wall_seconds": round(wall, 1), "series_per_second": round(summary["series_total"] / wall, 2),
+           "series_ok": summary["series_ok"], "stage_seconds": {k: round(v, 1) for k, v in summary["stage_seconds"].items()},
+           "peak_rss_mb": round(peak_total), "peak_rss_main_mb": round(peak_main)}
+    for k, v in row.items():
+        print(f"{k:20s} {v}")
+    out_dir = ROOT / "outputs" / "benchmarks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "bench_scale.csv", "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if f.tell() == 0:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+if __name__ == "__main__":
+    main()
