@@ -250,3 +250,20 @@ def test_run_warm_start_from_an_earlier_run(tmp_path, write_csv):
         np.testing.assert_allclose(warm_fc[name], cold_fc[name], rtol=1e-6)
     missing = run(today, "day3", "--warm-start", str(tmp_path / "cold-nothing"))
     assert missing.exit_code == 1 and "no params.parquet there" in missing.output
+
+
+def test_series_on_one_date_grid_share_features_equal_to_their_own():
+    from forecast.engines.model import _fourier_at, fourier
+
+    seas = [(365.25, 10), (7.0, 3)]
+    day = np.timedelta64(1, "D")
+    end = np.datetime64("2025-12-31")
+    grids = [np.arange(end - n * day, end, day) for n in (400, 1000, 90)]  # later series start earlier
+    grids.append(np.arange(np.datetime64("2024-01-05"), np.datetime64("2024-06-01"), 7 * day))  # weekly
+    grids.append(np.r_[grids[0][:100], grids[0][150:]])  # a gap: not a regular grid
+    for ds in grids:
+        ns = ds.astype("datetime64[ns]").astype(np.int64)
+        got = fourier(ns, seas)
+        np.testing.assert_array_equal(got, _fourier_at(ns, seas))
+    shared = fourier(grids[1].astype("datetime64[ns]").astype(np.int64), seas)
+    assert not shared.flags.writeable  # a view of the shared matrix: nobody may change it in place

@@ -78,9 +78,42 @@ class StanData:
 
 
 def fourier(ds_ns: np.ndarray, seasonalities: list[tuple[float, int]]) -> np.ndarray:
-    """Prophet's Fourier features (sin, cos per order) for every seasonality, side by side; one zeros column if none."""
+    """Prophet's Fourier features (sin, cos per order) for every seasonality, side by side; one zeros column if none.
+
+    Series on one regular date grid (daily, weekly, ... with no gaps) share their features: they are rows of one
+    read-only matrix per (step, seasonalities) that this process keeps for the span of the grid seen so far, so
+    the thousands of series of a retail table, which end on the same day, compute them once, not once each.
+    """
     if not seasonalities:
         return np.zeros((len(ds_ns), 1))
+    ds_ns = np.asarray(ds_ns).astype(np.int64)
+    if len(ds_ns) > 1:
+        step = int(ds_ns[1] - ds_ns[0])
+        if step > 0 and int(ds_ns[-1] - ds_ns[0]) == step * (len(ds_ns) - 1) and (np.diff(ds_ns) == step).all():
+            return _grid_features(int(ds_ns[0]), step, len(ds_ns), tuple(seasonalities))
+    return _fourier_at(ds_ns, seasonalities)
+
+
+_GRID_CACHE: dict[tuple, tuple[int, np.ndarray]] = {}  # (step, seasonalities, phase) -> (first ns, features)
+_GRID_MAX_ROWS = 50_000  # a cached grid spans at most this many steps (137 years of days)
+
+
+def _grid_features(start: int, step: int, n: int, seasonalities: tuple) -> np.ndarray:
+    """The features of `n` points from `start` every `step` ns, as rows of the cached grid's matrix (a view)."""
+    key = (step, seasonalities, start % step)
+    first, X = _GRID_CACHE.get(key, (start, np.empty((0, 0))))
+    lo, hi = min(first, start), max(first + step * len(X), start + step * n)
+    if lo < first or hi > first + step * len(X):  # extend the grid to cover this series as well
+        if (hi - lo) // step > _GRID_MAX_ROWS:
+            return _fourier_at(start + step * np.arange(n, dtype=np.int64), list(seasonalities))
+        first, X = lo, _fourier_at(lo + step * np.arange((hi - lo) // step, dtype=np.int64), list(seasonalities))
+        X.flags.writeable = False  # shared by every series on the grid
+        _GRID_CACHE[key] = (first, X)
+    i = (start - first) // step
+    return X[i:i + n]
+
+
+def _fourier_at(ds_ns: np.ndarray, seasonalities: list[tuple[float, int]]) -> np.ndarray:
     days = ds_ns.astype(np.int64) / 1e9 / (24 * 60 * 60)  # pandas' total_seconds() / 86400
     x_T = np.pi * 2 * days
     cols = []
