@@ -5,6 +5,7 @@ more digits it runs the same binary with sig_figs=18 (engines.stan.fit), whose p
 Prophet before rounding.
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -267,3 +268,23 @@ def test_series_on_one_date_grid_share_features_equal_to_their_own():
         np.testing.assert_array_equal(got, _fourier_at(ns, seas))
     shared = fourier(grids[1].astype("datetime64[ns]").astype(np.int64), seas)
     assert not shared.flags.writeable  # a view of the shared matrix: nobody may change it in place
+
+
+@pytest.mark.parametrize("engine", ["stan", "fast"])
+def test_options_the_engines_do_not_model_are_served_by_stock_prophet(engine):
+    quiet_logs()
+    n = 120
+    ds = pd.date_range("2024-01-01", periods=n, freq="D").to_numpy()
+    promo = (np.arange(n) % 10 == 0).astype(float)
+    y = 10 + 5 * promo + np.random.default_rng(0).normal(0, 1, n)
+    future = pd.date_range("2024-04-30", periods=7, freq="D").to_numpy()
+    series = SeriesData(key=("a",), ds=ds, y=y, extra={"promo": promo}, future_ds=future,
+                        future_extra={"promo": np.array([1.0, 0, 0, 0, 0, 0, 0])})
+    with_promo = ModelOptions(horizon=7, regressors=("promo",), seed=0)
+    for opts in (with_promo, ModelOptions(horizon=7, holiday_table=(("sale", "2024-03-01", 0, 0),), seed=0)):
+        stock = fit_series(series, opts)
+        got = fit_series(series, dataclasses.replace(opts, engine=engine))
+        assert got.status == "ok" and got.engine == "prophet"  # timings.csv says stock Prophet served it
+        np.testing.assert_allclose(got.yhat, stock.yhat)
+        if opts is with_promo:  # the promotion on the first future day is in the forecast, not dropped
+            assert got.yhat[0] > got.yhat[1] + 2

@@ -6,8 +6,8 @@
 - "fast": an in-process MAP solver (engines/fast.py) for linear/flat growth, additive or multiplicative
   seasonality; what it does not cover (series with as many parameters as points) goes to "stan".
 
-Options the numpy model does not reproduce (none of forecast's options today; logistic growth and extra regressors
-once they exist) are served by stock Prophet: `fit_forecast` returns None.
+Options the numpy model does not reproduce (logistic growth, extra regressors, holidays from a file, a cap or
+floor: model.covered) are served by stock Prophet: `fit_forecast` returns None, and the series' engine says so.
 No pools and no files here, apart from the Stan binary's own input and output.
 """
 

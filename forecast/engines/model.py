@@ -12,8 +12,8 @@ data equal `Prophet().preprocess(df)` and the prediction equals `Prophet.predict
   in Prophet's column order, prior scale 10, in the seasonality mode; at prediction the training names only;
 - MAP inits: linear growth through the first and last points, flat growth at the mean, sigma_obs 1.
 
-What it does not cover (extra regressors, logistic growth, a cap or floor) is reported by `covered`, and the
-caller serves those series with stock Prophet.
+What it does not cover (extra regressors, holidays from a file, logistic growth, a cap or floor) is reported by
+`covered`, and the caller serves those series with stock Prophet.
 """
 
 from __future__ import annotations
@@ -34,9 +34,16 @@ HOLIDAYS_PRIOR_SCALE = 10.0  # Prophet's default holidays_prior_scale
 
 
 def covered(opts: ModelOptions) -> str:
-    """Why the numpy model cannot serve these options ("" when it can)."""
+    """Why the numpy model cannot serve these options ("" when it can): every option that changes Prophet's model
+    beyond what `stan_data` builds must be named here, or an engine would fit a different model than asked for."""
     if opts.growth not in ("linear", "flat"):
         return f"{opts.growth} growth"
+    if opts.regressors:
+        return "extra regressors"
+    if opts.holiday_table:
+        return "holidays from a file"
+    if opts.cap_col or opts.floor_col:
+        return "a cap or floor"
     return ""
 
 
