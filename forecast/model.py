@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ModelOptions
+from .engines.model import covered
 
 _QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models", "prophet.forecaster")
 
@@ -143,6 +144,9 @@ def series_seed(seed: int, key: tuple) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
+_PLAIN_STEPS = {86_400 * 10**9: "D", 3_600 * 10**9: "h"}  # pd.infer_freq of a regular index with these steps
+
+
 def infer_freq(ds: np.ndarray) -> str:
     """The series' frequency as a pandas offset string.
 
@@ -152,6 +156,11 @@ def infer_freq(ds: np.ndarray) -> str:
     Raises:
         SeriesProblem: when no frequency can be told.
     """
+    ns = np.asarray(ds, dtype="datetime64[ns]").view("int64")
+    if len(ns) >= 3:  # a gapless daily or hourly series: what pandas' inference says, without its cost
+        step = int(ns[1] - ns[0])
+        if step in _PLAIN_STEPS and int(ns[-1] - ns[0]) == step * (len(ns) - 1) and (np.diff(ns) == step).all():
+            return _PLAIN_STEPS[step]
     idx = pd.DatetimeIndex(ds).as_unit("ns")
     if len(idx) >= 3:
         with warnings.catch_warnings():  # pandas 3 announces a change of return type; both are handled
@@ -241,7 +250,8 @@ def check_options(opts: ModelOptions) -> None:
             raise ConfigError(f"--holidays {opts.holidays!r} is not a country the holidays package knows{hint}")
 
 
-def _validate(series: SeriesData, opts: ModelOptions | None = None) -> pd.DataFrame:
+def _observed(series: SeriesData) -> np.ndarray:
+    """The rows of the series with a value (a mask), after the checks every model needs."""
     y = series.y
     if np.isinf(y).any():
         raise SeriesProblem("validate", f"y has {int(np.isinf(y).sum())} infinite value(s); replace or drop them")
@@ -251,7 +261,13 @@ def _validate(series: SeriesData, opts: ModelOptions | None = None) -> pd.DataFr
         raise SeriesProblem("validate", f"all {len(y)} values are missing")
     if n < 2:
         raise SeriesProblem("validate", "fewer than 2 non-missing values (found 1); Prophet needs at least 2")
-    df = pd.DataFrame({"ds": series.ds[ok], "y": y[ok]})
+    return ok
+
+
+def _validate(series: SeriesData, opts: ModelOptions | None = None) -> pd.DataFrame:
+    ok = _observed(series)
+    n = int(ok.sum())
+    df = pd.DataFrame({"ds": series.ds[ok], "y": series.y[ok]})
     for col, name in (extra_columns(opts) if opts is not None else {}).items():
         values = series.extra[col][ok]
         bad = ~np.isfinite(values)
@@ -367,12 +383,17 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     stage = "validate"
     try:
         with scratch_cleanup():
-            df = _validate(series, opts)
+            engine = opts.engine != "prophet" and not covered(opts)  # else stock Prophet serves it
+            if engine:
+                ok = _observed(series)  # the engines take arrays: no frame to build
+            else:
+                df = _validate(series, opts)
             stage = "frequency"
             freq = opts.freq or infer_freq(series.ds)
             stage = "fit"
-            served = opts.engine != "prophet" and _fit_by_engine(series, df, freq, opts, result)
-            if not served:  # stock Prophet: the default engine, and what the others do not cover
+            if engine:
+                _fit_by_engine(series, ok, freq, opts, result)
+            else:  # stock Prophet: the default engine, and what the others do not cover
                 stage = "future"
                 last = pd.Timestamp(series.ds[-1])
                 future = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:]
@@ -395,18 +416,16 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     return result
 
 
-def _fit_by_engine(series: SeriesData, df: pd.DataFrame, freq: str, opts: ModelOptions, result: SeriesResult) -> bool:
-    """Fit and forecast with opts.engine (stan or fast) into `result`; False when stock Prophet must serve it."""
+def _fit_by_engine(series: SeriesData, ok: np.ndarray, freq: str, opts: ModelOptions, result: SeriesResult) -> None:
+    """Fit and forecast with opts.engine (stan or fast) into `result`; `ok` marks the observed rows."""
     from .engines import fit_forecast
 
     future = pd.date_range(start=pd.Timestamp(series.ds[-1]), periods=opts.horizon + 1, freq=freq)[1:]
     if opts.include_history:
         future = pd.DatetimeIndex(series.ds).append(future)
     rng = np.random.RandomState(series_seed(opts.seed, series.key)) if opts.seed is not None else None
-    fc = fit_forecast(df["ds"].to_numpy(dtype="datetime64[ns]"), df["y"].to_numpy(dtype=float),
+    fc = fit_forecast(np.asarray(series.ds[ok], dtype="datetime64[ns]"), np.asarray(series.y[ok], dtype=float),
                       future.to_numpy(dtype="datetime64[ns]"), opts, opts.engine, rng, warm=series.warm)
-    if fc is None:
-        return False
     yhat, lower, upper = fc.yhat, fc.yhat_lower, fc.yhat_upper
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
@@ -415,7 +434,6 @@ def _fit_by_engine(series: SeriesData, df: pd.DataFrame, freq: str, opts: ModelO
     result.fit_seconds, result.predict_seconds = fc.fit_seconds, fc.predict_seconds
     result.status, result.model, result.engine = "ok", "prophet", fc.engine
     result.params = fc.params
-    return True
 
 
 def _on_grid(series: SeriesData, freq: str) -> np.ndarray:

@@ -77,6 +77,12 @@ def test_infer_freq_tolerates_gaps():
     assert infer_freq(pd.date_range("2024-01-01", periods=12, freq="MS").to_numpy()) == "MS"
 
 
+@pytest.mark.parametrize("freq", ["D", "h", "W-SUN", "7D", "2D", "MS", "QS-OCT", "15min"])
+def test_infer_freq_of_a_regular_index_is_pandas_own(freq):
+    ds = pd.date_range("2023-10-01", periods=30, freq=freq)
+    assert infer_freq(ds.to_numpy()) == pd.infer_freq(ds)
+
+
 def test_seed_makes_intervals_reproducible_and_depends_on_the_key():
     frame = make_table(n_series=1, days=100, seed=1)[["ds", "y"]]
     opts = ModelOptions(horizon=5, seed=42, uncertainty_samples=200)
