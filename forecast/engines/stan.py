@@ -35,9 +35,29 @@ def _vec(a) -> str:
     return "[" + ",".join(map(repr, np.asarray(a, dtype=float).tolist())) + "]"
 
 
+_ROW_TEXT: dict[bytes, str] = {}  # a feature row's JSON text by its bytes: series on one date grid share rows
+_ROW_TEXT_MAX = 100_000
+
+
+def _rows_json(X: np.ndarray) -> str:
+    """The rows of X as JSON arrays, each row's text made once per process (X of a long series is most of the
+    data file, and its rows are the same dates' features for every series on the grid)."""
+    X = np.ascontiguousarray(X, dtype=float)
+    out = []
+    for row in X:
+        key = row.tobytes()
+        text = _ROW_TEXT.get(key)
+        if text is None:
+            if len(_ROW_TEXT) >= _ROW_TEXT_MAX:
+                _ROW_TEXT.clear()
+            text = _ROW_TEXT[key] = _vec(row)
+        out.append(text)
+    return ",".join(out)
+
+
 def data_json(data: StanData) -> str:
     """The Stan data as JSON text, in the form stanio writes it."""
-    rows = ",".join(_vec(row) for row in data.X)
+    rows = _rows_json(data.X)
     return (
         f'{{"T":{data.T},"S":{data.S},"K":{data.K},"tau":{data.tau!r},"trend_indicator":{data.trend_indicator},'
         f'"y":{_vec(data.y)},"t":{_vec(data.t)},"cap":{_vec(np.zeros(data.T))},"t_change":{_vec(data.t_change)},'
