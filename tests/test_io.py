@@ -105,6 +105,32 @@ def test_duplicates_combined_by_policy(write_csv, policy, expected):
     assert table.sort_values("ds")["y"].tolist() == [expected, 5.0]
 
 
+def test_last_of_repeated_rows_is_the_last_in_the_file_even_when_rows_are_out_of_order(write_csv):
+    path = write_csv("unique_id,ds,y\nB,2024-01-02,7\nA,2024-01-02,1\nB,2024-01-01,6\nA,2024-01-02,2\n"
+                     "A,2024-01-01,0\nA,2024-01-02,3\n")
+    table, _ = read(path, duplicates="last")
+    series = split_series(table, ["unique_id"])
+    assert [(s.key, s.y.tolist()) for s in series] == [(("A",), [0.0, 3.0]), (("B",), [6.0, 7.0])]
+
+
+def test_csv_and_gzipped_csv_of_a_large_table_read_alike_block_by_block(tmp_path):
+    # more than one 16 MB block of text: categories of keys and times must agree across blocks
+    frame = make_table(n_series=400, days=1_500)
+    frame["unique_id"] = frame["unique_id"].str.replace("S", "00", regex=False)  # keys that look like numbers
+    frame = frame.sample(frac=1, random_state=2)
+    plain, packed = tmp_path / "big.csv", tmp_path / "big.csv.gz"
+    frame.to_csv(plain, index=False)
+    frame.to_csv(packed, index=False)
+    assert plain.stat().st_size > 16 << 20
+    a, _ = read(plain)
+    b, _ = read(packed)
+    pd.testing.assert_frame_equal(a.astype({"unique_id": str}), b.astype({"unique_id": str}))
+    expected = frame.assign(ds=pd.to_datetime(frame["ds"])).sort_values(["unique_id", "ds"]).reset_index(drop=True)
+    assert a["unique_id"].astype(str).tolist() == expected["unique_id"].tolist()  # leading zeros kept, key order
+    np.testing.assert_array_equal(a["ds"].to_numpy(), expected["ds"].to_numpy())
+    np.testing.assert_array_equal(a["y"].to_numpy(), expected["y"].to_numpy())
+
+
 def test_timezone_aware_times_are_made_naive_and_said(write_csv):
     path = write_csv("unique_id,ds,y\nA,2024-01-01T10:00:00+02:00,1\nA,2024-01-02T10:00:00+02:00,2\n")
     table, notes = read(path)
