@@ -384,10 +384,11 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     try:
         with scratch_cleanup():
             engine = opts.engine != "prophet" and not covered(opts)  # else stock Prophet serves it
-            if engine:
+            if engine and not opts.regressors:
                 ok = _observed(series)  # the engines take arrays: no frame to build
             else:
-                df = _validate(series, opts)
+                df = _validate(series, opts)  # and the regressors' values where y is known
+                ok = ~np.isnan(series.y)
             stage = "frequency"
             freq = opts.freq or infer_freq(series.ds)
             stage = "fit"
@@ -424,8 +425,14 @@ def _fit_by_engine(series: SeriesData, ok: np.ndarray, freq: str, opts: ModelOpt
     if opts.include_history:
         future = pd.DatetimeIndex(series.ds).append(future)
     rng = np.random.RandomState(series_seed(opts.seed, series.key)) if opts.seed is not None else None
+    extra = future_extra = None
+    if opts.regressors:
+        extra = {name: series.extra[name][ok] for name in opts.regressors}
+        frame = predict_frame(series, future.to_numpy(dtype="datetime64[ns]"), opts)  # stage "future" if missing
+        future_extra = {name: frame[name].to_numpy(dtype=float) for name in opts.regressors}
     fc = fit_forecast(np.asarray(series.ds[ok], dtype="datetime64[ns]"), np.asarray(series.y[ok], dtype=float),
-                      future.to_numpy(dtype="datetime64[ns]"), opts, opts.engine, rng, warm=series.warm)
+                      future.to_numpy(dtype="datetime64[ns]"), opts, opts.engine, rng, warm=series.warm,
+                      extra=extra, future_extra=future_extra)
     yhat, lower, upper = fc.yhat, fc.yhat_lower, fc.yhat_upper
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))

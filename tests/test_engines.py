@@ -81,6 +81,33 @@ def test_stan_data_equal_prophets_own(n, freq, opts):
     assert (initial_params(data).k, initial_params(data).m) == (init.k, init.m)
 
 
+def regressors(ds, seed: int = 0) -> dict[str, np.ndarray]:
+    """A promotion flag (binary: not standardised), a price (standardised) and a constant (not standardised)."""
+    rng = np.random.default_rng(seed)
+    n = len(ds)
+    return {"promo": (rng.random(n) < 0.15).astype(float), "price": 9.99 + rng.normal(0, 0.5, n).round(2),
+            "store_open": np.ones(n)}
+
+
+@pytest.mark.parametrize("opts", [
+    ModelOptions(regressors=("promo", "price", "store_open")),
+    ModelOptions(regressors=("price", "promo"), seasonality_mode="multiplicative", holidays="US"),
+])
+def test_stan_data_with_regressors_equal_prophets_own(opts):
+    ds, y = series("break", 500, seed=3)
+    extra = regressors(ds)
+    m = make_prophet(opts)
+    for name in opts.regressors:
+        m.add_regressor(name)
+    inputs = m.preprocess(pd.DataFrame({"ds": ds, "y": y, **extra}))
+    data = stan_data(ds, y, opts, extra)
+    assert (data.T, data.S, data.K) == (inputs.T, inputs.S, inputs.K)
+    for name, theirs in [("y", inputs.y), ("X", inputs.X), ("sigmas", inputs.sigmas), ("s_a", inputs.s_a),
+                         ("s_m", inputs.s_m)]:
+        np.testing.assert_allclose(getattr(data, name), np.asarray(theirs, dtype=float), rtol=1e-12, atol=1e-15,
+                                   err_msg=name)
+
+
 @pytest.mark.parametrize("n,opts", [
     (60, ModelOptions()),  # Newton (T < 100)
     (300, ModelOptions(seasonality_mode="multiplicative")),  # L-BFGS
@@ -272,19 +299,58 @@ def test_series_on_one_date_grid_share_features_equal_to_their_own():
 
 @pytest.mark.parametrize("engine", ["stan", "fast"])
 def test_options_the_engines_do_not_model_are_served_by_stock_prophet(engine):
-    quiet_logs()
-    n = 120
-    ds = pd.date_range("2024-01-01", periods=n, freq="D").to_numpy()
-    promo = (np.arange(n) % 10 == 0).astype(float)
-    y = 10 + 5 * promo + np.random.default_rng(0).normal(0, 1, n)
-    future = pd.date_range("2024-04-30", periods=7, freq="D").to_numpy()
-    series = SeriesData(key=("a",), ds=ds, y=y, extra={"promo": promo}, future_ds=future,
-                        future_extra={"promo": np.array([1.0, 0, 0, 0, 0, 0, 0])})
-    with_promo = ModelOptions(horizon=7, regressors=("promo",), seed=0)
-    for opts in (with_promo, ModelOptions(horizon=7, holiday_table=(("sale", "2024-03-01", 0, 0),), seed=0)):
-        stock = fit_series(series, opts)
-        got = fit_series(series, dataclasses.replace(opts, engine=engine))
-        assert got.status == "ok" and got.engine == "prophet"  # timings.csv says stock Prophet served it
-        np.testing.assert_allclose(got.yhat, stock.yhat)
-        if opts is with_promo:  # the promotion on the first future day is in the forecast, not dropped
-            assert got.yhat[0] > got.yhat[1] + 2
+    ds, y = series("break", 120, seed=4)
+    s = SeriesData(key=("a",), ds=ds, y=y)
+    opts = ModelOptions(horizon=7, holiday_table=(("sale", "2021-05-01", 0, 0),), seed=0)
+    stock = fit_series(s, opts)
+    got = fit_series(s, dataclasses.replace(opts, engine=engine))
+    assert got.status == "ok" and got.engine == "prophet"  # timings.csv says stock Prophet served it
+    np.testing.assert_allclose(got.yhat, stock.yhat)
+
+
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+def test_engines_fit_extra_regressors_as_stock_prophet_does(mode):
+    n, horizon = 300, 14
+    ds, y = series("multiplicative", n + horizon, seed=6)  # a positive, rising level
+    extra = regressors(ds, seed=6)
+    y = y * (1 + 0.5 * extra["promo"]) if mode == "multiplicative" else y + 4 * extra["promo"]
+    s = SeriesData(key=("a",), ds=ds[:n], y=y[:n], extra={k: v[:n] for k, v in extra.items()},
+                   future_ds=ds[n:], future_extra={k: v[n:] for k, v in extra.items()})
+    opts = ModelOptions(horizon=horizon, regressors=("promo", "price"), seasonality_mode=mode, seed=2)
+    stock = fit_series(s, opts)
+    by_stan = fit_series(s, dataclasses.replace(opts, engine="stan"))
+    by_fast = fit_series(s, dataclasses.replace(opts, engine="fast"))
+    assert (stock.engine, by_stan.engine, by_fast.engine) == ("prophet", "stan", "fast")
+    for name in ("yhat", "yhat_lower", "yhat_upper"):  # stan: the same fit and draws as stock Prophet
+        np.testing.assert_allclose(getattr(by_stan, name), getattr(stock, name), rtol=1e-6, err_msg=name)
+    assert np.abs(by_fast.yhat - stock.yhat).max() <= AGREE * np.abs(y).max()
+    promo = extra["promo"][n:] == 1
+    assert promo.any() and (~promo).any()
+    # the forecast follows the future promotions: without them, it is lower on exactly the promotion days
+    no_promo = dataclasses.replace(s, future_extra={**s.future_extra, "promo": np.zeros(horizon)})
+    for engine in ("prophet", "fast"):
+        lift = fit_series(s, dataclasses.replace(opts, engine=engine)).yhat - \
+            fit_series(no_promo, dataclasses.replace(opts, engine=engine)).yhat
+        assert (lift[promo] > 2).all() and np.allclose(lift[~promo], 0), engine
+
+
+@pytest.mark.parametrize("kind,mode", [("break", "additive"), ("zeros", "additive"),
+                                       ("multiplicative", "multiplicative")])
+def test_fast_optimum_with_regressors_is_at_least_stans(kind, mode):
+    ds, y = series(kind, 400, seed=8)
+    extra = regressors(ds, seed=8)
+    data = stan_data(ds, y, ModelOptions(regressors=("promo", "price"), seasonality_mode=mode), extra)
+    _, stan_lp = stan.fit(data, sig_figs=18)
+    fast_params, fast_lp = fast.fit(data)
+    assert fast_lp == pytest.approx(log_posterior(fast_params, data), rel=1e-12)
+    assert fast_lp >= stan_lp - 1e-6 * abs(stan_lp)
+
+
+def test_engine_run_with_a_regressor_missing_in_the_future_fails_that_series_at_stage_future():
+    ds, y = series("break", 100, seed=7)
+    extra = regressors(ds)
+    s = SeriesData(key=("a",), ds=ds[:90], y=y[:90], extra={"promo": extra["promo"][:90]},
+                   future_ds=ds[90:95], future_extra={"promo": extra["promo"][90:95]})
+    r = fit_series(s, ModelOptions(horizon=10, regressors=("promo",), engine="fast"))
+    assert (r.status, r.stage) == ("failed", "future")
+    assert "future values of 'promo' are missing for 5 of 10" in r.error

@@ -3,11 +3,12 @@
 - "prophet": stock `Prophet().fit().predict()` (model.py; the default).
 - "stan": Prophet's compiled Stan optimizer run directly on Stan data built in numpy (engines/stan.py): the same
   parameters as stock Prophet, without cmdstanpy, stanio and pandas around it.
-- "fast": an in-process MAP solver (engines/fast.py) for linear/flat growth, additive or multiplicative
-  seasonality; what it does not cover (series with as many parameters as points) goes to "stan".
+- "fast": an in-process MAP solver (engines/fast.py) for linear/flat growth with additive or multiplicative
+  seasonality, holidays and regressors; what it does not cover (series with as many parameters as points) goes
+  to "stan".
 
-Options the numpy model does not reproduce (logistic growth, extra regressors, holidays from a file, a cap or
-floor: model.covered) are served by stock Prophet: `fit_forecast` returns None, and the series' engine says so.
+Options the numpy model does not reproduce (logistic growth, holidays from a file, a cap or floor:
+model.covered) are served by stock Prophet: `fit_forecast` returns None, and the series' engine says so.
 No pools and no files here, apart from the Stan binary's own input and output.
 """
 
@@ -84,10 +85,13 @@ def fit_params(data: StanData, engine: str, init: Params | None = None) -> tuple
 
 
 def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelOptions, engine: str,
-                 rng: np.random.RandomState | None, warm: dict | None = None) -> EngineForecast | None:
+                 rng: np.random.RandomState | None, warm: dict | None = None,
+                 extra: dict[str, np.ndarray] | None = None,
+                 future_extra: dict[str, np.ndarray] | None = None) -> EngineForecast | None:
     """Fit one series (ds ascending, y without NaN) and forecast at `future`; None when stock Prophet must serve it.
 
     `warm`: this series' parameters from a previous run (params_dict), to start from.
+    `extra`, `future_extra`: each of opts.regressors' values at `ds` and at `future`, by name.
 
     Raises:
         stan.StanFailed: when the Stan optimizer fails on this series.
@@ -96,10 +100,10 @@ def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelO
         return None
     with one_blas_thread():
         t0 = time.perf_counter()
-        data = stan_data(ds, y, opts)
+        data = stan_data(ds, y, opts, extra)
         params, used = fit_params(data, engine, warm_params(warm, data))
         t1 = time.perf_counter()
-        yhat, lower, upper = predict(params, data, future, opts, rng)
+        yhat, lower, upper = predict(params, data, future, opts, rng, future_extra)
     return EngineForecast(yhat, lower, upper, used, t1 - t0, time.perf_counter() - t1, params_dict(params, data))
 
 

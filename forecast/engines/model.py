@@ -10,10 +10,12 @@ data equal `Prophet().preprocess(df)` and the prediction equals `Prophet.predict
   column of zeros when there are none;
 - country holidays (--holidays): one indicator column per holiday name of the country in the history's years,
   in Prophet's column order, prior scale 10, in the seasonality mode; at prediction the training names only;
+- extra regressors (--regressor), after those, in the order given: standardised by the history's mean and
+  standard deviation unless binary (0/1) or constant, prior scale 10, in the seasonality mode;
 - MAP inits: linear growth through the first and last points, flat growth at the mean, sigma_obs 1.
 
-What it does not cover (extra regressors, holidays from a file, logistic growth, a cap or floor) is reported by
-`covered`, and the caller serves those series with stock Prophet.
+What it does not cover (holidays from a file, logistic growth, a cap or floor) is reported by `covered`, and the
+caller serves those series with stock Prophet.
 """
 
 from __future__ import annotations
@@ -38,8 +40,6 @@ def covered(opts: ModelOptions) -> str:
     beyond what `stan_data` builds must be named here, or an engine would fit a different model than asked for."""
     if opts.growth not in ("linear", "flat"):
         return f"{opts.growth} growth"
-    if opts.regressors:
-        return "extra regressors"
     if opts.holiday_table:
         return "holidays from a file"
     if opts.cap_col or opts.floor_col:
@@ -66,6 +66,7 @@ class StanData:
     seasonalities: list[tuple[float, int]] = field(default_factory=list)  # (period, order) in Prophet's order
     country: str | None = None  # --holidays
     holiday_names: list[str] = field(default_factory=list)  # the training holidays, in column order
+    regressors: list[tuple[str, float, float]] = field(default_factory=list)  # (name, mu, std) in column order
 
     @property
     def T(self) -> int:
@@ -162,12 +163,24 @@ def _holidays(country: str, years: tuple[int, ...]) -> tuple[np.ndarray, tuple[s
     return pd.DatetimeIndex(frame["ds"]).normalize().as_unit("ns").asi8, tuple(frame["holiday"])
 
 
-def features(ds_ns: np.ndarray, data: "StanData") -> np.ndarray:
-    """The feature matrix X at ds for a fitted series: Fourier terms, then holidays (or the zeros column)."""
+def features(ds_ns: np.ndarray, data: "StanData", extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The feature matrix X at ds for a fitted series: Fourier terms, holidays, then the regressors (their values
+    at ds in `extra`, by name), or the zeros column when there are none."""
     parts = [fourier(ds_ns, data.seasonalities)] if data.seasonalities else []
     if data.holiday_names:
         parts.append(holiday_features(ds_ns, data.country, data.holiday_names)[0])
+    for name, mu, std in data.regressors:
+        parts.append(((np.asarray(extra[name], dtype=float) - mu) / std)[:, None])
     return np.column_stack(parts) if parts else np.zeros((len(ds_ns), 1))
+
+
+def regressor_scale(x: np.ndarray) -> tuple[float, float]:
+    """(mu, std) that Prophet standardises a regressor's history by: none (0, 1) when it is binary (0/1 only) or
+    constant, else its mean and sample standard deviation."""
+    values = set(np.unique(x).tolist())
+    if len(values) < 2 or values == {0.0, 1.0}:
+        return 0.0, 1.0
+    return float(np.mean(x)), float(np.std(x, ddof=1))
 
 
 def _order(toggle: str, disabled: bool, default: int) -> int:
@@ -196,8 +209,11 @@ def seasonalities_for(ds_ns: np.ndarray, opts: ModelOptions) -> list[tuple[float
     return out
 
 
-def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions) -> StanData:
-    """Prophet's Stan data for one series (ds ascending and unique, y without NaN), as `Prophet.preprocess` makes it."""
+def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions, extra: dict[str, np.ndarray] | None = None) -> StanData:
+    """Prophet's Stan data for one series (ds ascending and unique, y without NaN), as `Prophet.preprocess` makes it.
+
+    `extra`: each of opts.regressors' values at ds (finite), by name.
+    """
     ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
     y = np.asarray(y, dtype=float)
     y_scale = float(np.abs(y).max())
@@ -224,6 +240,13 @@ def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions) -> StanData:
         if names:
             parts.append(H)
             sigmas += [HOLIDAYS_PRIOR_SCALE] * len(names)
+    regressors = []
+    for name in opts.regressors:  # Prophet's add_regressor defaults: prior scale 10, the seasonality mode
+        x = np.asarray(extra[name], dtype=float)
+        mu, std = regressor_scale(x)
+        regressors.append((name, mu, std))
+        parts.append(((x - mu) / std)[:, None])
+        sigmas.append(HOLIDAYS_PRIOR_SCALE)
     if parts:
         X = np.column_stack(parts)
         s_a = np.full(X.shape[1], 1.0 if opts.seasonality_mode == "additive" else 0.0)
@@ -233,7 +256,7 @@ def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions) -> StanData:
     return StanData(y=(y - 0.0) / y_scale, t=t, t_change=t_change, X=X, sigmas=sigmas, s_a=s_a, s_m=s_m,
                     tau=float(opts.changepoint_prior_scale), trend_indicator=TREND_INDICATOR[opts.growth],
                     y_scale=y_scale, start_ns=start, t_scale_ns=t_scale, seasonalities=seas,
-                    country=opts.holidays, holiday_names=names)
+                    country=opts.holidays, holiday_names=names, regressors=regressors)
 
 
 @dataclass
@@ -297,15 +320,17 @@ def log_posterior(params: Params, data: StanData) -> float:
 
 
 def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
-            rng: np.random.RandomState | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """yhat, yhat_lower, yhat_upper at `ds` as Prophet.predict makes them (vectorised uncertainty).
+            rng: np.random.RandomState | None,
+            extra: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """yhat, yhat_lower, yhat_upper at `ds` as Prophet.predict makes them (vectorised uncertainty); `extra` holds
+    the regressors' values at `ds`.
 
     With `rng` a RandomState seeded as model.py seeds numpy's global one, the intervals equal Prophet's: the draws
     are taken in Prophet's order (trend change points, their Laplace sizes, then the observation noise).
     """
     ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
     t = (ds_ns - data.start_ns) / data.t_scale_ns
-    X = features(ds_ns, data)
+    X = features(ds_ns, data, extra)
     trend_pt = trend(params, data, t)
     xb_a = X @ (params.beta * data.s_a) * data.y_scale
     xb_m = X @ (params.beta * data.s_m)
