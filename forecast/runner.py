@@ -21,6 +21,7 @@ from .core import (Failed, MapInterrupted, chunk_count, effective_n_jobs, map_ch
                    usable_cores)
 from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
                  read_params, read_series_subset, timings_frame, write_json, write_table)
+from .engines.model import covered
 from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, run_timing
 
@@ -240,8 +241,10 @@ def _backend(config: ForecastConfig, tmp_root: str, notify):
     # in-process work must not point this process's TMPDIR at a directory removed after the run; a Dask worker
     # may be on another machine: it makes its own temp dir (see backends.DaskBackend)
     initargs = (None,) if in_process or name == "dask" else (tmp_root,)
-    # the stan and fast engines need Prophet only for what they do not cover (holidays)
-    initargs += (config.model.engine == "prophet" or bool(config.model.holidays),)
+    # the stan and fast engines need Prophet only for a country's holidays and for the options they hand to
+    # stock Prophet (engines.model.covered)
+    m = config.model
+    initargs += (m.engine == "prophet" or bool(m.holidays) or bool(covered(m)),)
     return make_backend(name, config.n_jobs, init_worker, initargs, **options)
 
 

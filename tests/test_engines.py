@@ -56,6 +56,10 @@ def as_params(p: dict) -> Params:
                   sigma_obs=float(p["sigma_obs"].ravel()[0]), beta=p["beta"].ravel())
 
 
+# a holidays file: Black Friday with the day before and two after, twice, and an event years after the data
+SALES = (("black_friday", "2021-11-26", -1, 2), ("black_friday", "2022-11-25", -1, 2), ("launch", "2030-01-01", 0, 0))
+
+
 @pytest.mark.parametrize("n,freq,opts", [
     (120, "D", ModelOptions()),
     (800, "D", ModelOptions(seasonality_mode="multiplicative")),  # yearly on
@@ -66,6 +70,8 @@ def as_params(p: dict) -> Params:
     (400, "D", ModelOptions(holidays="US")),
     (800, "D", ModelOptions(holidays="GB", seasonality_mode="multiplicative")),
     (100, "h", ModelOptions(holidays="DE")),  # 24 rows a holiday
+    (400, "D", ModelOptions(holiday_table=SALES)),  # windows; a date past the history; a zero column
+    (400, "D", ModelOptions(holidays="US", holiday_table=SALES, seasonality_mode="multiplicative")),
 ])
 def test_stan_data_equal_prophets_own(n, freq, opts):
     ds, y = series("negative", n, seed=n, freq=freq)
@@ -132,7 +138,9 @@ def test_objective_is_stans_lp_and_stan_engine_gives_stock_params(n, opts):
 
 @pytest.mark.parametrize("opts", [ModelOptions(horizon=14, seed=3),
                                   ModelOptions(horizon=7, seed=4, growth="flat", include_history=True),
-                                  ModelOptions(horizon=40, seed=5, holidays="US")])
+                                  ModelOptions(horizon=40, seed=5, holidays="US"),
+                                  ModelOptions(horizon=30, seed=6, holiday_table=(("sale", "2021-07-02", 0, 1),
+                                                                                  ("sale", "2021-07-30", 0, 1)))])
 def test_engine_stan_forecast_equals_stock_prophet(opts):
     ds, y = series("break", 130, seed=2)
     s = SeriesData(key=("a",), ds=ds, y=y)
@@ -169,6 +177,7 @@ MULT = ModelOptions(seasonality_mode="multiplicative")
     ("negative", 400, MULT),
     ("break", 500, ModelOptions(holidays="US")),
     ("multiplicative", 400, ModelOptions(holidays="GB", seasonality_mode="multiplicative")),
+    ("break", 400, ModelOptions(holiday_table=SALES)),
 ])
 def test_fast_optimum_is_at_least_stans_and_forecasts_agree(kind, n, opts):
     ds, y = series(kind, n, seed=5)
@@ -299,9 +308,11 @@ def test_series_on_one_date_grid_share_features_equal_to_their_own():
 
 @pytest.mark.parametrize("engine", ["stan", "fast"])
 def test_options_the_engines_do_not_model_are_served_by_stock_prophet(engine):
-    ds, y = series("break", 120, seed=4)
-    s = SeriesData(key=("a",), ds=ds, y=y)
-    opts = ModelOptions(horizon=7, holiday_table=(("sale", "2021-05-01", 0, 0),), seed=0)
+    ds, y = series("break", 127, seed=4)
+    cap = np.full(127, 40.0)
+    s = SeriesData(key=("a",), ds=ds[:120], y=y[:120], extra={"cap": cap[:120]}, future_ds=ds[120:],
+                   future_extra={"cap": cap[120:]})
+    opts = ModelOptions(horizon=7, growth="logistic", cap_col="cap", seed=0)
     stock = fit_series(s, opts)
     got = fit_series(s, dataclasses.replace(opts, engine=engine))
     assert got.status == "ok" and got.engine == "prophet"  # timings.csv says stock Prophet served it

@@ -7,8 +7,7 @@
   seasonality, holidays and regressors; what it does not cover (series with as many parameters as points) goes
   to "stan".
 
-Options the numpy model does not reproduce (logistic growth, holidays from a file, a cap or floor:
-model.covered) are served by stock Prophet: `fit_forecast` returns None, and the series' engine says so.
+Options the numpy model does not reproduce (logistic growth, a cap or floor: model.covered) are served by stock Prophet: `fit_forecast` returns None, and the series' engine says so.
 No pools and no files here, apart from the Stan binary's own input and output.
 """
 

@@ -8,14 +8,15 @@ data equal `Prophet().preprocess(df)` and the prediction equals `Prophet.predict
   when there are none;
 - the auto seasonalities (yearly 10, weekly 3, daily 4 Fourier orders) with Prophet's on/off rules, or a single
   column of zeros when there are none;
-- country holidays (--holidays): one indicator column per holiday name of the country in the history's years,
-  in Prophet's column order, prior scale 10, in the seasonality mode; at prediction the training names only;
+- holidays: a holidays file's rows (all of them, each with its window of days) and the country's holidays in the
+  history's years (--holidays): one indicator column per holiday name and day offset ("<name>_delim_+1"), sorted
+  by that name as Prophet sorts them, prior scale 10, in the seasonality mode; at prediction the same columns;
 - extra regressors (--regressor), after those, in the order given: standardised by the history's mean and
   standard deviation unless binary (0/1) or constant, prior scale 10, in the seasonality mode;
 - MAP inits: linear growth through the first and last points, flat growth at the mean, sigma_obs 1.
 
-What it does not cover (holidays from a file, logistic growth, a cap or floor) is reported by `covered`, and the
-caller serves those series with stock Prophet.
+What it does not cover (logistic growth, a cap or floor) is reported by `covered`, and the caller serves those
+series with stock Prophet.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ def covered(opts: ModelOptions) -> str:
     beyond what `stan_data` builds must be named here, or an engine would fit a different model than asked for."""
     if opts.growth not in ("linear", "flat"):
         return f"{opts.growth} growth"
-    if opts.holiday_table:
-        return "holidays from a file"
     if opts.cap_col or opts.floor_col:
         return "a cap or floor"
     return ""
@@ -65,7 +64,9 @@ class StanData:
     t_scale_ns: int
     seasonalities: list[tuple[float, int]] = field(default_factory=list)  # (period, order) in Prophet's order
     country: str | None = None  # --holidays
-    holiday_names: list[str] = field(default_factory=list)  # the training holidays, in column order
+    holiday_table: tuple = ()  # --holidays-file rows: (name, date, lower_window, upper_window)
+    holiday_keys: list[str] = field(default_factory=list)  # the holiday columns, in order ("<name>_delim_+0")
+    holiday_names: list[str] = field(default_factory=list)  # the holidays seen in training
     regressors: list[tuple[str, float, float]] = field(default_factory=list)  # (name, mu, std) in column order
 
     @property
@@ -133,24 +134,40 @@ def _fourier_at(ds_ns: np.ndarray, seasonalities: list[tuple[float, int]]) -> np
     return np.column_stack(cols)
 
 
-def holiday_features(ds_ns: np.ndarray, country: str, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """Prophet's country-holiday indicator columns at ds, and the holiday names in column order.
+def _holiday_key(name: str, offset: int) -> str:
+    return f"{name}_delim_{'+' if offset >= 0 else '-'}{abs(offset)}"
 
-    With `names` (prediction), only those holidays, in that order (a name absent from these years: zeros).
+
+def holiday_features(ds_ns: np.ndarray, country: str | None, table: tuple = (), keys: list[str] | None = None,
+                     names: list[str] | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """Prophet's holiday indicator columns at ds (make_holiday_features): (X, column keys, holiday names).
+
+    The holidays are every row of `table` (name, date, lower_window, upper_window) and the country's holidays in
+    the years of ds; each row marks its date plus each offset of its window, in the column "<name>_delim_<+k>".
+    For training (`keys` None) the columns are every key, sorted; for prediction pass the training `keys` and
+    `names`: the holidays of other names are left out, and a column none of these dates has is zeros.
     """
     import pandas as pd
 
     dates = pd.DatetimeIndex(ds_ns)
-    holiday_days, holiday_names = _holidays(country, tuple(sorted({int(y) for y in dates.year})))
-    if names is None:  # Prophet sorts the columns "<name>_delim_+0" as strings
-        names = sorted(set(holiday_names), key=lambda n: f"{n}_delim_+0")
+    rows = [(int(pd.Timestamp(day).normalize().value), name, int(lw), int(uw)) for name, day, lw, uw in table]
+    if country:
+        days, country_names = _holidays(country, tuple(sorted({int(y) for y in dates.year})))
+        rows += [(int(d), n, 0, 0) for d, n in zip(days, country_names)]
+    if names is not None:
+        rows = [r for r in rows if r[1] in set(names)]
+    marked: dict[str, list[int]] = {}
+    for day, name, lw, uw in rows:
+        for offset in range(lw, uw + 1):
+            marked.setdefault(_holiday_key(name, offset), []).append(day + offset * _DAY_NS)
+    if keys is None:
+        keys, names = sorted(marked), list(dict.fromkeys(r[1] for r in rows))
     days = dates.normalize().as_unit("ns").asi8
-    X = np.zeros((len(dates), len(names)))
-    col = {n: i for i, n in enumerate(names)}
-    for day, name in zip(holiday_days, holiday_names):
-        if name in col:
-            X[days == day, col[name]] = 1.0
-    return X, list(names)
+    X = np.zeros((len(dates), len(keys)))
+    for j, key in enumerate(keys):
+        if key in marked:
+            X[np.isin(days, marked[key]), j] = 1.0
+    return X, list(keys), list(names)
 
 
 @lru_cache(maxsize=64)
@@ -167,8 +184,9 @@ def features(ds_ns: np.ndarray, data: "StanData", extra: dict[str, np.ndarray] |
     """The feature matrix X at ds for a fitted series: Fourier terms, holidays, then the regressors (their values
     at ds in `extra`, by name), or the zeros column when there are none."""
     parts = [fourier(ds_ns, data.seasonalities)] if data.seasonalities else []
-    if data.holiday_names:
-        parts.append(holiday_features(ds_ns, data.country, data.holiday_names)[0])
+    if data.holiday_keys:
+        parts.append(holiday_features(ds_ns, data.country, data.holiday_table, data.holiday_keys,
+                                      data.holiday_names)[0])
     for name, mu, std in data.regressors:
         parts.append(((np.asarray(extra[name], dtype=float) - mu) / std)[:, None])
     return np.column_stack(parts) if parts else np.zeros((len(ds_ns), 1))
@@ -234,12 +252,12 @@ def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions, extra: dict[str
     if seas:
         parts.append(fourier(ds_ns, seas))
         sigmas += [float(opts.seasonality_prior_scale)] * parts[-1].shape[1]
-    names: list[str] = []
-    if opts.holidays:
-        H, names = holiday_features(ds_ns, opts.holidays)
-        if names:
+    keys, names = [], []
+    if opts.holidays or opts.holiday_table:
+        H, keys, names = holiday_features(ds_ns, opts.holidays, opts.holiday_table)
+        if keys:
             parts.append(H)
-            sigmas += [HOLIDAYS_PRIOR_SCALE] * len(names)
+            sigmas += [HOLIDAYS_PRIOR_SCALE] * len(keys)
     regressors = []
     for name in opts.regressors:  # Prophet's add_regressor defaults: prior scale 10, the seasonality mode
         x = np.asarray(extra[name], dtype=float)
@@ -256,7 +274,8 @@ def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions, extra: dict[str
     return StanData(y=(y - 0.0) / y_scale, t=t, t_change=t_change, X=X, sigmas=sigmas, s_a=s_a, s_m=s_m,
                     tau=float(opts.changepoint_prior_scale), trend_indicator=TREND_INDICATOR[opts.growth],
                     y_scale=y_scale, start_ns=start, t_scale_ns=t_scale, seasonalities=seas,
-                    country=opts.holidays, holiday_names=names, regressors=regressors)
+                    country=opts.holidays, holiday_table=opts.holiday_table, holiday_keys=keys,
+                    holiday_names=names, regressors=regressors)
 
 
 @dataclass
