@@ -168,11 +168,18 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def make_manifest(path: Path, config_dict: dict, series_total: int) -> dict:
-    """What identifies a run: the input file and the settings that shape its results."""
+def _file_identity(path: Path) -> dict:
+    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": fingerprint(path)}
+
+
+def make_manifest(path: Path, config_dict: dict, series_total: int, other_files: dict | None = None) -> dict:
+    """What identifies a run: the input file, the other files that shape its results (`other_files`, by role:
+    a --future table, a holidays file; None when not used) and the settings that shape them."""
     path = Path(path)
     return {
-        "input": {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": fingerprint(path)},
+        "input": _file_identity(path),
+        "files": {role: _file_identity(Path(f)) if f is not None else None
+                  for role, f in (other_files or {}).items()},
         # through JSON and back, so it compares equal to the copy read from manifest.json (tuples become lists)
         "config": json.loads(json.dumps({k: v for k, v in config_dict.items() if k not in _FREE_SETTINGS},
                                         default=str)),
@@ -199,6 +206,13 @@ def manifest_difference(old: dict, new: dict) -> str | None:
         return f"the input size differs ({a.get('size')} bytes then, {b['size']} now)"
     if a.get("sha256") != b["sha256"]:
         return "the input's content differs (same size, other sha256)"
+    files_then = old.get("files", {})
+    for role, now in new.get("files", {}).items():
+        then = files_then.get(role)
+        if (then or {}).get("path") != (now or {}).get("path"):
+            return f"the {role} file differs ({(then or {}).get('path')} then, {(now or {}).get('path')} now)"
+        if now is not None and (then.get("size"), then.get("sha256")) != (now["size"], now["sha256"]):
+            return f"the {role} file's content differs ({now['path']})"
     fa, fb = _flatten(old.get("config", {})), _flatten(new["config"])
     for key in sorted(set(fa) | set(fb)):
         if fa.get(key) != fb.get(key):
@@ -257,10 +271,12 @@ class RunState:
             table = pq.read_table(path)
             cols = {name: table.column(name).to_pylist() for name in _SCALARS}
             arrays = {name: _split_list_column(table.column(name)) for name in _ARRAYS}
+            params = table.column("params").to_pylist() if "params" in table.column_names else [None] * len(table)
             for row, index in enumerate(cols["index"]):
                 done[index] = SeriesResult(
                     key=series[index].key, **{k: cols[k][row] for k in _SCALARS if k != "index"},
                     **{k: arrays[k][row] for k in _ARRAYS},
+                    params=json.loads(params[row]) if params[row] is not None else None,
                 )
         return done
 
@@ -271,6 +287,9 @@ class RunState:
         columns = {"index": pa.array(indices, type=pa.int64())}
         for name in list(_SCALARS)[1:]:
             columns[name] = pa.array([getattr(r, name) for r in rows], type=_SCALARS[name])
+        # the engines' fitted parameters, so a resumed run still saves every series' for a later --warm-start
+        columns["params"] = pa.array([json.dumps(r.params) if r.params is not None else None for r in rows],
+                                     type=pa.string())
         for name, dtype in _ARRAYS.items():
             parts = [np.asarray(getattr(r, name), dtype=dtype) for r in rows]
             offsets = np.r_[0, np.cumsum([len(p) for p in parts])].astype("int32")

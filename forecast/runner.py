@@ -200,7 +200,8 @@ def run_forecast(
             table, series, notes, model = load_series(path, config)
             for s in series:  # a series new since that run starts cold
                 s.warm = warm.get(tuple(str(v) for v in s.key))
-            manifest = make_manifest(path, config.to_dict(), len(series))
+            manifest = make_manifest(path, config.to_dict(), len(series),
+                                     {"--future": config.future_path, "--holidays-file": config.holidays_file})
         state = RunState(out_dir)
         state.begin(manifest, config.resume, config.overwrite)
         for note in notes:

@@ -225,7 +225,9 @@ def test_part_files_give_back_results_as_they_were(tmp_path):
     series = [SeriesData(key=(k, 7), ds=np.array([], dtype="datetime64[ns]"), y=np.array([])) for k in "abc"]
     ok = SeriesResult(key=("a", 7), status="ok", n_obs=60, ds=np.array(["2024-03-01", "2024-03-02"],
                       dtype="datetime64[ns]"), yhat=np.array([1.5, 2.5]), yhat_lower=np.array([np.nan, np.nan]),
-                      yhat_upper=np.array([np.nan, np.nan]), fit_seconds=0.25, cpu_seconds=0.5, worker="h:1")
+                      yhat_upper=np.array([np.nan, np.nan]), fit_seconds=0.25, cpu_seconds=0.5, worker="h:1",
+                      engine="fast", params={"y_scale": 3.0, "k": 0.5, "m": 0.1, "sigma_obs": 0.2, "delta": [0.0, 0.3],
+                                             "beta": [1.0]})
     failed = SeriesResult(key=("c", 7), status="failed", n_obs=1, stage="validate", error="too short")
     state = RunState(tmp_path)
     state.write_part({2: failed})
@@ -234,7 +236,7 @@ def test_part_files_give_back_results_as_they_were(tmp_path):
     assert sorted(loaded) == [0, 2]
     for got, want in ((loaded[0], ok), (loaded[2], failed)):
         for name in ("key", "status", "n_obs", "fit_seconds", "predict_seconds", "cpu_seconds", "worker", "stage",
-                     "error"):
+                     "error", "engine", "params"):  # params: what a resumed run saves for a later --warm-start
             assert getattr(got, name) == getattr(want, name), name
         for name in ("ds", "yhat", "yhat_lower", "yhat_upper"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))

@@ -107,3 +107,20 @@ def test_backtest_takes_regressor_values_of_the_test_windows_from_the_input(tmp_
     mae = {name: pd.read_csv(d / "metrics.csv").query("model == 'prophet'")["mae"].mean()
            for name, d in (("with", out), ("without", tmp_path / "bt0"))}
     assert mae["with"] < mae["without"] / 2  # the regressor explains most of the variation
+
+
+def test_resume_refuses_a_future_file_changed_since_the_unfinished_run(tmp_path, write_csv):
+    import json
+
+    from forecast.checkpoint import make_manifest
+
+    history, future = driven_table()
+    table, future_csv = write_csv(history), write_csv(future, "future.csv")
+    out = tmp_path / "out"
+    (out / "parts").mkdir(parents=True)  # an unfinished run's manifest, as a killed run leaves it
+    manifest = make_manifest(table, {}, 2, {"--future": future_csv, "--holidays-file": None})
+    (out / "parts" / "manifest.json").write_text(json.dumps(manifest))
+    future.assign(price_cut=future["price_cut"] + 1).to_csv(future_csv, index=False)  # tonight's promotions changed
+    result = run(table, "--horizon", 7, "--regressor", "price_cut", "--future", future_csv, "--out", out, "--resume")
+    assert result.exit_code == 1
+    assert f"cannot resume: the --future file's content differs ({future_csv.resolve()})" in result.stderr
