@@ -52,7 +52,7 @@ def _columns(path: Path, kind: str) -> list[str]:
 def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], time_col: str,
           filters: list | None = None) -> pd.DataFrame:
     if kind == "parquet":
-        return pd.read_parquet(path, columns=columns, filters=filters)
+        return _read_parquet(path, columns, list(id_cols) + [time_col], filters)
     # Keys are labels: read them as text so codes such as 00123 keep their zeros. Times are read as text and
     # parsed here, so a UTC offset keeps its local wall time as it does in Parquet (the CSV parser turns it to UTC).
     text_cols = list(id_cols) + [time_col]
@@ -60,6 +60,25 @@ def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], tim
         return _read_csv_arrow(path, columns, text_cols)
     except Exception:  # the pyarrow parser is fast but strict; the C parser reads what it refuses
         return pd.read_csv(path, usecols=columns, dtype={c: "string" for c in text_cols}, low_memory=False)
+
+
+def _read_parquet(path: Path, columns: list[str], text_cols: list[str], filters: list | None) -> pd.DataFrame:
+    """A Parquet table's columns, with text key and time columns read as categories (see `_read_csv_arrow`):
+    at the M5 scale this halves the peak memory of the read. The keys' categories are sorted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    as_dict = [c for c in text_cols
+               if pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)]
+    table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=as_dict or None)
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()
+    for c in as_dict:
+        if c != text_cols[-1]:
+            frame[c] = frame[c].cat.set_categories(sorted(frame[c].cat.categories))
+    return frame
 
 
 # What pandas' CSV readers take for a missing value (pandas' default na_values), so both parsers agree.
