@@ -27,8 +27,8 @@ from .config import BacktestConfig, ModelOptions
 from .core import Failed, MapInterrupted, chunk_count, map_chunks, split_into_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, load_series, prepare_out_dir, timings_frame, write_json,
                  write_table, _key_frame)
-from .model import (SeriesData, SeriesProblem, check_options, fit_predict, infer_freq, init_worker, predict_frame,
-                    scratch_cleanup, validate_series)
+from .model import (SeriesData, SeriesProblem, check_options, engine_fit_predict, fit_predict, infer_freq,
+                    init_worker, predict_frame, scratch_cleanup, uses_engine, validate_series)
 from .runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, _sigterm_as_interrupt, _versions
 from .timing import Clock, run_timing
 
@@ -62,7 +62,7 @@ class BacktestResult:
     error: str = ""
     model: str = "prophet"  # timings.csv says which model was timed, as for a run
     verdict: str = ""  # a backtest does not triage
-    engine: str = "prophet"  # a backtest fits with stock Prophet
+    engine: str = "prophet"  # which engine fitted the windows (--engine; stock Prophet by default)
 
 
 def _windows(n: int, horizon: int, windows: int, step: int) -> list[tuple[int, int]]:
@@ -110,9 +110,16 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
                 cutoff = series.ds[start - 1]
                 stage = f"window {w} (cutoff {pd.Timestamp(cutoff)})"
                 train = SeriesData(key=series.key, ds=series.ds[:start], y=series.y[:start],
-                                   extra={c: v[:start] for c, v in series.extra.items()})
-                frame = predict_frame(series, series.ds[start:end], opts, source="the input table")
-                fc = fit_predict(validate_series(train, opts), frame, opts, series.key)
+                                   extra={c: v[:start] for c, v in series.extra.items()},
+                                   future_ds=series.ds[start:], future_extra={c: v[start:] for c, v in
+                                                                              series.extra.items()})
+                checked = validate_series(train, opts)
+                if uses_engine(opts):  # --engine stan or fast
+                    fc = engine_fit_predict(train, series.ds[start:end], opts, source="the input table")
+                    result.engine = fc["engine"]
+                else:
+                    frame = predict_frame(series, series.ds[start:end], opts, source="the input table")
+                    fc = fit_predict(checked, frame, opts, series.key)
                 result.fit_seconds += fc["fit_seconds"]
                 result.predict_seconds += fc["predict_seconds"]
                 history = y_grid[:pos[start - 1] + 1]

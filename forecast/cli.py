@@ -152,6 +152,11 @@ MaxFailedOpt = Annotated[float, typer.Option(
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes; only the final table.")]
 
 
+EngineOpt = Annotated[Engine, typer.Option(
+    help="prophet (stock), stan (Prophet's Stan optimizer without the Python around it: same parameters), "
+         "fast (in-process MAP solver, opt-in; what it does not cover goes to stan).")]
+
+
 def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
                    daily_seasonality, changepoint_prior_scale, seasonality_prior_scale, holidays, interval_width,
                    uncertainty_samples, non_negative, seed, regressor, cap_col, floor_col,
@@ -270,9 +275,7 @@ def run(
         "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
     log_format: Annotated[LogFormat, typer.Option(
         help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).")] = LogFormat.text,
-    engine: Annotated[Engine, typer.Option(
-        help="prophet (stock), stan (Prophet's Stan optimizer without the Python around it: same parameters), "
-             "fast (in-process MAP solver, opt-in; what it does not cover goes to stan).")] = Engine.prophet,
+    engine: EngineOpt = Engine.prophet,
     warm_start: Annotated[Optional[Path], typer.Option(
         help="Output directory of an earlier --engine stan/fast run: start each series from its parameters.")] = None,
 ) -> None:
@@ -334,6 +337,7 @@ def backtest(
     uncertainty_samples: SamplesOpt = 1000,
     non_negative: NonNegativeOpt = False,
     seed: SeedOpt = None,
+    engine: EngineOpt = Engine.prophet,
     n_jobs: NJobsOpt = -1,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
@@ -357,7 +361,8 @@ def backtest(
                 model=_model_options(horizon, freq, growth, seasonality_mode, yearly_seasonality,
                                      weekly_seasonality, daily_seasonality, changepoint_prior_scale,
                                      seasonality_prior_scale, holidays, interval_width, uncertainty_samples,
-                                     non_negative, seed, regressor, cap_col, floor_col),
+                                     non_negative, seed, regressor, cap_col, floor_col,
+                                     engine=_value(engine)),
             ),
             windows=windows, step=step, season_length=season_length,
         )

@@ -367,6 +367,11 @@ def scratch_cleanup() -> Iterator[None]:
         _remove_new_entries(tmp if tmp is not None else _cmdstan_tmp(), before)
 
 
+def uses_engine(opts: ModelOptions) -> bool:
+    """Whether opts.engine (stan or fast) fits these options; else stock Prophet serves them."""
+    return opts.engine != "prophet" and not covered(opts)
+
+
 def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     """Fit one Prophet model to one series and forecast `opts.horizon` steps past its last timestamp.
 
@@ -383,17 +388,24 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     stage = "validate"
     try:
         with scratch_cleanup():
-            engine = opts.engine != "prophet" and not covered(opts)  # else stock Prophet serves it
+            engine = uses_engine(opts)
             if engine and not opts.regressors:
-                ok = _observed(series)  # the engines take arrays: no frame to build
+                _observed(series)  # the engines take arrays: no frame to build
             else:
                 df = _validate(series, opts)  # and the regressors' values where y is known
-                ok = ~np.isnan(series.y)
             stage = "frequency"
             freq = opts.freq or infer_freq(series.ds)
             stage = "fit"
             if engine:
-                _fit_by_engine(series, ok, freq, opts, result)
+                future = pd.date_range(start=pd.Timestamp(series.ds[-1]), periods=opts.horizon + 1, freq=freq)[1:]
+                if opts.include_history:
+                    future = pd.DatetimeIndex(series.ds).append(future)
+                fc = engine_fit_predict(series, future.to_numpy(dtype="datetime64[ns]"), opts)
+                result.fit_seconds, result.predict_seconds = fc["fit_seconds"], fc["predict_seconds"]
+                result.ds, result.yhat = fc["ds"], fc["yhat"]
+                result.yhat_lower, result.yhat_upper = fc["yhat_lower"], fc["yhat_upper"]
+                result.status, result.model, result.engine = "ok", "prophet", fc["engine"]
+                result.params = fc["params"]
             else:  # stock Prophet: the default engine, and what the others do not cover
                 stage = "future"
                 last = pd.Timestamp(series.ds[-1])
@@ -417,30 +429,36 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     return result
 
 
-def _fit_by_engine(series: SeriesData, ok: np.ndarray, freq: str, opts: ModelOptions, result: SeriesResult) -> None:
-    """Fit and forecast with opts.engine (stan or fast) into `result`; `ok` marks the observed rows."""
+def engine_fit_predict(series: SeriesData, future: np.ndarray, opts: ModelOptions,
+                       source: str = "--future") -> dict[str, Any]:
+    """Fit a validated series with opts.engine (stan or fast) and forecast at `future` (datetime64[ns]).
+
+    Returns:
+        fit_predict's dict ("ds", "yhat", "yhat_lower", "yhat_upper", "fit_seconds", "predict_seconds"), plus
+        "engine" (the engine that served it) and "params" (for --warm-start).
+
+    Raises:
+        SeriesProblem: stage "future" when a regressor's future value is missing, "fit" when the optimizer fails.
+    """
     from .engines import fit_forecast
 
-    future = pd.date_range(start=pd.Timestamp(series.ds[-1]), periods=opts.horizon + 1, freq=freq)[1:]
-    if opts.include_history:
-        future = pd.DatetimeIndex(series.ds).append(future)
+    ok = ~np.isnan(series.y)
     rng = np.random.RandomState(series_seed(opts.seed, series.key)) if opts.seed is not None else None
     extra = future_extra = None
     if opts.regressors:
         extra = {name: series.extra[name][ok] for name in opts.regressors}
-        frame = predict_frame(series, future.to_numpy(dtype="datetime64[ns]"), opts)  # stage "future" if missing
+        frame = predict_frame(series, future, opts, source)  # stage "future" when a value is missing
         future_extra = {name: frame[name].to_numpy(dtype=float) for name in opts.regressors}
-    fc = fit_forecast(np.asarray(series.ds[ok], dtype="datetime64[ns]"), np.asarray(series.y[ok], dtype=float),
-                      future.to_numpy(dtype="datetime64[ns]"), opts, opts.engine, rng, warm=series.warm,
-                      extra=extra, future_extra=future_extra)
+    try:
+        fc = fit_forecast(np.asarray(series.ds[ok], dtype="datetime64[ns]"), np.asarray(series.y[ok], dtype=float),
+                          future, opts, opts.engine, rng, warm=series.warm, extra=extra, future_extra=future_extra)
+    except Exception as e:  # the optimizer failing on this series' data
+        raise SeriesProblem("fit", f"{type(e).__name__}: {e}".splitlines()[0]) from e
     yhat, lower, upper = fc.yhat, fc.yhat_lower, fc.yhat_upper
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
-    result.ds = future.to_numpy(dtype="datetime64[ns]")
-    result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
-    result.fit_seconds, result.predict_seconds = fc.fit_seconds, fc.predict_seconds
-    result.status, result.model, result.engine = "ok", "prophet", fc.engine
-    result.params = fc.params
+    return {"ds": future, "yhat": yhat, "yhat_lower": lower, "yhat_upper": upper, "fit_seconds": fc.fit_seconds,
+            "predict_seconds": fc.predict_seconds, "engine": fc.engine, "params": fc.params}
 
 
 def _on_grid(series: SeriesData, freq: str) -> np.ndarray:
