@@ -92,9 +92,11 @@ def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str]) -> pd.
 
     A long table repeats each key and each timestamp many times: as categories every distinct text is held once
     and each row costs a small integer code, not a string, and `_parse_time` parses each distinct timestamp once.
-    Reading in blocks holds the parsed columns and one block of text, not the whole file's text: for M5's
-    scale (44 million rows, 1 GB of CSV) the peak is about 1.6 GB instead of 7.7 GB with pandas' reader. The
-    keys' categories are sorted, so their codes follow the keys' text order.
+    Reading in blocks holds the parsed columns and one block of text, not the whole file's text. At M5's scale
+    (44 million rows, 1 GB of CSV) reading and checking the table peaks at about 1.9 GB (pandas' reader with
+    string keys and times: 7.7 GB). The keys' categories are sorted, so their codes follow the keys' text order.
+    A value pyarrow cannot convert (text in a number column, ragged rows) sends the file to pandas' reader,
+    whose result the checks then describe in one line.
     """
     import pyarrow as pa
     from pyarrow import csv as pacsv
