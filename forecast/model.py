@@ -443,7 +443,7 @@ def engine_fit_predict(series: SeriesData, future: np.ndarray, opts: ModelOption
     from .engines import fit_forecast
 
     ok = ~np.isnan(series.y)
-    rng = np.random.RandomState(series_seed(opts.seed, series.key)) if opts.seed is not None else None
+    seed = series_seed(opts.seed, series.key) if opts.seed is not None else None
     extra = future_extra = None
     if opts.regressors:
         extra = {name: series.extra[name][ok] for name in opts.regressors}
@@ -451,7 +451,7 @@ def engine_fit_predict(series: SeriesData, future: np.ndarray, opts: ModelOption
         future_extra = {name: frame[name].to_numpy(dtype=float) for name in opts.regressors}
     try:
         fc = fit_forecast(np.asarray(series.ds[ok], dtype="datetime64[ns]"), np.asarray(series.y[ok], dtype=float),
-                          future, opts, opts.engine, rng, warm=series.warm, extra=extra, future_extra=future_extra)
+                          future, opts, opts.engine, seed, warm=series.warm, extra=extra, future_extra=future_extra)
     except Exception as e:  # the optimizer failing on this series' data
         raise SeriesProblem("fit", f"{type(e).__name__}: {e}".splitlines()[0]) from e
     yhat, lower, upper = fc.yhat, fc.yhat_lower, fc.yhat_upper

@@ -365,3 +365,15 @@ def test_engine_run_with_a_regressor_missing_in_the_future_fails_that_series_at_
     r = fit_series(s, ModelOptions(horizon=10, regressors=("promo",), engine="fast"))
     assert (r.status, r.stage) == ("failed", "future")
     assert "future values of 'promo' are missing for 5 of 10" in r.error
+
+
+def test_fast_intervals_are_reproducible_with_a_seed_and_surround_the_forecast():
+    ds, y = series("break", 300, seed=9)
+    s = SeriesData(key=("a",), ds=ds, y=y)
+    opts = ModelOptions(horizon=14, seed=5, uncertainty_samples=500, engine="fast")
+    a, b = fit_series(s, opts), fit_series(s, opts)
+    other = fit_series(SeriesData(key=("b",), ds=ds, y=y), opts)  # another key: another stream
+    np.testing.assert_array_equal(a.yhat_lower, b.yhat_lower)
+    np.testing.assert_array_equal(a.yhat_upper, b.yhat_upper)
+    assert not np.array_equal(a.yhat_lower, other.yhat_lower)
+    assert (a.yhat_lower < a.yhat).all() and (a.yhat < a.yhat_upper).all()

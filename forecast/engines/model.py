@@ -339,13 +339,14 @@ def log_posterior(params: Params, data: StanData) -> float:
 
 
 def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
-            rng: np.random.RandomState | None,
+            rng: np.random.RandomState | np.random.Generator | None,
             extra: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """yhat, yhat_lower, yhat_upper at `ds` as Prophet.predict makes them (vectorised uncertainty); `extra` holds
     the regressors' values at `ds`.
 
     With `rng` a RandomState seeded as model.py seeds numpy's global one, the intervals equal Prophet's: the draws
-    are taken in Prophet's order (trend change points, their Laplace sizes, then the observation noise).
+    are taken in Prophet's order (trend change points, their Laplace sizes, then the observation noise). A
+    numpy Generator works as well (the same calls), with other draws.
     """
     ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
     t = (ds_ns - data.start_ns) / data.t_scale_ns
