@@ -367,6 +367,11 @@ def scratch_cleanup() -> Iterator[None]:
         _remove_new_entries(tmp if tmp is not None else _cmdstan_tmp(), before)
 
 
+def horizon_dates(last, freq: str, horizon: int) -> np.ndarray:
+    """The `horizon` timestamps after `last` on the grid of `freq` (datetime64[ns])."""
+    return pd.date_range(start=pd.Timestamp(last), periods=horizon + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
+
+
 def uses_engine(opts: ModelOptions) -> bool:
     """Whether opts.engine (stan or fast) fits these options; else stock Prophet serves them."""
     return opts.engine != "prophet" and not covered(opts)
@@ -395,30 +400,22 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
                 df = _validate(series, opts)  # and the regressors' values where y is known
             stage = "frequency"
             freq = opts.freq or infer_freq(series.ds)
-            stage = "fit"
+            stage = "future"
+            future = horizon_dates(series.ds[-1], freq, opts.horizon)
+            if opts.include_history:
+                future = np.concatenate([np.asarray(series.ds, dtype="datetime64[ns]"), future])
             if engine:
-                future = pd.date_range(start=pd.Timestamp(series.ds[-1]), periods=opts.horizon + 1, freq=freq)[1:]
-                if opts.include_history:
-                    future = pd.DatetimeIndex(series.ds).append(future)
-                fc = engine_fit_predict(series, future.to_numpy(dtype="datetime64[ns]"), opts)
-                result.fit_seconds, result.predict_seconds = fc["fit_seconds"], fc["predict_seconds"]
-                result.ds, result.yhat = fc["ds"], fc["yhat"]
-                result.yhat_lower, result.yhat_upper = fc["yhat_lower"], fc["yhat_upper"]
-                result.status, result.model, result.engine = "ok", "prophet", fc["engine"]
-                result.params = fc["params"]
+                stage = "fit"
+                fc = engine_fit_predict(series, future, opts)
             else:  # stock Prophet: the default engine, and what the others do not cover
-                stage = "future"
-                last = pd.Timestamp(series.ds[-1])
-                future = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:]
-                if opts.include_history:
-                    future = pd.DatetimeIndex(series.ds).append(future)
-                frame = predict_frame(series, future.to_numpy(dtype="datetime64[ns]"), opts)
+                frame = predict_frame(series, future, opts)
                 stage = "fit"
                 fc = fit_predict(df, frame, opts, series.key)
-                result.fit_seconds, result.predict_seconds = fc["fit_seconds"], fc["predict_seconds"]
-                result.ds, result.yhat = fc["ds"], fc["yhat"]
-                result.yhat_lower, result.yhat_upper = fc["yhat_lower"], fc["yhat_upper"]
-                result.status, result.model, result.engine = "ok", "prophet", "prophet"
+            result.fit_seconds, result.predict_seconds = fc["fit_seconds"], fc["predict_seconds"]
+            result.ds, result.yhat = fc["ds"], fc["yhat"]
+            result.yhat_lower, result.yhat_upper = fc["yhat_lower"], fc["yhat_upper"]
+            result.status, result.model = "ok", "prophet"
+            result.engine, result.params = fc.get("engine", "prophet"), fc.get("params")
     except SeriesProblem as e:
         result.stage, result.error = e.stage, str(e)
         result.fit_seconds = getattr(e, "fit_seconds", 0.0)
@@ -503,8 +500,7 @@ def serve_fallback(series: SeriesData, opts: ModelOptions, kind: str, result: Se
         return result
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
-    last = pd.Timestamp(series.ds[-1])
-    result.ds = pd.date_range(start=last, periods=opts.horizon + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
+    result.ds = horizon_dates(series.ds[-1], freq, opts.horizon)
     result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
     result.status, result.model = "fallback", f"fallback:{kind}"
     result.predict_seconds += time.perf_counter() - t0

@@ -7,7 +7,8 @@
   seasonality, holidays and regressors; what it does not cover (series with as many parameters as points) goes
   to "stan".
 
-Options the numpy model does not reproduce (logistic growth, a cap or floor: model.covered) are served by stock Prophet: `fit_forecast` returns None, and the series' engine says so.
+Options the numpy model does not reproduce (logistic growth, a cap or floor: model.covered) are served by stock
+Prophet: the caller checks `covered` first, and the series' engine says so.
 No pools and no files here, apart from the Stan binary's own input and output.
 """
 
@@ -97,8 +98,9 @@ def random_stream(engine: str, seed: int | None):
 def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelOptions, engine: str,
                  seed: int | None, warm: dict | None = None,
                  extra: dict[str, np.ndarray] | None = None,
-                 future_extra: dict[str, np.ndarray] | None = None) -> EngineForecast | None:
-    """Fit one series (ds ascending, y without NaN) and forecast at `future`; None when stock Prophet must serve it.
+                 future_extra: dict[str, np.ndarray] | None = None) -> EngineForecast:
+    """Fit one series (ds ascending, y without NaN) and forecast at `future`, for options the numpy model covers
+    (model.covered; the caller sends the others to stock Prophet).
 
     `seed`: the series' seed for the intervals (see `random_stream`); None for fresh randomness.
     `warm`: this series' parameters from a previous run (params_dict), to start from.
@@ -106,9 +108,11 @@ def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelO
 
     Raises:
         stan.StanFailed: when the Stan optimizer fails on this series.
+        ValueError: for options the numpy model does not cover (it would fit another model than asked for).
     """
-    if covered(opts):
-        return None
+    why = covered(opts)
+    if why:
+        raise ValueError(f"the {engine} engine does not cover {why}; stock Prophet serves it")
     with one_blas_thread():
         t0 = time.perf_counter()
         data = stan_data(ds, y, opts, extra)
