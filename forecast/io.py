@@ -71,13 +71,20 @@ def _read_parquet(path: Path, columns: list[str], text_cols: list[str], filters:
     schema = pq.read_schema(path)
     as_dict = [c for c in text_cols
                if pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)]
-    table = pq.read_table(path, columns=columns, filters=filters, read_dictionary=as_dict or None)
+    return _arrow_frame(pq.read_table(path, columns=columns, filters=filters, read_dictionary=as_dict or None),
+                        [c for c in as_dict if c != text_cols[-1]])
+
+
+def _arrow_frame(table, sorted_cols: list[str]) -> pd.DataFrame:
+    """An Arrow table as a DataFrame, freeing the table's memory column by column as it goes, with the categories
+    of `sorted_cols` (the keys read as dictionaries) sorted, so their codes follow the keys' text order."""
+    import pyarrow as pa
+
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
     pa.default_memory_pool().release_unused()
-    for c in as_dict:
-        if c != text_cols[-1]:
-            frame[c] = frame[c].cat.set_categories(sorted(frame[c].cat.categories))
+    for c in sorted_cols:
+        frame[c] = frame[c].cat.set_categories(sorted(frame[c].cat.categories))
     return frame
 
 
@@ -106,13 +113,7 @@ def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str]) -> pd.
     convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, null_values=_CSV_NULLS,
                                    strings_can_be_null=True)
     reader = pacsv.open_csv(path, convert_options=convert, read_options=pacsv.ReadOptions(block_size=16 << 20))
-    table = pa.Table.from_batches(list(reader), schema=reader.schema)
-    frame = table.to_pandas(self_destruct=True, split_blocks=True)
-    del table
-    pa.default_memory_pool().release_unused()
-    for c in text_cols[:-1]:
-        frame[c] = frame[c].cat.set_categories(sorted(frame[c].cat.categories))
-    return frame
+    return _arrow_frame(pa.Table.from_batches(list(reader), schema=reader.schema), text_cols[:-1])
 
 
 def _missing_column(path: Path, role: str, flag: str, col: str, found: list[str]) -> InputError:
