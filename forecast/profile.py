@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ForecastConfig, TriageRules
-from .io import default_out_dir, read_table, write_table
+from .io import default_out_dir, read_table, sort_by_series, write_table
 
 _DAY = 86_400 * 10**9
 _HOUR = 3_600 * 10**9
@@ -40,52 +40,15 @@ def _label(step: int) -> str:
     return f"{step}ns"
 
 
-def _codes_if_sorted(table: pd.DataFrame, id_cols: list[str]) -> np.ndarray | None:
-    """Series codes by comparing neighbouring keys, when the rows are already in key order; else None.
-
-    Tables usually come sorted by key. Comparing neighbours in Arrow costs a fraction of hashing every key
-    (groupby), and gives the same codes as groupby(sort=True).ngroup() on a sorted table.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = len(table)
-    ascending, equal = np.zeros(n - 1, dtype=bool), np.ones(n - 1, dtype=bool)
-    try:
-        for col in id_cols:
-            a = pa.array(table[col])
-            before, after = a[:-1], a[1:]
-            lt = pc.less(before, after).to_numpy(zero_copy_only=False)
-            eq = pc.equal(before, after).to_numpy(zero_copy_only=False)
-            ascending |= equal & lt
-            equal &= eq
-    except (pa.ArrowException, TypeError, ValueError):  # e.g. mixed-type or dictionary keys: let groupby decide
-        return None
-    if not (ascending | equal).all():
-        return None
-    return np.r_[0, np.cumsum(~equal)]
-
-
 def _sorted_arrays(table: pd.DataFrame, id_cols: list[str]):
     """ds (int64 ns) and y in (key, time) order, the first row of each series, its key values, and the steps
     between consecutive rows (np.diff of ds, so the last row of a series holds the step into the next one)."""
-    codes = _codes_if_sorted(table, id_cols) if len(table) > 1 else None
-    if codes is None:
-        codes = table.groupby(id_cols, sort=True, observed=True, dropna=False).ngroup().to_numpy()
+    table, codes = sort_by_series(table, id_cols)  # read_table's output is in order already: only checked
     ds = table["ds"].to_numpy(dtype="datetime64[ns]").view("int64")
     y = table["y"].to_numpy(dtype=float)
-    dcode, step = np.diff(codes), np.diff(ds)
-    # read_table's output is often already in order: check it (two passes) rather than sort (many)
-    ordered = bool((dcode >= 0).all() and ((dcode > 0) | (step > 0)).all())
-    if ordered:
-        order = None
-    else:
-        order = np.lexsort((ds, codes))
-        codes, ds, y = codes[order], ds[order], y[order]
-        dcode, step = np.diff(codes), np.diff(ds)
-    starts = np.r_[0, np.flatnonzero(dcode) + 1]
-    first_rows = starts if order is None else order[starts]
-    keys = table[id_cols].iloc[first_rows].reset_index(drop=True)
+    step = np.diff(ds)
+    starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
+    keys = table[id_cols].iloc[starts].reset_index(drop=True)
     return ds, y, starts, keys, np.r_[step, 0]
 
 
