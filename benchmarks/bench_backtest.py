@@ -10,7 +10,6 @@ usage: python benchmarks/bench_backtest.py [--series 100] [--days 365] [--horizo
 """
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, write_rows
 
 
 def make_input(path: Path, n_series: int, days: int) -> None:
@@ -74,12 +73,7 @@ def main() -> None:
     med = {c: statistics.median(r["wall_seconds"] for r in rows if r["case"] == c) for c in ("run", "backtest")}
     print(f"ratio backtest / run (medians) = {med['backtest'] / med['run']:.2f} for {args.windows} windows "
           f"on {cores} cores")
-    out_dir = ROOT / "outputs" / "benchmarks"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "bench_backtest.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows("bench_backtest", rows)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ usage: python benchmarks/bench_check.py [--series 30000] [--rows 2000] [--repeat
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,8 @@ from forecast.core import usable_cores
 from forecast.io import split_series
 from forecast.model import SeriesProblem, infer_freq
 from forecast.profile import profile_table, triage
+
+from common import write_rows
 
 
 def make_table(n_series: int, rows: int, seed: int = 0) -> pd.DataFrame:
@@ -93,17 +94,14 @@ def main() -> None:
     print(f"per-series loop on {args.baseline_series:,} series: {loop:.2f} s, {args.baseline_series / loop:,.0f} "
           f"series/s (vectorised is {args.series / vec / (args.baseline_series / loop):.0f}x faster per series)")
 
-    out = Path("outputs/benchmarks/bench_check.csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(["case", "series", "rows", "seconds", "series_per_second", "cores", "backend", "n_jobs"])
-        w.writerow(["vectorised", args.series, len(table), round(vec, 3), round(args.series / vec, 1),
-                    usable_cores(), "in-process", 1])
-        w.writerow(["per-series-loop", args.baseline_series, len(subset), round(loop, 3),
-                    round(args.baseline_series / loop, 1), usable_cores(), "in-process", 1])
+    cores = usable_cores()
+    write_rows("bench_check", [
+        {"case": "vectorised", "series": args.series, "rows": len(table), "seconds": round(vec, 3),
+         "series_per_second": round(args.series / vec, 1), "cores": cores, "backend": "in-process", "n_jobs": 1},
+        {"case": "per-series-loop", "series": args.baseline_series, "rows": len(subset), "seconds": round(loop, 3),
+         "series_per_second": round(args.baseline_series / loop, 1), "cores": cores, "backend": "in-process",
+         "n_jobs": 1},
+    ], append=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ usage: python benchmarks/bench_dask.py [--series 1000] [--days 730] [--horizon 2
 """
 
 import argparse
-import csv
-import json
 import os
 import socket
 import statistics
@@ -21,14 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT.parent / "shared" / "bench"
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    return env
+from common import env, forecast_run, make_retail, write_rows
 
 
 def start_cluster(workdir: Path, n_workers: int) -> tuple[str, list[subprocess.Popen]]:
@@ -39,7 +30,7 @@ def start_cluster(workdir: Path, n_workers: int) -> tuple[str, list[subprocess.P
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=workdir)
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), cwd=workdir)
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                "--port", str(port), "--no-dashboard"], **quiet)]
     for i in range(n_workers):
@@ -58,14 +49,6 @@ def stop_cluster(procs: list[subprocess.Popen]) -> None:
         p.wait(timeout=30)
 
 
-def forecast_run(data: Path, horizon: int, workdir: Path, *extra: str) -> float:
-    out = workdir / f"run-{time.time_ns()}"
-    subprocess.run([sys.executable, "-m", "forecast", "run", str(data), "--id-col", "series_id", "--time-col", "date",
-                    "--target-col", "sales", "--horizon", str(horizon), "--out", str(out), "--quiet", *extra],
-                   check=True, capture_output=True, text=True, cwd=ROOT, env=_env())
-    return json.loads((out / "summary.json").read_text())["series_per_second"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
@@ -77,15 +60,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = tmp / "retail.csv"
-        subprocess.run([sys.executable, str(BENCH / "make_retail.py"), str(data), "--series", str(args.series),
-                        "--days", str(args.days), "--seed", "0"], check=True)
+        data = make_retail(tmp / "retail.csv", args.series, args.days)
         address, procs = start_cluster(tmp, 2)
         try:
             for repeat in range(args.repeats):
                 for case, backend, extra in (("local", "process", ("--n-jobs", "2")),
                                              ("dask", "dask", ("--backend", "dask", "--scheduler", address))):
-                    rate = forecast_run(data, args.horizon, tmp, *extra)
+                    rate = forecast_run(data, args.horizon, tmp / f"run-{time.time_ns()}", *extra)["series_per_second"]
                     rows.append({"case": case, "backend": backend, "n_jobs": 2, "repeat": repeat,
                                  "series": args.series, "days": args.days, "cores": cores,
                                  "series_per_second": round(rate, 3)})
@@ -94,12 +75,7 @@ def main() -> None:
             stop_cluster(procs)
     med = {c: statistics.median(r["series_per_second"] for r in rows if r["case"] == c) for c in ("local", "dask")}
     print(f"ratio dask / local (medians) = {med['dask'] / med['local']:.2f} on {cores} cores")
-    out_dir = ROOT / "outputs" / "benchmarks"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "bench_dask.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows("bench_dask", rows)
 
 
 if __name__ == "__main__":

@@ -15,25 +15,14 @@ usage: python benchmarks/bench_engines.py [--series 1000] [--days 730] [--horizo
 """
 
 import argparse
-import csv
 import importlib.util
-import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT.parent / "shared" / "bench"
-
-
-def reference(data: Path, horizon: int, mode: str) -> float:
-    out = subprocess.run([sys.executable, str(BENCH / "reference_loop.py"), str(data), "--horizon", str(horizon),
-                          "--mode", mode], capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"= ([0-9.]+) series/s", out).group(1))
+from common import forecast_run as run_summary
+from common import make_retail, reference, write_rows
 
 
 def subset(data: Path, n: int, out: Path) -> Path:
@@ -69,11 +58,7 @@ def drop_last_day(data: Path, out: Path) -> Path:
 def forecast_run(data: Path, horizon: int, engine: str, n_jobs: int, workdir: Path, out: Path | None = None,
                  extra: tuple = ()) -> tuple[float, dict]:
     out = out or workdir / f"run-{engine}-{n_jobs}-{time.time_ns()}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's forecast, not an installed one
-    subprocess.run([sys.executable, "-m", "forecast", "run", str(data), "--id-col", "series_id", "--time-col", "date",
-                    "--target-col", "sales", "--horizon", str(horizon), "--engine", engine, "--n-jobs", str(n_jobs),
-                    "--out", str(out), "--quiet", *extra], check=True, capture_output=True, text=True, cwd=ROOT, env=env)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = run_summary(data, horizon, out, "--engine", engine, "--n-jobs", str(n_jobs), *extra)
     import pandas as pd
 
     served = pd.read_csv(out / "timings.csv")["engine"].value_counts().to_dict()
@@ -97,9 +82,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = tmp / "retail.csv"
-        subprocess.run([sys.executable, str(BENCH / "make_retail.py"), str(data), "--series", str(args.series),
-                        "--days", str(args.days), "--seed", "0"], check=True, capture_output=True)
+        data = make_retail(tmp / "retail.csv", args.series, args.days)
         small = subset(data, min(args.loop_series, args.series), tmp / "subset.csv")
         report("stock loop", reference(small, args.horizon, "loop"), f"first {min(args.loop_series, args.series)} series")
         report("textbook pool", reference(data, args.horizon, "pool"), f"Pool({cores})")
@@ -126,13 +109,8 @@ def main() -> None:
     for engine in ("stan", "fast"):
         one, two = rate[f"forecast --engine {engine} -j1"], rate[f"forecast --engine {engine} -j2"]
         print(f"--engine {engine}: 2 workers / 1 worker = {two / one:.2f}")
-    out_dir = ROOT / "outputs" / "benchmarks"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "bench_engines.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["case", "series", "days", "cores", "series_per_second", "note"])
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({**r, "series": args.series, "days": args.days, "cores": cores})
+    write_rows("bench_engines", [{"case": r["case"], "series": args.series, "days": args.days, "cores": cores,
+                                  "series_per_second": r["series_per_second"], "note": r["note"]} for r in rows])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ last, temp dir entries left). The machine may be shared, so the wall time is onl
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, rss_mb, write_rows
 
 
 def make_table(n_series: int, days: int, seed: int = 0) -> pd.DataFrame:
@@ -48,16 +47,6 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def run(n_series: int, days: int, n_jobs: int, work: Path) -> list[dict]:
     table = work / "table.parquet"
     make_table(n_series, days).to_parquet(table, index=False)
@@ -72,7 +61,7 @@ def run(n_series: int, days: int, n_jobs: int, work: Path) -> list[dict]:
     samples: dict[int, list[float]] = {}
     while proc.poll() is None:
         for pid in _workers(proc.pid):
-            rss = _rss_mb(pid)
+            rss = rss_mb(pid)
             if rss is not None:
                 samples.setdefault(pid, []).append(rss)
         time.sleep(1.0)
@@ -98,12 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         rows = run(args.series, args.days, args.n_jobs, Path(work))
-    dest = ROOT / "outputs" / "benchmarks" / "nightly.csv"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    dest = write_rows("nightly", rows)
     for row in rows:
         print(", ".join(f"{k}={v}" for k, v in row.items()))
     print(f"written to {dest}")

@@ -8,33 +8,13 @@ usage: python benchmarks/bench_run.py [--series 1000] [--days 730] [--horizon 28
 """
 
 import argparse
-import csv
-import json
 import os
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT.parent / "shared" / "bench"
-
-
-def reference_pool(data: Path, horizon: int) -> float:
-    out = subprocess.run([sys.executable, str(BENCH / "reference_loop.py"), str(data), "--horizon", str(horizon),
-                          "--mode", "pool"], capture_output=True, text=True, check=True).stdout
-    return float(re.search(r"= ([0-9.]+) series/s", out).group(1))
-
-
-def forecast_run(data: Path, horizon: int, workdir: Path) -> float:
-    out = workdir / f"run-{time.time_ns()}"
-    subprocess.run([sys.executable, "-m", "forecast", "run", str(data), "--id-col", "series_id", "--time-col", "date",
-                    "--target-col", "sales", "--horizon", str(horizon), "--out", str(out), "--quiet"],
-                   check=True, capture_output=True, text=True)
-    return json.loads((out / "summary.json").read_text())["series_per_second"]
+from common import forecast_run, make_retail, reference, write_rows
 
 
 def main() -> None:
@@ -48,12 +28,11 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = tmp / "retail.csv"
-        subprocess.run([sys.executable, str(BENCH / "make_retail.py"), str(data), "--series", str(args.series),
-                        "--days", str(args.days), "--seed", "0"], check=True)
+        data = make_retail(tmp / "retail.csv", args.series, args.days)
         for repeat in range(args.repeats):
-            for case, fn in (("reference_pool", lambda: reference_pool(data, args.horizon)),
-                             ("forecast_run", lambda: forecast_run(data, args.horizon, tmp))):
+            for case, fn in (("reference_pool", lambda: reference(data, args.horizon, "pool")),
+                             ("forecast_run", lambda: forecast_run(data, args.horizon, tmp / f"run-{time.time_ns()}")
+                              ["series_per_second"])):
                 rate = fn()
                 rows.append({"case": case, "repeat": repeat, "series": args.series, "days": args.days,
                              "cores": cores, "series_per_second": round(rate, 3)})
@@ -62,12 +41,7 @@ def main() -> None:
            for c in ("reference_pool", "forecast_run")}
     print(f"ratio forecast_run / reference_pool (medians) = {med['forecast_run'] / med['reference_pool']:.2f} "
           f"on {cores} cores")
-    out_dir = ROOT / "outputs" / "benchmarks"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "bench_run.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows("bench_run", rows)
 
 
 if __name__ == "__main__":

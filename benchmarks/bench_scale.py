@@ -15,7 +15,6 @@ usage: python benchmarks/bench_scale.py [--series 2000] [--days 730] [--engine f
 """
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -24,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT.parent / "shared" / "bench"
+from common import ROOT, env, forecast_cmd, make_retail, rss_mb, write_rows
 
 
 def _children(pid: int) -> list[int]:
@@ -47,24 +45,14 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def measure(cmd: list[str], interval: float, env: dict) -> tuple[float, float, float, int]:
     """(wall seconds, peak total RSS MB of the tree, peak RSS MB of the main process, exit code)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak_total = peak_main = 0.0
     while proc.poll() is None:
-        main = _rss_mb(proc.pid)
-        total = sum(_rss_mb(p) for p in _tree(proc.pid))
+        main = rss_mb(proc.pid) or 0.0
+        total = sum(rss_mb(p) or 0.0 for p in _tree(proc.pid))
         peak_total, peak_main = max(peak_total, total), max(peak_main, main)
         time.sleep(interval)
     wall = time.perf_counter() - t0
@@ -87,31 +75,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if data is None:
-            data = Path(tmp) / "retail.csv"
-            subprocess.run([sys.executable, str(BENCH / "make_retail.py"), str(data), "--series", str(args.series),
-                            "--days", str(args.days), "--seed", "0"], check=True)
+            data = make_retail(Path(tmp) / "retail.csv", args.series, args.days)
         out = Path(tmp) / "run"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's forecast, not an installed one
-        cmd = [sys.executable, "-m", "forecast", "run", str(data), "--id-col", "series_id", "--time-col", "date",
-               "--target-col", "sales", "--horizon", str(args.horizon), "--engine", args.engine,
-               "--n-jobs", str(args.n_jobs), "--out", str(out), "--quiet"]
-        wall, peak_total, peak_main, code = measure(cmd, args.interval, env)
+        cmd = forecast_cmd(data, args.horizon, out, "--engine", args.engine, "--n-jobs", str(args.n_jobs))
+        wall, peak_total, peak_main, code = measure(cmd, args.interval, env())
         if code not in (0, 3):
             raise SystemExit(f"forecast run exited {code}")
         summary = json.loads((out / "summary.json").read_text())
     row = {"series": summary["series_total"], "rows": summary["rows"], "engine": args.engine, "n_jobs": args.n_jobs,
-           "cores": cores, "wall_seconds": round(wall, 1), "series_per_second": round(summary["series_total"] / wall, 2),
-           "series_ok": summary["series_ok"], "stage_seconds": {k: round(v, 1) for k, v in summary["stage_seconds"].items()},
+           "cores": cores, "wall_seconds": round(wall, 1),
+           "series_per_second": round(summary["series_total"] / wall, 2), "series_ok": summary["series_ok"],
+           "stage_seconds": {k: round(v, 1) for k, v in summary["stage_seconds"].items()},
            "peak_rss_mb": round(peak_total), "peak_rss_main_mb": round(peak_main)}
     for k, v in row.items():
         print(f"{k:20s} {v}")
-    out_dir = ROOT / "outputs" / "benchmarks"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "bench_scale.csv", "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if f.tell() == 0:
-            writer.writeheader()
-        writer.writerow(row)
+    write_rows("bench_scale", [row], append=True)
 
 
 if __name__ == "__main__":
