@@ -29,7 +29,7 @@ from .io import (default_out_dir, errors_frame, load_series, prepare_out_dir, ti
                  write_table, _key_frame)
 from .model import (SeriesData, SeriesProblem, check_options, engine_fit_predict, fit_predict, infer_freq,
                     init_worker, predict_frame, scratch_cleanup, uses_engine, validate_series)
-from .runner import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, _sigterm_as_interrupt, _versions
+from .runner import RunResult, _sigterm_as_interrupt, _versions
 from .timing import Clock, run_timing
 
 MODELS = ("prophet", "seasonal_naive")
@@ -200,21 +200,8 @@ def metrics_frame(results: list[BacktestResult], id_cols) -> tuple[pd.DataFrame,
     return frame, overall
 
 
-@dataclass
-class BacktestRun:
-    """What a backtest produced: where, the summary (as in summary.json), and the exit code it calls for."""
-
-    out_dir: Path
-    summary: dict
-    files: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        return {"ok": EXIT_OK, "failed": EXIT_SOME_FAILED, "interrupted": EXIT_INTERRUPTED}[self.summary["status"]]
-
-
 def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[int, int], None] | None = None,
-                 notify: Callable[[str], None] | None = None) -> BacktestRun:
+                 notify: Callable[[str], None] | None = None) -> RunResult:
     """Backtest every series of a long table; write metrics.csv, backtest.parquet, timings, errors, summary.
 
     Args:
@@ -224,7 +211,7 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         notify: called with one-line messages for the user.
 
     Returns:
-        A BacktestRun; summary["overall"] holds the overall metrics of Prophet and of the baseline.
+        A RunResult, as a run's; summary["overall"] holds the overall metrics of Prophet and of the baseline.
 
     Raises:
         InputError, ConfigError: before anything is written.
@@ -298,7 +285,7 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         "files": {name: p.name for name, p in files.items()},
     }
     files["summary"] = write_json(_json_ready(summary), out_dir / "summary.json")
-    return BacktestRun(out_dir=out_dir, summary=summary, files=files)
+    return RunResult(out_dir=out_dir, summary=summary, files=files)
 
 
 def _json_ready(value):

@@ -30,7 +30,8 @@ EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
 
 @dataclass
 class RunResult:
-    """What a run produced: where, the summary (as written to summary.json), and the exit code it calls for."""
+    """What a run (or a backtest) produced: where, the summary (as written to summary.json), and the exit code it
+    calls for."""
 
     out_dir: Path
     summary: dict
