@@ -27,8 +27,8 @@ from .config import BacktestConfig, ModelOptions
 from .core import Failed, MapInterrupted, chunk_count, map_chunks, split_into_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, load_series, prepare_out_dir, timings_frame, write_json,
                  write_table, _key_frame)
-from .model import (SeriesData, SeriesProblem, check_options, engine_fit_predict, fit_predict, infer_freq,
-                    init_worker, predict_frame, scratch_cleanup, uses_engine, validate_series)
+from .model import (SeriesData, SeriesProblem, check_options, checked_frame, engine_fit_predict, fit_predict,
+                    infer_freq, init_worker, predict_frame, scratch_cleanup, validate_series)
 from .runner import RunResult, _sigterm_as_interrupt, _versions
 from .timing import Clock, run_timing
 
@@ -113,8 +113,8 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
                                    extra={c: v[:start] for c, v in series.extra.items()},
                                    future_ds=series.ds[start:], future_extra={c: v[start:] for c, v in
                                                                               series.extra.items()})
-                checked = validate_series(train, opts)
-                if uses_engine(opts):  # --engine stan or fast
+                checked = checked_frame(train, opts)
+                if checked is None:  # --engine stan or fast
                     fc = engine_fit_predict(train, series.ds[start:end], opts, source="the input table")
                     result.engine = fc["engine"]
                 else:

@@ -372,6 +372,22 @@ def horizon_dates(last, freq: str, horizon: int) -> np.ndarray:
     return pd.date_range(start=pd.Timestamp(last), periods=horizon + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
 
 
+def checked_frame(series: SeriesData, opts: ModelOptions) -> pd.DataFrame | None:
+    """Check a series as every model needs it (and its regressors where y is known): stock Prophet's training
+    frame, or None when an engine fits it (the engines take arrays: no frame to build).
+
+    Raises:
+        SeriesProblem: stage "validate".
+    """
+    if not uses_engine(opts):
+        return _validate(series, opts)
+    if opts.regressors:
+        _validate(series, opts)
+    else:
+        _observed(series)
+    return None
+
+
 def uses_engine(opts: ModelOptions) -> bool:
     """Whether opts.engine (stan or fast) fits these options; else stock Prophet serves them."""
     return opts.engine != "prophet" and not covered(opts)
@@ -394,10 +410,7 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     try:
         with scratch_cleanup():
             engine = uses_engine(opts)
-            if engine and not opts.regressors:
-                _observed(series)  # the engines take arrays: no frame to build
-            else:
-                df = _validate(series, opts)  # and the regressors' values where y is known
+            df = checked_frame(series, opts)
             stage = "frequency"
             freq = opts.freq or infer_freq(series.ds)
             stage = "future"
