@@ -10,10 +10,31 @@ Library use::
 
 __version__ = "0.1.0"
 
-from .config import ForecastConfig, ModelOptions, TriageRules  # noqa: E402
-from .errors import BackendError, ConfigError, ForecastError, InputError, OutputExistsError  # noqa: E402
-from .profile import CheckResult, run_check  # noqa: E402
-from .runner import RunResult, run_forecast  # noqa: E402
+# The names below are loaded on first use (PEP 562), so that a worker process, which imports forecast.backends and
+# forecast.model only, does not pay for pandas, pyarrow and the rest of the run machinery it never uses: that import
+# is most of a worker's start-up time.
+_EXPORTS = {
+    "ForecastConfig": "config", "ModelOptions": "config", "TriageRules": "config",
+    "BackendError": "errors", "ConfigError": "errors", "ForecastError": "errors", "InputError": "errors",
+    "OutputExistsError": "errors",
+    "CheckResult": "profile", "run_check": "profile",
+    "RunResult": "runner", "run_forecast": "runner",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'forecast' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "BackendError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
-import pandas as pd
 
 from .config import ModelOptions
 from .engines.model import covered
@@ -144,7 +144,8 @@ def series_seed(seed: int, key: tuple) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
-_PLAIN_STEPS = {86_400 * 10**9: "D", 3_600 * 10**9: "h"}  # pd.infer_freq of a regular index with these steps
+_FIXED_STEPS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9}  # offset: nanoseconds
+_PLAIN_STEPS = {_FIXED_STEPS[u]: u for u in ("D", "h")}  # pd.infer_freq of a regular index with these steps
 
 
 def infer_freq(ds: np.ndarray) -> str:
@@ -161,6 +162,8 @@ def infer_freq(ds: np.ndarray) -> str:
         step = int(ns[1] - ns[0])
         if step in _PLAIN_STEPS and int(ns[-1] - ns[0]) == step * (len(ns) - 1) and (np.diff(ns) == step).all():
             return _PLAIN_STEPS[step]
+    import pandas as pd
+
     idx = pd.DatetimeIndex(ds).as_unit("ns")
     if len(idx) >= 3:
         with warnings.catch_warnings():  # pandas 3 announces a change of return type; both are handled
@@ -183,7 +186,7 @@ def infer_freq(ds: np.ndarray) -> str:
 
 def _step_to_freq(step_ns: int) -> str:
     """A fixed step in nanoseconds as the largest whole unit: 86400e9 -> "D", 2 hours -> "2h"."""
-    for unit, ns in (("D", 86_400 * 10**9), ("h", 3_600 * 10**9), ("min", 60 * 10**9), ("s", 10**9)):
+    for unit, ns in _FIXED_STEPS.items():
         if step_ns % ns == 0:
             n = step_ns // ns
             return unit if n == 1 else f"{n}{unit}"
@@ -196,6 +199,7 @@ def _toggle(value: str) -> Any:
 
 def make_prophet(opts: ModelOptions):
     """A new Prophet object for one series (Prophet refuses to fit the same object twice)."""
+    import pandas as pd
     from prophet import Prophet
 
     m = Prophet(
@@ -265,6 +269,8 @@ def _observed(series: SeriesData) -> np.ndarray:
 
 
 def _validate(series: SeriesData, opts: ModelOptions | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     ok = _observed(series)
     n = int(ok.sum())
     df = pd.DataFrame({"ds": series.ds[ok], "y": series.y[ok]})
@@ -295,6 +301,8 @@ def predict_frame(series: SeriesData, ds: np.ndarray, opts: ModelOptions, source
     Raises:
         SeriesProblem: stage "future", naming the column and the first dates whose value is missing.
     """
+    import pandas as pd
+
     frame = pd.DataFrame({"ds": pd.DatetimeIndex(ds)})
     cols = extra_columns(opts)
     if not cols:
@@ -368,7 +376,18 @@ def scratch_cleanup() -> Iterator[None]:
 
 
 def horizon_dates(last, freq: str, horizon: int) -> np.ndarray:
-    """The `horizon` timestamps after `last` on the grid of `freq` (datetime64[ns])."""
+    """The `horizon` timestamps after `last` on the grid of `freq` (datetime64[ns]), as pd.date_range gives them.
+
+    A fixed step (days, hours, minutes, seconds: "D", "2h", ...) is added in numpy: on the naive timestamps
+    forecast works with, date_range adds exactly that step, and a worker of the engines then never needs pandas.
+    """
+    fixed = re.fullmatch(r"(\d*)(D|h|min|s)", freq)
+    if fixed:
+        step = int(fixed[1] or 1) * _FIXED_STEPS[fixed[2]]
+        start = np.datetime64(last, "ns").astype(np.int64)
+        return (start + step * np.arange(1, horizon + 1, dtype=np.int64)).astype("datetime64[ns]")
+    import pandas as pd
+
     return pd.date_range(start=pd.Timestamp(last), periods=horizon + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
 
 
@@ -474,6 +493,8 @@ def engine_fit_predict(series: SeriesData, future: np.ndarray, opts: ModelOption
 def _on_grid(series: SeriesData, freq: str) -> np.ndarray:
     """The values on the series' regular time grid, NaN for absent timestamps, so that "one season earlier"
     means a calendar season even across gaps; the values as they are when a timestamp lies off the grid."""
+    import pandas as pd
+
     grid = pd.date_range(start=pd.Timestamp(series.ds[0]), end=pd.Timestamp(series.ds[-1]), freq=freq)
     pos = grid.get_indexer(pd.DatetimeIndex(series.ds))
     if len(grid) > 10 * len(series.ds) + 1000 or (pos < 0).any():

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_table
 from forecast.config import ModelOptions
-from forecast.model import SeriesData, fit_series, infer_freq, init_worker, quiet_logs, series_seed
+from forecast.model import SeriesData, fit_series, horizon_dates, infer_freq, init_worker, quiet_logs, series_seed
 
 quiet_logs()
 
@@ -87,6 +87,14 @@ def test_infer_freq_of_a_regular_index_is_pandas_own(freq):
     assert infer_freq(ds.to_numpy()) == getattr(theirs, "freqstr", theirs)
 
 
+@pytest.mark.parametrize("freq", ["D", "3D", "h", "2h", "15min", "s", "W-SUN", "MS", "QS-OCT", "B"])
+@pytest.mark.parametrize("last", ["2024-02-27 13:17:05", "2023-12-31"])
+def test_forecast_dates_are_pandas_date_range(freq, last):
+    # fixed steps are added in numpy (so workers need no pandas): the dates must be date_range's all the same
+    theirs = pd.date_range(pd.Timestamp(last), periods=41, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
+    np.testing.assert_array_equal(horizon_dates(np.datetime64(last, "ns"), freq, 40), theirs)
+
+
 def test_seed_makes_intervals_reproducible_and_depends_on_the_key():
     frame = make_table(n_series=1, days=100, seed=1)[["ds", "y"]]
     opts = ModelOptions(horizon=5, seed=42, uncertainty_samples=200)
@@ -132,3 +140,28 @@ print("clean")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "clean", out.stderr
     assert out.stderr == ""  # nothing from cmdstanpy or Prophet leaks
+
+
+def test_an_engine_worker_fits_without_importing_pandas():
+    import subprocess
+    import sys
+
+    # a worker imports forecast.backends and forecast.model; for the engines it must not need pandas (or pyarrow):
+    # importing them was most of a worker's start-up, which every run with --n-jobs > 1 waits for
+    code = """
+import sys
+import numpy as np
+import forecast.backends
+from forecast.config import ModelOptions
+from forecast.model import SeriesData, fit_series, init_worker
+init_worker(None, False)
+ds = np.arange(np.datetime64("2023-01-01"), np.datetime64("2024-07-01")).astype("datetime64[ns]")
+y = 50 + 5 * np.sin(np.arange(len(ds)) * 2 * np.pi / 7) + np.random.default_rng(0).normal(0, 1, len(ds))
+for engine in ("fast", "stan"):
+    r = fit_series(SeriesData(key=("a",), ds=ds, y=y), ModelOptions(horizon=14, engine=engine))
+    assert r.status == "ok" and r.engine == engine and len(r.yhat) == 14, (r.error, r.engine)
+print(sorted(m for m in ("pandas", "pyarrow") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
