@@ -52,3 +52,8 @@ def sleep_in_child(item):
     Path(pid_file).write_text(str(child.pid))
     child.wait()
     return seconds
+
+
+def unpicklable_on_2(x):
+    """x, except for 2: a lambda, which cannot be pickled back to the main process."""
+    return (lambda: x) if x == 2 else x

@@ -86,6 +86,14 @@ def test_item_that_kills_its_worker_twice_is_recorded_as_failed():
     assert [r for i, r in enumerate(results) if i != 3] == [i for i in range(10) if i != 3]
 
 
+def test_a_result_that_cannot_be_sent_back_fails_only_its_item():
+    # the worker sends finished items in batches: the one unpicklable result must not take its batch with it
+    with ProcessBackend(n_jobs=2) as pool:
+        results = map_chunks(fakes.unpicklable_on_2, list(range(8)), pool, chunks_per_job=1)
+    assert isinstance(results[2], Failed) and results[2].reason.startswith("result cannot be sent back")
+    assert [r for i, r in enumerate(results) if i != 2] == [i for i in range(8) if i != 2]
+
+
 def test_workers_that_cannot_start_give_a_clear_error():
     with pytest.raises(BackendError, match="could not start: ImportError: no module named prophet_for_test"):
         with ProcessBackend(n_jobs=2, initializer=fakes.failing_init) as pool:
