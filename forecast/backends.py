@@ -180,21 +180,21 @@ class _Worker:
         child.close()
         self.ready = False
         self.pending: deque[tuple[int, Any]] = deque()  # items sent and not yet reported, in run order
-        self.sent_at = time.monotonic()  # when the last chunk was sent
+        self.heard_at = time.monotonic()  # when it was last sent a chunk or last sent results back
         self.items_done = 0
         self.stopping = False
 
     def current(self) -> tuple[int, float] | None:
         """The pending item this worker is on and since when (time.monotonic()); None when nothing is pending.
 
-        Before the worker starts a chunk just sent, that is the chunk's first item, since it was sent.
+        Between items (a chunk just sent, or results just sent back), that is the next item, since then.
         """
         if not self.pending:
             return None
         index, started = int(self.on_item[0]), self.on_item[1]
         if any(i == index for i, _ in self.pending):
             return index, started
-        return self.pending[0][0], self.sent_at
+        return self.pending[0][0], self.heard_at
 
     def kill(self) -> None:
         """Kill the worker and every process it started (a Stan fit), then reap it."""
@@ -319,7 +319,7 @@ class ProcessBackend:
                 chunk = queue.popleft()
                 w.conn.send((func, chunk))
                 w.pending.extend(chunk)
-                w.sent_at = time.monotonic()
+                w.heard_at = time.monotonic()
 
     def _next_deadline(self) -> float | None:
         """Seconds until the first busy worker passes the item timeout; None to wait without limit."""
@@ -376,6 +376,7 @@ class ProcessBackend:
             elif kind == "init-error":
                 raise BackendError(f"worker process {w.process.pid} could not start: {payload}")
             elif kind == "items":
+                w.heard_at = time.monotonic()
                 for index, result in payload:
                     done_index, _ = w.pending.popleft()
                     assert done_index == index, (done_index, index)

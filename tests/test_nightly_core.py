@@ -48,6 +48,13 @@ def test_no_timeout_by_default_for_slow_items():
     assert all(isinstance(p, int) for p in pids)
 
 
+def test_the_timeout_is_per_item_not_per_chunk():
+    # one chunk of 30 quick items takes well over the timeout; no single item does, so none may time out
+    with ProcessBackend(n_jobs=1, item_timeout=0.5) as pool:
+        pids = map_chunks(fakes.sleep_then_pid, [0.04] * 30, pool, chunks_per_job=1)
+    assert all(isinstance(p, int) for p in pids) and len(set(pids)) == 1
+
+
 def test_sequential_backend_cannot_take_a_timeout():
     with pytest.raises(TypeError):
         make_backend("sequential", 1, item_timeout=5)
