@@ -361,22 +361,43 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
         nan = np.full(len(t), np.nan)
         return yhat, nan, nan.copy()
     rng = rng if rng is not None else np.random.RandomState()
-    unc = np.zeros((n, len(t)))
     future = t > 1
     n_future = int(future.sum())
-    if n_future and data.trend_indicator == TREND_INDICATOR["linear"]:
+    # Prophet's trend uncertainty (linear growth): at each future step a change point occurs with the history's
+    # rate of change points per unit time, its size Laplace with the mean |delta|; the paths integrate the
+    # changes twice (rate, then level), averaging each step's rate with the previous one's.
+    changes = n_future and data.trend_indicator == TREND_INDICATOR["linear"]
+    if changes:
         tf = t[future]
         single_diff = np.diff(tf).mean() if n_future > 1 else np.diff(data.t).mean()
         likelihood = data.S * single_diff
         mean_delta = np.mean(np.abs(params.delta)) + 1e-8
-        change = rng.uniform(size=(n, n_future)) < likelihood
-        shift = rng.laplace(0, mean_delta, size=change.shape) * change
-        mat = (np.hstack([np.zeros((n, 1)), shift])[:, :-1] + shift) / 2
-        unc[:, future] = mat.cumsum(axis=1).cumsum(axis=1) * single_diff
-    trends = (trend_pt[None, :] + unc) * data.y_scale + 0.0
-    noise = rng.normal(0, params.sigma_obs, trends.shape) * data.y_scale
-    sims = trends * (1 + xb_m) + xb_a + noise
     lower_p = 100 * (1.0 - opts.interval_width) / 2
     upper_p = 100 * (1.0 + opts.interval_width) / 2
-    lower, upper = np.percentile(sims, [lower_p, upper_p], axis=0)  # one pass for both
+    if isinstance(rng, np.random.RandomState):
+        # Prophet's draws in Prophet's order and layout (sample x time), so a seeded RandomState gives its numbers
+        unc = np.zeros((n, len(t)))
+        if changes:
+            change = rng.uniform(size=(n, n_future)) < likelihood
+            shift = rng.laplace(0, mean_delta, size=change.shape) * change
+            mat = (np.hstack([np.zeros((n, 1)), shift])[:, :-1] + shift) / 2
+            unc[:, future] = mat.cumsum(axis=1).cumsum(axis=1) * single_diff
+        trends = (trend_pt[None, :] + unc) * data.y_scale + 0.0
+        noise = rng.normal(0, params.sigma_obs, trends.shape) * data.y_scale
+        sims = trends * (1 + xb_m) + xb_a + noise
+        lower, upper = np.percentile(sims, [lower_p, upper_p], axis=0)  # one pass for both
+        return yhat, lower, upper
+    # The same distribution, drawn time x sample: the sums run down contiguous rows of samples at once, and a
+    # Laplace size is drawn only where a change occurs (a few % of the steps) rather than for every step.
+    unc = np.zeros((len(t), n))
+    if changes:
+        change = rng.random((n_future, n)) < likelihood
+        shift = np.zeros((n_future, n))
+        shift[change] = rng.laplace(0, mean_delta, size=int(change.sum()))
+        rate = shift.cumsum(axis=0)
+        rate[1:] += rate[:-1].copy()  # the average of each step's rate and the previous one's, doubled
+        unc[future] = rate.cumsum(axis=0) * (single_diff / 2)
+    noise = rng.normal(0, params.sigma_obs, unc.shape)
+    sims = ((trend_pt[:, None] + unc) * (1 + xb_m)[:, None] + noise) * data.y_scale + xb_a[:, None]
+    lower, upper = np.percentile(sims, [lower_p, upper_p], axis=1)
     return yhat, lower, upper
