@@ -346,7 +346,7 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
 
     With `rng` a RandomState seeded as model.py seeds numpy's global one, the intervals equal Prophet's: the draws
     are taken in Prophet's order (trend change points, their Laplace sizes, then the observation noise). A
-    numpy Generator works as well (the same calls), with other draws.
+    numpy Generator (the fast engine's) draws from the same distribution in a faster layout, with other numbers.
     """
     ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
     t = (ds_ns - data.start_ns) / data.t_scale_ns
