@@ -9,7 +9,6 @@ usage: python benchmarks/bench_backtest.py [--series 100] [--days 365] [--horizo
     [--repeats 1]
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common import ROOT, write_rows
+from common import ROOT, workload_parser, write_rows
 
 
 def make_input(path: Path, n_series: int, days: int) -> None:
@@ -48,10 +47,7 @@ def wall(args: list[str], out: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=100)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--horizon", type=int, default=28)
+    parser = workload_parser(__doc__, series=100, days=365)
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--repeats", type=int, default=1)

@@ -9,7 +9,6 @@ writing included) and the ratio dask / local, with the machine's core count. The
 usage: python benchmarks/bench_dask.py [--series 1000] [--days 730] [--horizon 28] [--repeats 1]
 """
 
-import argparse
 import os
 import socket
 import statistics
@@ -19,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import env, forecast_run, make_retail, write_rows
+from common import env, forecast_run, make_retail, workload_parser, write_rows
 
 
 def start_cluster(workdir: Path, n_workers: int) -> tuple[str, list[subprocess.Popen]]:
@@ -50,10 +49,7 @@ def stop_cluster(procs: list[subprocess.Popen]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--days", type=int, default=730)
-    parser.add_argument("--horizon", type=int, default=28)
+    parser = workload_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     cores = os.cpu_count()

@@ -14,7 +14,6 @@ Writes the table to outputs/benchmarks/bench_engines.csv.
 usage: python benchmarks/bench_engines.py [--series 1000] [--days 730] [--horizon 28] [--loop-series 50]
 """
 
-import argparse
 import importlib.util
 import os
 import tempfile
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 from common import forecast_run as run_summary
-from common import make_retail, reference, write_rows
+from common import make_retail, reference, workload_parser, write_rows
 
 
 def subset(data: Path, n: int, out: Path) -> Path:
@@ -66,10 +65,7 @@ def forecast_run(data: Path, horizon: int, engine: str, n_jobs: int, workdir: Pa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--days", type=int, default=730)
-    parser.add_argument("--horizon", type=int, default=28)
+    parser = workload_parser(__doc__)
     parser.add_argument("--loop-series", type=int, default=50)
     args = parser.parse_args()
     cores = os.cpu_count()

@@ -7,21 +7,17 @@ each and their ratio, with the machine's core count. Writes a CSV row per case t
 usage: python benchmarks/bench_run.py [--series 1000] [--days 730] [--horizon 28] [--repeats 1]
 """
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from common import forecast_run, make_retail, reference, write_rows
+from common import forecast_run, make_retail, reference, workload_parser, write_rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--days", type=int, default=730)
-    parser.add_argument("--horizon", type=int, default=28)
+    parser = workload_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     cores = os.cpu_count()

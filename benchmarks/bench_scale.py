@@ -14,7 +14,6 @@ at most 10 minutes with a peak RSS of at most 4 GB:
 usage: python benchmarks/bench_scale.py [--series 2000] [--days 730] [--engine fast] [--n-jobs 2] [--data FILE]
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, env, forecast_cmd, make_retail, rss_mb, write_rows
+from common import ROOT, env, forecast_cmd, make_retail, rss_mb, workload_parser, write_rows
 
 
 def _children(pid: int) -> list[int]:
@@ -62,10 +61,7 @@ def measure(cmd: list[str], interval: float, env: dict) -> tuple[float, float, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=730)
-    parser.add_argument("--horizon", type=int, default=28)
+    parser = workload_parser(__doc__, series=2000)
     parser.add_argument("--engine", default="fast")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--data", type=Path, help="an existing make_retail.py table (skips making one)")

@@ -4,6 +4,7 @@ this folder on sys.path)."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -22,6 +23,17 @@ def env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     return env
+
+
+def workload_parser(doc: str, series: int = 1000, days: int = 730,
+                    horizon: int = 28) -> argparse.ArgumentParser:
+    """A script's argument parser (described by the first line of its docstring) with the size of the generated
+    workload: --series, --days and --horizon, defaulting to the standard workload's."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--series", type=int, default=series)
+    parser.add_argument("--days", type=int, default=days)
+    parser.add_argument("--horizon", type=int, default=horizon)
+    return parser
 
 
 def make_retail(path: Path, series: int, days: int, seed: int = 0) -> Path:
