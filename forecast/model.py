@@ -2,6 +2,9 @@
 
 `fit_series` never raises for a problem of its series: it returns a `SeriesResult` with status "failed", the stage
 ("validate", "frequency", "future", "fit", "predict") and the reason, so one series can never sink a run.
+
+pandas is imported inside the functions that need it (stock Prophet, --future values, fallbacks), not here: a
+worker of the stan and fast engines then never loads it, which was most of its start-up time (a test checks).
 """
 
 from __future__ import annotations
