@@ -148,15 +148,31 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
 
     if init is None:
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
-    prev = -np.inf
-    for _ in range(max_iter):
-        # theta given s: minimise s^2 * (-lp) = 0.5 x'(D'D + s^2 R)x - D'y x + s^2 |delta|/tau
+    def round_from(x, s):
+        # theta given s: minimise s^2 * (-lp) = 0.5 x'(D'D + s^2 R)x - D'y x + s^2 |delta|/tau; then s given theta
         x = lasso_qp(DtD + s * s * np.diag(ridge), Dty, s * s * l1, x0=x)
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
-        lp = lp_of(x, s)
+        return x, s, lp_of(x, s)
+
+    prev = -np.inf
+    trail: list[float] = []  # s before each plain round since the last extrapolation
+    for _ in range(max_iter):
+        trail.append(s)
+        x, s, lp = round_from(x, s)
         if lp - prev <= rtol * max(1.0, abs(lp)):
             break
         prev = lp
+        if len(trail) == 2:
+            # The rounds move s geometrically towards its fixed point; Aitken's extrapolation from two rounds
+            # jumps most of the way. It is kept only if its round raises lp, so lp still rises at every step.
+            s0, s1 = trail
+            bend = s - 2 * s1 + s0
+            jump = s0 - (s1 - s0) ** 2 / bend if bend != 0 else 0.0
+            if jump > _SIGMA_FLOOR and np.isfinite(jump):
+                xj, sj, lpj = round_from(x, jump)
+                if lpj > lp:
+                    x, s, prev = xj, sj, lpj
+            trail = []
     if s <= 1e-8:  # an interpolating fit: the posterior has no maximum (sigma_obs -> 0); leave it to Stan
         raise NotCovered("a fit that interpolates the data (sigma_obs -> 0)")
     params = Params(k=float(x[0]), m=float(x[1]), delta=x[2:2 + S].copy(), sigma_obs=s, beta=x[2 + S:].copy())
