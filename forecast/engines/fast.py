@@ -9,7 +9,8 @@ their priors, whose maximum is 0). Stan's objective (model.log_posterior) is the
 with R = diag(1/25 for k and m, 0 for delta, 1/sigmas^2 for beta). For a fixed s this is a concave problem in theta
 (a ridge regression plus a lasso on delta), solved exactly here by the feature-sign active-set method (Lee et al.,
 "Efficient sparse coding algorithms", NIPS 2006) on the Gram matrix; for a fixed theta the best s is a root of
-4 s^4 + T s^2 - |y - D theta|^2 = 0. The two steps alternate until lp stops rising. The result is checked against
+4 s^4 + T s^2 - |y - D theta|^2 = 0. The two steps alternate until lp stops rising; every two rounds, Aitken's
+extrapolation of s is tried and kept when its round raises lp. The result is checked against
 the objective by the caller (tests compare it with Stan's optimum).
 
 With multiplicative features the mean g(t) * (1 + X_m beta) + X_a beta is linear in the trend's parameters for a
