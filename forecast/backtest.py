@@ -24,7 +24,7 @@ import pandas as pd
 from . import metrics
 from .backends import make_backend
 from .config import BacktestConfig, ModelOptions
-from .core import Failed, MapInterrupted, chunk_count, map_chunks, split_into_chunks, usable_cores
+from .core import Failed, MapInterrupted, map_chunks, plan_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, load_series, prepare_out_dir, timings_frame, write_json,
                  write_table, _key_frame)
 from .model import (SeriesData, SeriesProblem, check_options, checked_frame, engine_fit_predict, fit_predict,
@@ -236,8 +236,7 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
             initargs = (None,) if run.n_jobs == 1 else (tmp_root,)
             with make_backend(None, run.n_jobs, init_worker, initargs) as backend:
                 n_jobs = backend.n_jobs
-                weights = [len(s.ds) for s in series]
-                chunks = split_into_chunks(weights, chunk_count(weights, n_jobs, run.chunks_per_job, run.chunk_rows))
+                chunks = plan_chunks([len(s.ds) for s in series], n_jobs, run.chunks_per_job, run.chunk_rows)
                 func = partial(backtest_series, opts=model, windows=config.windows, step=config.effective_step,
                                season_length=config.season_length)
                 try:

@@ -87,6 +87,12 @@ def chunk_count(weights: Sequence[float], n_jobs: int, chunks_per_job: int = 4,
     return n
 
 
+def plan_chunks(weights: Sequence[float], n_jobs: int, chunks_per_job: int = 4,
+                max_chunk_weight: float | None = None) -> list[list[int]]:
+    """The chunks to map items of these weights over `n_jobs` workers: `split_into_chunks` into `chunk_count`."""
+    return split_into_chunks(weights, chunk_count(weights, n_jobs, chunks_per_job, max_chunk_weight))
+
+
 def split_into_chunks(weights: Sequence[float], n_chunks: int) -> list[list[int]]:
     """Split item indices into at most `n_chunks` chunks of near-equal total weight.
 
@@ -135,7 +141,7 @@ def map_chunks(
         func: a module-level (picklable) function of one item.
         items: the items; each must be picklable for a process backend.
         backend: an open backend from backends.py (`with make_backend(...) as backend:`).
-        chunks: the item indices of each chunk, from `split_into_chunks`; made from `weights` when omitted.
+        chunks: the item indices of each chunk, from `plan_chunks`; made from `weights` when omitted.
         weights: cost per item for balancing; all equal when omitted.
         chunks_per_job: chunks per worker, when the chunks are made here.
         progress: called as progress(done, total) after each finished item.
@@ -151,7 +157,7 @@ def map_chunks(
     total = len(items)
     if chunks is None:
         weights = [1.0] * total if weights is None else weights
-        chunks = split_into_chunks(weights, backend.n_jobs * chunks_per_job)
+        chunks = plan_chunks(weights, backend.n_jobs, chunks_per_job)
     results: dict[int, Any] = {}
     try:
         for index, result in backend.map(func, [[(i, items[i]) for i in c] for c in chunks]):

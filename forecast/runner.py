@@ -17,8 +17,7 @@ from .backends import make_backend
 from .checkpoint import PartWriter, RunLock, RunState, make_manifest, run_temp_dir
 from .config import ForecastConfig
 from .errors import ConfigError, ForecastError
-from .core import (Failed, MapInterrupted, chunk_count, effective_n_jobs, map_chunks, split_into_chunks,
-                   usable_cores)
+from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
                  read_params, read_series_subset, timings_frame, write_json, write_table)
 from .engines.model import covered
@@ -290,9 +289,7 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
                     n_jobs = backend.n_jobs
                     backend_info = backend.info()
                     start(n_jobs)
-                    weights = [len(s.ds) for s in items]
-                    chunks = split_into_chunks(weights, chunk_count(weights, n_jobs, config.chunks_per_job,
-                                                                    config.chunk_rows))
+                    chunks = plan_chunks([len(s.ds) for s in items], n_jobs, config.chunks_per_job, config.chunk_rows)
                     writer = PartWriter(state, chunks, todo)
                     work, func = _worker_items(items, chunks, config, path, model)
                     map_chunks(func, work, backend, chunks=chunks, progress=report, on_result=record)
