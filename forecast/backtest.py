@@ -10,9 +10,7 @@ and floor values of the test rows come from the input table itself, so --future 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,12 +22,12 @@ import pandas as pd
 from . import metrics
 from .backends import make_backend
 from .config import BacktestConfig, ModelOptions
-from .core import Failed, MapInterrupted, map_chunks, plan_chunks, usable_cores
+from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, load_series, prepare_out_dir, timings_frame, write_json,
                  write_table, _key_frame)
 from .model import (SeriesData, SeriesProblem, check_options, checked_frame, engine_fit_predict, fit_predict,
                     infer_freq, init_worker, predict_frame, scratch_cleanup, validate_series)
-from .runner import RunResult, _sigterm_as_interrupt, _versions
+from .runner import RunResult, _sigterm_as_interrupt, _versions, run_temp_root, worker_initargs
 from .timing import Clock, run_timing
 
 MODELS = ("prophet", "seasonal_naive")
@@ -230,22 +228,18 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
             notify(note)
 
     status = "ok"
-    tmp_root = tempfile.mkdtemp(prefix="forecast-")
-    try:
-        with clock.stage("backtest"), _sigterm_as_interrupt():
-            initargs = (None,) if run.n_jobs == 1 else (tmp_root,)
-            with make_backend(None, run.n_jobs, init_worker, initargs) as backend:
-                n_jobs = backend.n_jobs
-                chunks = plan_chunks([len(s.ds) for s in series], n_jobs, run.chunks_per_job, run.chunk_rows)
-                func = partial(backtest_series, opts=model, windows=config.windows, step=config.effective_step,
-                               season_length=config.season_length)
-                try:
-                    outcomes = map_chunks(func, series, backend, chunks=chunks, progress=progress)
-                except MapInterrupted as e:
-                    status = "interrupted"
-                    outcomes = [e.partial.get(i) for i in range(len(series))]
-    finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
+    with run_temp_root() as tmp_root, clock.stage("backtest"), _sigterm_as_interrupt():
+        initargs = worker_initargs(run.model, tmp_root, effective_n_jobs(run.n_jobs) == 1)
+        with make_backend(None, run.n_jobs, init_worker, initargs) as backend:
+            n_jobs = backend.n_jobs
+            chunks = plan_chunks([len(s.ds) for s in series], n_jobs, run.chunks_per_job, run.chunk_rows)
+            func = partial(backtest_series, opts=model, windows=config.windows, step=config.effective_step,
+                           season_length=config.season_length)
+            try:
+                outcomes = map_chunks(func, series, backend, chunks=chunks, progress=progress)
+            except MapInterrupted as e:
+                status = "interrupted"
+                outcomes = [e.partial.get(i) for i in range(len(series))]
 
     results = [_as_result(s, o) for s, o in zip(series, outcomes) if o is not None]
     n_failed = sum(r.status != "ok" for r in results)

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 from . import __version__
 from .backends import make_backend
 from .checkpoint import PartWriter, RunLock, RunState, make_manifest, run_temp_dir
-from .config import ForecastConfig
+from .config import ForecastConfig, ModelOptions
 from .errors import ConfigError, ForecastError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
@@ -189,7 +189,7 @@ def run_forecast(
     if config.workers_read and not path.name.lower().endswith((".parquet", ".pq")):
         raise ConfigError(f"{path}: --workers-read needs a Parquet input (workers read their series with a key "
                           "filter); convert the table to Parquet or drop --workers-read")
-    with RunLock(out_dir), _run_temp_dir() as tmp_root, ExitStack() as early:
+    with RunLock(out_dir), run_temp_root() as tmp_root, ExitStack() as early:
         prepare_out_dir(out_dir, config.overwrite)
         check_options(config.model)
         backend = _backend(config, tmp_root, notify)
@@ -220,7 +220,7 @@ def run_forecast(
 
 
 @contextmanager
-def _run_temp_dir() -> Iterator[str]:
+def run_temp_root() -> Iterator[str]:
     """The run's private temp root (workers make theirs inside), removed at the end, whatever happens."""
     tmp_root = run_temp_dir()
     try:
@@ -239,14 +239,19 @@ def _backend(config: ForecastConfig, tmp_root: str, notify):
         name, options, in_process = "process", {"item_timeout": config.fit_timeout}, False
     else:
         name, options, in_process = None, {}, effective_n_jobs(config.n_jobs) == 1
-    # in-process work must not point this process's TMPDIR at a directory removed after the run; a Dask worker
-    # may be on another machine: it makes its own temp dir (see backends.DaskBackend)
-    initargs = (None,) if in_process or name == "dask" else (tmp_root,)
-    # the stan and fast engines need Prophet only for a country's holidays and for the options they hand to
-    # stock Prophet (engines.model.covered)
-    m = config.model
-    initargs += (m.engine == "prophet" or bool(m.holidays) or bool(covered(m)),)
+    # a Dask worker may be on another machine: it makes its own temp dir (see backends.DaskBackend)
+    initargs = worker_initargs(config.model, tmp_root, in_process or name == "dask")
     return make_backend(name, config.n_jobs, init_worker, initargs, **options)
+
+
+def worker_initargs(model: ModelOptions, tmp_root: str, in_process: bool) -> tuple:
+    """`init_worker`'s arguments for a run or a backtest: the temp root its workers make theirs in, and whether
+    they import Prophet."""
+    # in-process work must not point this process's TMPDIR at a directory removed after the run; the stan and
+    # fast engines need Prophet only for a country's holidays and for the options they hand to stock Prophet
+    # (engines.model.covered)
+    return (None if in_process else tmp_root,
+            model.engine == "prophet" or bool(model.holidays) or bool(covered(model)))
 
 
 def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done, backend, progress,
