@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .config import ModelOptions
-from .engines.model import covered
+from .engines.model import covered, regular_step
 
 _QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models", "prophet.forecaster")
 
@@ -161,10 +161,9 @@ def infer_freq(ds: np.ndarray) -> str:
         SeriesProblem: when no frequency can be told.
     """
     ns = np.asarray(ds, dtype="datetime64[ns]").view("int64")
-    if len(ns) >= 3:  # a gapless daily or hourly series: what pandas' inference says, without its cost
-        step = int(ns[1] - ns[0])
-        if step in _PLAIN_STEPS and int(ns[-1] - ns[0]) == step * (len(ns) - 1) and (np.diff(ns) == step).all():
-            return _PLAIN_STEPS[step]
+    step = regular_step(ns) if len(ns) >= 3 else None
+    if step in _PLAIN_STEPS:  # a gapless daily or hourly series: what pandas' inference says, without its cost
+        return _PLAIN_STEPS[step]
     import pandas as pd
 
     idx = pd.DatetimeIndex(ds).as_unit("ns")

@@ -96,11 +96,21 @@ def fourier(ds_ns: np.ndarray, seasonalities: list[tuple[float, int]]) -> np.nda
     if not seasonalities:
         return np.zeros((len(ds_ns), 1))
     ds_ns = np.asarray(ds_ns).astype(np.int64)
-    if len(ds_ns) > 1:
-        step = int(ds_ns[1] - ds_ns[0])
-        if step > 0 and int(ds_ns[-1] - ds_ns[0]) == step * (len(ds_ns) - 1) and (np.diff(ds_ns) == step).all():
-            return _grid_features(int(ds_ns[0]), step, len(ds_ns), tuple(seasonalities))
+    step = regular_step(ds_ns)
+    if step is not None:
+        return _grid_features(int(ds_ns[0]), step, len(ds_ns), tuple(seasonalities))
     return _fourier_at(ds_ns, seasonalities)
+
+
+def regular_step(ds_ns: np.ndarray) -> int | None:
+    """The step (ns) of ascending int64 timestamps that are evenly spaced with no gap; None when they are not (or
+    there are fewer than 2)."""
+    if len(ds_ns) < 2:
+        return None
+    step = int(ds_ns[1] - ds_ns[0])
+    if step > 0 and int(ds_ns[-1] - ds_ns[0]) == step * (len(ds_ns) - 1) and (np.diff(ds_ns) == step).all():
+        return step
+    return None
 
 
 _GRID_CACHE: dict[tuple, tuple[int, np.ndarray]] = {}  # (step, seasonalities, phase) -> (first ns, features)
