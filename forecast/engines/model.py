@@ -165,7 +165,8 @@ def holiday_features(ds_ns: np.ndarray, country: str | None, table: tuple = (), 
         days, country_names = _holidays(country, tuple(sorted({int(y) for y in dates.year})))
         rows += [(int(d), n, 0, 0) for d, n in zip(days, country_names)]
     if names is not None:
-        rows = [r for r in rows if r[1] in set(names)]
+        trained = set(names)
+        rows = [r for r in rows if r[1] in trained]
     marked: dict[str, list[int]] = {}
     for day, name, lw, uw in rows:
         for offset in range(lw, uw + 1):
