@@ -134,6 +134,19 @@ def test_python_dash_m_forecast_runs_and_is_quiet_under_cron(tmp_path, table_csv
     assert "series ok" in proc.stdout
 
 
+def test_the_forecast_script_imports_no_cli_until_called_so_spawned_workers_do_not():
+    # spawn runs the main script again in every worker: the installed `forecast` script's import line must not
+    # pull in typer or rich (about 0.1 s of each worker's start)
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="forecast")
+    code = f"import sys; import {script.module}; print(sorted(m for m in ('typer', 'rich') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert callable(script.load())
+
+
 def test_fit_timeout_with_dask_is_refused_up_front(tmp_path, table_csv):
     result = run(table_csv, "--horizon", 3, "--backend", "dask", "--fit-timeout", 5, "--out", tmp_path / "out")
     assert result.exit_code == 1
