@@ -6,6 +6,9 @@ seed 0, horizon 28) and in one go, runs:
   - the textbook pool (../shared/bench/reference_loop.py --mode pool);
   - prophet-batch's forecast_many(..., n_jobs=2, include_history=False), when prophet_batch is installed;
   - `forecast run --engine stan` and `--engine fast` at --n-jobs 1 and 2 (end to end: read, fit, write);
+  - Prophet's Stan binary alone on the stock loop's series, one after another: only the optimizer's runs are
+    timed (its input files are written beforehand). No engine that runs this binary once per series can beat
+    that rate on one core, so its ratio to the stock loop bounds `--engine stan`'s;
 and a nightly rerun: `--engine fast -j1` on the input without each series' last day, then on the full input
 with --warm-start from that run (cold figure: the -j1 run above);
 and prints series/s for each, its ratio to the stock loop and to the pool, and the machine's core count.
@@ -16,10 +19,12 @@ usage: python benchmarks/bench_engines.py [--series 1000] [--days 730] [--horizo
 
 import importlib.util
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import ROOT
 from common import forecast_run as run_summary
 from common import make_retail, reference, workload_parser, write_rows
 
@@ -43,6 +48,40 @@ def prophet_batch(data: Path, horizon: int) -> float | None:
     t0 = time.perf_counter()
     prophet_batch.forecast_many(df, periods=horizon, n_jobs=2, include_history=False)
     return df["unique_id"].nunique() / (time.perf_counter() - t0)
+
+
+def stan_binary_alone(data: Path) -> float:
+    """Series/s of Prophet's Stan optimizer alone, on each series of `data` in turn, with the stan engine's input
+    (data and Prophet's init, as `--engine stan` writes them) and arguments; building the input is not timed."""
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT))  # this checkout's forecast
+    from forecast.config import ModelOptions
+    from forecast.engines import model, stan
+
+    df = pd.read_csv(data, parse_dates=["date"])
+    opts = ModelOptions(horizon=1, engine="stan")
+    exe, seconds, n = stan.binary_path(), 0.0, 0
+    for _, g in df.sort_values("date").groupby("series_id", sort=True):
+        g = g[g["sales"].notna()]
+        d = model.stan_data(g["date"].to_numpy(dtype="datetime64[ns]"), g["sales"].to_numpy(dtype=float), opts)
+        if model.is_constant(d):  # the engine does not run the binary for these
+            continue
+        workdir = tempfile.mkdtemp(prefix="stan-bench-")
+        try:
+            Path(workdir, "data.json").write_text(stan.data_json(d))
+            Path(workdir, "init.json").write_text(stan.init_json(model.initial_params(d)))
+            t0 = time.perf_counter()
+            proc = stan.run_binary(exe, workdir, stan.algorithm_for(d))
+            seconds += time.perf_counter() - t0
+            proc.check_returncode()
+            n += 1
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return n / seconds
 
 
 def drop_last_day(data: Path, out: Path) -> Path:
@@ -81,6 +120,8 @@ def main() -> None:
         data = make_retail(tmp / "retail.csv", args.series, args.days)
         small = subset(data, min(args.loop_series, args.series), tmp / "subset.csv")
         report("stock loop", reference(small, args.horizon, "loop"), f"first {min(args.loop_series, args.series)} series")
+        report("stan binary alone", stan_binary_alone(small),
+               f"first {min(args.loop_series, args.series)} series, optimizer runs only: bounds --engine stan")
         report("textbook pool", reference(data, args.horizon, "pool"), f"Pool({cores})")
         report("prophet-batch n_jobs=2", prophet_batch(data, args.horizon),
                "" if importlib.util.find_spec("prophet_batch") else "not installed")

@@ -95,11 +95,17 @@ def read_output(path: Path, S: int, K: int) -> tuple[Params, float]:
     return params, float(row[pos["lp__"]])
 
 
-def _run(exe: Path, workdir: str, algorithm: str, sig_figs: int | None) -> subprocess.CompletedProcess:
+def run_binary(exe: Path, workdir: str, algorithm: str, sig_figs: int | None = None) -> subprocess.CompletedProcess:
+    """One run of the optimizer on workdir's data.json and init.json, writing workdir/out.csv."""
     args = [str(exe), "random", "seed=1", "data", "file=data.json", "init=init.json",
             "output", "file=out.csv", *([f"sig_figs={sig_figs}"] if sig_figs else []),
             "method=optimize", f"algorithm={algorithm}", "iter=10000"]
     return subprocess.run(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def algorithm_for(data: StanData) -> str:
+    """Prophet's choice: Newton below 100 points, else L-BFGS."""
+    return "newton" if data.T < 100 else "lbfgs"
 
 
 def fit(data: StanData, init: Params | None = None, sig_figs: int | None = None) -> tuple[Params, float]:
@@ -118,10 +124,10 @@ def fit(data: StanData, init: Params | None = None, sig_figs: int | None = None)
     try:
         Path(workdir, "data.json").write_text(data_json(data))
         Path(workdir, "init.json").write_text(init_json(init if init is not None else initial_params(data)))
-        algorithm = "newton" if data.T < 100 else "lbfgs"
-        proc = _run(exe, workdir, algorithm, sig_figs)
+        algorithm = algorithm_for(data)
+        proc = run_binary(exe, workdir, algorithm, sig_figs)
         if proc.returncode != 0 and algorithm == "lbfgs":  # Prophet's fallback on Newton
-            proc = _run(exe, workdir, "newton", sig_figs)
+            proc = run_binary(exe, workdir, "newton", sig_figs)
         if proc.returncode != 0:
             reason = (proc.stderr or "").strip().splitlines()
             raise StanFailed(f"Stan optimizer failed (exit {proc.returncode}): {reason[-1] if reason else ''}")
