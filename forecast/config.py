@@ -85,11 +85,14 @@ class ModelOptions:
             import pandas as pd
 
             try:
-                pd.tseries.frequencies.to_offset(self.freq)
+                offset = pd.tseries.frequencies.to_offset(self.freq)
             except ValueError:
                 raise ConfigError(
                     f"--freq {self.freq!r} is not a pandas frequency; use e.g. D, W-SUN, MS, h"
                 ) from None
+            if offset.n <= 0:
+                raise ConfigError(f"--freq {self.freq!r} does not step forward in time; use a positive step such "
+                                  "as D, 2D, W-SUN, MS or h")
 
 
 @dataclass(frozen=True)

@@ -378,19 +378,36 @@ def scratch_cleanup() -> Iterator[None]:
 
 
 def horizon_dates(last, freq: str, horizon: int) -> np.ndarray:
-    """The `horizon` timestamps after `last` on the grid of `freq` (datetime64[ns]), as pd.date_range gives them.
+    """The first `horizon` timestamps after `last` on the grid of `freq` (datetime64[ns]), as Prophet's
+    make_future_dataframe gives them: the grid's points after `last`, so a `last` off an anchored grid (a Thursday
+    with W-SUN) is followed by the grid's next point, not the one after.
 
     A fixed step (days, hours, minutes, seconds: "D", "2h", ...) is added in numpy: on the naive timestamps
     forecast works with, date_range adds exactly that step, and a worker of the engines then never needs pandas.
+
+    Raises:
+        SeriesProblem: stage "future", when the dates would pass the last timestamp pandas holds (2262-04-11).
     """
     fixed = re.fullmatch(r"(\d*)(D|h|min|s)", freq)
     if fixed:
         step = int(fixed[1] or 1) * _FIXED_STEPS[fixed[2]]
         start = np.datetime64(last, "ns").astype(np.int64)
+        if step > 0 and (np.iinfo(np.int64).max - start) // step < horizon:
+            raise _past_last_timestamp(last, freq, horizon)
         return (start + step * np.arange(1, horizon + 1, dtype=np.int64)).astype("datetime64[ns]")
     import pandas as pd
 
-    return pd.date_range(start=pd.Timestamp(last), periods=horizon + 1, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
+    last = pd.Timestamp(last)
+    try:
+        dates = pd.date_range(start=last, periods=horizon + 1, freq=freq)
+    except (ValueError, OverflowError):  # pandas' OutOfBoundsDatetime is a ValueError
+        raise _past_last_timestamp(last, freq, horizon) from None
+    return dates[dates > last][:horizon].to_numpy(dtype="datetime64[ns]")
+
+
+def _past_last_timestamp(last, freq: str, horizon: int) -> SeriesProblem:
+    return SeriesProblem("future", f"{horizon} steps of {freq} after {str(last)[:19]} pass 2262-04-11, the last date "
+                                   "pandas can hold; use a shorter --horizon")
 
 
 def checked_frame(series: SeriesData, opts: ModelOptions) -> pd.DataFrame | None:
@@ -530,13 +547,14 @@ def serve_fallback(series: SeriesData, opts: ModelOptions, kind: str, result: Se
         freq = opts.freq or infer_freq(series.ds)
         y = _on_grid(series, freq)
         yhat, lower, upper = simple_forecast(kind, y, opts.horizon, season_length(freq), opts.interval_width)
+        ds = horizon_dates(series.ds[-1], freq, opts.horizon)
     except (SeriesProblem, FallbackImpossible) as e:
         result.status = "failed"
         result.error = f"{result.error}; fallback {kind} impossible: {e}" if result.error else str(e)
         return result
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
-    result.ds = horizon_dates(series.ds[-1], freq, opts.horizon)
+    result.ds = ds
     result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
     result.status, result.model = "fallback", f"fallback:{kind}"
     result.predict_seconds += time.perf_counter() - t0

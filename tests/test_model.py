@@ -89,10 +89,28 @@ def test_infer_freq_of_a_regular_index_is_pandas_own(freq):
 
 @pytest.mark.parametrize("freq", ["D", "3D", "h", "2h", "15min", "s", "W-SUN", "MS", "QS-OCT", "B"])
 @pytest.mark.parametrize("last", ["2024-02-27 13:17:05", "2023-12-31"])
-def test_forecast_dates_are_pandas_date_range(freq, last):
-    # fixed steps are added in numpy (so workers need no pandas): the dates must be date_range's all the same
-    theirs = pd.date_range(pd.Timestamp(last), periods=41, freq=freq)[1:].to_numpy(dtype="datetime64[ns]")
+def test_forecast_dates_are_prophets_future_dates(freq, last):
+    # Prophet's make_future_dataframe: date_range from the last date, the points after it, the first H of them;
+    # fixed steps are added in numpy (so workers need no pandas) and must give the same dates
+    grid = pd.date_range(pd.Timestamp(last), periods=41, freq=freq)
+    theirs = grid[grid > pd.Timestamp(last)][:40].to_numpy(dtype="datetime64[ns]")
     np.testing.assert_array_equal(horizon_dates(np.datetime64(last, "ns"), freq, 40), theirs)
+
+
+@pytest.mark.parametrize("freq,first", [("W-SUN", "2024-03-03"), ("MS", "2024-03-01"), ("D", "2024-03-01")])
+def test_first_forecast_is_the_grid_point_right_after_the_last_date(freq, first):
+    # daily data ending on Thursday 29 February: the next Sunday and the next month start come first
+    dates = horizon_dates(np.datetime64("2024-02-29", "ns"), freq, 3)
+    assert dates[0] == np.datetime64(first, "ns") and len(dates) == 3
+
+
+@pytest.mark.parametrize("freq", ["D", "MS"])
+def test_a_forecast_past_2262_fails_that_series_with_the_reason(freq):
+    ds = pd.date_range("2262-01-01", periods=60, freq=freq if freq == "D" else "D")
+    frame = pd.DataFrame({"ds": ds, "y": np.arange(60.0)})
+    result = fit_series(series_of(frame), ModelOptions(horizon=400, freq=freq, engine="fast"))
+    assert (result.status, result.stage) == ("failed", "future")
+    assert "pass 2262-04-11, the last date pandas can hold; use a shorter --horizon" in result.error
 
 
 def test_seed_makes_intervals_reproducible_and_depends_on_the_key():
