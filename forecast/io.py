@@ -10,7 +10,10 @@ import dataclasses
 import difflib
 import json
 import os
+import re
+import shlex
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -55,11 +58,29 @@ def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], tim
         return _read_parquet(path, columns, list(id_cols) + [time_col], filters)
     # Keys are labels: read them as text so codes such as 00123 keep their zeros. Times are read as text and
     # parsed here, so a UTC offset keeps its local wall time as it does in Parquet (the CSV parser turns it to UTC).
+    # Only numeric columns take "NA", "null" and the like as missing: in a key they are labels.
     text_cols = list(id_cols) + [time_col]
     try:
-        return _read_csv_arrow(path, columns, text_cols)
-    except Exception:  # the pyarrow parser is fast but strict; the C parser reads what it refuses
-        return pd.read_csv(path, usecols=columns, dtype={c: "string" for c in text_cols}, low_memory=False)
+        try:
+            return _read_csv_arrow(path, columns, text_cols)
+        except Exception as e:
+            if _RAGGED.search(str(e)) is None:
+                raise
+            # a quoted value with a line break in it, split at a block's end, looks like a short row
+            return _read_csv_arrow(path, columns, text_cols, newlines_in_values=True)
+    except Exception as e:
+        ragged = _RAGGED.search(str(e))
+        if ragged is not None:  # pandas' reader would drop the extra fields or fill the missing ones silently
+            expected, got, row = ragged.groups()
+            raise InputError(f"{path}: a row has {got} fields where the header has {expected}: {row.strip()!r}; "
+                             'quote values that contain a comma ("1,234") or fix the row') from None
+        # the pyarrow parser is strict about values; the C parser reads what it refuses, and the checks describe it
+        return pd.read_csv(path, usecols=columns, dtype={c: "string" for c in text_cols}, low_memory=False,
+                           keep_default_na=False, na_values={c: _CSV_NULLS for c in columns if c not in text_cols})
+
+
+# pyarrow's error for a row with another number of fields than the header
+_RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)", re.S)
 
 
 def _read_parquet(path: Path, columns: list[str], text_cols: list[str], filters: list | None) -> pd.DataFrame:
@@ -93,7 +114,8 @@ _CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-na
               "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
-def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str]) -> pd.DataFrame:
+def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str],
+                    newlines_in_values: bool = False) -> pd.DataFrame:
     """pyarrow's CSV reader (gzip by the file's extension), block by block, with the key and time columns
     dictionary-encoded and every other column read as float64.
 
@@ -102,7 +124,7 @@ def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str]) -> pd.
     Reading in blocks holds the parsed columns and one block of text, not the whole file's text. At M5's scale
     (44 million rows, 1 GB of CSV) reading and checking the table peaks at about 1.9 GB (pandas' reader with
     string keys and times: 7.7 GB). The keys' categories are sorted, so their codes follow the keys' text order.
-    A value pyarrow cannot convert (text in a number column, ragged rows) sends the file to pandas' reader,
+    A value pyarrow cannot convert (text in a number column) sends the file to pandas' reader,
     whose result the checks then describe in one line.
     """
     import pyarrow as pa
@@ -111,16 +133,85 @@ def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str]) -> pd.
     as_text = pa.dictionary(pa.int32(), pa.string())
     types = {c: (as_text if c in text_cols else pa.float64()) for c in columns}
     convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, null_values=_CSV_NULLS,
-                                   strings_can_be_null=True)
-    reader = pacsv.open_csv(path, convert_options=convert, read_options=pacsv.ReadOptions(block_size=16 << 20))
+                                   strings_can_be_null=False)  # key and time texts: see _blank_as_missing
+    reader = pacsv.open_csv(path, convert_options=convert, read_options=pacsv.ReadOptions(block_size=16 << 20),
+                            parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values))
     return _arrow_frame(pa.Table.from_batches(list(reader), schema=reader.schema), text_cols[:-1])
 
 
 def _missing_column(path: Path, role: str, flag: str, col: str, found: list[str]) -> InputError:
-    close = difflib.get_close_matches(col, found, n=1, cutoff=0.4)
-    hint = f"; did you mean {close[0]!r}? pass {flag} {close[0]}" if close else f"; pass {flag} NAME"
+    if len(found) == 1:
+        for sep in (";", "\t", "|"):
+            if sep in found[0]:
+                return InputError(f"{path}: the header is one column, {found[0]!r}: the file seems to separate "
+                                  f"columns with {sep!r}; forecast reads comma-separated files, so save it with commas")
+    by_folded = {f.strip().casefold(): f for f in found}  # "Y" or " y " for "y"
+    close = difflib.get_close_matches(col.strip().casefold(), list(by_folded), n=1, cutoff=0.4)
+    if close:
+        name = by_folded[close[0]]
+        hint = f"; did you mean {name!r}? pass {flag} {shlex.quote(name)}"
+    else:
+        hint = f"; pass {flag} NAME"
     shown = ", ".join(found[:20]) + (", ..." if len(found) > 20 else "")
     return InputError(f"{path}: {role} column {col!r} not found; columns are: {shown}{hint}")
+
+
+# A day and a month as two numbers (01/02/2024, 1.2.24): which comes first cannot be told from one date.
+_NUMERIC_DATE = re.compile(r"^\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
+# A UTC offset after a time of day (10:00+02:00, 10:00:00.5Z), and the text before it.
+_TIME_AND_OFFSET = re.compile(r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def _to_datetime(distinct: pd.Series, **options) -> pd.Series:
+    with warnings.catch_warnings():  # pandas warns that it parses element by element; the checks here say more
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(distinct, errors="coerce", **options)
+
+
+def _parse_distinct_times(path: Path, distinct: pd.Series, col: str, notes: list[str]) -> pd.Series:
+    """Each distinct time text parsed, NaT where it is not a time, in one reading for the whole column: the format
+    of its first value; else day first (13/01/2024 after 01/01/2024); else value by value, refused where the day
+    and the month could be read either way. Differing UTC offsets (a daylight-saving change) keep each
+    timestamp's local wall time, as one offset or a Parquet time zone does."""
+    try:
+        parsed = _to_datetime(distinct)
+    except (ValueError, TypeError):  # UTC offsets that differ between rows: drop them, keep the wall time
+        text = distinct.astype(str)
+        wall = text.str.replace(_TIME_AND_OFFSET, r"\1", regex=True)
+        offsets = sorted({t[len(w):].strip() for t, w in zip(text, wall)} - {""})
+        notes.append(f"column {col!r} had UTC offsets that differ between rows ({', '.join(offsets[:4])}); each "
+                     "timestamp was kept as its local wall time")
+        return _parse_distinct_times(path, wall, col, notes)
+    numeric_dates = distinct.astype(str).str.match(_NUMERIC_DATE)
+    if not parsed.isna().any():
+        if numeric_dates.any():
+            dayfirst = _to_datetime(distinct, dayfirst=True)
+            differ = (dayfirst.notna() & (dayfirst != parsed)).to_numpy()
+            if differ.any() and not dayfirst.isna().any():
+                example = distinct.iloc[int(np.flatnonzero(differ)[0])]
+                notes.append(f"column {col!r} has dates such as {example!r} that read either way; they were read "
+                             "month first; if the day comes first, write ISO dates (2024-01-31)")
+        return parsed
+    if numeric_dates.any():
+        dayfirst = _to_datetime(distinct, dayfirst=True)
+        if not dayfirst.isna().any():
+            return dayfirst
+    mixed = _to_datetime(distinct, format="mixed")
+    if numeric_dates.any():  # value by value, 01/02/2024 would be read month first beside a day-first 13/02/2024
+        other = _to_datetime(distinct, format="mixed", dayfirst=True)
+        differ = (numeric_dates & mixed.notna() & (other != mixed)).to_numpy()
+        if differ.any():
+            example = distinct.iloc[int(np.flatnonzero(differ)[0])]
+            raise InputError(f"{path}: column {col!r} mixes date formats, and {example!r} reads as "
+                             f"{mixed.iloc[int(np.flatnonzero(differ)[0])]:%Y-%m-%d} or "
+                             f"{other.iloc[int(np.flatnonzero(differ)[0])]:%Y-%m-%d}; write ISO dates such as "
+                             "2024-01-31")
+    return mixed
+
+
+def _shown(value: Any) -> str:
+    """A value of the input as an error message shows it: text quoted, anything else as printed."""
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _parse_time(path: Path, raw: pd.Series, col: str) -> tuple[pd.Series, list[str]]:
@@ -130,6 +221,9 @@ def _parse_time(path: Path, raw: pd.Series, col: str) -> tuple[pd.Series, list[s
         raise InputError(f"{path}: column {col!r} has an empty time value at row {row + 1}; every row needs one")
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         ds = raw
+    elif pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
+        raise InputError(f"{path}: column {col!r} holds numbers (e.g. {raw.iloc[0]}), not times; store dates or "
+                         "timestamps (numbers of seconds since 1970: pd.to_datetime(x, unit='s'))")
     else:
         # each distinct text is parsed once (a long table repeats every date for every series)
         if isinstance(raw.dtype, pd.CategoricalDtype):
@@ -137,12 +231,7 @@ def _parse_time(path: Path, raw: pd.Series, col: str) -> tuple[pd.Series, list[s
         else:
             codes, uniques = pd.factorize(raw)
             distinct = pd.Series(np.asarray(uniques, dtype=object))
-        try:
-            parsed = pd.to_datetime(distinct, errors="coerce")
-            if parsed.isna().any():  # formats differ between rows: slower, tolerant parse
-                parsed = pd.to_datetime(distinct, errors="coerce", format="mixed")
-        except (ValueError, TypeError):  # mixed UTC offsets
-            parsed = pd.to_datetime(distinct, errors="coerce", utc=True, format="mixed")
+        parsed = _parse_distinct_times(path, distinct, col, notes)
         ds = parsed.iloc[codes].reset_index(drop=True)
         bad = parsed.isna().to_numpy()[codes]
         if bad.any():
@@ -154,6 +243,11 @@ def _parse_time(path: Path, raw: pd.Series, col: str) -> tuple[pd.Series, list[s
     if getattr(ds.dt, "tz", None) is not None:
         notes.append(f"column {col!r} had timezone {ds.dt.tz}; timestamps were made naive (local wall time)")
         ds = ds.dt.tz_localize(None)
+    if ds.dtype != "datetime64[ns]" and (ds.min() < pd.Timestamp.min or ds.max() > pd.Timestamp.max):
+        out = ((ds < pd.Timestamp.min) | (ds > pd.Timestamp.max)).to_numpy()
+        row = int(np.flatnonzero(out)[0])
+        raise InputError(f"{path}: column {col!r} has a time outside the range pandas holds (1677-09-22 to "
+                         f"2262-04-11): {_shown(raw.iloc[row])} at row {row + 1} ({int(out.sum())} such row(s))")
     return ds.astype("datetime64[ns]"), notes
 
 
@@ -261,6 +355,21 @@ def _handle_duplicates(path: Path, df: pd.DataFrame, id_cols: list[str], policy:
     return combined(grouped).reset_index()
 
 
+def _blank_as_missing(col: pd.Series) -> pd.Series:
+    """A text column with empty or all-blank cells as missing values. Only those: the CSV readers keep texts such
+    as "NA" or "null" in key and time columns, since "NA" is Namibia and a key is a label, not a number."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        if cats.dtype == object or pd.api.types.is_string_dtype(cats.dtype):
+            blank = cats[cats.astype(str).str.strip() == ""]
+            return col.cat.remove_categories(blank) if len(blank) else col
+        return col
+    if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
+        text = col.map(lambda v: v.strip() if isinstance(v, str) else v)
+        return col.mask(text.eq("").fillna(False).astype(bool))
+    return col
+
+
 def _load(path: Path, id_cols: Sequence[str], time_col: str,
           numeric: Sequence[tuple[str, str, str]], names: Sequence[str],
           filters: list | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -288,15 +397,23 @@ def _load(path: Path, id_cols: Sequence[str], time_col: str,
             raise _missing_column(path, role, flag, col, found)
     try:
         raw = _read(path, kind, id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col, filters)
+    except InputError:
+        raise
     except Exception as e:
         raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
     raw = raw.reset_index(drop=True)
     if len(raw) == 0:
         raise InputError(f"{path}: the table has no data rows")
     for col in id_cols:
+        raw[col] = _blank_as_missing(raw[col])
         if raw[col].isna().any():
             row = int(np.flatnonzero(raw[col].isna().to_numpy())[0])
             raise InputError(f"{path}: id column {col!r} is empty at row {row + 1}; every row needs a series key")
+        first = raw[col].iloc[0]
+        if isinstance(first, (list, tuple, dict, set, np.ndarray)):
+            raise InputError(f"{path}: id column {col!r} holds lists or records, not text or numbers; "
+                             "use a text or number column as the series key")
+    raw[time_col] = _blank_as_missing(raw[time_col])
     ds, notes = _parse_time(path, raw[time_col], time_col)
     table = raw[id_cols].copy()
     table["ds"] = ds.to_numpy()

@@ -37,8 +37,8 @@ class PlainProgress:
         pass
 
     def _write(self, line: str) -> None:
-        if not self.quiet:
-            print(line, file=self.stream, flush=True)
+        if not self.quiet:  # one record per line, whatever a series key holds
+            print(line.replace("\r", "\\r").replace("\n", "\\n"), file=self.stream, flush=True)
 
     def note(self, message: str) -> None:
         self._write(f"note: {message}")

@@ -85,6 +85,10 @@ def test_same_seed_gives_identical_forecasts_with_one_and_two_jobs(tmp_path, tab
     ("unique_id,ds,y\n", [], "the table has no data rows"),
     ("unique_id,ds,y\nA,2024-01-01,1\n", ["--holidays", "XX"], "--holidays 'XX' is not a country"),
     ("unique_id,ds,y\nA,2024-01-01,1\n", ["--freq", "fortnightly"], "--freq 'fortnightly' is not a pandas frequency"),
+    ("unique_id,ds,y\nA,2024-01-01,1\n", ["--freq=-1D"], "--freq '-1D' does not step forward in time"),
+    ("unique_id,ds,y\nA,2024-01-01,1\n", ["--freq", "0D"], "--freq '0D' does not step forward in time"),
+    ("unique_id,ds,y\nA,2300-01-01,1\n", [], "column 'ds' has a time outside the range pandas holds"),
+    ("unique_id,ds,y\nA,2024-01-01,1,234\n", [], "a row has 4 fields where the header has 3: 'A,2024-01-01,1,234'"),
 ])
 def test_bad_input_is_one_line_exit_1_and_nothing_written(tmp_path, content, args, message):
     path = tmp_path / "in.csv"
@@ -153,3 +157,13 @@ def test_fit_timeout_with_dask_is_refused_up_front(tmp_path, table_csv):
     assert result.stderr.strip() == ("Error: --fit-timeout works with --backend local only: a Dask worker cannot "
                                      "be stopped mid-task from here")
     assert not (tmp_path / "out").exists()
+
+
+def test_plain_log_keeps_one_record_per_line_when_a_key_holds_a_line_break():
+    import io
+
+    from forecast.progress import PlainProgress
+
+    stream = io.StringIO()
+    PlainProgress(stream).event("failed", {"series": {"unique_id": "A\nB"}, "stage": "validate", "reason": "why"})
+    assert stream.getvalue() == "failed: unique_id=A\\nB: validate: why\n"

@@ -145,6 +145,86 @@ def test_empty_key_is_an_error(write_csv):
         read(path)
 
 
+def test_texts_like_na_or_null_are_keys_but_a_blank_key_is_empty(write_csv):
+    # "NA" is Namibia: in a key column only an empty or all-blank cell is a missing key
+    rows = "".join(f"{k},2024-01-0{d},{d}\n" for k in ("NA", "null", "None", "nan") for d in (1, 2))
+    table, _ = read(write_csv("unique_id,ds,y\n" + rows))
+    assert [s.key for s in split_series(table, ["unique_id"])] == [("NA",), ("None",), ("nan",), ("null",)]
+    with pytest.raises(InputError, match=r"id column 'unique_id' is empty at row 2; every row needs a series key"):
+        read(write_csv("unique_id,ds,y\nA,2024-01-01,1\n  ,2024-01-02,2\n"))
+
+
+def test_a_row_with_more_or_fewer_fields_than_the_header_is_an_error_naming_it(write_csv):
+    # an unquoted thousands separator: pandas' reader would drop "234" and keep y = 1
+    with pytest.raises(InputError, match=r"a row has 4 fields where the header has 3: 'A,2024-01-02,1,234'; quote"):
+        read(write_csv("unique_id,ds,y\nA,2024-01-01,5\nA,2024-01-02,1,234\n"))
+    with pytest.raises(InputError, match=r"a row has 2 fields where the header has 3: 'A,2024-01-02'"):
+        read(write_csv("unique_id,ds,y\nA,2024-01-01,5\nA,2024-01-02\n"))
+
+
+def test_a_key_with_a_line_break_in_quotes_is_read(write_csv):
+    table, _ = read(write_csv('unique_id,ds,y\n"A\nB",2024-01-01,1\n"A\nB",2024-01-02,2\n'))
+    assert [s.key for s in split_series(table, ["unique_id"])] == [("A\nB",)]
+
+
+def test_day_first_dates_are_read_day_first_throughout(write_csv):
+    days = pd.date_range("2024-01-01", "2024-02-29")  # 01/01/2024 alone would read either way
+    rows = "".join(f"A,{d:%d/%m/%Y},1\n" for d in days)
+    table, _ = read(write_csv("unique_id,ds,y\n" + rows))
+    np.testing.assert_array_equal(table["ds"].to_numpy(), days.to_numpy(dtype="datetime64[ns]"))
+
+
+def test_mixed_formats_where_day_and_month_could_swap_are_an_error(write_csv):
+    path = write_csv("unique_id,ds,y\nA,01/02/2024,1\nA,2024-01-03 10:00,2\nA,13/02/2024,3\n")
+    with pytest.raises(InputError, match=r"column 'ds' mixes date formats, and '01/02/2024' reads as 2024-01-02 or "
+                                         r"2024-02-01; write ISO dates"):
+        read(path)
+
+
+def test_utc_offsets_that_change_keep_each_local_wall_time_and_say_so(write_csv):
+    # a daylight-saving change: +01:00 then +02:00; converting to UTC would move every date to 22:00 the day before
+    path = write_csv("unique_id,ds,y\nA,2024-03-30T00:00:00+01:00,1\nA,2024-03-31T00:00:00+01:00,2\n"
+                     "A,2024-04-01T00:00:00+02:00,3\n")
+    table, notes = read(path)
+    assert list(table["ds"].dt.strftime("%Y-%m-%d %H:%M")) == ["2024-03-30 00:00", "2024-03-31 00:00",
+                                                               "2024-04-01 00:00"]
+    assert notes == ["column 'ds' had UTC offsets that differ between rows (+01:00, +02:00); each timestamp was "
+                     "kept as its local wall time"]
+
+
+def test_times_outside_pandas_range_are_an_error_not_a_traceback(write_csv, tmp_path):
+    with pytest.raises(InputError, match=r"column 'ds' has a time outside the range pandas holds \(1677-09-22 to "
+                                         r"2262-04-11\): '9999-12-31' at row 2 \(1 such row\(s\)\)$"):
+        read(write_csv("unique_id,ds,y\nA,2024-01-01,1\nA,9999-12-31,2\n"))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"unique_id": ["A", "A"], "ds": pa.array([0, 10_000_000_000_000], pa.timestamp("ms")),
+                             "y": [1.0, 2.0]}), tmp_path / "far.parquet")
+    with pytest.raises(InputError, match=r"'ds' has a time outside the range pandas holds .*: 2286-11-20 17:46:40 at row 2"):
+        read(tmp_path / "far.parquet")
+
+
+def test_parquet_numbers_as_times_or_lists_as_keys_are_errors(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"unique_id": ["A", "A"], "ds": [1704067200, 1704153600], "y": [1.0, 2.0]}),
+                   tmp_path / "epoch.parquet")
+    with pytest.raises(InputError, match=r"column 'ds' holds numbers \(e.g. 1704067200\), not times"):
+        read(tmp_path / "epoch.parquet")
+    pq.write_table(pa.table({"unique_id": [["A"], ["A"]], "ds": pa.array([0, 86_400_000], pa.timestamp("ms")),
+                             "y": [1.0, 2.0]}), tmp_path / "listkey.parquet")
+    with pytest.raises(InputError, match=r"id column 'unique_id' holds lists or records, not text or numbers"):
+        read(tmp_path / "listkey.parquet")
+
+
+def test_a_file_separated_by_semicolons_is_named_as_such(write_csv):
+    with pytest.raises(InputError, match=r"the header is one column, 'unique_id;ds;y': the file seems to separate "
+                                         r"columns with ';'"):
+        read(write_csv("unique_id;ds;y\nA;2024-01-01;1\n"))
+
+
 def test_keys_keep_leading_zeros_and_composite_keys_stay_separate(write_csv):
     path = write_csv("store,item,ds,y\n007,0012,2024-01-01,1\n007,0012,2024-01-02,2\n008,0012,2024-01-01,3\n")
     table, _ = read(path, id_cols=("store", "item"))
