@@ -174,6 +174,15 @@ def test_day_first_dates_are_read_day_first_throughout(write_csv):
     np.testing.assert_array_equal(table["ds"].to_numpy(), days.to_numpy(dtype="datetime64[ns]"))
 
 
+def test_dates_that_read_either_way_are_read_month_first_and_said(write_csv):
+    # 01/02/2024 .. 01/12/2024: the 1st of each month, or 2 to 12 January; nothing in the column tells
+    rows = "".join(f"A,01/{m:02d}/2024,{m}\n" for m in range(1, 13))
+    table, notes = read(write_csv("unique_id,ds,y\n" + rows))
+    assert table["ds"].iloc[1] == pd.Timestamp("2024-01-02")
+    assert notes == ["column 'ds' has dates such as '01/02/2024' that read either way; they were read month first; "
+                     "if the day comes first, write ISO dates (2024-01-31)"]
+
+
 def test_mixed_formats_where_day_and_month_could_swap_are_an_error(write_csv):
     path = write_csv("unique_id,ds,y\nA,01/02/2024,1\nA,2024-01-03 10:00,2\nA,13/02/2024,3\n")
     with pytest.raises(InputError, match=r"column 'ds' mixes date formats, and '01/02/2024' reads as 2024-01-02 or "
