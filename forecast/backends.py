@@ -221,6 +221,10 @@ class _Worker:
         self.conn.close()
 
 
+# Workers in a row that may die while starting (they hold no work yet) before the run gives up on its set-up.
+_MAX_START_DEATHS = 3
+
+
 class ProcessBackend:
     """A pool of worker processes, each started and initialised once (see the module docstring).
 
@@ -257,6 +261,7 @@ class ProcessBackend:
         self._item_timeout = item_timeout
         self._max_items = max_items_per_worker
         self.recycled = 0  # workers replaced after max_items_per_worker items
+        self._start_deaths = 0  # workers that died while starting since one last became ready
         # spawn: a worker starts from a clean interpreter, so no lock or thread state of the main process
         # (a progress bar's thread, logging handlers) is copied into it half-held, as fork can do.
         self._ctx = mp.get_context("spawn")
@@ -373,6 +378,7 @@ class ProcessBackend:
                 return
             if kind == "ready":
                 w.ready = True
+                self._start_deaths = 0
             elif kind == "init-error":
                 raise BackendError(f"worker process {w.process.pid} could not start: {payload}")
             elif kind == "items":
@@ -390,8 +396,13 @@ class ProcessBackend:
         reason = _death_reason(w.process.exitcode)
         w.conn.close()
         self._workers.remove(w)
-        if not w.ready:
-            raise BackendError(f"worker process {w.process.pid} died while starting ({reason})")
+        if not w.ready:  # it held no work; once may be the OOM killer or an operator, thrice is the set-up
+            self._start_deaths += 1
+            if self._start_deaths >= _MAX_START_DEATHS:
+                raise BackendError(f"worker process {w.process.pid} died while starting ({reason}), "
+                                   f"{self._start_deaths} workers in a row")
+            self._workers.append(self._start())
+            return
         on = w.current()
         if on is not None:
             index = on[0]

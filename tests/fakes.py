@@ -57,3 +57,11 @@ def sleep_in_child(item):
 def unpicklable_on_2(x):
     """x, except for 2: a lambda, which cannot be pickled back to the main process."""
     return (lambda: x) if x == 2 else x
+
+
+def die_while_starting(marker_dir, times):
+    """An initializer whose first `times` calls (counted by files in marker_dir) kill their own worker."""
+    done = len(list(Path(marker_dir).iterdir()))
+    if done < times:
+        Path(marker_dir, str(done)).write_text("killed")
+        os.kill(os.getpid(), signal.SIGKILL)

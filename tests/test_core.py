@@ -100,6 +100,18 @@ def test_workers_that_cannot_start_give_a_clear_error():
             map_chunks(fakes.add_one, [1, 2], pool)
 
 
+def test_a_worker_killed_while_starting_is_replaced_but_a_set_up_that_kills_every_worker_is_an_error(tmp_path):
+    # once or twice is the OOM killer or an operator: the run goes on with a fresh worker
+    (tmp_path / "twice").mkdir()
+    with ProcessBackend(n_jobs=1, initializer=fakes.die_while_starting, initargs=(tmp_path / "twice", 2)) as pool:
+        assert map_chunks(fakes.add_one, [1, 2, 3], pool) == [2, 3, 4]
+    (tmp_path / "always").mkdir()
+    with pytest.raises(BackendError, match=r"died while starting \(signal SIGKILL\), 3 workers in a row"):
+        with ProcessBackend(n_jobs=1, initializer=fakes.die_while_starting,
+                            initargs=(tmp_path / "always", 99)) as pool:
+            map_chunks(fakes.add_one, [1, 2, 3], pool)
+
+
 def test_unknown_backend():
     with pytest.raises(BackendError, match="unknown backend 'gpu'; expected one of sequential, process"):
         make_backend("gpu", 2)
