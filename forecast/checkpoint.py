@@ -264,6 +264,10 @@ class RunState:
         self.clear()
         write_json(manifest, self.parts_dir / MANIFEST)
 
+    def manifest(self) -> dict:
+        """The manifest `begin` wrote for this run."""
+        return json.loads((self.parts_dir / MANIFEST).read_text())
+
     def load(self, series: Sequence[SeriesData]) -> dict[int, SeriesResult]:
         """The results held by the part files, by series index."""
         done: dict[int, SeriesResult] = {}

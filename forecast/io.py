@@ -588,25 +588,34 @@ def default_out_dir(root: Path = Path("outputs")) -> Path:
     return root / stamp
 
 
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+def prepare_out_dir(out_dir: Path, overwrite: bool, resume: bool = False) -> dict | None:
     """Check that a run may write into `out_dir`; nothing is created here.
+
+    Returns:
+        With `resume`, the summary of the finished run `out_dir` holds (the caller checks that it is the same
+        job: a scheduler's retry of a run that had finished); else None.
 
     Raises:
         OutputExistsError: when it holds a finished run (a summary.json whose status is not "interrupted")
-            and overwrite is off.
+            and neither overwrite nor resume is on.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExistsError(f"{out_dir}: exists and is not a directory; choose another --out")
     summary = out_dir / "summary.json"
     if summary.exists() and not overwrite:
         try:
-            status = json.loads(summary.read_text()).get("status")
+            finished = json.loads(summary.read_text())
         except (OSError, ValueError):
-            status = None
-        if status != "interrupted":
+            finished = {}
+        if not isinstance(finished, dict):
+            finished = {}
+        if finished.get("status") != "interrupted":
+            if resume and finished:
+                return finished
             raise OutputExistsError(
                 f"{out_dir}: holds a finished run (summary.json); pass --overwrite or choose another --out"
             )
+    return None
 
 
 def _file_mode() -> int:

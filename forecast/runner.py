@@ -14,9 +14,9 @@ from typing import Callable, Iterator
 
 from . import __version__
 from .backends import make_backend
-from .checkpoint import PartWriter, RunLock, RunState, make_manifest, run_temp_dir
+from .checkpoint import PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
-from .errors import ConfigError, ForecastError
+from .errors import ConfigError, ForecastError, OutputExistsError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
                  read_params, read_series_subset, timings_frame, write_json, write_table)
@@ -25,6 +25,8 @@ from .model import SeriesResult, check_options, fit_series, init_worker, serve_f
 from .timing import Clock, run_timing
 
 EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
+# The files a run may write besides timings, errors and the summary: one forecasts file, params with an engine.
+_OUTPUTS = {"forecasts.parquet", "forecasts.csv", "params.parquet"}
 
 
 @dataclass
@@ -190,7 +192,7 @@ def run_forecast(
         raise ConfigError(f"{path}: --workers-read needs a Parquet input (workers read their series with a key "
                           "filter); convert the table to Parquet or drop --workers-read")
     with RunLock(out_dir), run_temp_root() as tmp_root, ExitStack() as early:
-        prepare_out_dir(out_dir, config.overwrite)
+        finished = prepare_out_dir(out_dir, config.overwrite, config.resume)
         check_options(config.model)
         backend = _backend(config, tmp_root, notify)
         if backend.starts_in_background:  # local workers start (imports: about a second) while the input is read
@@ -202,6 +204,8 @@ def run_forecast(
                 s.warm = warm.get(tuple(str(v) for v in s.key))
             manifest = make_manifest(path, config.to_dict(), len(series),
                                      {"--future": config.future_path, "--holidays-file": config.holidays_file})
+        if finished is not None:  # --resume of a run that had finished: done, if it is the same job
+            return _already_finished(out_dir, finished, manifest, notify)
         state = RunState(out_dir)
         state.begin(manifest, config.resume, config.overwrite)
         for note in notes:
@@ -217,6 +221,18 @@ def run_forecast(
             if not state.part_files():  # nothing computed (e.g. no workers): leave the directory as it was
                 state.clear()
             raise
+
+
+def _already_finished(out_dir: Path, summary: dict, manifest: dict, notify) -> RunResult:
+    """The result of the finished run in out_dir when it ran this input with these settings; else an error."""
+    diff = manifest_difference(summary.get("manifest") or {}, manifest)
+    if diff is not None:
+        raise OutputExistsError(f"{out_dir}: holds a finished run, and {diff}; pass --overwrite to start again or "
+                                "choose another --out")
+    if notify is not None:
+        notify(f"{out_dir} holds this run, finished: nothing to resume")
+    files = {name: out_dir / file for name, file in summary.get("files", {}).items()}
+    return RunResult(out_dir=out_dir, summary=summary, files={**files, "summary": out_dir / "summary.json"})
 
 
 @contextmanager
@@ -338,6 +354,8 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         }
         if config.model.engine != "prophet":  # what a later run can --warm-start from
             files["params"] = write_table(params_frame(results, config.id_cols), out_dir / "params.parquet")
+        for stale in _OUTPUTS - {p.name for p in files.values()}:  # an earlier run's, in another format or engine
+            (out_dir / stale).unlink(missing_ok=True)
     fitted = list(new.values())  # throughput counts only the work of this run, not what a resume took over
     task_seconds = sum(r.fit_seconds + r.predict_seconds for r in fitted)
     summary = {
@@ -364,6 +382,7 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         "versions": _versions(),
         "config": config.to_dict(),
         "files": {name: p.name for name, p in files.items()},
+        "manifest": state.manifest(),  # what a --resume of this finished run checks it against
     }
     files["summary"] = write_json(summary, out_dir / "summary.json")
     if status != "interrupted":

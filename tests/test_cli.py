@@ -167,3 +167,28 @@ def test_plain_log_keeps_one_record_per_line_when_a_key_holds_a_line_break():
     stream = io.StringIO()
     PlainProgress(stream).event("failed", {"series": {"unique_id": "A\nB"}, "stage": "validate", "reason": "why"})
     assert stream.getvalue() == "failed: unique_id=A\\nB: validate: why\n"
+
+
+def test_resume_of_a_finished_run_is_done_if_it_is_the_same_job(tmp_path, table_csv):
+    # a scheduler retrying a job that had finished (killed just after writing) passes --resume again
+    out = tmp_path / "out"
+    args = (table_csv, "--horizon", 3, "--engine", "fast", "--out", out, "--resume")
+    assert run(*args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert "holds this run, finished: nothing to resume" in again.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    other = run(table_csv, "--horizon", 4, "--engine", "fast", "--out", out, "--resume")
+    assert other.exit_code == 1
+    assert "holds a finished run, and the setting model.horizon differs (3 then, 4 now); pass --overwrite" in other.stderr
+
+
+def test_a_new_run_leaves_no_outputs_of_the_run_it_replaced(tmp_path, table_csv):
+    out = tmp_path / "out"
+    assert run(table_csv, "--horizon", 3, "--engine", "fast", "--out", out, "-q").exit_code == 0
+    assert {"forecasts.parquet", "params.parquet"} <= {p.name for p in out.iterdir()}
+    assert run(table_csv, "--horizon", 3, "--engine", "prophet", "--format", "csv", "--out", out, "-q",
+               "--overwrite", "--n-jobs", 1).exit_code == 0
+    names = {p.name for p in out.iterdir()}
+    assert "forecasts.csv" in names and not names & {"forecasts.parquet", "params.parquet"}
