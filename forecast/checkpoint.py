@@ -105,6 +105,8 @@ class RunLock:
             return
         try:
             holder = json.loads(text)
+            if not isinstance(holder, dict):
+                raise ValueError("not a lock")
         except ValueError:
             if age < _EMPTY_LOCK_GRACE_SECONDS:  # being written right now
                 raise RunLockedError(f"{self.out_dir}: another run is starting here; wait for it or choose another --out") from None
@@ -118,7 +120,10 @@ class RunLock:
         self.path.unlink(missing_ok=True)  # stale: its run crashed or was killed
 
     def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:  # the directory became read-only: the lock stays, and the next run finds it stale
+            pass
         if self._created:
             try:
                 self.out_dir.rmdir()  # only if empty

@@ -93,6 +93,14 @@ def _fail(e: ForecastError) -> typer.Exit:
     return typer.Exit(code=e.exit_code)
 
 
+def _fail_os(e: OSError) -> typer.Exit:
+    """A file the command could not write or read (permissions, a full disk, a file where a directory belongs):
+    one line naming it. What a run had finished is in its part files, for --resume."""
+    where = f"{e.filename}: " if e.filename else ""
+    typer.echo(f"Error: {where}{e.strerror or e}", err=True)
+    return typer.Exit(code=1)
+
+
 def _report(result) -> None:
     s = result.summary
     lines = [
@@ -301,6 +309,8 @@ def run(
                                   events=progress.event)
     except ForecastError as e:
         raise _fail(e) from None
+    except OSError as e:
+        raise _fail_os(e) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         raise typer.Exit(code=130) from None
@@ -370,6 +380,8 @@ def backtest(
             result = run_backtest(input, config, progress=progress, notify=progress.note)
     except ForecastError as e:
         raise _fail(e) from None
+    except OSError as e:
+        raise _fail_os(e) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted before any series was backtested; nothing written.", err=True)
         raise typer.Exit(code=130) from None
@@ -419,6 +431,8 @@ def plot(
         paths = plot_run(run_dir, series or (), worst, out)
     except ForecastError as e:
         raise _fail(e) from None
+    except OSError as e:
+        raise _fail_os(e) from None
     typer.echo(f"{len(paths)} plot(s) in {paths[0].parent if paths else out or run_dir}")
 
 
@@ -438,6 +452,8 @@ def report(
         path = build_report(run_dir, out, plots)
     except ForecastError as e:
         raise _fail(e) from None
+    except OSError as e:
+        raise _fail_os(e) from None
     typer.echo(f"report  {path}")
 
 
@@ -472,6 +488,8 @@ def check(
         result = run_check(input, config, rules)
     except ForecastError as e:
         raise _fail(e) from None
+    except OSError as e:
+        raise _fail_os(e) from None
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(format_check(result))

@@ -95,6 +95,10 @@ class ModelOptions:
                                   "as D, 2D, W-SUN, MS or h")
 
 
+# The longest --fit-timeout: the waits it sets must stay within what the OS timers take.
+MAX_FIT_TIMEOUT = 1e6
+
+
 @dataclass(frozen=True)
 class TriageRules:
     """Thresholds that send a series to Prophet (fit), to a simple forecast (fallback) or nowhere (skip).
@@ -222,8 +226,9 @@ class ForecastConfig:
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite cannot be used together: resume keeps the run, overwrite "
                               "starts it again")
-        if self.fit_timeout is not None and not self.fit_timeout > 0:
-            raise ConfigError(f"--fit-timeout must be a positive number of seconds; got {self.fit_timeout}")
+        if self.fit_timeout is not None and not 0 < self.fit_timeout <= MAX_FIT_TIMEOUT:
+            raise ConfigError(f"--fit-timeout must be a positive number of seconds up to {MAX_FIT_TIMEOUT:,.0f} "
+                              f"(about 11 days); got {self.fit_timeout}; leave it out for no timeout")
         if self.workers_read and self.extra_cols:
             raise ConfigError("--workers-read cannot be used with --regressor, --cap-col or --floor-col yet: their "
                               "future values are read by the client")

@@ -88,6 +88,8 @@ def test_same_seed_gives_identical_forecasts_with_one_and_two_jobs(tmp_path, tab
     ("unique_id,ds,y\nA,2024-01-01,1\n", ["--freq=-1D"], "--freq '-1D' does not step forward in time"),
     ("unique_id,ds,y\nA,2024-01-01,1\n", ["--freq", "0D"], "--freq '0D' does not step forward in time"),
     ("unique_id,ds,y\nA,2300-01-01,1\n", [], "column 'ds' has a time outside the range pandas holds"),
+    ("unique_id,ds,y\nA,2024-01-01,1\n", ["--fit-timeout", "inf"], "--fit-timeout must be a positive number of "
+                                                                    "seconds up to 1,000,000"),
     ("unique_id,ds,y\nA,2024-01-01,1,234\n", [], "a row has 4 fields where the header has 3: 'A,2024-01-01,1,234'"),
 ])
 def test_bad_input_is_one_line_exit_1_and_nothing_written(tmp_path, content, args, message):
@@ -192,3 +194,22 @@ def test_a_new_run_leaves_no_outputs_of_the_run_it_replaced(tmp_path, table_csv)
                "--overwrite", "--n-jobs", 1).exit_code == 0
     names = {p.name for p in out.iterdir()}
     assert "forecasts.csv" in names and not names & {"forecasts.parquet", "params.parquet"}
+
+
+def test_an_out_dir_that_cannot_be_made_is_one_line(tmp_path, table_csv):
+    (tmp_path / "afile").write_text("")
+    result = run(table_csv, "--horizon", 3, "--engine", "fast", "--out", tmp_path / "afile" / "sub")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {tmp_path / 'afile' / 'sub'}: Not a directory"
+
+
+def test_a_lock_file_that_is_not_a_lock_is_taken_over_once_old(tmp_path, table_csv):
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").write_text("[1, 2]")  # valid JSON, but no run's record
+    os.utime(out / ".lock", (0, 0))
+    result = run(table_csv, "--horizon", 3, "--engine", "fast", "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert not (out / ".lock").exists()
