@@ -88,17 +88,26 @@ class LogFormat(str, Enum):
     json = "json"
 
 
-def _fail(e: ForecastError) -> typer.Exit:
-    typer.echo(f"Error: {e}", err=True)
-    return typer.Exit(code=e.exit_code)
+def _say_error(message: str, code: int, json_log: bool) -> typer.Exit:
+    """The one line of an error on stderr: text, or with --log-format json an "error" record like the log's."""
+    if json_log:
+        from .progress import json_line
+
+        typer.echo(json_line("error", {"message": message, "exit_code": code}), err=True)
+    else:
+        typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code=code)
 
 
-def _fail_os(e: OSError) -> typer.Exit:
+def _fail(e: ForecastError, json_log: bool = False) -> typer.Exit:
+    return _say_error(str(e), e.exit_code, json_log)
+
+
+def _fail_os(e: OSError, json_log: bool = False) -> typer.Exit:
     """A file the command could not write or read (permissions, a full disk, a file where a directory belongs):
     one line naming it. What a run had finished is in its part files, for --resume."""
     where = f"{e.filename}: " if e.filename else ""
-    typer.echo(f"Error: {where}{e.strerror or e}", err=True)
-    return typer.Exit(code=1)
+    return _say_error(f"{where}{e.strerror or e}", 1, json_log)
 
 
 def _report(result) -> None:
@@ -296,8 +305,10 @@ def run(
     from .progress import make_progress
     from .runner import run_forecast
 
+    json_log = _value(log_format) == "json"
     try:
         params = _parameters(ctx)
+        json_log = _value(params["log_format"]) == "json"
         if params["scheduler"] is not None and _value(params["backend"]) != "dask":
             typer.echo("Error: --scheduler can only be used with --backend dask", err=True)
             raise typer.Exit(code=2)
@@ -308,9 +319,9 @@ def run(
             result = run_forecast(params["input"], config, progress=progress, notify=progress.note,
                                   events=progress.event)
     except ForecastError as e:
-        raise _fail(e) from None
+        raise _fail(e, json_log) from None
     except OSError as e:
-        raise _fail_os(e) from None
+        raise _fail_os(e, json_log) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         raise typer.Exit(code=130) from None

@@ -72,12 +72,17 @@ class PlainProgress:
                         f"{f['series_done']}/{f['series_total']} done, {f['wall_seconds']:.1f} s")
 
 
+def json_line(event: str, fields: dict) -> str:
+    """One record of the JSON log: {"time": ..., "event": ..., **fields}."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return json.dumps({"time": stamp, "event": event, **fields}, default=str)
+
+
 class JsonProgress(PlainProgress):
     """The same events as PlainProgress, as one JSON object per line: {"time": ..., "event": ..., ...}."""
 
     def _emit(self, event: str, fields: dict) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self._write(json.dumps({"time": stamp, "event": event, **fields}, default=str))
+        self._write(json_line(event, fields))
 
     def note(self, message: str) -> None:
         self._emit("note", {"message": message})

@@ -218,6 +218,17 @@ def test_json_logs_and_nothing_else_on_stderr_in_process(tmp_path, write_csv):
     assert events[-1]["status"] == "failed" and events[-1]["series_ok"] == 2
 
 
+def test_json_log_reports_a_table_error_as_a_json_record_too(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "forecast", "run", str(tmp_path / "nope.csv"), "--horizon", "3",
+                           "--out", str(tmp_path / "out"), "--log-format", "json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    record = json.loads(line)
+    assert (record["event"], record["exit_code"]) == ("error", 1)
+    assert record["message"] == f"{tmp_path / 'nope.csv'}: no such file"
+
+
 def test_part_files_give_back_results_as_they_were(tmp_path):
     from forecast.checkpoint import RunState
     from forecast.model import SeriesData, SeriesResult
