@@ -230,16 +230,19 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
     status = "ok"
     with run_temp_root() as tmp_root, clock.stage("backtest"), _sigterm_as_interrupt():
         initargs = worker_initargs(run.model, tmp_root, effective_n_jobs(run.n_jobs) == 1)
-        with make_backend(None, run.n_jobs, init_worker, initargs) as backend:
-            n_jobs = backend.n_jobs
-            chunks = plan_chunks([len(s.ds) for s in series], n_jobs, run.chunks_per_job, run.chunk_rows)
-            func = partial(backtest_series, opts=model, windows=config.windows, step=config.effective_step,
-                           season_length=config.season_length)
-            try:
+        n_jobs, chunks = effective_n_jobs(run.n_jobs), []
+        try:
+            # caught outside the backend's block, as run_forecast does: the backend sees the interrupt and stops
+            # its workers at once instead of waiting for their chunks
+            with make_backend(None, run.n_jobs, init_worker, initargs) as backend:
+                n_jobs = backend.n_jobs
+                chunks = plan_chunks([len(s.ds) for s in series], n_jobs, run.chunks_per_job, run.chunk_rows)
+                func = partial(backtest_series, opts=model, windows=config.windows, step=config.effective_step,
+                               season_length=config.season_length)
                 outcomes = map_chunks(func, series, backend, chunks=chunks, progress=progress)
-            except MapInterrupted as e:
-                status = "interrupted"
-                outcomes = [e.partial.get(i) for i in range(len(series))]
+        except MapInterrupted as e:
+            status = "interrupted"
+            outcomes = [e.partial.get(i) for i in range(len(series))]
 
     results = [_as_result(s, o) for s, o in zip(series, outcomes) if o is not None]
     n_failed = sum(r.status != "ok" for r in results)

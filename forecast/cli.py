@@ -411,6 +411,9 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     skipped = s["overall"]["prophet"]["mape_skipped"]
+    if s["status"] == "interrupted":
+        lines.append(f"interrupted: {s['series_done']} of {s['series_total']} series backtested; the scores cover "
+                     "those")
     lines += [
         f"windows {s['windows']} x horizon {s['horizon']} (step {s['step']}); "
         f"series ok {s['series_ok']}, failed {s['series_failed']}; wall {s['wall_seconds']:.1f} s",

@@ -252,3 +252,24 @@ def test_part_files_give_back_results_as_they_were(tmp_path):
         for name in ("ds", "yhat", "yhat_lower", "yhat_upper"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
             assert getattr(got, name).dtype == getattr(want, name).dtype
+
+
+def test_sigterm_stops_a_backtest_at_once_and_it_says_it_was_interrupted(tmp_path):
+    path = tmp_path / "table.csv"
+    make_table(n_series=40, days=400).to_csv(path, index=False)
+    out = tmp_path / "bt"
+    proc = subprocess.Popen([sys.executable, "-m", "forecast", "backtest", str(path), "--horizon", "7", "--windows",
+                             "3", "--n-jobs", "2", "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:  # stock Prophet, 3 fits a series: a few seconds before it is done
+        lines.append(line)
+        if line.startswith("progress: "):
+            break
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, lines
+    assert time.monotonic() - t0 < 10  # its workers are stopped, not waited for
+    assert summary(out)["status"] == "interrupted"
+    assert "interrupted: " in stdout and " of 40 series backtested" in stdout
