@@ -7,9 +7,15 @@ rich (about 0.1 s of its start) for nothing. Importing this module imports nothi
 
 
 def main() -> None:
-    from .cli import app
+    try:
+        from .cli import app
 
-    app(prog_name="forecast")
+        app(prog_name="forecast")
+    except KeyboardInterrupt:  # Ctrl-C while Python is still importing: nothing started, nothing written
+        import sys
+
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
