@@ -78,6 +78,12 @@ class ModelOptions:
             raise ConfigError(f"--interval-width must be between 0 and 1; got {self.interval_width}")
         if self.uncertainty_samples < 0:
             raise ConfigError(f"--uncertainty-samples must be 0 or more; got {self.uncertainty_samples}")
+        simulated = self.horizon * self.uncertainty_samples
+        if simulated > MAX_SIMULATED:  # Prophet simulates samples x steps at once: 8 bytes each, several arrays
+            raise ConfigError(
+                f"--horizon {self.horizon} with {self.uncertainty_samples} uncertainty samples simulates "
+                f"{simulated:,} values per series (over {MAX_SIMULATED * 8 * 4 / 1e9:.1f} GB in each worker); "
+                "shorten the horizon or lower --uncertainty-samples (0: no intervals)")
         for name in ("changepoint_prior_scale", "seasonality_prior_scale"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive; got {getattr(self, name)}")
@@ -95,6 +101,9 @@ class ModelOptions:
                                   "as D, 2D, W-SUN, MS or h")
 
 
+# The most values the interval simulation of one series may hold (horizon x uncertainty samples): Prophet's
+# simulation, which the engines keep, holds them all at once, in several arrays of 8-byte floats.
+MAX_SIMULATED = 50_000_000
 # The longest --fit-timeout: the waits it sets must stay within what the OS timers take.
 MAX_FIT_TIMEOUT = 1e6
 

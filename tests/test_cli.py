@@ -88,6 +88,8 @@ def test_same_seed_gives_identical_forecasts_with_one_and_two_jobs(tmp_path, tab
     ("unique_id,ds,y\nA,2024-01-01,1\n", ["--freq=-1D"], "--freq '-1D' does not step forward in time"),
     ("unique_id,ds,y\nA,2024-01-01,1\n", ["--freq", "0D"], "--freq '0D' does not step forward in time"),
     ("unique_id,ds,y\nA,2300-01-01,1\n", [], "column 'ds' has a time outside the range pandas holds"),
+    ("unique_id,ds,y\nA,2024-01-01,1\n", ["--horizon", "1000000"], "--horizon 1000000 with 1000 uncertainty "
+                                                                    "samples simulates 1,000,000,000 values"),
     ("unique_id,ds,y\nA,2024-01-01,1\n", ["--fit-timeout", "inf"], "--fit-timeout must be a positive number of "
                                                                     "seconds up to 1,000,000"),
     ("unique_id,ds,y\nA,2024-01-01,1,234\n", [], "a row has 4 fields where the header has 3: 'A,2024-01-01,1,234'"),
