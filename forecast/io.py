@@ -156,6 +156,8 @@ def _missing_column(path: Path, role: str, flag: str, col: str, found: list[str]
     return InputError(f"{path}: {role} column {col!r} not found; columns are: {shown}{hint}")
 
 
+# How the notes say that times were made naive (they keep their local wall time).
+_MADE_NAIVE = "timestamps were made naive (local wall time)"
 # A day and a month as two numbers (01/02/2024, 1.2.24): which comes first cannot be told from one date.
 _NUMERIC_DATE = re.compile(r"^\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
 # A UTC offset after a time of day (10:00+02:00, 10:00:00.5Z), and the text before it.
@@ -179,8 +181,8 @@ def _parse_distinct_times(path: Path, distinct: pd.Series, col: str, notes: list
         text = distinct.astype(str)
         wall = text.str.replace(_TIME_AND_OFFSET, r"\1", regex=True)
         offsets = sorted({t[len(w):].strip() for t, w in zip(text, wall)} - {""})
-        notes.append(f"column {col!r} had UTC offsets that differ between rows ({', '.join(offsets[:4])}); each "
-                     "timestamp was kept as its local wall time")
+        notes.append(f"column {col!r} had UTC offsets that differ between rows ({', '.join(offsets[:4])}); "
+                     f"{_MADE_NAIVE}")
         return _parse_distinct_times(path, wall, col, notes)
     numeric_dates = distinct.astype(str).str.match(_NUMERIC_DATE)
     if not parsed.isna().any():
@@ -241,7 +243,7 @@ def _parse_time(path: Path, raw: pd.Series, col: str) -> tuple[pd.Series, list[s
                 f"({int(bad.sum())} such row(s)); use ISO dates such as 2024-01-31"
             )
     if getattr(ds.dt, "tz", None) is not None:
-        notes.append(f"column {col!r} had timezone {ds.dt.tz}; timestamps were made naive (local wall time)")
+        notes.append(f"column {col!r} had timezone {ds.dt.tz}; {_MADE_NAIVE}")
         ds = ds.dt.tz_localize(None)
     if ds.dtype != "datetime64[ns]" and (ds.min() < pd.Timestamp.min or ds.max() > pd.Timestamp.max):
         out = ((ds < pd.Timestamp.min) | (ds > pd.Timestamp.max)).to_numpy()
@@ -444,7 +446,13 @@ def read_table(path: Path, id_cols: Sequence[str], time_col: str, target_col: st
     """
     numeric = [("target", "--target-col", target_col)] + [("extra", "--regressor", c) for c in extra_cols]
     table, notes = _load(path, id_cols, time_col, numeric, ["y"] + list(extra_cols))
-    table = _handle_duplicates(Path(path), table, list(id_cols), duplicates, time_col)
+    try:
+        table = _handle_duplicates(Path(path), table, list(id_cols), duplicates, time_col)
+    except InputError as e:
+        if any(_MADE_NAIVE in note for note in notes):  # made naive, a daylight-saving change repeats an hour
+            raise InputError(f"{e}; the times had a time zone, and at local wall time the hour that a daylight-"
+                             "saving change repeats occurs twice: store them in UTC to keep both") from None
+        raise
     return table, notes
 
 

@@ -197,8 +197,18 @@ def test_utc_offsets_that_change_keep_each_local_wall_time_and_say_so(write_csv)
     table, notes = read(path)
     assert list(table["ds"].dt.strftime("%Y-%m-%d %H:%M")) == ["2024-03-30 00:00", "2024-03-31 00:00",
                                                                "2024-04-01 00:00"]
-    assert notes == ["column 'ds' had UTC offsets that differ between rows (+01:00, +02:00); each timestamp was "
-                     "kept as its local wall time"]
+    assert notes == ["column 'ds' had UTC offsets that differ between rows (+01:00, +02:00); timestamps were made "
+                     "naive (local wall time)"]
+
+
+def test_an_hour_repeated_by_a_daylight_saving_change_is_explained(write_csv):
+    # 27 October 2024 in Berlin: 02:00 comes twice, once at +02:00 and once at +01:00
+    path = write_csv("unique_id,ds,y\nA,2024-10-27T01:00:00+02:00,1\nA,2024-10-27T02:00:00+02:00,2\n"
+                     "A,2024-10-27T02:00:00+01:00,3\nA,2024-10-27T03:00:00+01:00,4\n")
+    with pytest.raises(InputError, match=r"1 duplicate \(unique_id, ds\) row\(s\).*; the times had a time zone, "
+                                         r"and at local wall time the hour that a daylight-saving change repeats "
+                                         r"occurs twice: store them in UTC to keep both$"):
+        read(path)
 
 
 def test_times_outside_pandas_range_are_an_error_not_a_traceback(write_csv, tmp_path):
