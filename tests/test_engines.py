@@ -205,6 +205,21 @@ def test_what_fast_does_not_cover_goes_to_stan():
     assert (holiday.status, holiday.engine) == ("ok", "fast")
 
 
+def test_a_seasonality_longer_than_the_history_goes_to_stan_and_gets_stock_prophets_forecast():
+    # yearly seasonality forced on over 200 days: its exact MAP (higher log posterior than Stan's) extrapolated
+    # the yearly terms to forecasts far outside the data; Stan stops near its start, as stock Prophet does
+    ds, y = series("multiplicative", 200, seed=2)
+    s = SeriesData(key=("y",), ds=ds, y=y)
+    opts = ModelOptions(horizon=60, engine="fast", yearly_seasonality="on", uncertainty_samples=0)
+    result = fit_series(s, opts)
+    assert (result.status, result.engine) == ("ok", "stan")
+    stock = stock_fit(ds, y, opts)
+    expected = stock.predict(stock.make_future_dataframe(60, include_history=False))["yhat"].to_numpy()
+    np.testing.assert_allclose(result.yhat, expected, rtol=1e-6)
+    ds, y = series("multiplicative", 400, seed=2)  # more than a year: the fast engine's
+    assert fit_series(SeriesData(key=("z",), ds=ds, y=y), opts).engine == "fast"
+
+
 def test_constant_series_gets_prophets_answer_from_every_engine():
     ds, y = series("constant", 90)
     s = SeriesData(key=("c",), ds=ds, y=y)

@@ -40,6 +40,13 @@ def supports(data: StanData) -> str:
         return "logistic growth"
     if data.T <= 2 + data.S + data.K:  # as many parameters as points: an exact fit, no maximum
         return f"as many parameters as points ({data.T} points)"
+    span_days = data.t_scale_ns / 86_400e9
+    longest = max((period for period, _ in data.seasonalities), default=0.0)
+    if longest > span_days:
+        # less history than one period (yearly seasonality forced on for 200 days, say): the seasonality is all but
+        # unidentified, and the posterior so flat that its exact maximum can extrapolate far from the data, while
+        # Stan's L-BFGS stops near its start; the stan engine gives stock Prophet's answer
+        return f"a {longest:g}-day seasonality on {span_days:.0f} days of history"
     return ""
 
 
