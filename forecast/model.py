@@ -176,6 +176,9 @@ def infer_freq(ds: np.ndarray) -> str:
     steps = np.diff(idx.asi8)
     if len(steps) == 0:
         raise SeriesProblem("frequency", "a single timestamp: cannot infer the frequency; pass --freq")
+    calendar = _calendar_freq(idx, steps)
+    if calendar is not None:
+        return calendar
     values, counts = np.unique(steps, return_counts=True)
     best = int(np.argmax(counts))
     if counts[best] * 2 >= len(steps):
@@ -184,6 +187,28 @@ def infer_freq(ds: np.ndarray) -> str:
         "frequency",
         f"cannot infer the frequency: the steps between timestamps vary ({len(values)} different); pass --freq",
     )
+
+
+# Steps of a calendar grid (months, quarters, years vary in days) and the offsets that may make it, anchored on
+# the first timestamp's month: (shortest, longest step in days, offsets).
+_CALENDAR_STEPS = ((28, 31, ("MS", "ME")), (89, 92, ("QS-{month}", "QE-{month}")), (365, 366, ("YS-{month}", "YE-{month}")))
+
+
+def _calendar_freq(idx, steps: np.ndarray) -> str | None:
+    """A month, quarter or year grid that holds every timestamp, when at least half the steps are one such
+    period: a monthly series with a missing month steps 31 days most often, but its next date is the 1st."""
+    import pandas as pd
+
+    days = steps / _FIXED_STEPS["D"]
+    for shortest, longest, offsets in _CALENDAR_STEPS:
+        if np.count_nonzero((days >= shortest) & (days <= longest)) * 2 < len(steps):
+            continue
+        for offset in offsets:
+            freq = offset.format(month=idx[0].strftime("%b").upper())
+            grid = pd.date_range(idx[0], idx[-1], freq=freq)
+            if len(grid) and grid[0] == idx[0] and idx.isin(grid).all():
+                return freq
+    return None
 
 
 def _step_to_freq(step_ns: int) -> str:

@@ -104,6 +104,18 @@ def test_first_forecast_is_the_grid_point_right_after_the_last_date(freq, first)
     assert dates[0] == np.datetime64(first, "ns") and len(dates) == 3
 
 
+@pytest.mark.parametrize("freq,expected", [("MS", ["2023-10-01", "2023-11-01", "2023-12-01"]),
+                                            ("ME", ["2023-10-31", "2023-11-30", "2023-12-31"]),
+                                            ("QS-JAN", ["2023-10-01", "2024-01-01", "2024-04-01"])])
+def test_a_monthly_or_quarterly_series_with_a_gap_forecasts_on_its_calendar_grid(freq, expected):
+    # a missing month makes 31 days the most common step; the next dates are still the next months, not +31 days
+    ds = pd.date_range(end="2023-09-30", periods=40, freq=freq).delete(10)
+    frame = pd.DataFrame({"ds": ds, "y": 50 + np.sin(np.arange(len(ds)))})
+    result = fit_series(series_of(frame), ModelOptions(horizon=3, engine="fast"))
+    assert result.status == "ok", result.error
+    assert [str(d)[:10] for d in result.ds.astype("datetime64[D]")] == expected
+
+
 @pytest.mark.parametrize("freq", ["D", "MS"])
 def test_a_forecast_past_2262_fails_that_series_with_the_reason(freq):
     ds = pd.date_range("2262-01-01", periods=60, freq=freq if freq == "D" else "D")
