@@ -516,7 +516,13 @@ def version() -> None:
     Example: forecast version
     """
     import platform
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
 
     from . import __version__
 
-    typer.echo(f"forecast {__version__}, python {platform.python_version()}")
+    try:
+        prophet = installed("prophet")
+    except PackageNotFoundError:
+        prophet = "not installed"
+    typer.echo(f"forecast {__version__}, prophet {prophet}, python {platform.python_version()}")

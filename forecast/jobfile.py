@@ -100,10 +100,15 @@ def read_job_file(file: Path | str) -> dict[str, Any]:
     except ModuleNotFoundError:  # Python 3.10
         raise ConfigError(f"{file}: job files need Python 3.11 or newer (tomllib)") from None
     try:
-        with open(file, "rb") as f:
-            data = tomllib.load(f)
+        raw = file.read_bytes()
+        if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some Windows editors write
+            raw = raw[3:]
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such job file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not a readable TOML job file: it is not UTF-8 text (UTF-16, as Notepad may "
+                          "save, is not TOML); save it as UTF-8") from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{file}: not a readable TOML job file: {e}") from e
     values: dict[str, Any] = {}

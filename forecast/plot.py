@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -48,9 +49,11 @@ def _pyplot():
 
 def png_bytes(fig) -> bytes:
     """A finished figure as PNG bytes (laid out tightly), for a file or an HTML page."""
-    fig.tight_layout()
     buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png")
+    with warnings.catch_warnings():  # a key in a script the font lacks (CJK, emoji) draws as boxes; no warning
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        fig.tight_layout()
+        fig.savefig(buffer, format="png")
     return buffer.getvalue()
 
 

@@ -156,4 +156,6 @@ def build_report(run_dir: Path | str, out: Path | str | None = None, plots: int 
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
     path = Path(out) if out is not None else run.path / "report.html"
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give the report's file name, such as {path / 'report.html'}")
     return write_atomic(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))

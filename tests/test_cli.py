@@ -215,3 +215,11 @@ def test_a_lock_file_that_is_not_a_lock_is_taken_over_once_old(tmp_path, table_c
     result = run(table_csv, "--horizon", 3, "--engine", "fast", "--out", out, "-q")
     assert result.exit_code == 0, result.output
     assert not (out / ".lock").exists()
+
+
+def test_version_names_forecast_prophet_and_python():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["version"])
+    assert result.exit_code == 0
+    assert f"prophet {version('prophet')}" in result.output and "python 3." in result.output

@@ -59,3 +59,15 @@ def test_job_file_settings_map_to_run_parameters(tmp_path):
                    '[output]\ndir = "/srv/out"\n')
     assert read_job_file(job) == {"input": job.parent / "data" / "t.csv", "id_col": ["sku"],
                                   "changepoint_prior_scale": 1.0, "out": Path("/srv/out")}
+
+
+def test_a_job_file_saved_as_utf16_is_one_line_and_a_byte_order_mark_is_read(tmp_path):
+    from forecast.errors import ConfigError
+
+    job = tmp_path / "job.toml"
+    job.write_text("[model]\nhorizon = 7\n", encoding="utf-16")
+    with pytest.raises(ConfigError, match=r"job\.toml: not a readable TOML job file: it is not UTF-8 text .*; save "
+                                          r"it as UTF-8$"):
+        read_job_file(job)
+    job.write_text("[model]\nhorizon = 7\n", encoding="utf-8-sig")  # what some Windows editors save
+    assert read_job_file(job) == {"horizon": 7}

@@ -149,3 +149,24 @@ def test_new_commands_have_help_with_an_example():
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0
         assert "Example: forecast " + name in " ".join(result.output.split())
+
+
+def test_report_out_on_a_directory_names_it_and_the_fix(run_dir, tmp_path):
+    result = runner.invoke(app, ["report", str(run_dir), "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: {tmp_path}: is a directory; give the report's file name, such as "
+                                     f"{tmp_path / 'report.html'}")
+
+
+def test_a_key_in_a_script_the_font_lacks_plots_without_warnings():
+    import warnings
+
+    from forecast.plot import _pyplot, png_bytes
+
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    ax.set_title("日本 🚀")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning would fail the test
+        assert png_bytes(fig)[:8] == PNG_MAGIC
+    plt.close(fig)
