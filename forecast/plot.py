@@ -66,6 +66,14 @@ def _rows(frame: pd.DataFrame | None, id_cols: Sequence[str], key: tuple) -> pd.
     return frame[mask]
 
 
+def _why_none(run: RunDir, key: tuple) -> str:
+    """Why a series has no forecast: its status in timings.csv, or not done when the run was interrupted."""
+    row = _rows(run.timings, run.id_cols, key)
+    if row is not None and not row.empty:
+        return str(row["status"].iloc[0])
+    return "not done, the run was interrupted" if run.summary.get("status") == "interrupted" else "not in the run"
+
+
 def render_series(run: RunDir, history: pd.DataFrame, key: tuple) -> bytes:
     """One series' figure as PNG bytes: history, forecast (every window's, for a backtest), band, start line."""
     plt = _pyplot()
@@ -76,7 +84,7 @@ def render_series(run: RunDir, history: pd.DataFrame, key: tuple) -> bytes:
         fc = _rows(run.backtest if run.is_backtest else run.forecasts, run.id_cols, key)
         note = ""
         if fc is None or fc.empty:
-            note = " (no forecast: failed)"
+            note = f" (no forecast: {_why_none(run, key)})"
         elif run.is_backtest:
             for w, part in fc.groupby("window"):
                 label = "forecast" if w == fc["window"].min() else None

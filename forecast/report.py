@@ -62,7 +62,8 @@ def _histogram(seconds: pd.Series) -> bytes:
 
 def _summary_section(run: RunDir) -> str:
     s = run.summary
-    fields = ["command", "status", "input", "rows", "series_total", "series_ok", "series_failed", "n_jobs", "cores",
+    fields = ["command", "status", "input", "rows", "series_total", "series_done", "series_ok", "series_failed",
+              "series_fallback", "series_skipped", "n_jobs", "cores",
               "wall_seconds", "series_per_second", "speedup", "parallel_efficiency", "horizon", "windows", "step"]
     rows = [(name, s[name]) for name in fields if name in s]
     if "command" not in s:
@@ -89,12 +90,19 @@ def _timing_section(run: RunDir) -> str:
 
 
 def _failures_section(run: RunDir) -> str:
+    """The series Prophet did not forecast (failed, whether or not a fallback served them, or skipped by
+    triage), from errors.csv, and those an interrupted run did not reach."""
+    s = run.summary
+    missing = s.get("series_total", 0) - s.get("series_done", s.get("series_total", 0))
+    undone = (f"<p>{missing} series not done: the run was interrupted; <code>--resume</code> finishes it.</p>"
+              if s.get("status") == "interrupted" and missing > 0 else "")
     errors = run.errors if run.errors is not None else pd.DataFrame()
     if errors.empty:
-        return "<h2>Failures</h2><p>No series failed.</p>"
+        return "<h2>Series without a Prophet forecast</h2><p>None.</p>" + undone
     rows = [(key_label(r[run.id_cols]), str(r["stage"]), str(r["reason"])) for _, r in errors.head(TABLE_ROWS).iterrows()]
     more = f"<p>{len(errors) - TABLE_ROWS} more in errors.csv.</p>" if len(errors) > TABLE_ROWS else ""
-    return f"<h2>Failures ({len(errors)})</h2>" + _table(["series", "stage", "reason"], rows) + more
+    return (f"<h2>Series without a Prophet forecast ({len(errors)}: failed or skipped)</h2>"
+            + _table(["series", "stage", "reason"], rows) + more + undone)
 
 
 def _accuracy_section(run: RunDir) -> str:

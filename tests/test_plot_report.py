@@ -170,3 +170,26 @@ def test_a_key_in_a_script_the_font_lacks_plots_without_warnings():
         warnings.simplefilter("error")  # any warning would fail the test
         assert png_bytes(fig)[:8] == PNG_MAGIC
     plt.close(fig)
+
+
+def test_a_series_without_forecast_says_why_and_the_report_counts_what_an_interrupted_run_did_not_do(run_dir,
+                                                                                                   tmp_path):
+    import json
+    import shutil
+
+    from forecast.plot import _why_none
+
+    run = read_run_dir(run_dir)
+    assert _why_none(run, ("a/b",)) == "failed"  # all its values are missing
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    timings = pd.read_csv(copy / "timings.csv", keep_default_na=False)
+    timings[timings["unique_id"] != "../x"].to_csv(copy / "timings.csv", index=False)  # "../x" was never reached
+    summary = json.loads((copy / "summary.json").read_text())
+    summary.update(status="interrupted", series_done=summary["series_total"] - 1)
+    (copy / "summary.json").write_text(json.dumps(summary))
+    assert _why_none(read_run_dir(copy), ("../x",)) == "not done, the run was interrupted"
+    assert runner.invoke(app, ["report", str(copy)]).exit_code == 0
+    text = " ".join(" ".join(_parse(copy / "report.html").text).split())
+    assert "1 series not done: the run was interrupted; --resume finishes it." in text
+    assert "series_failed" in text and "series_done" in text
