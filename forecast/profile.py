@@ -7,6 +7,7 @@ the library function behind `forecast check`; `forecast run --triage` uses `prof
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -87,15 +88,32 @@ def _periods_between(a: np.ndarray, b: np.ndarray, step: np.ndarray) -> np.ndarr
     return out
 
 
-def profile_table(table: pd.DataFrame, id_cols: Sequence[str]) -> pd.DataFrame:
+def _given_step(freq: str) -> int | None:
+    """A --freq as a step code (nanoseconds, or minus months for calendar steps); None when it has no fixed
+    length (business days, say), which leaves the frequency to be inferred per series."""
+    match = re.fullmatch(r"(\d*)(D|h|min|s|W|MS|ME|M|BMS|BME|QS|QE|Q|BQS|BQE|YS|YE|Y|AS|A|BYS|BYE)(?:-[A-Z]{3})?", freq)
+    if match is None:
+        return None
+    n, unit = int(match[1] or 1), match[2]
+    fixed = {"D": _DAY, "h": _HOUR, "min": 60 * 10**9, "s": 10**9, "W": 7 * _DAY}
+    if unit in fixed:
+        return n * fixed[unit]
+    if unit.lstrip("B").startswith("M"):
+        return n * _MONTH
+    return n * (_QUARTER if unit.lstrip("B").startswith("Q") else _YEAR)
+
+
+def profile_table(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = None) -> pd.DataFrame:
     """One row per series (in key order, as io.split_series) describing its history, without fitting.
 
-    Frequency follows model.infer_freq's modal-step rule: the most common step between timestamps, if at least
-    half the steps are that step; steps of 28-31, 89-92 and 365-366 days count as one month, quarter, year.
+    Frequency is `freq` (--freq) when given; else model.infer_freq's modal-step rule: the most common step
+    between timestamps, if at least half the steps are that step; steps of 28-31, 89-92 and 365-366 days count
+    as one month, quarter, year.
 
     Args:
         table: a table from io.read_table (key columns, ds, y).
         id_cols: the key column(s).
+        freq: the --freq given to the run or check, if any: gaps and age are counted on its grid.
 
     Returns:
         Key columns, then n_rows, n_obs (non-missing values), first, last (timestamps of the first and last
@@ -125,8 +143,13 @@ def profile_table(table: pd.DataFrame, id_cols: Sequence[str]) -> pd.DataFrame:
     mode, share = _modal_steps(step, starts, n_rows, irregular)
     freq_step = np.where(irregular, mode, np.where(multi, smin, 0))
     freq_step[irregular & (share < 0.5)] = 0
-    uniq, inverse = np.unique(freq_step, return_inverse=True)
-    freq = np.array(["" if u == 0 else _label(int(u)) for u in uniq], dtype=object)[inverse]
+    given = _given_step(freq) if freq is not None else None
+    if given is not None:
+        freq_step[:] = given
+        labels = np.full(n_series, freq, dtype=object)
+    else:
+        uniq, inverse = np.unique(freq_step, return_inverse=True)
+        labels = np.array(["" if u == 0 else _label(int(u)) for u in uniq], dtype=object)[inverse]
 
     n_obs = np.add.reduceat(has, starts)
     first, last = ds[starts], ds[ends - 1]
@@ -149,7 +172,7 @@ def profile_table(table: pd.DataFrame, id_cols: Sequence[str]) -> pd.DataFrame:
     profile["first"] = first.view("datetime64[ns]")
     profile["last"] = last.view("datetime64[ns]")
     profile["last_value"] = np.where(none, np.datetime64("NaT"), last_value.view("datetime64[ns]"))
-    profile["freq"] = freq
+    profile["freq"] = labels
     profile["expected_periods"] = pd.array(np.where(np.isnan(expected), None, expected), dtype="Int64")
     profile["missing_periods"] = pd.array(np.where(np.isnan(missing), None, missing), dtype="Int64")
     profile["gap_share"] = gap_share
@@ -295,7 +318,7 @@ def run_check(path: Path | str, config: ForecastConfig, rules: TriageRules) -> C
     """
     table, notes = read_table(Path(path), config.id_cols, config.time_col, config.target_col, config.duplicates)
     freq_given = config.model.freq is not None
-    profile = triage(profile_table(table, config.id_cols), rules, freq_given)
+    profile = triage(profile_table(table, config.id_cols, config.model.freq), rules, freq_given)
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_check_dir()
     files = {"profile": write_table(profile, out_dir / "profile.csv")}
     summary = summarize(profile, config.id_cols, rules, freq_given)

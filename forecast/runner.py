@@ -79,7 +79,8 @@ def _triage(table, series, config: ForecastConfig) -> list[tuple[str, str]]:
         return [("fit", "")] * len(series)
     from .profile import profile_table, triage
 
-    profile = triage(profile_table(table, config.id_cols), config.triage, freq_given=config.model.freq is not None)
+    profile = triage(profile_table(table, config.id_cols, config.model.freq), config.triage,
+                     freq_given=config.model.freq is not None)
     if len(profile) != len(series):  # both are in key order (groupby sort=True); a mismatch is a bug, not input
         raise RuntimeError(f"triage profiled {len(profile)} series but the table split into {len(series)}")
     return list(zip(profile["verdict"], profile["reason"]))

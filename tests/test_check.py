@@ -234,3 +234,19 @@ def test_a_sorted_table_profiles_as_its_shuffled_copy():
     pd.testing.assert_frame_equal(sorted_profile, profile_table(shuffled, ["store", "item"]))
     keys = list(sorted_profile[["store", "item"]].itertuples(index=False, name=None))
     assert keys == sorted(set(frame[["store", "item"]].itertuples(index=False, name=None)))
+
+
+@pytest.mark.parametrize("freq,expected", [("D", 291), ("W-SUN", 42), ("MS", 10)])
+def test_a_given_freq_is_the_grid_gaps_are_counted_on(freq, expected):
+    # 60 values scattered over 291 days: no step is common enough to infer, so without --freq there is no grid
+    rng = np.random.default_rng(0)
+    days = np.sort(rng.choice(np.arange(1, 290), 58, replace=False))
+    ds = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.r_[0, days, 290], unit="D")
+    table = pd.DataFrame({"unique_id": "irregular", "ds": ds, "y": 1.0})
+    assert profile_table(table, ["unique_id"])["freq"].iloc[0] == ""
+    profile = profile_table(table, ["unique_id"], freq)
+    assert profile["freq"].iloc[0] == freq
+    assert profile["expected_periods"].iloc[0] == expected
+    if freq == "D":
+        assert profile["missing_periods"].iloc[0] == 291 - 60
+        assert triage(profile, TriageRules(), freq_given=True)["verdict"].iloc[0] == "fallback"  # gappy
