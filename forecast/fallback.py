@@ -28,13 +28,16 @@ class FallbackImpossible(ValueError):
 
 
 def season_length(freq: str | None) -> int:
-    """The seasonal period of a frequency: 7 for daily, 52 weekly, 12 monthly, 4 quarterly, 24 hourly, else 1.
+    """The seasonal period of a frequency: 7 for daily, 52 weekly (and 7D), 12 monthly, 4 quarterly, 24 hourly,
+    else 1.
 
     Args:
         freq: a pandas frequency string such as "D", "W-SUN", "MS", "h", "QS-JAN"; None means unknown.
     """
     if not freq:
         return 1
+    if freq == "7D":  # what the frequency inference makes of a weekly series with a missing week
+        return 52
     match = re.fullmatch(r"(\d*)([A-Za-z]+)(?:-[A-Za-z]+)?", freq)
     if match is None or match.group(1) not in ("", "1"):
         return 1

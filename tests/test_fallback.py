@@ -56,7 +56,8 @@ def test_missing_values_are_skipped_and_all_missing_allows_only_zero():
 
 
 @pytest.mark.parametrize("freq,season", [("D", 7), ("W-SUN", 52), ("W", 52), ("MS", 12), ("ME", 12), ("h", 24),
-                                         ("QS-JAN", 4), ("2D", 1), ("min", 1), (None, 1)])
+                                         ("QS-JAN", 4), ("2D", 1), ("min", 1), (None, 1),
+                                         ("7D", 52)])  # a weekly series with a missing week is inferred as 7D
 def test_season_length_follows_the_frequency(freq, season):
     assert season_length(freq) == season
 
