@@ -139,13 +139,15 @@ def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str],
     return _arrow_frame(pa.Table.from_batches(list(reader), schema=reader.schema), text_cols[:-1])
 
 
-def _missing_column(path: Path, role: str, flag: str, col: str, found: list[str]) -> InputError:
+def _missing_column(path: Path, role: str, flag: str, col: str, found: list[str],
+                    taken: set[str] = frozenset()) -> InputError:
+    """The error for a column not in the file, suggesting the closest column not `taken` by another role."""
     if len(found) == 1:
         for sep in (";", "\t", "|"):
             if sep in found[0]:
                 return InputError(f"{path}: the header is one column, {found[0]!r}: the file seems to separate "
                                   f"columns with {sep!r}; forecast reads comma-separated files, so save it with commas")
-    by_folded = {f.strip().casefold(): f for f in found}  # "Y" or " y " for "y"
+    by_folded = {f.strip().casefold(): f for f in found if f not in taken}  # "Y" or " y " for "y"
     close = difflib.get_close_matches(col.strip().casefold(), list(by_folded), n=1, cutoff=0.4)
     if close:
         name = by_folded[close[0]]
@@ -396,7 +398,7 @@ def _load(path: Path, id_cols: Sequence[str], time_col: str,
     roles = [("id", "--id-col", c) for c in id_cols] + [("time", "--time-col", time_col)] + list(numeric)
     for role, flag, col in roles:
         if col not in found:
-            raise _missing_column(path, role, flag, col, found)
+            raise _missing_column(path, role, flag, col, found, {c for _, _, c in roles if c != col})
     try:
         raw = _read(path, kind, id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col, filters)
     except InputError:

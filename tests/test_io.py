@@ -266,3 +266,10 @@ def test_out_dir_with_a_finished_run_is_refused(tmp_path):
     with pytest.raises(OutputExistsError, match="holds a finished run .*pass --overwrite"):
         prepare_out_dir(tmp_path, overwrite=False)
     prepare_out_dir(tmp_path, overwrite=True)
+
+
+def test_a_missing_regressor_is_not_matched_to_a_column_with_another_role(write_csv):
+    path = write_csv("series_id,ds,y\nA,2024-01-01,1\n")
+    with pytest.raises(InputError, match=r"extra column 'price' not found; columns are: series_id, ds, y; pass "
+                                         r"--regressor NAME$"):
+        read_table(path, ["series_id"], "ds", "y", extra_cols=["price"])
