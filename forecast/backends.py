@@ -401,10 +401,7 @@ class ProcessBackend:
             if self._start_deaths >= _MAX_START_DEATHS:
                 raise BackendError(f"worker process {w.process.pid} died while starting ({reason}), "
                                    f"{self._start_deaths} workers in a row")
-            self._workers.append(self._start())
-            return
-        on = w.current()
-        if on is not None:
+        elif (on := w.current()) is not None:
             index = on[0]
             deaths[index] = deaths.get(index, 0) + 1
             rest = list(w.pending)  # items it finished but had not sent run again, uncharged
