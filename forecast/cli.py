@@ -99,13 +99,12 @@ def _say_error(message: str, code: int, json_log: bool) -> typer.Exit:
     return typer.Exit(code=code)
 
 
-def _fail(e: ForecastError, json_log: bool = False) -> typer.Exit:
-    return _say_error(str(e), e.exit_code, json_log)
-
-
-def _fail_os(e: OSError, json_log: bool = False) -> typer.Exit:
-    """A file the command could not write or read (permissions, a full disk, a file where a directory belongs):
-    one line naming it. What a run had finished is in its part files, for --resume."""
+def _fail(e: ForecastError | OSError, json_log: bool = False) -> typer.Exit:
+    """A ForecastError's line and exit code; or for an OSError (a file the command could not write or read:
+    permissions, a full disk, a file where a directory belongs) one line naming the file, exit 1. What a run had
+    finished is in its part files, for --resume."""
+    if isinstance(e, ForecastError):
+        return _say_error(str(e), e.exit_code, json_log)
     where = f"{e.filename}: " if e.filename else ""
     return _say_error(f"{where}{e.strerror or e}", 1, json_log)
 
@@ -318,10 +317,8 @@ def run(
         with make_progress(params["quiet"], _value(params["log_format"])) as progress:
             result = run_forecast(params["input"], config, progress=progress, notify=progress.note,
                                   events=progress.event)
-    except ForecastError as e:
+    except (ForecastError, OSError) as e:
         raise _fail(e, json_log) from None
-    except OSError as e:
-        raise _fail_os(e, json_log) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         raise typer.Exit(code=130) from None
@@ -389,10 +386,8 @@ def backtest(
         )
         with make_progress(quiet) as progress:
             result = run_backtest(input, config, progress=progress, notify=progress.note)
-    except ForecastError as e:
+    except (ForecastError, OSError) as e:
         raise _fail(e) from None
-    except OSError as e:
-        raise _fail_os(e) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted before any series was backtested; nothing written.", err=True)
         raise typer.Exit(code=130) from None
@@ -443,10 +438,8 @@ def plot(
 
     try:
         paths = plot_run(run_dir, series or (), worst, out)
-    except ForecastError as e:
+    except (ForecastError, OSError) as e:
         raise _fail(e) from None
-    except OSError as e:
-        raise _fail_os(e) from None
     typer.echo(f"{len(paths)} plot(s) in {paths[0].parent if paths else out or run_dir}")
 
 
@@ -464,10 +457,8 @@ def report(
 
     try:
         path = build_report(run_dir, out, plots)
-    except ForecastError as e:
+    except (ForecastError, OSError) as e:
         raise _fail(e) from None
-    except OSError as e:
-        raise _fail_os(e) from None
     typer.echo(f"report  {path}")
 
 
@@ -500,10 +491,8 @@ def check(
                                 duplicates=duplicates.value, out_dir=out, model=ModelOptions(freq=freq))
         rules = TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative)
         result = run_check(input, config, rules)
-    except ForecastError as e:
+    except (ForecastError, OSError) as e:
         raise _fail(e) from None
-    except OSError as e:
-        raise _fail_os(e) from None
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(format_check(result))
