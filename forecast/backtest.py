@@ -230,7 +230,6 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
     status = "ok"
     with run_temp_root() as tmp_root, clock.stage("backtest"), _sigterm_as_interrupt():
         initargs = worker_initargs(run.model, tmp_root, effective_n_jobs(run.n_jobs) == 1)
-        n_jobs, chunks = effective_n_jobs(run.n_jobs), []
         try:
             # caught outside the backend's block, as run_forecast does: the backend sees the interrupt and stops
             # its workers at once instead of waiting for their chunks
