@@ -203,12 +203,11 @@ def _parse_distinct_times(path: Path, distinct: pd.Series, col: str, notes: list
     mixed = _to_datetime(distinct, format="mixed")
     if numeric_dates.any():  # value by value, 01/02/2024 would be read month first beside a day-first 13/02/2024
         other = _to_datetime(distinct, format="mixed", dayfirst=True)
-        differ = (numeric_dates & mixed.notna() & (other != mixed)).to_numpy()
-        if differ.any():
-            example = distinct.iloc[int(np.flatnonzero(differ)[0])]
-            raise InputError(f"{path}: column {col!r} mixes date formats, and {example!r} reads as "
-                             f"{mixed.iloc[int(np.flatnonzero(differ)[0])]:%Y-%m-%d} or "
-                             f"{other.iloc[int(np.flatnonzero(differ)[0])]:%Y-%m-%d}; write ISO dates such as "
+        differ = np.flatnonzero((numeric_dates & mixed.notna() & (other != mixed)).to_numpy())
+        if len(differ):
+            i = int(differ[0])
+            raise InputError(f"{path}: column {col!r} mixes date formats, and {distinct.iloc[i]!r} reads as "
+                             f"{mixed.iloc[i]:%Y-%m-%d} or {other.iloc[i]:%Y-%m-%d}; write ISO dates such as "
                              "2024-01-31")
     return mixed
 
@@ -368,9 +367,9 @@ def _blank_as_missing(col: pd.Series) -> pd.Series:
             blank = cats[cats.astype(str).str.strip() == ""]
             return col.cat.remove_categories(blank) if len(blank) else col
         return col
-    if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
-        text = col.map(lambda v: v.strip() if isinstance(v, str) else v)
-        return col.mask(text.eq("").fillna(False).astype(bool))
+    if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:  # pandas' reader; Parquet non-text keys
+        blank = col.astype("string").str.strip().eq("").fillna(False)
+        return col.mask(blank.to_numpy(dtype=bool))
     return col
 
 
