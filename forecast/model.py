@@ -147,8 +147,11 @@ def series_seed(seed: int, key: tuple) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
-_FIXED_STEPS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9}  # offset: nanoseconds
-_PLAIN_STEPS = {_FIXED_STEPS[u]: u for u in ("D", "h")}  # pd.infer_freq of a regular index with these steps
+# Offsets of a fixed length, in nanoseconds; and the steps of calendar grids, which vary in length, as (shortest,
+# longest) in days. The frequency inference here and forecast check's profile (profile.py) share both.
+FIXED_STEPS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9}
+CALENDAR_DAYS = {"month": (28, 31), "quarter": (89, 92), "year": (365, 366)}
+_PLAIN_STEPS = {FIXED_STEPS[u]: u for u in ("D", "h")}  # pd.infer_freq of a regular index with these steps
 
 
 def infer_freq(ds: np.ndarray) -> str:
@@ -189,9 +192,9 @@ def infer_freq(ds: np.ndarray) -> str:
     )
 
 
-# Steps of a calendar grid (months, quarters, years vary in days) and the offsets that may make it, anchored on
-# the first timestamp's month: (shortest, longest step in days, offsets).
-_CALENDAR_STEPS = ((28, 31, ("MS", "ME")), (89, 92, ("QS-{month}", "QE-{month}")), (365, 366, ("YS-{month}", "YE-{month}")))
+# The offsets that may make each calendar grid, anchored on the first timestamp's month.
+_CALENDAR_OFFSETS = {"month": ("MS", "ME"), "quarter": ("QS-{month}", "QE-{month}"),
+                     "year": ("YS-{month}", "YE-{month}")}
 
 
 def _calendar_freq(idx, steps: np.ndarray) -> str | None:
@@ -199,11 +202,11 @@ def _calendar_freq(idx, steps: np.ndarray) -> str | None:
     period: a monthly series with a missing month steps 31 days most often, but its next date is the 1st."""
     import pandas as pd
 
-    days = steps / _FIXED_STEPS["D"]
-    for shortest, longest, offsets in _CALENDAR_STEPS:
+    days = steps / FIXED_STEPS["D"]
+    for period, (shortest, longest) in CALENDAR_DAYS.items():
         if np.count_nonzero((days >= shortest) & (days <= longest)) * 2 < len(steps):
             continue
-        for offset in offsets:
+        for offset in _CALENDAR_OFFSETS[period]:
             freq = offset.format(month=idx[0].strftime("%b").upper())
             grid = pd.date_range(idx[0], idx[-1], freq=freq)
             if len(grid) and grid[0] == idx[0] and idx.isin(grid).all():
@@ -213,7 +216,7 @@ def _calendar_freq(idx, steps: np.ndarray) -> str | None:
 
 def _step_to_freq(step_ns: int) -> str:
     """A fixed step in nanoseconds as the largest whole unit: 86400e9 -> "D", 2 hours -> "2h"."""
-    for unit, ns in _FIXED_STEPS.items():
+    for unit, ns in FIXED_STEPS.items():
         if step_ns % ns == 0:
             n = step_ns // ns
             return unit if n == 1 else f"{n}{unit}"
@@ -415,7 +418,7 @@ def horizon_dates(last, freq: str, horizon: int) -> np.ndarray:
     """
     fixed = re.fullmatch(r"(\d*)(D|h|min|s)", freq)
     if fixed:
-        step = int(fixed[1] or 1) * _FIXED_STEPS[fixed[2]]
+        step = int(fixed[1] or 1) * FIXED_STEPS[fixed[2]]
         start = np.datetime64(last, "ns").astype(np.int64)
         if step > 0 and (np.iinfo(np.int64).max - start) // step < horizon:
             raise _past_last_timestamp(last, freq, horizon)

@@ -17,13 +17,15 @@ import pandas as pd
 
 from .config import ForecastConfig, TriageRules
 from .io import default_out_dir, read_table, sort_by_series, write_table
+from .model import CALENDAR_DAYS, FIXED_STEPS
 
-_DAY = 86_400 * 10**9
-_HOUR = 3_600 * 10**9
+_DAY = FIXED_STEPS["D"]
+_HOUR = FIXED_STEPS["h"]
 # Calendar steps vary in length (a month is 28-31 days); they are coded as minus their length in months, which
 # cannot collide with a real step (steps are positive nanoseconds).
 _MONTH, _QUARTER, _YEAR = -1, -3, -12
-_CALENDAR = ((28, 31, _MONTH), (89, 92, _QUARTER), (365, 366, _YEAR))
+_CALENDAR = tuple((*CALENDAR_DAYS[period], code)
+                  for period, code in (("month", _MONTH), ("quarter", _QUARTER), ("year", _YEAR)))
 _LABELS = {_DAY: "D", 7 * _DAY: "W", _MONTH: "M", _QUARTER: "Q", _YEAR: "Y", _HOUR: "h"}
 # The rules in the order their reason is reported: skips first, then the reasons to fall back.
 RULES = (("empty", "skip"), ("frequency", "skip"), ("stale", "skip"), ("new", "fallback"),
@@ -35,7 +37,7 @@ _EXAMPLES = 3
 def _label(step: int) -> str:
     if step in _LABELS:
         return _LABELS[step]
-    for unit, ns in (("D", _DAY), ("h", _HOUR), ("min", 60 * 10**9), ("s", 10**9)):
+    for unit, ns in FIXED_STEPS.items():
         if step % ns == 0:
             return f"{step // ns}{unit}"
     return f"{step}ns"
@@ -95,7 +97,7 @@ def _given_step(freq: str) -> int | None:
     if match is None:
         return None
     n, unit = int(match[1] or 1), match[2]
-    fixed = {"D": _DAY, "h": _HOUR, "min": 60 * 10**9, "s": 10**9, "W": 7 * _DAY}
+    fixed = {**FIXED_STEPS, "W": 7 * _DAY}
     if unit in fixed:
         return n * fixed[unit]
     if unit.lstrip("B").startswith("M"):
