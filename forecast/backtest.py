@@ -28,7 +28,7 @@ from .io import (default_out_dir, errors_frame, load_series, prepare_out_dir, ti
 from .model import (SeriesData, SeriesProblem, check_options, checked_frame, engine_fit_predict, fit_predict,
                     infer_freq, init_worker, predict_frame, scratch_cleanup, validate_series)
 from .runner import RunResult, _sigterm_as_interrupt, _versions, run_temp_root, worker_initargs
-from .timing import Clock, run_timing
+from .timing import Clock, run_timing, series_cpu
 
 MODELS = ("prophet", "seasonal_naive")
 AGGREGATION = ("MAE, RMSE, WAPE, sMAPE, MAPE and coverage pool every scored point of every series (WAPE = sum of "
@@ -91,7 +91,7 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
     """
     result = BacktestResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()),
                             worker=f"{socket.gethostname()}:{os.getpid()}")
-    cpu0 = os.times()
+    cpu0 = series_cpu()
     stage = "validate"
     try:
         with scratch_cleanup():
@@ -140,8 +140,7 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
         result.error = f"{stage}: {e}" if stage.startswith("window") else str(e)
     except Exception as e:  # anything else about this series' data: record it, go on with the rest
         result.stage, result.error = stage, f"{type(e).__name__}: {e}".splitlines()[0]
-    cpu1 = os.times()
-    result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
+    result.cpu_seconds = series_cpu() - cpu0
     return result
 
 
@@ -255,7 +254,6 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
             "timings": write_table(timings_frame(results, run.id_cols), out_dir / "timings.csv"),
             "errors": write_table(errors_frame(results, run.id_cols), out_dir / "errors.csv"),
         }
-    task_seconds = sum(r.fit_seconds + r.predict_seconds for r in results)
     summary = {
         "command": "backtest",
         "status": status,
@@ -273,7 +271,7 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         "cores": usable_cores(),
         "n_jobs": n_jobs,
         "chunks": len(chunks),
-        **run_timing(clock, results, len(results), task_seconds, n_jobs, run.id_cols),
+        **run_timing(clock, results, results, n_jobs, run.id_cols),
         "notes": notes,
         "versions": _versions(),
         "config": config.to_dict(),

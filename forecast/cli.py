@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import ForecastConfig, ModelOptions, TriageRules
+from .config import ENGINES, ForecastConfig, ModelOptions, TriageRules
 from .errors import ForecastError
 
 EXIT_CODES = """Exit codes: 0 every series forecast (or failures within --max-failed-frac); 3 some series failed,
@@ -53,10 +53,9 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
-class Engine(str, Enum):
-    prophet = "prophet"
-    stan = "stan"
-    fast = "fast"
+# the choices and the default are config's (ENGINES, ModelOptions.engine)
+Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
+DEFAULT_ENGINE = Engine(ModelOptions.engine)
 
 
 class Fallback(str, Enum):
@@ -169,14 +168,14 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or no
 
 
 EngineOpt = Annotated[Engine, typer.Option(
-    help="prophet (stock), stan (Prophet's Stan optimizer without the Python around it: same parameters), "
-         "fast (in-process MAP solver, opt-in; what it does not cover goes to stan).")]
+    help="fast (Prophet's model solved to its exact optimum in-process), stan (Prophet's own optimizer, direct: "
+         "stock Prophet's parameters) or prophet (stock Prophet, exactly).")]
 
 
 def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
                    daily_seasonality, changepoint_prior_scale, seasonality_prior_scale, holidays, interval_width,
                    uncertainty_samples, non_negative, seed, regressor, cap_col, floor_col,
-                   include_history: bool = False, engine: str = "prophet") -> ModelOptions:
+                   include_history: bool = False, engine: str = ModelOptions.engine) -> ModelOptions:
     return ModelOptions(
         horizon=horizon, freq=freq, growth=_value(growth), seasonality_mode=_value(seasonality_mode),
         yearly_seasonality=_value(yearly_seasonality), weekly_seasonality=_value(weekly_seasonality),
@@ -291,7 +290,7 @@ def run(
         "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
     log_format: Annotated[LogFormat, typer.Option(
         help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).")] = LogFormat.text,
-    engine: EngineOpt = Engine.prophet,
+    engine: EngineOpt = DEFAULT_ENGINE,
     warm_start: Annotated[Optional[Path], typer.Option(
         help="Output directory of an earlier --engine stan/fast run: start each series from its parameters.")] = None,
 ) -> None:
@@ -355,7 +354,7 @@ def backtest(
     uncertainty_samples: SamplesOpt = 1000,
     non_negative: NonNegativeOpt = False,
     seed: SeedOpt = None,
-    engine: EngineOpt = Engine.prophet,
+    engine: EngineOpt = DEFAULT_ENGINE,
     n_jobs: NJobsOpt = -1,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,

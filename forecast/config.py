@@ -21,7 +21,7 @@ DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
 OUTPUT_FORMATS = ("parquet", "csv")
 FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
 BACKEND_NAMES = ("local", "dask")
-ENGINES = ("prophet", "stan", "fast")
+ENGINES = ("fast", "stan", "prophet")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -53,7 +53,7 @@ class ModelOptions:
     floor_col: str | None = None
     # (holiday, ds as ISO text, lower_window, upper_window) rows from --holidays-file; read by io.read_holidays
     holiday_table: tuple[tuple[str, str, int, int], ...] = ()
-    engine: str = "prophet"  # prophet (stock), stan (Prophet's optimizer, direct) or fast (in-process MAP)
+    engine: str = "fast"  # fast (in-process exact MAP), stan (Prophet's optimizer, direct) or prophet (stock)
 
     def __post_init__(self) -> None:
         if self.horizon < 1:

@@ -25,7 +25,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from .config import ModelOptions
-from .engines.model import covered, regular_step
+from .engines.model import regular_step
+from .timing import series_cpu
 
 _QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models", "prophet.forecaster")
 
@@ -447,7 +448,7 @@ def checked_frame(series: SeriesData, opts: ModelOptions) -> pd.DataFrame | None
     """
     if not uses_engine(opts):
         return _validate(series, opts)
-    if opts.regressors:
+    if extra_columns(opts):
         _validate(series, opts)
     else:
         _observed(series)
@@ -455,8 +456,8 @@ def checked_frame(series: SeriesData, opts: ModelOptions) -> pd.DataFrame | None
 
 
 def uses_engine(opts: ModelOptions) -> bool:
-    """Whether opts.engine (stan or fast) fits these options; else stock Prophet serves them."""
-    return opts.engine != "prophet" and not covered(opts)
+    """Whether opts.engine is one of the engines (fast or stan) rather than stock Prophet."""
+    return opts.engine != "prophet"
 
 
 def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
@@ -471,7 +472,7 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
     """
     result = SeriesResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()),
                           worker=f"{socket.gethostname()}:{os.getpid()}")
-    cpu0 = os.times()
+    cpu0 = series_cpu()
     stage = "validate"
     try:
         with scratch_cleanup():
@@ -486,7 +487,7 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
             if engine:
                 stage = "fit"
                 fc = engine_fit_predict(series, future, opts)
-            else:  # stock Prophet: the default engine, and what the others do not cover
+            else:  # stock Prophet (--engine prophet)
                 frame = predict_frame(series, future, opts)
                 stage = "fit"
                 fc = fit_predict(df, frame, opts, series.key)
@@ -495,13 +496,14 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
             result.yhat_lower, result.yhat_upper = fc["yhat_lower"], fc["yhat_upper"]
             result.status, result.model = "ok", "prophet"
             result.engine, result.params = fc.get("engine", "prophet"), fc.get("params")
+            if fc.get("reduced"):  # Prophet's model with fewer terms, for a series too short for all of them
+                result.model, result.error = "prophet:reduced", fc["reduced"]
     except SeriesProblem as e:
         result.stage, result.error = e.stage, str(e)
         result.fit_seconds = getattr(e, "fit_seconds", 0.0)
     except Exception as e:  # anything else about this series' data: record it, go on with the rest
         result.stage, result.error = stage, f"{type(e).__name__}: {e}".splitlines()[0]
-    cpu1 = os.times()
-    result.cpu_seconds = sum(cpu1[:4]) - sum(cpu0[:4])
+    result.cpu_seconds = series_cpu() - cpu0
     return result
 
 
@@ -521,10 +523,11 @@ def engine_fit_predict(series: SeriesData, future: np.ndarray, opts: ModelOption
     ok = ~np.isnan(series.y)
     seed = series_seed(opts.seed, series.key) if opts.seed is not None else None
     extra = future_extra = None
-    if opts.regressors:
-        extra = {name: series.extra[name][ok] for name in opts.regressors}
+    columns = extra_columns(opts)  # regressors, cap and floor, by input column
+    if columns:
+        extra = {col: series.extra[col][ok] for col in columns}
         frame = predict_frame(series, future, opts, source)  # stage "future" when a value is missing
-        future_extra = {name: frame[name].to_numpy(dtype=float) for name in opts.regressors}
+        future_extra = {col: frame[name].to_numpy(dtype=float) for col, name in columns.items()}
     try:
         fc = fit_forecast(np.asarray(series.ds[ok], dtype="datetime64[ns]"), np.asarray(series.y[ok], dtype=float),
                           future, opts, opts.engine, seed, warm=series.warm, extra=extra, future_extra=future_extra)
@@ -534,7 +537,7 @@ def engine_fit_predict(series: SeriesData, future: np.ndarray, opts: ModelOption
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
     return {"ds": future, "yhat": yhat, "yhat_lower": lower, "yhat_upper": upper, "fit_seconds": fc.fit_seconds,
-            "predict_seconds": fc.predict_seconds, "engine": fc.engine, "params": fc.params}
+            "predict_seconds": fc.predict_seconds, "engine": fc.engine, "params": fc.params, "reduced": fc.reduced}
 
 
 def _on_grid(series: SeriesData, freq: str) -> np.ndarray:

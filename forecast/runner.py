@@ -20,7 +20,6 @@ from .errors import ConfigError, ForecastError, OutputExistsError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
                  read_params, read_series_subset, timings_frame, write_json, write_table)
-from .engines.model import covered
 from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, run_timing
 
@@ -265,10 +264,8 @@ def worker_initargs(model: ModelOptions, tmp_root: str, in_process: bool) -> tup
     """`init_worker`'s arguments for a run or a backtest: the temp root its workers make theirs in, and whether
     they import Prophet."""
     # in-process work must not point this process's TMPDIR at a directory removed after the run; the stan and
-    # fast engines need Prophet only for a country's holidays and for the options they hand to stock Prophet
-    # (engines.model.covered)
-    return (None if in_process else tmp_root,
-            model.engine == "prophet" or bool(model.holidays) or bool(covered(model)))
+    # fast engines need Prophet only for a country's holidays
+    return (None if in_process else tmp_root, model.engine == "prophet" or bool(model.holidays))
 
 
 def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done, backend, progress,
@@ -358,7 +355,6 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         for stale in _OUTPUTS - {p.name for p in files.values()}:  # an earlier run's, in another format or engine
             (out_dir / stale).unlink(missing_ok=True)
     fitted = list(new.values())  # throughput counts only the work of this run, not what a resume took over
-    task_seconds = sum(r.fit_seconds + r.predict_seconds for r in fitted)
     summary = {
         "status": status,
         "input": str(path),
@@ -378,7 +374,7 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         "n_jobs": n_jobs,
         "backend": backend_info,
         "chunks": len(chunks),
-        **run_timing(clock, results, len(fitted), task_seconds, n_jobs, config.id_cols),
+        **run_timing(clock, results, fitted, n_jobs, config.id_cols),
         "notes": notes,
         "versions": _versions(),
         "config": config.to_dict(),

@@ -25,7 +25,8 @@ def test_run_writes_the_four_files_with_composite_keys(tmp_path, write_csv):
     result = run(path, "--id-col", "store", "--id-col", "item", "--time-col", "date", "--horizon", 7,
                  "--n-jobs", 2, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "forecasts.parquet", "summary.json", "timings.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "forecasts.parquet", "params.parquet", "summary.json",
+                                                   "timings.csv"]
     forecasts = pd.read_parquet(out / "forecasts.parquet")
     assert list(forecasts.columns) == ["store", "item", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
     assert (forecasts["model"] == "prophet").all()
@@ -42,8 +43,8 @@ def test_run_writes_the_four_files_with_composite_keys(tmp_path, write_csv):
     assert summary["status"] == "ok"
     assert (summary["series_total"], summary["series_ok"], summary["series_failed"]) == (4, 4, 0)
     assert summary["n_jobs"] == 2 and summary["rows"] == 360
-    for key in ("wall_seconds", "cpu_seconds", "series_per_second", "task_seconds", "speedup",
-                "parallel_efficiency"):
+    for key in ("wall_seconds", "cpu_seconds", "series_per_second", "task_cpu_seconds", "task_wall_seconds",
+                "speedup", "parallel_efficiency", "speedup_wall", "parallel_efficiency_wall"):
         assert summary[key] > 0
     assert set(summary["stage_seconds"]) == {"read", "fit_predict", "write"}
     assert summary["config"]["model"]["horizon"] == 7

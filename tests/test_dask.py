@@ -165,7 +165,7 @@ def test_worker_without_prophet_is_named(tmp_path, table_csv):
             client.wait_for_workers(1, timeout=120)
             worker = next(iter(client.scheduler_info()["workers"]))
         proc = _forecast(table_csv, "--horizon", 3, "--backend", "dask", "--scheduler", address,
-                         "--out", tmp_path / "out")
+                         "--out", tmp_path / "out", "--engine", "prophet")  # stock Prophet: workers import it
     finally:
         _stop(procs)
     assert proc.returncode == 1

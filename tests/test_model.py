@@ -19,11 +19,12 @@ def series_of(frame: pd.DataFrame, key=("S0",)) -> SeriesData:
 
 
 @pytest.mark.parametrize("opts", [
-    ModelOptions(horizon=14),
-    ModelOptions(horizon=7, seasonality_mode="multiplicative", changepoint_prior_scale=0.3),
-    ModelOptions(horizon=10, growth="flat", weekly_seasonality="on", yearly_seasonality="off", holidays="US"),
+    ModelOptions(horizon=14, engine="prophet"),
+    ModelOptions(horizon=7, seasonality_mode="multiplicative", changepoint_prior_scale=0.3, engine="prophet"),
+    ModelOptions(horizon=10, growth="flat", weekly_seasonality="on", yearly_seasonality="off", holidays="US",
+                 engine="prophet"),
 ])
-def test_yhat_equals_stock_prophet(opts):
+def test_engine_prophet_yhat_equals_stock_prophet(opts):
     from prophet import Prophet
 
     frame = make_table(n_series=1, days=150, seed=3)[["ds", "y"]]

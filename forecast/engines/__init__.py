@@ -1,14 +1,12 @@
 """Engines: ways of getting Prophet's MAP fit and forecast for one series faster than stock Prophet.
 
-- "prophet": stock `Prophet().fit().predict()` (model.py; the default).
+- "fast" (the default): an in-process MAP solver (engines/fast.py) for every growth (linear, flat, logistic with a
+  cap and floor), additive or multiplicative seasonality, holidays and regressors; what it does not cover (a
+  seasonality longer than the history, a fit that interpolates its data) goes to "stan".
 - "stan": Prophet's compiled Stan optimizer run directly on Stan data built in numpy (engines/stan.py): the same
   parameters as stock Prophet, without cmdstanpy, stanio and pandas around it.
-- "fast": an in-process MAP solver (engines/fast.py) for linear/flat growth with additive or multiplicative
-  seasonality, holidays and regressors; what it does not cover (series with as many parameters as points) goes
-  to "stan".
+- "prophet": stock `Prophet().fit().predict()` (model.py), for stock Prophet's answer exactly.
 
-Options the numpy model does not reproduce (logistic growth, a cap or floor: model.covered) are served by stock
-Prophet: the caller checks `covered` first, and the series' engine says so.
 No pools and no files here, apart from the Stan binary's own input and output.
 """
 
@@ -19,13 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ModelOptions
+from ..config import ENGINES, ModelOptions
 from . import fast, stan
 from .blas import one_blas_thread
-from .model import Params, StanData, constant_params, covered, is_constant, predict, stan_data
-
-ENGINES = ("prophet", "stan", "fast")
-
+from .model import (TREND_INDICATOR, Params, StanData, constant_params, free_parameters, is_constant, predict,
+                    reduced, stan_data)
 
 @dataclass
 class EngineForecast:
@@ -38,6 +34,7 @@ class EngineForecast:
     fit_seconds: float
     predict_seconds: float
     params: dict  # params_dict: what a later run can warm-start from
+    reduced: str = ""  # how the model was reduced for a series too short for Prophet's (Fit.reduced)
 
 
 def _fold_dummy_changepoint(params: Params, data: StanData) -> Params:
@@ -62,26 +59,57 @@ def warm_params(saved: dict | None, data: StanData) -> Params | None:
         return None
     r = float(saved["y_scale"]) / data.y_scale  # trend, noise and additive terms scale with y; multiplicative not
     beta = np.asarray(saved["beta"], dtype=float) * np.where(data.s_m != 0, 1.0, r)
-    return Params(k=saved["k"] * r, m=saved["m"] * r, delta=np.asarray(saved["delta"], dtype=float) * r,
+    # a logistic trend's k, m and deltas live inside the logit (rates and a time): they do not scale with y
+    rt = 1.0 if data.trend_indicator == TREND_INDICATOR["logistic"] else r
+    return Params(k=saved["k"] * rt, m=saved["m"] * rt, delta=np.asarray(saved["delta"], dtype=float) * rt,
                   sigma_obs=max(saved["sigma_obs"] * r, 1e-9), beta=beta)
 
 
-def fit_params(data: StanData, engine: str, init: Params | None = None) -> tuple[Params, str]:
-    """MAP parameters for one series by `engine` ("stan" or "fast"), and the engine that produced them.
+@dataclass
+class Fit:
+    """One series' MAP fit: the parameters, the data (the model) they belong to, the engine that fitted them, and
+    how the model was reduced from Prophet's when the series is too short for it ("" when it was not)."""
+
+    params: Params
+    data: StanData
+    engine: str
+    reduced: str = ""
+
+
+def fit_params(data: StanData, engine: str, init: Params | None = None) -> Fit:
+    """MAP parameters for one series by `engine` ("stan" or "fast").
 
     `init` (a warm start) changes where the optimizers start: for "fast" not the optimum it reaches; for "stan"
     the point where L-BFGS stops may move within its tolerances.
+
+    Under "fast", a series with as many free parameters as points (a few weeks of a new item, or a sparse one
+    whose few points span the years that turn yearly seasonality on) has no posterior maximum: the fit can pass
+    through every point, and as sigma_obs goes to 0 the posterior grows without bound. Stan then runs to its
+    iteration limit (5 to 12 s a series) for a forecast that is noise. Such a series gets Prophet's model with
+    fewer terms (model.reduced): at most half as many free parameters as points, so that at least as many points
+    as parameters are left to tell the noise by; the fit says what was reduced.
     """
     if is_constant(data):  # Prophet does not fit a constant series either
-        return constant_params(data), engine
-    if engine == "fast" and not fast.supports(data):
-        try:
-            params, _ = fast.fit(data, init=init)
-            return _fold_dummy_changepoint(params, data), "fast"
-        except fast.NotCovered:
-            pass
+        return Fit(constant_params(data), data, engine)
+    if engine == "fast":
+        why = fast.supports(data)
+        if why.startswith(fast.TOO_FEW_POINTS):
+            small = reduced(data, max(2, data.T // 2))
+            if small is not None:
+                small_data, what = small
+                params, _ = fast.fit(small_data)
+                return Fit(_fold_dummy_changepoint(params, small_data), small_data, "fast",
+                           f"{data.T} points for Prophet's {free_parameters(data)} parameters: fitted with {what}")
+            raise fast.NotCovered(f"{data.T} points are too few for any Prophet model with these options (a "
+                                  "trend and the holiday and regressor columns); lower --min-obs no further")
+        if not why:
+            try:
+                params, _ = fast.fit(data, init=init)
+                return Fit(_fold_dummy_changepoint(params, data), data, "fast")
+            except fast.NotCovered:  # a logistic fit that did not converge: Stan's own optimizer takes it
+                pass
     params, _ = stan.fit(data, init=init)
-    return _fold_dummy_changepoint(params, data), "stan"
+    return Fit(_fold_dummy_changepoint(params, data), data, "stan")
 
 
 def random_stream(engine: str, seed: int | None):
@@ -99,28 +127,27 @@ def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelO
                  seed: int | None, warm: dict | None = None,
                  extra: dict[str, np.ndarray] | None = None,
                  future_extra: dict[str, np.ndarray] | None = None) -> EngineForecast:
-    """Fit one series (ds ascending, y without NaN) and forecast at `future`, for options the numpy model covers
-    (model.covered; the caller sends the others to stock Prophet).
+    """Fit one series (ds ascending, y without NaN) and forecast at `future`.
 
     `seed`: the series' seed for the intervals (see `random_stream`); None for fresh randomness.
     `warm`: this series' parameters from a previous run (params_dict), to start from.
-    `extra`, `future_extra`: each of opts.regressors' values at `ds` and at `future`, by name.
+    `extra`, `future_extra`: each of opts.regressors' values at `ds` and at `future`, by name (and the cap's
+    and floor's columns, with logistic growth).
 
     Raises:
         stan.StanFailed: when the Stan optimizer fails on this series.
-        ValueError: for options the numpy model does not cover (it would fit another model than asked for).
+        ValueError: for a cap not above the floor.
     """
-    why = covered(opts)
-    if why:
-        raise ValueError(f"the {engine} engine does not cover {why}; stock Prophet serves it")
     with one_blas_thread():
         t0 = time.perf_counter()
         data = stan_data(ds, y, opts, extra)
-        params, used = fit_params(data, engine, warm_params(warm, data))
+        fit = fit_params(data, engine, warm_params(warm, data))
         t1 = time.perf_counter()
-        yhat, lower, upper = predict(params, data, future, opts, random_stream(used, seed), future_extra)
-    return EngineForecast(yhat, lower, upper, used, t1 - t0, time.perf_counter() - t1, params_dict(params, data))
+        yhat, lower, upper = predict(fit.params, fit.data, future, opts, random_stream(fit.engine, seed),
+                                     future_extra)
+    return EngineForecast(yhat, lower, upper, fit.engine, t1 - t0, time.perf_counter() - t1,
+                          params_dict(fit.params, fit.data), fit.reduced)
 
 
-__all__ = ["ENGINES", "EngineForecast", "fit_forecast", "fit_params", "params_dict", "random_stream",
+__all__ = ["ENGINES", "EngineForecast", "Fit", "fit_forecast", "fit_params", "params_dict", "random_stream",
            "warm_params"]

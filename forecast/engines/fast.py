@@ -18,16 +18,25 @@ fixed beta (the trend columns weighted by 1 + X_m beta: the same ridge-plus-lass
 fixed trend (a ridge regression on g * X_m + X_a). Each block, then s, is set to its exact maximiser in turn, so
 lp rises at every step; the iteration stops when it no longer does (to 1e-14 relative). On the series tried it
 ends within about ten rounds at the same optimum (to rounding) as hundreds more rounds reach.
+
+With logistic growth the mean cap * inv_logit(h) (1 + X_m beta) + X_a beta, h = k (t - m) + H delta
+(model.logistic_exponent), is not linear in the trend's parameters. Linearised at the current parameters
+(Gauss-Newton), the problem for a fixed s is again a ridge regression with a lasso on delta, solved exactly by the
+same active-set method; a backtracking step towards its solution raises lp, then s is set to its exact maximiser,
+and so on until lp stops rising (a proximal Gauss-Newton method: its fixed points are the posterior's stationary
+points). The logistic posterior is not concave, so it runs from more than one start (module function
+_fit_logistic) and keeps the highest.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .model import TREND_INDICATOR, Params, StanData, log_posterior
+from .model import TREND_INDICATOR, Params, StanData, free_parameters, log_posterior
 
 
 _SIGMA_FLOOR = 1e-12
+TOO_FEW_POINTS = "as many parameters as points"
 
 
 class NotCovered(ValueError):
@@ -36,10 +45,8 @@ class NotCovered(ValueError):
 
 def supports(data: StanData) -> str:
     """Why this solver cannot fit `data` ("" when it can)."""
-    if data.trend_indicator not in (TREND_INDICATOR["linear"], TREND_INDICATOR["flat"]):
-        return "logistic growth"
-    if data.T <= 2 + data.S + data.K:  # as many parameters as points: an exact fit, no maximum
-        return f"as many parameters as points ({data.T} points)"
+    if data.T <= free_parameters(data):  # an exact fit through every point: no maximum
+        return f"{TOO_FEW_POINTS} ({data.T} points)"
     span_days = data.t_scale_ns / 86_400e9
     longest = max((period for period, _ in data.seasonalities), default=0.0)
     if longest > span_days:
@@ -129,13 +136,18 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
             do not match `data`. The optimum does not depend on it (tests check that).
 
     Raises:
-        NotCovered: for a model this solver does not cover (see `supports`), or a series it fits exactly.
+        NotCovered: for a model this solver does not cover (see `supports`).
+
+    A series the model fits exactly (a straight line, say) has no maximum either: sigma_obs goes to its floor,
+    1e-12, and the fit through the points is returned.
     """
     why = supports(data)
     if why:
         raise NotCovered(why)
     if init is not None and (len(init.delta) != data.S or len(init.beta) != data.K):
         init = None  # a start from another model (e.g. yearly seasonality turned on since): start cold
+    if data.trend_indicator == TREND_INDICATOR["logistic"]:
+        return _fit_logistic(data, init)
     if np.any(data.s_m != 0):
         return _fit_multiplicative(data, init, max_iter, rtol)
     D, ridge, l1 = _design(data)
@@ -181,8 +193,6 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
                 if lpj > lp:
                     x, s, prev = xj, sj, lpj
             trail = []
-    if s <= 1e-8:  # an interpolating fit: the posterior has no maximum (sigma_obs -> 0); leave it to Stan
-        raise NotCovered("a fit that interpolates the data (sigma_obs -> 0)")
     params = Params(k=float(x[0]), m=float(x[1]), delta=x[2:2 + S].copy(), sigma_obs=s, beta=x[2 + S:].copy())
     return params, log_posterior(params, data)
 
@@ -217,6 +227,98 @@ def _fit_multiplicative(data: StanData, init: Params | None, max_iter: int, rtol
         if lp - prev <= rtol * max(1.0, abs(lp)):
             break
         prev = lp
-    if s <= 1e-8:
-        raise NotCovered("a fit that interpolates the data (sigma_obs -> 0)")
     return params, log_posterior(params, data)
+
+
+def _fit_logistic(data: StanData, init: Params | None) -> tuple[Params, float]:
+    """Logistic growth: proximal Gauss-Newton rounds on theta = (k, m, delta, beta), then s (module doc); the
+    best of the starts (Prophet's init, the logit start, and a warm start when given)."""
+    from .model import initial_params
+
+    S, T = data.S, data.T
+    hinge = np.maximum(data.t[:, None] - data.t_change[None, :], 0.0)
+    _, ridge, l1 = _design(data)
+    starts = [init] if init is not None else []
+    starts += [initial_params(data), _logit_start(data, hinge)]
+    best = None
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for start in starts:
+            x0 = np.concatenate([[start.k, start.m], start.delta, start.beta])
+            try:
+                x, s, lp = _logistic_rounds(data, hinge, ridge, l1, x0)
+            except np.linalg.LinAlgError:
+                continue
+            if np.isfinite(lp) and (best is None or lp > best[2]):
+                best = (x, s, lp)
+    if best is None:
+        raise NotCovered("the logistic fit did not converge")
+    x, s, _ = best
+    params = Params(k=float(x[0]), m=float(x[1]), delta=x[2:2 + S].copy(), sigma_obs=float(s), beta=x[2 + S:].copy())
+    return params, log_posterior(params, data)
+
+
+def _logistic_rounds(data: StanData, hinge: np.ndarray, ridge: np.ndarray, l1: np.ndarray, x: np.ndarray,
+                     max_iter: int = 500, rtol: float = 1e-15) -> tuple[np.ndarray, float, float]:
+    """From x = (k, m, delta, beta): rounds of (1) theta given s: the mean linearised at theta (Gauss-Newton),
+    which leaves the same ridge-and-lasso problem as the linear trend (lasso_qp), then a backtracking step along
+    it, so that lp rises; (2) s given theta, exactly. Until lp stops rising. Returns (theta, s, lp)."""
+    from .model import inv_logit
+
+    S, T, y, t, cap = data.S, data.T, data.y, data.t, data.cap
+    X_m, X_a = data.X * data.s_m, data.X * data.s_a
+
+    def mean(x):
+        sig = inv_logit(x[0] * (t - x[1]) + hinge @ x[2:2 + S])
+        g = cap * sig
+        mult = 1 + X_m @ x[2 + S:]
+        return g * mult + X_a @ x[2 + S:], g, sig, mult
+
+    def lp_of(x, s, r):
+        return float(-T * np.log(s) - 0.5 * (r @ r) / (s * s) - 2 * s * s - 0.5 * ridge @ x**2 - l1 @ np.abs(x))
+
+    mu, g, sig, mult = mean(x)
+    r = y - mu
+    s = max(_best_sigma(float(r @ r), T), _SIGMA_FLOOR)
+    lp = lp_of(x, s, r)
+    for _ in range(max_iter):
+        w = g * (1 - sig) * mult  # d mu / d h
+        J = np.column_stack([w * (t - x[1]), -w * x[0], w[:, None] * hinge, g[:, None] * X_m + X_a])
+        target = lasso_qp(J.T @ J + s * s * np.diag(ridge), J.T @ (r + J @ x), s * s * l1, x0=x)
+        step, alpha = target - x, 1.0
+        while alpha > 1e-12:
+            x_new = x + alpha * step
+            mu_new, g_new, sig_new, mult_new = mean(x_new)
+            r_new = y - mu_new
+            lp_new = lp_of(x_new, s, r_new)
+            if lp_new >= lp:
+                break
+            alpha *= 0.5
+        else:
+            break  # no step raises lp: the linearisation is exact to rounding here
+        x, g, sig, mult, r = x_new, g_new, sig_new, mult_new, r_new
+        s = max(_best_sigma(float(r @ r), T), _SIGMA_FLOOR)
+        new = lp_of(x, s, r)
+        if new - lp <= rtol * max(1.0, abs(new)):
+            lp = new
+            break
+        lp = new
+    return x, s, lp
+
+
+def _logit_start(data: StanData, hinge: np.ndarray) -> Params:
+    """A start for a logistic fit: the trend's exponent fitted to the logits of y / cap (clipped into (0.01, 0.99)),
+    where it is linear: h = k t - k m + hinge delta, by the same ridge-and-lasso solve as the linear trend."""
+    from .model import initial_params
+
+    p = np.clip(data.y / data.cap, 0.01, 0.99)
+    h = np.log(p / (1 - p))
+    D = np.column_stack([data.t, np.ones_like(data.t), hinge])
+    plain = np.linalg.lstsq(D[:, :2], h, rcond=None)[0]
+    noise = max(float(np.mean((h - D[:, :2] @ plain) ** 2)), 1e-6)  # the lasso's weight against the fit
+    lam = np.concatenate([[0.0, 0.0], np.full(data.S, noise / data.tau)])
+    x = lasso_qp(D.T @ D + np.diag(np.concatenate([[1e-6, 1e-6], np.full(data.S, 1e-9)])), D.T @ h, lam)
+    start = initial_params(data)
+    if abs(x[0]) > 1e-8:
+        start.k, start.m = float(x[0]), float(-x[1] / x[0])
+    start.delta = x[2:].copy()
+    return start

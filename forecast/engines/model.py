@@ -13,15 +13,16 @@ data equal `Prophet().preprocess(df)` and the prediction equals `Prophet.predict
   by that name as Prophet sorts them, prior scale 10, in the seasonality mode; at prediction the same columns;
 - extra regressors (--regressor), after those, in the order given: standardised by the history's mean and
   standard deviation unless binary (0/1) or constant, prior scale 10, in the seasonality mode;
+- logistic growth: y and the cap measured from the floor (0 without --floor-col) and scaled by max|y - floor|;
+  the trend cap * inv_logit((k + A delta) (t - (m + A gamma))), whose exponent, unrolled, is
+  k (t - m) + sum_j delta_j (t - t_change_j)+ (the linear trend's hinges, with the offset -k m), which is how it is
+  computed here; Prophet's init through the first and last points' logits;
 - MAP inits: linear growth through the first and last points, flat growth at the mean, sigma_obs 1.
-
-What it does not cover (logistic growth, a cap or floor) is reported by `covered`, and the caller serves those
-series with stock Prophet.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -34,16 +35,6 @@ _DAY_NS = 86_400 * 10**9
 _AUTO = {"yearly": (365.25, 10), "weekly": (7.0, 3), "daily": (1.0, 4)}
 TREND_INDICATOR = {"linear": 0, "logistic": 1, "flat": 2}
 HOLIDAYS_PRIOR_SCALE = 10.0  # Prophet's default holidays_prior_scale
-
-
-def covered(opts: ModelOptions) -> str:
-    """Why the numpy model cannot serve these options ("" when it can): every option that changes Prophet's model
-    beyond what `stan_data` builds must be named here, or an engine would fit a different model than asked for."""
-    if opts.growth not in ("linear", "flat"):
-        return f"{opts.growth} growth"
-    if opts.cap_col or opts.floor_col:
-        return "a cap or floor"
-    return ""
 
 
 @dataclass
@@ -68,6 +59,9 @@ class StanData:
     holiday_keys: list[str] = field(default_factory=list)  # the holiday columns, in order ("<name>_delim_+0")
     holiday_names: list[str] = field(default_factory=list)  # the holidays seen in training
     regressors: list[tuple[str, float, float]] = field(default_factory=list)  # (name, mu, std) in column order
+    cap: np.ndarray | None = None  # logistic growth: the cap over the history, scaled as y (from the floor)
+    cap_col: str | None = None  # logistic growth: the input columns of the cap and the floor (None: floor 0)
+    floor_col: str | None = None
 
     @property
     def T(self) -> int:
@@ -241,11 +235,19 @@ def seasonalities_for(ds_ns: np.ndarray, opts: ModelOptions) -> list[tuple[float
 def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions, extra: dict[str, np.ndarray] | None = None) -> StanData:
     """Prophet's Stan data for one series (ds ascending and unique, y without NaN), as `Prophet.preprocess` makes it.
 
-    `extra`: each of opts.regressors' values at ds (finite), by name.
+    `extra`: each of opts.regressors' values at ds (finite), by name, and with logistic growth those of the
+    cap and floor columns (opts.cap_col, opts.floor_col).
+
+    Raises:
+        ValueError: with logistic growth, for a cap not above the floor (Prophet refuses it too).
     """
     ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
     y = np.asarray(y, dtype=float)
-    y_scale = float(np.abs(y).max())
+    logistic = opts.growth == "logistic"
+    floor = np.zeros(len(y))
+    if logistic:
+        cap, floor = cap_floor(extra or {}, opts.cap_col, opts.floor_col, len(y), ds_ns)
+    y_scale = float(np.abs(y - floor).max())
     if y_scale == 0:
         y_scale = 1.0
     start, t_scale = int(ds_ns[0]), int(ds_ns[-1] - ds_ns[0])
@@ -282,11 +284,92 @@ def stan_data(ds: np.ndarray, y: np.ndarray, opts: ModelOptions, extra: dict[str
         s_m, sigmas = 1.0 - s_a, np.array(sigmas)
     else:
         X, s_a, s_m, sigmas = np.zeros((T, 1)), np.zeros(1), np.zeros(1), np.ones(1)
-    return StanData(y=(y - 0.0) / y_scale, t=t, t_change=t_change, X=X, sigmas=sigmas, s_a=s_a, s_m=s_m,
+    return StanData(y=(y - floor) / y_scale, t=t, t_change=t_change, X=X, sigmas=sigmas, s_a=s_a, s_m=s_m,
                     tau=float(opts.changepoint_prior_scale), trend_indicator=TREND_INDICATOR[opts.growth],
                     y_scale=y_scale, start_ns=start, t_scale_ns=t_scale, seasonalities=seas,
                     country=opts.holidays, holiday_table=opts.holiday_table, holiday_keys=keys,
-                    holiday_names=names, regressors=regressors)
+                    holiday_names=names, regressors=regressors,
+                    cap=(cap - floor) / y_scale if logistic else None,
+                    cap_col=opts.cap_col if logistic else None, floor_col=opts.floor_col if logistic else None)
+
+
+def cap_floor(extra: dict[str, np.ndarray], cap_col: str, floor_col: str | None, n: int,
+              ds_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cap and floor (0 without a floor column) at n times, as given in `extra` by column name.
+
+    Raises:
+        ValueError: where the cap is not above the floor, naming the count and the first such time.
+    """
+    cap = np.asarray(extra[cap_col], dtype=float)
+    floor = np.asarray(extra[floor_col], dtype=float) if floor_col else np.zeros(n)
+    bad = ~(cap > floor)
+    if bad.any():
+        first = str(np.asarray(ds_ns[bad][0]).astype("datetime64[ns]"))[:19].replace("T", " ")
+        below = f"the floor {floor_col!r}" if floor_col else "0 (the floor without --floor-col)"
+        raise ValueError(f"cap {cap_col!r} is not above {below} at {int(bad.sum())} time(s), first {first}; "
+                         "logistic growth needs cap > floor")
+    return cap, floor
+
+
+def free_parameters(data: StanData) -> int:
+    """How many parameters can move the fit: k, m, the changepoints' deltas (the dummy one at 0 only repeats k;
+    flat growth has m alone), and the feature columns (the zeros column of a model without features moves
+    nothing)."""
+    no_features = data.K == 1 and not data.X.any()
+    features = 0 if no_features else data.K
+    if data.trend_indicator == TREND_INDICATOR["flat"]:
+        return 1 + features
+    dummy = data.S == 1 and data.t_change[0] == 0.0
+    return 2 + (0 if dummy else data.S) + features
+
+
+def reduced(data: StanData, budget: int) -> tuple[StanData, str] | None:
+    """Prophet's model for a series too short for it, with at most `budget` free parameters (free_parameters):
+    fewer changepoints (evenly spaced among Prophet's, down to none, as Prophet has for its shortest series),
+    then lower Fourier orders, the highest order first; holidays and regressors are kept. Returns the reduced
+    data and what was reduced, in words; a linear trend through too few points for a slope becomes flat (the
+    level alone); None when even the trend and the kept columns leave no point over.
+    """
+    orders = [order for _, order in data.seasonalities]
+    n_fourier = 2 * sum(orders)
+    rest = data.K - n_fourier if orders else (0 if data.K == 1 and not data.X.any() else data.K)
+    dummy = data.S == 1 and data.t_change[0] == 0.0
+    n_cp = 0 if dummy else data.S
+    keep_cp = max(0, min(n_cp, budget - 2 - n_fourier - rest))
+    new_orders = list(orders)
+    while 2 + keep_cp + 2 * sum(new_orders) + rest > budget and any(new_orders):
+        j = int(np.argmax(new_orders))
+        new_orders[j] -= 1
+    flat = data.trend_indicator == TREND_INDICATOR["linear"] and 2 + rest >= data.T and 1 + rest < data.T
+    if 2 + keep_cp + 2 * sum(new_orders) + rest >= data.T and not flat:
+        return None
+    if keep_cp:
+        t_change = data.t_change[np.unique(np.linspace(0, n_cp - 1, keep_cp).round().astype(int))]
+    else:
+        t_change = np.array([0.0])
+    cols, offset = [], 0
+    for order, new in zip(orders, new_orders):
+        cols += range(offset, offset + 2 * new)
+        offset += 2 * order
+    cols += range(n_fourier, data.K) if orders else ([] if rest == 0 else range(data.K))
+    cols = np.asarray(cols, dtype=int)
+    if len(cols):
+        X, sigmas, s_a, s_m = data.X[:, cols], data.sigmas[cols], data.s_a[cols], data.s_m[cols]
+    else:
+        X, sigmas, s_a, s_m = np.zeros((data.T, 1)), np.ones(1), np.zeros(1), np.zeros(1)
+    seas = [(period, new) for (period, _), new in zip(data.seasonalities, new_orders) if new > 0]
+    said = [f"{keep_cp} changepoint(s) of {n_cp}"] if keep_cp < n_cp else []
+    said += [f"{_period_name(period)} order {new} of {order}"
+             for (period, order), new in zip(data.seasonalities, new_orders) if new < order]
+    if flat:  # too few points for a slope as well: the level alone (Prophet's flat growth)
+        said.append("flat growth")
+    return replace(data, t_change=t_change, X=X, sigmas=sigmas, s_a=s_a, s_m=s_m, seasonalities=seas,
+                   trend_indicator=TREND_INDICATOR["flat"] if flat else data.trend_indicator), ", ".join(said)
+
+
+def _period_name(period: float) -> str:
+    names = {period: name for name, (period, _) in _AUTO.items()}
+    return f"{names[period]} seasonality" if period in names else f"{period:g}-day seasonality"
 
 
 @dataclass
@@ -301,9 +384,21 @@ class Params:
 
 
 def initial_params(data: StanData) -> Params:
-    """Prophet's inits: linear growth through the first and last points (flat: 0 and the mean), sigma_obs 1."""
+    """Prophet's inits: linear growth through the first and last points (flat: 0 and the mean; logistic: through
+    their logits, Prophet's logistic_growth_init), sigma_obs 1."""
     if data.trend_indicator == TREND_INDICATOR["flat"]:
         k, m = 0.0, float(np.mean(data.y))
+    elif data.trend_indicator == TREND_INDICATOR["logistic"]:
+        span = data.t[-1] - data.t[0]
+        c0, c1 = data.cap[0], data.cap[-1]
+        y0 = max(0.01 * c0, min(0.99 * c0, data.y[0]))  # valid values, in case y > cap or y < 0
+        y1 = max(0.01 * c1, min(0.99 * c1, data.y[-1]))
+        r0, r1 = c0 / y0, c1 / y1
+        if abs(r0 - r1) <= 0.01:
+            r0 = 1.05 * r0
+        l0, l1 = np.log(r0 - 1), np.log(r1 - 1)
+        m = l0 * span / (l0 - l1)
+        k = (l0 - l1) / span
     else:
         k = (data.y[-1] - data.y[0]) / (data.t[-1] - data.t[0])
         m = data.y[0] - k * data.t[0]
@@ -311,8 +406,8 @@ def initial_params(data: StanData) -> Params:
 
 
 def is_constant(data: StanData) -> bool:
-    """Prophet does not fit a constant series: it keeps the inits with sigma_obs 1e-9."""
-    return bool(data.y.min() == data.y.max())
+    """Prophet does not fit a constant series (linear or flat growth): it keeps the inits with sigma_obs 1e-9."""
+    return data.trend_indicator != TREND_INDICATOR["logistic"] and bool(data.y.min() == data.y.max())
 
 
 def constant_params(data: StanData) -> Params:
@@ -321,13 +416,29 @@ def constant_params(data: StanData) -> Params:
     return p
 
 
-def trend(params: Params, data: StanData, t: np.ndarray | None = None) -> np.ndarray:
-    """The trend on the scaled data at times t (default: the history)."""
-    t = data.t if t is None else t
+def trend(params: Params, data: StanData, t: np.ndarray | None = None, cap: np.ndarray | None = None) -> np.ndarray:
+    """The trend on the scaled data at times t (default: the history); `cap`: the scaled cap at t (logistic)."""
+    if t is None:
+        t, cap = data.t, data.cap
     if data.trend_indicator == TREND_INDICATOR["flat"]:
         return np.full(len(t), params.m)
     A = (t[:, None] >= data.t_change[None, :])
+    if data.trend_indicator == TREND_INDICATOR["logistic"]:
+        return cap * inv_logit(logistic_exponent(params.k, params.m, params.delta, t, data.t_change))
     return (params.k + A @ params.delta) * t + (params.m + A @ (-data.t_change * params.delta))
+
+
+def logistic_exponent(k: float, m: float, delta: np.ndarray, t: np.ndarray, t_change: np.ndarray) -> np.ndarray:
+    """(k + A delta)(t - (m + A gamma)) of Prophet's logistic trend. Prophet's offsets gamma make the exponent
+    continuous at each changepoint, so that, unrolled, it is k (t - m) + sum_j delta_j (t - t_change_j)+: no
+    sequential loop, and no division by a segment's rate (which Stan's form has, and which is 0/0 where a rate
+    is 0)."""
+    return k * (t - m) + np.maximum(t[:, None] - t_change[None, :], 0.0) @ delta
+
+
+def inv_logit(u: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-u)) without overflow for large |u|."""
+    return 0.5 * (1.0 + np.tanh(0.5 * u))
 
 
 def log_posterior(params: Params, data: StanData) -> float:
@@ -353,7 +464,7 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
             rng: np.random.RandomState | np.random.Generator | None,
             extra: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """yhat, yhat_lower, yhat_upper at `ds` as Prophet.predict makes them (vectorised uncertainty); `extra` holds
-    the regressors' values at `ds`.
+    the regressors' values at `ds` (and the cap's and floor's, with logistic growth).
 
     With `rng` a RandomState seeded as model.py seeds numpy's global one, the intervals equal Prophet's: the draws
     are taken in Prophet's order (trend change points, their Laplace sizes, then the observation noise). A
@@ -362,10 +473,16 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
     ds_ns = np.asarray(ds, dtype="datetime64[ns]").astype(np.int64)
     t = (ds_ns - data.start_ns) / data.t_scale_ns
     X = features(ds_ns, data, extra)
-    trend_pt = trend(params, data, t)
+    logistic = data.trend_indicator == TREND_INDICATOR["logistic"]
+    cap = floor = None
+    if logistic:
+        cap, floor = cap_floor(extra or {}, data.cap_col, data.floor_col, len(t), ds_ns)
+        cap = (cap - floor) / data.y_scale
+    trend_pt = trend(params, data, t, cap)
+    offset = floor if logistic else 0.0
     xb_a = X @ (params.beta * data.s_a) * data.y_scale
     xb_m = X @ (params.beta * data.s_m)
-    tr = trend_pt * data.y_scale + 0.0
+    tr = trend_pt * data.y_scale + offset
     yhat = tr * (1 + xb_m) + xb_a
     n = opts.uncertainty_samples
     if not n:
@@ -374,10 +491,10 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
     rng = rng if rng is not None else np.random.RandomState()
     future = t > 1
     n_future = int(future.sum())
-    # Prophet's trend uncertainty (linear growth): at each future step a change point occurs with the history's
-    # rate of change points per unit time, its size Laplace with the mean |delta|; the paths integrate the
-    # changes twice (rate, then level), averaging each step's rate with the previous one's.
-    changes = n_future and data.trend_indicator == TREND_INDICATOR["linear"]
+    # Prophet's trend uncertainty (linear and logistic growth): at each future step a change point occurs with the
+    # history's rate of change points per unit time, its size Laplace with the mean |delta|; the paths integrate
+    # the changes twice (rate, then level), averaging each step's rate with the previous one's.
+    changes = n_future and data.trend_indicator != TREND_INDICATOR["flat"]
     if changes:
         tf = t[future]
         single_diff = np.diff(tf).mean() if n_future > 1 else np.diff(data.t).mean()
@@ -392,8 +509,11 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
             change = rng.uniform(size=(n, n_future)) < likelihood
             shift = rng.laplace(0, mean_delta, size=change.shape) * change
             mat = (np.hstack([np.zeros((n, 1)), shift])[:, :-1] + shift) / 2
-            unc[:, future] = mat.cumsum(axis=1).cumsum(axis=1) * single_diff
-        trends = (trend_pt[None, :] + unc) * data.y_scale + 0.0
+            if logistic:
+                unc[:, future] = logistic_uncertainty(mat.T, params, data, tf, cap[future], single_diff).T
+            else:
+                unc[:, future] = mat.cumsum(axis=1).cumsum(axis=1) * single_diff
+        trends = (trend_pt[None, :] + unc) * data.y_scale + offset
         noise = rng.normal(0, params.sigma_obs, trends.shape) * data.y_scale
         sims = trends * (1 + xb_m) + xb_a + noise
         lower, upper = np.percentile(sims, [lower_p, upper_p], axis=0)  # one pass for both
@@ -405,10 +525,42 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
         change = rng.random((n_future, n)) < likelihood
         shift = np.zeros((n_future, n))
         shift[change] = rng.laplace(0, mean_delta, size=int(change.sum()))
-        rate = shift.cumsum(axis=0)
-        rate[1:] += rate[:-1].copy()  # the average of each step's rate and the previous one's, doubled
-        unc[future] = rate.cumsum(axis=0) * (single_diff / 2)
+        if logistic:
+            mat = shift.copy()
+            mat[1:] += shift[:-1]
+            unc[future] = logistic_uncertainty(mat / 2, params, data, tf, cap[future], single_diff)
+        else:
+            rate = shift.cumsum(axis=0)
+            rate[1:] += rate[:-1].copy()  # the average of each step's rate and the previous one's, doubled
+            unc[future] = rate.cumsum(axis=0) * (single_diff / 2)
     noise = rng.normal(0, params.sigma_obs, unc.shape)
     sims = ((trend_pt[:, None] + unc) * (1 + xb_m)[:, None] + noise) * data.y_scale + xb_a[:, None]
+    if logistic:
+        sims += (floor * (1 + xb_m))[:, None]
     lower, upper = np.percentile(sims, [lower_p, upper_p], axis=1)
     return yhat, lower, upper
+
+
+def logistic_uncertainty(mat: np.ndarray, params: Params, data: StanData, t_future: np.ndarray,
+                         cap_future: np.ndarray, single_diff: float) -> np.ndarray:
+    """Prophet's logistic trend uncertainty (`_logistic_uncertainty`), time x sample: each sample's logistic trend
+    through the history's changepoints, moved to the first point after each of them on a grid of `single_diff`
+    from 0 (as Prophet places them), and the sample's own future rate changes `mat` (time x sample); returned
+    centred on the samples' mean, as Prophet adds it to the fitted trend.
+
+    Prophet runs the offsets' recurrence step by step over that whole grid (a Python loop over every step, each
+    summing all earlier ones); unrolled as in `logistic_exponent`, the exponent at a future step is
+    k (t - m) + sum over earlier changes of size * (t - its time): two running sums.
+    """
+    grid = np.arange(0, 1 + single_diff, single_diff)
+    hist = np.zeros(len(grid))
+    # the first grid point after each changepoint; where two share one, the later delta wins (numpy's
+    # fancy assignment, as in Prophet)
+    hist[[int(np.flatnonzero(grid > c)[0]) for c in data.t_change]] = params.delta
+    h1, h2 = hist.sum(), hist @ grid  # every historical change comes before every future step
+    c1 = np.cumsum(mat, axis=0) - mat  # sum of earlier future changes (the step's own adds 0: t - t = 0)
+    c2 = np.cumsum(mat * t_future[:, None], axis=0) - mat * t_future[:, None]
+    tf = t_future[:, None]
+    u = params.k * (tf - params.m) + tf * (h1 + c1) - (h2 + c2)
+    paths = cap_future[:, None] * inv_logit(u)
+    return paths - paths.mean(axis=1, keepdims=True)
