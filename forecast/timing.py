@@ -5,7 +5,6 @@ Per-series seconds are measured inside the workers (model.py) and only added up 
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from contextlib import contextmanager
@@ -23,8 +22,8 @@ def series_cpu() -> float:
     """This process's CPU time to the nanosecond (time.process_time), plus that of its finished children (the Stan
     processes a fit waited for): what one series cost a worker. os.times alone counts in clock ticks (10 ms), as
     much as a whole series of the fast engine."""
-    children = os.times()
-    return time.process_time() + children.children_user + children.children_system
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # 0.6 us a call; os.times takes 8
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 class Clock:

@@ -485,3 +485,14 @@ def test_a_cap_not_above_the_floor_fails_that_series_with_the_reason():
     result = fit_series(s, ModelOptions(horizon=5, growth="logistic", cap_col="cap", floor_col="floor"))
     assert (result.status, result.stage) == ("failed", "fit")
     assert "cap 'cap' is not above the floor 'floor' at 1 time(s), first 2021-03-11" in result.error
+
+
+@pytest.mark.parametrize("shape,axis", [((28, 1000), 1), ((1000, 28), 0), ((4, 7), 1)])
+def test_interval_percentiles_are_numpys_to_the_last_bit(shape, axis):
+    from forecast.engines.model import percentiles
+
+    sims = np.random.default_rng(1).normal(size=shape)
+    for lower, upper in [(10, 90), (2.5, 97.5), (0.0, 100.0), (37.3, 62.7)]:
+        ours = percentiles(sims, lower, upper, axis)
+        theirs = np.percentile(sims, [lower, upper], axis=axis)
+        assert (ours[0] == theirs[0]).all() and (ours[1] == theirs[1]).all()

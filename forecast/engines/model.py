@@ -516,7 +516,7 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
         trends = (trend_pt[None, :] + unc) * data.y_scale + offset
         noise = rng.normal(0, params.sigma_obs, trends.shape) * data.y_scale
         sims = trends * (1 + xb_m) + xb_a + noise
-        lower, upper = np.percentile(sims, [lower_p, upper_p], axis=0)  # one pass for both
+        lower, upper = percentiles(sims, lower_p, upper_p, axis=0)
         return yhat, lower, upper
     # The same distribution, drawn time x sample: the sums run down contiguous rows of samples at once, and a
     # Laplace size is drawn only where a change occurs (a few % of the steps) rather than for every step.
@@ -537,8 +537,26 @@ def predict(params: Params, data: StanData, ds: np.ndarray, opts: ModelOptions,
     sims = ((trend_pt[:, None] + unc) * (1 + xb_m)[:, None] + noise) * data.y_scale + xb_a[:, None]
     if logistic:
         sims += (floor * (1 + xb_m))[:, None]
-    lower, upper = np.percentile(sims, [lower_p, upper_p], axis=1)
+    lower, upper = percentiles(sims, lower_p, upper_p, axis=1)
     return yhat, lower, upper
+
+
+def percentiles(sims: np.ndarray, lower_p: float, upper_p: float, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.percentile(sims, [lower_p, upper_p], axis) (its default, linear method, to the last bit): one partition
+    for the four order statistics both need, without np.percentile's general machinery, which cost a third more
+    on the fast engine's 28 x 1000 simulations."""
+    n = sims.shape[axis]
+    q = np.array([lower_p, upper_p]) / 100 * (n - 1)
+    below = np.floor(q).astype(int)
+    above = np.minimum(below + 1, n - 1)
+    part = np.partition(sims, np.unique(np.concatenate([below, above])), axis=axis)
+    t = q - below
+    out = []
+    for j in range(2):
+        a, b = np.take(part, below[j], axis=axis), np.take(part, above[j], axis=axis)
+        diff = b - a
+        out.append(np.where(t[j] >= 0.5, b - diff * (1 - t[j]), a + diff * t[j]))  # numpy's _lerp
+    return out[0], out[1]
 
 
 def logistic_uncertainty(mat: np.ndarray, params: Params, data: StanData, t_future: np.ndarray,
