@@ -238,7 +238,7 @@ def test_constant_series_gets_prophets_answer_from_every_engine():
     assert fit_params(data, "fast").params.sigma_obs == 1e-9
 
 
-def test_run_engine_fast_says_which_engine_served_each_series(tmp_path, write_csv):
+def test_run_without_engine_uses_fast_and_says_which_engine_served_each_series(tmp_path, write_csv):
     from typer.testing import CliRunner
 
     from conftest import make_table
@@ -246,7 +246,7 @@ def test_run_engine_fast_says_which_engine_served_each_series(tmp_path, write_cs
 
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["run", str(write_csv(make_table(n_series=3, days=120))), "--horizon", "7",
-                                      "--engine", "fast", "--n-jobs", "1", "--out", str(out), "--quiet"])
+                                      "--n-jobs", "1", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     timings = pd.read_csv(out / "timings.csv")
     assert list(timings.columns)[-1] == "engine"
@@ -496,3 +496,35 @@ def test_interval_percentiles_are_numpys_to_the_last_bit(shape, axis):
         ours = percentiles(sims, lower, upper, axis)
         theirs = np.percentile(sims, [lower, upper], axis=axis)
         assert (ours[0] == theirs[0]).all() and (ours[1] == theirs[1]).all()
+
+
+def test_a_table_of_tiny_series_finishes_under_the_default_engine_and_says_what_served_each(tmp_path, write_csv):
+    from typer.testing import CliRunner
+
+    from forecast.cli import app
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for n in range(1, 11):  # 1 to 10 points: daily, every third day, weekly with gaps, and constant
+        for kind, step in (("daily", 1), ("gappy", 3), ("weekly", 7), ("constant", 1)):
+            ds = pd.Timestamp("2024-03-01") + pd.to_timedelta(np.arange(n) * step + (n if kind == "weekly" else 0),
+                                                              unit="D")
+            y = np.full(n, 4.0) if kind == "constant" else rng.poisson(6, n).astype(float)
+            rows.append(pd.DataFrame({"unique_id": f"{kind}-{n}", "ds": ds, "y": y}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(write_csv(pd.concat(rows))), "--horizon", "4", "--freq", "D",
+                                      "--n-jobs", "1", "--out", str(out), "--quiet", "--max-failed-frac", "1"])
+    assert result.exit_code == 0, result.output
+    timings = pd.read_csv(out / "timings.csv", keep_default_na=False).set_index("unique_id")
+    assert len(timings) == 40  # every series has its record
+    fitted = timings[timings["status"] == "ok"]
+    assert (fitted["engine"] == "fast").all()  # none went to Stan's slow path
+    assert set(fitted["model"]) == {"prophet", "prophet:reduced"}
+    reduced = fitted[fitted["model"] == "prophet:reduced"]
+    assert reduced["error"].str.contains(r"points for Prophet's \d+ parameters: fitted with").all()
+    assert timings.loc["constant-5", "model"] == "prophet"  # Prophet does not fit a constant series either
+    not_fitted = timings[timings["status"] != "ok"]
+    assert set(not_fitted.index) <= {f"{kind}-1" for kind in ("daily", "gappy", "weekly", "constant")}
+    assert (not_fitted["error"] != "").all()
+    forecasts = pd.read_parquet(out / "forecasts.parquet")
+    assert forecasts["yhat"].notna().all() and np.isfinite(forecasts["yhat"]).all()
