@@ -146,6 +146,9 @@ def main() -> None:
     for engine in ("stan", "fast"):
         one, two = rate[f"forecast --engine {engine} -j1"], rate[f"forecast --engine {engine} -j2"]
         print(f"--engine {engine}: 2 workers / 1 worker = {two / one:.2f}")
+    batch = rate["prophet-batch n_jobs=2"]
+    if batch:  # the default settings (--engine fast) at -j2 against prophet-batch on as many workers
+        print(f"forecast run (default, fast) -j2 / prophet-batch n_jobs=2 = {rate['forecast --engine fast -j2'] / batch:.2f}")
     write_rows("bench_engines", [{"case": r["case"], "series": args.series, "days": args.days, "cores": cores,
                                   "series_per_second": r["series_per_second"], "note": r["note"]} for r in rows])
 
