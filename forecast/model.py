@@ -20,13 +20,16 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from .config import ModelOptions
 from .engines.model import regular_step
 from .timing import series_cpu
+
+if TYPE_CHECKING:  # pandas is imported where it is used (see the module doc)
+    import pandas as pd
 
 _QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models", "prophet.forecaster")
 

@@ -16,6 +16,7 @@ from conftest import make_table
 from forecast.cli import app
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow  # real clusters on loopback
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -113,6 +113,7 @@ def test_last_of_repeated_rows_is_the_last_in_the_file_even_when_rows_are_out_of
     assert [(s.key, s.y.tolist()) for s in series] == [(("A",), [0.0, 3.0]), (("B",), [6.0, 7.0])]
 
 
+@pytest.mark.slow
 def test_csv_and_gzipped_csv_of_a_large_table_read_alike_block_by_block(tmp_path):
     # more than one 16 MB block of text: categories of keys and times must agree across blocks
     frame = make_table(n_series=400, days=1_500)

@@ -13,6 +13,7 @@ from forecast.jobfile import read_job_file
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nightly.toml"
 
 
+@pytest.mark.slow
 def test_example_job_file_runs_on_the_sample_with_flags_overriding_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # paths in the file are read from its own folder, not the working directory
     out = tmp_path / "out"

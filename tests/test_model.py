@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_table
 from forecast.config import ModelOptions
-from forecast.model import SeriesData, fit_series, horizon_dates, infer_freq, init_worker, quiet_logs, series_seed
+from forecast.model import SeriesData, fit_series, horizon_dates, infer_freq, quiet_logs, series_seed
 
 quiet_logs()
 

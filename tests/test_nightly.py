@@ -19,6 +19,8 @@ from conftest import make_table
 from forecast.cli import app
 
 N_SERIES = 16
+pytestmark = pytest.mark.slow  # real runs started, killed and resumed
+
 # stock Prophet: fits slow enough to interrupt mid-run, and cmdstanpy's temp files for the hygiene checks
 RUN_ARGS = ["--horizon", "5", "--seed", "3", "--uncertainty-samples", "50", "--n-jobs", "2", "--quiet",
             "--engine", "prophet"]

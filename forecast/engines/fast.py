@@ -151,7 +151,7 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     if np.any(data.s_m != 0):
         return _fit_multiplicative(data, init, max_iter, rtol)
     D, ridge, l1 = _design(data)
-    S, K, T = data.S, data.K, data.T
+    S, T = data.S, data.T
     DtD, Dty, yty = D.T @ D, D.T @ data.y, float(data.y @ data.y)
     if init is not None:
         x = np.concatenate([[init.k, init.m], init.delta, init.beta])
@@ -235,7 +235,7 @@ def _fit_logistic(data: StanData, init: Params | None) -> tuple[Params, float]:
     best of the starts (Prophet's init, the logit start, and a warm start when given)."""
     from .model import initial_params
 
-    S, T = data.S, data.T
+    S = data.S
     hinge = np.maximum(data.t[:, None] - data.t_change[None, :], 0.0)
     _, ridge, l1 = _design(data)
     starts = [init] if init is not None else []
