@@ -93,14 +93,16 @@ def test_failing_series_get_the_fallback_and_stay_in_errors_csv(tmp_path):
     forecasts = pd.read_csv(out / "forecasts.csv")
     assert forecasts.groupby("unique_id")["model"].first().to_dict() == {"ok": "prophet", "one": "fallback:naive"}
     assert forecasts.loc[forecasts["unique_id"] == "one", "yhat"].tolist() == [4.0, 4.0, 4.0]
+    # "one" is below --min-obs (30): sent to the fallback before any fit, so it did not fail; timings.csv says why
     errors = pd.read_csv(out / "errors.csv").set_index("unique_id")
-    assert errors.loc["one", "reason"] == "fewer than 2 non-missing values (found 1); Prophet needs at least 2"
+    assert list(errors.index) == ["blank"]
     assert errors.loc["blank", "reason"] == ("all 5 values are missing; fallback naive impossible: "
                                              "all values are missing")
     timings = pd.read_csv(out / "timings.csv").set_index("unique_id")
     assert timings["status"].to_dict() == {"blank": "failed", "ok": "ok", "one": "fallback"}
     assert timings.loc["one", "model"] == "fallback:naive"
+    assert timings.loc["one", "error"] == "new: 1 value(s) (--min-obs 30)"
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["series_ok"], summary["series_fallback"], summary["series_failed"]) == (1, 1, 1)
-    assert summary["series_fallback_after_failure"] == 1
+    assert (summary["series_fallback_after_failure"], summary["series_below_min_obs"]) == (0, 1)
     assert "series fallback      1" in result.stdout
