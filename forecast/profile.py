@@ -145,12 +145,13 @@ def _grid(ds: np.ndarray, starts: np.ndarray, ends: np.ndarray, modal: np.ndarra
     multi = modal != 0
     if not multi.any():
         return none
-    table_step = _mode(modal[multi])
-    rows_of = np.repeat(modal == table_step, n_rows)  # the rows of the series whose own step is the table's
+    steps, counts = np.unique(modal[multi], return_counts=True)
+    length = np.where(steps > 0, steps, -steps * 30 * _DAY)  # a calendar step as about its length
+    table_step = int(steps[np.lexsort((length, -counts))[0]])  # the most common; a tie: the finer grid
+    of_step = modal == table_step
     if table_step > 0:
-        phase = np.mod(ds, table_step)
-        anchor = _mode(phase[rows_of])
-        on_row = phase == anchor
+        anchor = _mode(np.mod(ds[starts[of_step]], table_step))  # where those series start (one value each)
+        on_row = np.mod(ds, table_step) == anchor
         if table_step == 7 * _DAY:
             label = "W-" + _WEEKDAYS[(anchor // _DAY) % 7]
         else:
@@ -160,6 +161,7 @@ def _grid(ds: np.ndarray, starts: np.ndarray, ends: np.ndarray, modal: np.ndarra
         month = ds.astype("datetime64[ns]").astype("datetime64[M]")
         month_start = month.astype("datetime64[ns]").view("int64")
         month_end = ((month + 1).astype("datetime64[ns]") - np.timedelta64(1, "D")).view("int64")
+        rows_of = np.repeat(of_step, n_rows)  # the rows of the series whose own step is the table's
         starts_of, ends_of = ds == month_start, ds == month_end
         at_start = np.count_nonzero(starts_of[rows_of]) >= np.count_nonzero(ends_of[rows_of])
         on_day = starts_of if at_start else ends_of
