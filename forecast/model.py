@@ -46,6 +46,7 @@ class SeriesData:
     future_extra: dict[str, np.ndarray] = field(default_factory=dict)
     warm: dict | None = None  # parameters of a previous run's fit of this series (--warm-start), engines only
     freq: str | None = None  # the table's frequency when the series lies on its grid; None: infer its own
+    table_freq: str | None = None  # the table's frequency, on its grid or not (for the reason of an off-grid one)
 
 
 @dataclass
@@ -237,7 +238,12 @@ def series_freq(series: SeriesData, opts: ModelOptions) -> str:
     Raises:
         SeriesProblem: stage "frequency", when the series' own frequency cannot be told.
     """
-    return opts.freq or series.freq or infer_freq(series.ds)
+    try:
+        return opts.freq or series.freq or infer_freq(series.ds)
+    except SeriesProblem as e:
+        if series.table_freq is None:
+            raise
+        raise SeriesProblem(e.stage, f"its timestamps are off the table's {series.table_freq} grid, and {e}") from None
 
 
 def _toggle(value: str) -> Any:

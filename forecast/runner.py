@@ -85,7 +85,7 @@ def _table_grid(table, series, config: ForecastConfig):
                            f"{len(series)}")
     if config.model.freq is None:
         for s, on in zip(series, grid.on_grid):
-            s.freq = grid.freq if on else None
+            s.freq, s.table_freq = (grid.freq if on else None), grid.freq
     return grid
 
 
@@ -134,6 +134,7 @@ class SeriesRef:
     chunk: tuple
     warm: dict | None = None  # --warm-start parameters, which the worker's own read cannot know
     freq: str | None = None  # the table's frequency when the series lies on its grid (the client's inference)
+    table_freq: str | None = None  # the table's frequency, named when an off-grid series has none of its own
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def fit_from_source(ref: SeriesRef, source: TableSource, opts) -> SeriesResult:
         _chunk_cache = (ref.chunk, read_series_subset(Path(source.path), source.id_cols, source.time_col,
                                                       source.target_col, source.duplicates, ref.chunk))
     series = _chunk_cache[1][ref.key]
-    series.warm, series.freq = ref.warm, ref.freq
+    series.warm, series.freq, series.table_freq = ref.warm, ref.freq, ref.table_freq
     return fit_series(series, opts)
 
 
@@ -171,7 +172,7 @@ def _worker_items(series, chunks, config: ForecastConfig, path: Path, model):
     for chunk in chunks:
         keys = tuple(series[i].key for i in chunk)
         for i in chunk:
-            refs[i] = SeriesRef(series[i].key, keys, series[i].warm, series[i].freq)
+            refs[i] = SeriesRef(series[i].key, keys, series[i].warm, series[i].freq, series[i].table_freq)
     source = TableSource(str(path.resolve()), tuple(config.id_cols), config.time_col, config.target_col,
                          config.duplicates)
     return refs, partial(fit_from_source, source=source, opts=model)

@@ -276,3 +276,21 @@ def test_one_season_length_for_fallbacks_baselines_and_mase():
     for freq in ("7D", "D", "W-FRI", "MS", "h", "QS-JAN", "2D"):
         assert metrics.season_length(freq) == fallback.season_length(freq)
     assert metrics.season_length("7D") == 52
+
+
+def test_a_series_off_the_tables_grid_without_a_frequency_of_its_own_fails_alone_with_the_reason(tmp_path):
+    table = retail_table()
+    table = table[table.store == 1]  # two weekly series: the table is weekly
+    odd = pd.DataFrame({"store": 9, "item": "00999", "sales": [5.0, 6.0, 7.0, 8.0],
+                        "week": pd.to_datetime(["2024-03-07", "2024-03-08", "2024-03-11", "2024-03-19"])})
+    path = tmp_path / "in.csv"
+    pd.concat([table, odd]).to_csv(path, index=False)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(path), "--horizon", "2", *KEY, *FAST, "--min-obs", "2",
+                                 "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    errors = pd.read_csv(out / "errors.csv", dtype={"item": str})
+    assert errors[["store", "item", "stage"]].values.tolist() == [[9, "00999", "frequency"]]
+    assert errors["reason"].iloc[0].startswith("its timestamps are off the table's W-FRI grid, and cannot infer "
+                                               "the frequency")
+    assert pd.read_parquet(out / "forecasts.parquet")["item"].unique().tolist() == ["00123", "00456"]
