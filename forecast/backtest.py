@@ -269,7 +269,7 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         "horizon": model.horizon,
         "windows": config.windows,
         "step": config.effective_step,
-        "freq": grid.freq,
+        "table_freq": grid.freq,
         "freq_given": model.freq is not None,
         "series_own_freq": int(np.count_nonzero(~grid.on_grid)),
         "key_types": key_types(table, run.id_cols),

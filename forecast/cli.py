@@ -121,8 +121,8 @@ def _report(result) -> None:
         ("series ok", s["series_ok"]),
         ("series failed", s["series_failed"]),
         *([("series fallback", s["series_fallback"])] if s.get("series_fallback") else []),
-        *([("frequency", f"{s['freq']}" + (f" ({s['series_own_freq']} series their own)"
-                                            if s.get("series_own_freq") else ""))] if s.get("freq") else []),
+        *([("frequency", f"{s['table_freq']}" + (f" ({s['series_own_freq']} series their own)"
+                                                  if s.get("series_own_freq") else ""))] if s.get("table_freq") else []),
         *([("series skipped", s["series_skipped"])] if s.get("series_skipped") else []),
         ("wall seconds", f"{s['wall_seconds']:.1f}"),
         ("series/s", f"{s['series_per_second']:.2f}"),

@@ -241,7 +241,7 @@ def run_forecast(
         done = state.load(series) if config.resume else {}
         try:
             return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
-                                  backend, progress, events, grid)
+                                  backend, progress, events, grid, notify)
         except ForecastError:
             if not state.part_files():  # nothing computed (e.g. no workers): leave the directory as it was
                 state.clear()
@@ -296,7 +296,7 @@ def worker_initargs(model: ModelOptions, tmp_root: str, in_process: bool) -> tup
 
 
 def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done, backend, progress,
-                   events, grid) -> RunResult:
+                   events, grid, notify=None) -> RunResult:
     out_dir = state.out_dir
     emit = events if events is not None else (lambda name, fields: None)
     todo = [i for i, (verdict, _) in enumerate(verdicts) if verdict == "fit" and i not in done]
@@ -364,6 +364,12 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
                     result = serve_fallback(s, config.model, config.fallback, result)
             result.cutoff = s.ds[-1]
             results.append(result)
+    short = sum(r.stage == "min-obs" for r in results)
+    if short:
+        notes.append(f"{short} series with fewer than --min-obs {config.min_obs} values got a simple forecast "
+                     "instead of Prophet's (timings.csv says which; a lower --min-obs fits them)")
+        if notify is not None:
+            notify(notes[-1])
     counts = {status_: sum(r.status == status_ for r in results) for status_ in ("ok", "fallback", "failed", "skipped")}
     n_failed = counts["failed"]
     # Skipped series were triaged out on purpose, and a failure served by the fallback still has a forecast:
@@ -395,11 +401,11 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         "series_failed": n_failed,
         "series_fallback": counts["fallback"],
         "series_fallback_after_failure": sum(r.status == "fallback" and r.stage not in SENT_STAGES for r in results),
-        "series_below_min_obs": sum(r.stage == "min-obs" for r in results),
+        "series_below_min_obs": short,
         "series_skipped": counts["skipped"],
         "series_resumed": len(done),
         "run_id": run_id,
-        "freq": grid.freq,
+        "table_freq": grid.freq,
         "freq_given": config.model.freq is not None,
         "series_own_freq": int(np.count_nonzero(~grid.on_grid)),
         "key_types": key_types(table, config.id_cols),

@@ -67,7 +67,7 @@ def test_every_series_on_the_weekly_grid_is_forecast_on_the_fridays_after_its_la
     path, out, summary = retail
     table = retail_table()
     forecasts = pd.read_parquet(out / "forecasts.parquet")
-    assert summary["freq"] == "W-FRI" and summary["series_own_freq"] == 1  # the daily series
+    assert summary["table_freq"] == "W-FRI" and summary["series_own_freq"] == 1  # the daily series
     assert summary["series_failed"] == 0 and summary["series_done"] == 6
     for (store, item), fc in forecasts.groupby(["store", "item"]):
         last = table.loc[(table.store == store) & (table.item == item), "week"].max()
