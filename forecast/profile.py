@@ -117,8 +117,9 @@ def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = N
     """The table's frequency, inferred once for the whole table, and the series that lie on its grid.
 
     The table's step is the most common step of its series (each series counts once, by its own most common
-    step); its anchor is where most of those series' timestamps fall (the weekday of a weekly table, the start or
-    end of the month of a monthly one, the time of day of a daily one). A series lies on the grid when every one
+    step); its anchor is where most of those series start (the weekday of a weekly table, the time of day of a
+    daily one, the month of a quarterly or yearly one; for calendar steps, the start or end of the month that
+    most of their timestamps fall on). A series lies on the grid when every one
     of its timestamps does, however many periods it misses and however few rows it has (one included), unless
     all its steps are one larger multiple of the table's (at least OWN_GRID_MIN_STEPS of them). With `freq`
     (--freq) every series uses it.

@@ -14,6 +14,7 @@ from forecast import fallback, metrics
 from forecast.cli import app
 from forecast.io import read_history, read_run_dir
 from forecast.plot import select_series
+from forecast.profile import profile_table, table_grid
 
 runner = CliRunner()
 FRIDAYS = pd.date_range("2023-01-06", periods=80, freq="W-FRI")
@@ -294,3 +295,28 @@ def test_a_series_off_the_tables_grid_without_a_frequency_of_its_own_fails_alone
     assert errors["reason"].iloc[0].startswith("its timestamps are off the table's W-FRI grid, and cannot infer "
                                                "the frequency")
     assert pd.read_parquet(out / "forecasts.parquet")["item"].unique().tolist() == ["00123", "00456"]
+
+
+@pytest.mark.parametrize("freq", ["W-FRI", "W-SUN", "D", "h", "MS", "ME", "QE-MAR", "QS-JAN", "YS-JAN", "14D"])
+def test_the_table_frequency_is_a_freq_value_with_its_anchor(freq):
+    ds = pd.date_range("2021-01-01", periods=30, freq=freq)
+    sparse = ds[[0, 1, 3, 4, 8, 9, 15, 22, 29]]  # missing periods, steps of 1 to 7 periods
+    table = pd.concat([pd.DataFrame({"unique_id": "full", "ds": ds}),
+                       pd.DataFrame({"unique_id": "full2", "ds": ds}),
+                       pd.DataFrame({"unique_id": "sparse", "ds": sparse}),
+                       pd.DataFrame({"unique_id": "single", "ds": ds[-2:-1]})]).assign(y=1.0)
+    grid = table_grid(table, ["unique_id"])
+    assert grid.freq == freq or pd.tseries.frequencies.to_offset(grid.freq) == pd.tseries.frequencies.to_offset(freq)
+    assert grid.on_grid.all()
+    profile = profile_table(table, ["unique_id"])
+    assert (profile["freq"] == grid.freq).all()
+    assert profile.set_index("unique_id").loc["sparse", "missing_periods"] == 30 - 9
+
+
+def test_a_weekly_series_in_a_daily_table_stays_weekly():
+    days = pd.date_range("2024-01-01", periods=120, freq="D")
+    table = pd.concat([pd.DataFrame({"unique_id": u, "ds": days}) for u in ("a", "b")]
+                      + [pd.DataFrame({"unique_id": "weekly", "ds": days[::7]})]).assign(y=1.0)
+    grid = table_grid(table, ["unique_id"])
+    assert grid.freq == "D" and grid.on_grid.tolist() == [True, True, False]
+    assert profile_table(table, ["unique_id"], grid=grid)["freq"].tolist() == ["D", "D", "W-MON"]
