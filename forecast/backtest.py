@@ -23,11 +23,11 @@ from . import metrics
 from .backends import make_backend
 from .config import BacktestConfig, ModelOptions
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, load_series, prepare_out_dir, timings_frame, write_json,
-                 write_table, _key_frame)
+from .io import (default_out_dir, errors_frame, key_types, load_series, prepare_out_dir, timings_frame,
+                 write_json, write_table, _key_frame)
 from .model import (SeriesData, SeriesProblem, check_options, checked_frame, engine_fit_predict, fit_predict,
-                    infer_freq, init_worker, predict_frame, scratch_cleanup, validate_series)
-from .runner import RunResult, _sigterm_as_interrupt, _versions, run_temp_root, worker_initargs
+                    init_worker, predict_frame, scratch_cleanup, series_freq, validate_series)
+from .runner import RunResult, _sigterm_as_interrupt, _table_grid, _versions, run_temp_root, worker_initargs
 from .timing import Clock, run_timing, series_cpu
 
 MODELS = ("prophet", "seasonal_naive")
@@ -97,7 +97,7 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
         with scratch_cleanup():
             validate_series(series, opts)  # infinities and missing regressors anywhere in the series
             stage = "frequency"
-            freq = opts.freq or infer_freq(series.ds)
+            freq = series_freq(series, opts)
             pos = _grid_positions(series.ds, freq)
             m = season_length or metrics.season_length(freq)
             y_grid = np.full(pos[-1] + 1, np.nan)
@@ -222,6 +222,7 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
     check_options(run.model)
     with clock.stage("read"):
         table, series, notes, model = load_series(path, run, with_future=False)
+        grid = _table_grid(table, series, run)
     for note in notes:
         if notify is not None:
             notify(note)
@@ -266,6 +267,10 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         "horizon": model.horizon,
         "windows": config.windows,
         "step": config.effective_step,
+        "table_freq": grid.freq,
+        "freq_given": model.freq is not None,
+        "series_own_freq": int(np.count_nonzero(~grid.on_grid)),
+        "key_types": key_types(table, run.id_cols),
         "overall": overall,
         "aggregation": AGGREGATION,
         "cores": usable_cores(),

@@ -37,7 +37,7 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 # Settings that change no series' result, so a resumed run may use other values (more jobs, a longer timeout).
 _FREE_SETTINGS = ("n_jobs", "chunks_per_job", "chunk_rows", "out_dir", "overwrite", "resume", "max_failed_frac",
-                  "fit_timeout", "output_format")
+                  "fit_timeout", "output_format", "run_id")
 # A lock file still empty after this long was left by a process killed between creating and writing it.
 _EMPTY_LOCK_GRACE_SECONDS = 10.0
 

@@ -67,14 +67,17 @@ class Fallback(str, Enum):
 
 
 # Triage thresholds; their defaults live in TriageRules.
-MinObsOpt = Annotated[int, typer.Option(min=1, help="Fewer values than this: a new series, sent to fallback.")]
+MinObsOpt = Annotated[int, typer.Option(min=1, help="Fewer values than this: a new series, sent to fallback "
+                                                    "(by run too, without --triage; 2 fits every series).")]
 MaxZeroShareOpt = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="A larger share of zeros: intermittent, sent to fallback.")]
 MaxGapShareOpt = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="A larger share of missing periods inside its range: gappy, sent to fallback.")]
 StaleAfterOpt = Annotated[float, typer.Option(
     min=0.0, help="Last value more periods than this before the table's end: stale, skipped.")]
-AllowNegativeOpt = Annotated[bool, typer.Option(help="Fit series with negative values (else sent to fallback).")]
+AllowNegativeOpt = Annotated[bool, typer.Option(help="Fit series with negative values, whatever their share.")]
+MaxNegativeShareOpt = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="A larger share of negative values: sent to fallback (a few returns are fitted).")]
 
 
 class BackendName(str, Enum):
@@ -117,6 +120,8 @@ def _report(result) -> None:
         ("series ok", s["series_ok"]),
         ("series failed", s["series_failed"]),
         *([("series fallback", s["series_fallback"])] if s.get("series_fallback") else []),
+        *([("frequency", f"{s['table_freq']}" + (f" ({s['series_own_freq']} series their own)"
+                                                  if s.get("series_own_freq") else ""))] if s.get("table_freq") else []),
         *([("series skipped", s["series_skipped"])] if s.get("series_skipped") else []),
         ("wall seconds", f"{s['wall_seconds']:.1f}"),
         ("series/s", f"{s['series_per_second']:.2f}"),
@@ -143,7 +148,8 @@ TimeColOpt = Annotated[str, typer.Option(help="Timestamp column.")]
 TargetColOpt = Annotated[str, typer.Option(help="Value column to forecast.")]
 DuplicatesOpt = Annotated[Duplicates, typer.Option(
     help="Repeated (key, time) rows: error, or combine by sum, mean or last.")]
-FreqOpt = Annotated[Optional[str], typer.Option(help="pandas frequency (D, W-SUN, MS, h); default: inferred per series.")]
+FreqOpt = Annotated[Optional[str], typer.Option(
+    help="pandas frequency (D, W-SUN, MS, h); default: the table's, inferred once (a series off its grid: its own).")]
 GrowthOpt = Annotated[Growth, typer.Option(help="Trend: linear, flat, or logistic (needs --cap-col).")]
 SeasonalityModeOpt = Annotated[SeasonalityMode, typer.Option()]
 ToggleOpt = Annotated[Toggle, typer.Option()]
@@ -201,7 +207,8 @@ def _build_config(p: dict) -> ForecastConfig:
         scheduler=p["scheduler"], connect_timeout=p["connect_timeout"], resume=p["resume"],
         fit_timeout=p["fit_timeout"], workers_read=p["workers_read"], warm_start=p["warm_start"],
         triage=TriageRules(p["min_obs"], p["max_zero_share"], p["max_gap_share"], p["stale_after"],
-                           p["allow_negative"]) if p["triage"] else None,
+                           p["allow_negative"], p["max_negative_share"]) if p["triage"] else None,
+        min_obs=p["min_obs"], run_id=p["run_id"],
         model=_model_options(p["horizon"], p["freq"], p["growth"], p["seasonality_mode"], p["yearly_seasonality"],
                              p["weekly_seasonality"], p["daily_seasonality"], p["changepoint_prior_scale"],
                              p["seasonality_prior_scale"], p["holidays"], p["interval_width"],
@@ -277,6 +284,7 @@ def run(
     max_gap_share: MaxGapShareOpt = TriageRules.max_gap_share,
     stale_after: StaleAfterOpt = TriageRules.stale_after,
     allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
+    max_negative_share: MaxNegativeShareOpt = TriageRules.max_negative_share,
     backend: Annotated[BackendName, typer.Option(
         help="local: this machine's cores; dask: a Dask cluster (--scheduler, or a local one).")] = BackendName.local,
     scheduler: Annotated[Optional[str], typer.Option(
@@ -293,6 +301,8 @@ def run(
     engine: EngineOpt = DEFAULT_ENGINE,
     warm_start: Annotated[Optional[Path], typer.Option(
         help="Output directory of an earlier --engine stan/fast run: start each series from its parameters.")] = None,
+    run_id: Annotated[Optional[str], typer.Option(
+        help="Value of the forecasts' run_id column [default: the output directory's name].")] = None,
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
@@ -474,6 +484,7 @@ def check(
     max_gap_share: MaxGapShareOpt = TriageRules.max_gap_share,
     stale_after: StaleAfterOpt = TriageRules.stale_after,
     allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
+    max_negative_share: MaxNegativeShareOpt = TriageRules.max_negative_share,
     out: Annotated[Optional[Path], typer.Option(
         help="Directory for profile.csv [default: outputs/<UTC timestamp>-check].")] = None,
 ) -> None:
@@ -488,7 +499,7 @@ def check(
     try:
         config = ForecastConfig(id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
                                 duplicates=duplicates.value, out_dir=out, model=ModelOptions(freq=freq))
-        rules = TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative)
+        rules = TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative, max_negative_share)
         result = run_check(input, config, rules)
     except (ForecastError, OSError) as e:
         raise _fail(e) from None

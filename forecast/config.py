@@ -118,10 +118,14 @@ class TriageRules:
         max_gap_share: more missing periods than this share of the series' range is gappy: fallback.
         stale_after: a last value more than this many periods (of the series' own frequency) before the
             table's last timestamp is a series that stopped: skip.
-        allow_negative: fit series with negative values instead of sending them to fallback.
+        allow_negative: fit series with negative values whatever their share.
+        max_negative_share: a larger share of negative values (of the non-missing ones) is sent to fallback.
     """
 
-    # 30 values: about a month of daily data, the least on which a weekly pattern can be told from noise.
+    # 30 values: about a month of daily data, the least on which a weekly pattern can be told from noise. Below
+    # it Prophet's automatic seasonalities are mostly off (yearly needs two years, weekly two weeks of daily data)
+    # and what is left is a trend through noise, which a few points can send far outside the history; a run
+    # applies it without --triage too (ForecastConfig.min_obs).
     min_obs: int = 30
     # Prophet's Gaussian noise is a poor model once most values are zero; half is the usual intermittency cut.
     max_zero_share: float = 0.5
@@ -129,11 +133,14 @@ class TriageRules:
     # 28 periods: four weeks of a daily series without a value is a discontinued item, not a quiet spell.
     stale_after: float = 28
     allow_negative: bool = False
+    # A tenth: returns (negative sales) now and then are part of retail demand and Prophet fits them as noise;
+    # when more than one value in ten is negative the series is mostly something else (net returns, corrections).
+    max_negative_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.min_obs < 1:
             raise ConfigError(f"--min-obs must be at least 1; got {self.min_obs}")
-        for name in ("max_zero_share", "max_gap_share"):
+        for name in ("max_zero_share", "max_gap_share", "max_negative_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1; got {getattr(self, name)}")
         if not self.stale_after >= 0:
@@ -173,6 +180,11 @@ class ForecastConfig:
             worker process to stop, so it runs in one even with n_jobs=1. None: no limit.
         warm_start: the output directory of an earlier run with --engine stan or fast; each series starts from the
             parameters saved there (params.parquet). The stock engine ignores it.
+        min_obs: a series with fewer non-missing values than this (but at least one) gets the fallback (the
+            --fallback kind, seasonal-naive when none) instead of Prophet, with or without triage; 2 fits every
+            series of two values or more. With triage, triage.min_obs applies (the CLI's one --min-obs sets both).
+        run_id: the forecasts' run_id column, so nightly results appended to one table can be told apart; None
+            means the output directory's name.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -201,6 +213,8 @@ class ForecastConfig:
     fit_timeout: float | None = None
     workers_read: bool = False
     warm_start: Path | None = None  # a previous run's output directory: start each series from its parameters
+    min_obs: int = TriageRules.min_obs
+    run_id: str | None = None
 
     @property
     def extra_cols(self) -> tuple[str, ...]:
@@ -241,6 +255,8 @@ class ForecastConfig:
         if self.workers_read and self.extra_cols:
             raise ConfigError("--workers-read cannot be used with --regressor, --cap-col or --floor-col yet: their "
                               "future values are read by the client")
+        if self.min_obs < 1:
+            raise ConfigError(f"--min-obs must be at least 1; got {self.min_obs}")
         if self.fit_timeout is not None and self.backend == "dask":
             raise ConfigError("--fit-timeout works with --backend local only: a Dask worker cannot be stopped "
                               "mid-task from here")

@@ -19,6 +19,7 @@ KINDS = ("naive", "seasonal-naive", "mean", "zero")
 
 # Seasonal period by the base of a pandas frequency string: a week of days, a year of weeks/months/quarters,
 # a day of hours. Anything else (minutes, multiples such as "2D") has no season, and seasonal-naive is naive.
+# The one table for the fallbacks, the backtest's seasonal-naive baseline and MASE (metrics.season_length).
 _SEASONS = {"D": 7, "B": 5, "W": 52, "M": 12, "MS": 12, "ME": 12, "BM": 12, "BMS": 12, "BME": 12,
             "Q": 4, "QS": 4, "QE": 4, "BQ": 4, "BQS": 4, "BQE": 4, "H": 24}
 
@@ -56,6 +57,14 @@ def _last_value(y: np.ndarray) -> float:
     return float(y[ok[-1]])
 
 
+def used_kind(kind: str, n: int, season: int) -> str:
+    """The method that actually serves a history of `n` periods: seasonal-naive needs one whole season (`season`
+    periods, more than 1); with less it is naive."""
+    if kind == "seasonal-naive" and (season <= 1 or n < season):
+        return "naive"
+    return kind
+
+
 def point_forecast(kind: str, y: np.ndarray, horizon: int, season: int = 1) -> np.ndarray:
     """The point forecast of one simple method for `horizon` steps past the end of `y`.
 
@@ -78,7 +87,7 @@ def point_forecast(kind: str, y: np.ndarray, horizon: int, season: int = 1) -> n
         if np.isnan(y).all():
             raise FallbackImpossible("all values are missing")
         return np.full(horizon, float(np.nanmean(y)))
-    if kind == "naive" or (kind == "seasonal-naive" and (season <= 1 or len(y) < season)):
+    if used_kind(kind, len(y), season) == "naive":
         return np.full(horizon, _last_value(y))
     if kind == "seasonal-naive":
         last = _last_value(y)
@@ -110,6 +119,9 @@ def simple_forecast(kind: str, y: np.ndarray, horizon: int, season: int = 1,
                     interval_width: float = 0.8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(yhat, yhat_lower, yhat_upper) of one simple method; see point_forecast and the module docstring.
 
+    The band always holds the point forecast: its lower end is at most yhat, its upper end at least yhat (the
+    quantiles of errors that are all of one sign would otherwise leave the forecast outside its own interval).
+
     Raises:
         FallbackImpossible: every value is missing and kind is not "zero".
     """
@@ -119,4 +131,5 @@ def simple_forecast(kind: str, y: np.ndarray, horizon: int, season: int = 1,
         nan = np.full(horizon, np.nan)
         return yhat, nan, nan.copy()
     lo, hi = np.quantile(errors, [(1 - interval_width) / 2, (1 + interval_width) / 2])
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
     return yhat, yhat + lo, yhat + hi

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, OutputExistsError
-from .model import SeriesData, SeriesResult
+from .model import SENT_STAGES, SeriesData, SeriesResult
 
 # Strings that mean "no value" in a target column; anything else that is not a number is an error.
 _NA_STRINGS = {"", "na", "n/a", "nan", "null", "none", "nil", "-", "?"}
@@ -373,6 +373,39 @@ def _blank_as_missing(col: pd.Series) -> pd.Series:
     return col
 
 
+# An integer as a key is written in a CSV: no leading zeros (00123 is a code), no sign but a minus, no "-0" (which
+# would merge with "0"), at most 18 digits (int64).
+_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,17}")
+
+
+def _integer_keys(col: pd.Series) -> pd.Series:
+    """A key column read as text whose every value is an integer written without leading zeros (1, 42, -7), as
+    integers; any other column as it is (codes such as 00123, or integers mixed with text, stay text). Read as
+    categories, it stays categories (of integers, in numeric order)."""
+    categorical = isinstance(col.dtype, pd.CategoricalDtype)
+    distinct = pd.Series(col.cat.categories if categorical else pd.unique(col.dropna()))
+    if not (pd.api.types.is_string_dtype(distinct.dtype) or distinct.dtype == object) or distinct.empty:
+        return col
+    text = distinct.astype(str)
+    if not text.str.fullmatch(_INTEGER).all():
+        return col
+    if not categorical:
+        return col.astype("int64")
+    numbers = text.astype("int64").to_numpy()
+    return col.cat.rename_categories(numbers).cat.reorder_categories(np.sort(numbers))
+
+
+def key_types(table: pd.DataFrame, id_cols: Sequence[str]) -> dict[str, str]:
+    """Per key column, "int" when it holds integers (written back as integers by `read_run_dir`), else "text"."""
+    types = {}
+    for c in id_cols:
+        dtype = table[c].dtype
+        values = dtype.categories.dtype if isinstance(dtype, pd.CategoricalDtype) else dtype
+        types[c] = "int" if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values) \
+            else "text"
+    return types
+
+
 def _load(path: Path, id_cols: Sequence[str], time_col: str,
           numeric: Sequence[tuple[str, str, str]], names: Sequence[str],
           filters: list | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -416,6 +449,9 @@ def _load(path: Path, id_cols: Sequence[str], time_col: str,
         if isinstance(first, (list, tuple, dict, set, np.ndarray)):
             raise InputError(f"{path}: id column {col!r} holds lists or records, not text or numbers; "
                              "use a text or number column as the series key")
+    if kind == "csv":  # Parquet keys keep the type they were stored with
+        for col in id_cols:
+            raw[col] = _integer_keys(raw[col])
     raw[time_col] = _blank_as_missing(raw[time_col])
     ds, notes = _parse_time(path, raw[time_col], time_col)
     table = raw[id_cols].copy()
@@ -659,8 +695,9 @@ def _key_frame(id_cols: Sequence[str], keys: list[tuple], repeats: Sequence[int]
     return frame
 
 
-def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.DataFrame:
-    """The combined forecast table: key columns, ds, yhat, yhat_lower, yhat_upper, model (prophet or fallback:KIND).
+def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str], run_id: str = "") -> pd.DataFrame:
+    """The combined forecast table: key columns, ds, yhat, yhat_lower, yhat_upper, model (prophet or fallback:KIND),
+    cutoff (each series' last timestamp in the input), run_id.
 
     Series forecast by Prophet ("ok") or by a fallback ("fallback"); failed and skipped series have no rows.
     """
@@ -675,6 +712,9 @@ def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> p
     for name in ("yhat", "yhat_lower", "yhat_upper"):
         frame[name] = cat(name, "float64")
     frame["model"] = np.repeat(np.array([r.model for r in ok], dtype=object), [len(r.ds) for r in ok])
+    cutoffs = np.array([r.cutoff if r.cutoff is not None else np.datetime64("NaT") for r in ok], dtype="datetime64[ns]")
+    frame["cutoff"] = np.repeat(cutoffs, [len(r.ds) for r in ok])
+    frame["run_id"] = np.full(len(frame), run_id, dtype=object)
     return frame
 
 
@@ -703,9 +743,10 @@ def errors_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.
     """The series Prophet did not serve: key columns, stage, reason. Has its header even when none.
 
     Failed series (with or without a fallback forecast) and series skipped by triage (stage "triage"); a series
-    that triage sent straight to the fallback did not fail and is not listed (timings.csv has its reason).
+    that triage or --min-obs sent straight to the fallback did not fail and is not listed (timings.csv has its
+    reason).
     """
-    failed = [r for r in results if r.status != "ok" and not (r.status == "fallback" and r.stage == "triage")]
+    failed = [r for r in results if r.status != "ok" and not (r.status == "fallback" and r.stage in SENT_STAGES)]
     frame = _key_frame(id_cols, [r.key for r in failed])
     frame["stage"] = [r.stage for r in failed]
     frame["reason"] = [r.error for r in failed]
@@ -797,13 +838,27 @@ def read_params(run_dir: Path, id_cols: Sequence[str]) -> dict[tuple, dict]:
     return {tuple(k): {**r, "delta": list(r["delta"]), "beta": list(r["beta"])} for k, r in zip(keys, records)}
 
 
+def _write_parquet(frame: pd.DataFrame, path: str) -> None:
+    """Parquet that Spark, DuckDB and any Arrow reader take as it is: timestamps in microseconds (Spark refuses
+    nanoseconds), plain Arrow types, and no pandas metadata (nothing needs it to read the file back)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    # pandas' text columns arrive as large_string: plain string is the type every reader knows
+    table = table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+                                  for f in table.schema]))
+    pq.write_table(table, path, coerce_timestamps="us", allow_truncated_timestamps=True)
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
     """Write a frame as Parquet or CSV (by extension), atomically.
 
-    CSV text cells are made safe for spreadsheets (see `csv_safe`); Parquet keeps the values as they are.
+    CSV text cells are made safe for spreadsheets (see `csv_safe`); Parquet keeps the values as they are (times
+    to the microsecond, see `_write_parquet`).
     """
     if path.suffix == ".parquet":
-        return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        return write_atomic(path, lambda tmp: _write_parquet(frame, tmp))
     safe = _csv_safe_frame(frame)
     return write_atomic(path, lambda tmp: safe.to_csv(tmp, index=False))
 
@@ -826,7 +881,8 @@ def write_json(data: dict, path: Path) -> Path:
 class RunDir:
     """A finished run or backtest directory, read back: its summary and whichever tables it holds.
 
-    Key columns are text in every table (as `key_label` shows them), whatever the input's types were.
+    Key columns are integers in every table where the run's were (summary.json's key_types), else text (as
+    `key_label` shows them).
     """
 
     path: Path
@@ -848,7 +904,14 @@ def key_label(key: Sequence[Any]) -> str:
     return " / ".join(str(v) for v in key)
 
 
-def _read_output(path: Path, id_cols: Sequence[str]) -> pd.DataFrame | None:
+def _key_as(column: pd.Series, kind: str) -> pd.Series:
+    """A key column as the run had it: integers for "int", else text."""
+    if kind == "int":
+        return pd.to_numeric(column.astype(str)).astype("int64")
+    return column.astype(str)
+
+
+def _read_output(path: Path, id_cols: Sequence[str], types: dict[str, str]) -> pd.DataFrame | None:
     if not path.exists():
         return None
     if path.suffix == ".parquet":
@@ -865,7 +928,7 @@ def _read_output(path: Path, id_cols: Sequence[str]) -> pd.DataFrame | None:
         frame = frame.rename(columns=csv_unsafe)
     for c in id_cols:
         if c in frame.columns:
-            frame[c] = frame[c].astype(str)
+            frame[c] = _key_as(frame[c], types.get(c, "text"))
     return frame
 
 
@@ -885,12 +948,13 @@ def read_run_dir(run_dir: Path) -> RunDir:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"{summary_path}: not a forecast summary ({_one_line(e)})") from e
     run = RunDir(path=run_dir, summary=summary, id_cols=id_cols)
-    run.timings = _read_output(run_dir / "timings.csv", id_cols)
-    run.errors = _read_output(run_dir / "errors.csv", id_cols)
+    types = summary.get("key_types") or {}  # a run before key types were kept: text keys
+    run.timings = _read_output(run_dir / "timings.csv", id_cols, types)
+    run.errors = _read_output(run_dir / "errors.csv", id_cols, types)
     for name in ("forecasts.parquet", "forecasts.csv"):
-        run.forecasts = run.forecasts if run.forecasts is not None else _read_output(run_dir / name, id_cols)
-    run.backtest = _read_output(run_dir / "backtest.parquet", id_cols)
-    run.metrics = _read_output(run_dir / "metrics.csv", id_cols)
+        run.forecasts = run.forecasts if run.forecasts is not None else _read_output(run_dir / name, id_cols, types)
+    run.backtest = _read_output(run_dir / "backtest.parquet", id_cols, types)
+    run.metrics = _read_output(run_dir / "metrics.csv", id_cols, types)
     for frame in (run.forecasts, run.backtest):
         if frame is not None:
             for c in ("ds", "cutoff"):
@@ -912,6 +976,7 @@ def read_history(run: RunDir) -> pd.DataFrame:
                          "need the history (run from the directory the run was started in)")
     table, _ = read_table(path, config["id_cols"], config["time_col"], config["target_col"],
                           config.get("duplicates", "error"))
+    types = run.summary.get("key_types") or {}
     for c in config["id_cols"]:
-        table[c] = table[c].astype(str)
+        table[c] = _key_as(table[c], types.get(c, "text"))
     return table

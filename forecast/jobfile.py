@@ -6,8 +6,8 @@
               uncertainty_samples, non_negative, seed, include_history, engine
     [run]     n_jobs, max_failed_frac, fit_timeout, resume, log_format, quiet, backend, scheduler,
               connect_timeout, fallback, triage, min_obs, max_zero_share, max_gap_share, stale_after,
-              allow_negative, workers_read, warm_start
-    [output]  dir, format, overwrite
+              allow_negative, max_negative_share, workers_read, warm_start
+    [output]  dir, format, overwrite, run_id
 
 Keys are the command-line flags without the dashes (underscores for inner dashes). Relative paths are taken
 from the job file's folder, so the job runs the same from any working directory.
@@ -51,10 +51,12 @@ SPEC: dict[str, dict[str, tuple[str, Any]]] = {
         "connect_timeout": ("connect_timeout", "float"), "fallback": ("fallback", FALLBACKS),
         "triage": ("triage", "bool"), "min_obs": ("min_obs", "int"), "max_zero_share": ("max_zero_share", "float"),
         "max_gap_share": ("max_gap_share", "float"), "stale_after": ("stale_after", "float"),
-        "allow_negative": ("allow_negative", "bool"), "workers_read": ("workers_read", "bool"),
+        "allow_negative": ("allow_negative", "bool"), "max_negative_share": ("max_negative_share", "float"),
+        "workers_read": ("workers_read", "bool"),
         "warm_start": ("warm_start", "path"),
     },
-    "output": {"dir": ("out", "path"), "format": ("format", OUTPUT_FORMATS), "overwrite": ("overwrite", "bool")},
+    "output": {"dir": ("out", "path"), "format": ("format", OUTPUT_FORMATS), "overwrite": ("overwrite", "bool"),
+               "run_id": ("run_id", "str")},
 }
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",

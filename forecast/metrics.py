@@ -11,20 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .fallback import season_length  # noqa: F401  (one table of seasons for fallbacks, baseline and MASE)
+
 METRICS = ("mae", "rmse", "wape", "smape", "mase", "mape", "coverage")
-
-# Seasonal period of the naive baseline for each pandas frequency (by its base unit): a week of days, a day of
-# hours, a year of weeks, months or quarters. Anything else (minutes, business days, ...) uses 1 (plain naive).
-_SEASON = {"D": 7, "h": 24, "H": 24, "W": 52, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4}
-
-
-def season_length(freq: str) -> int:
-    """The seasonal period for a pandas frequency string: "D" -> 7, "W-SUN" -> 52, "MS" -> 12, "h" -> 24."""
-    base = freq.lstrip("0123456789").split("-")[0]
-    if base != freq.split("-")[0]:  # a multiple such as "2D" or "6h" has no natural season
-        return 1
-    return _SEASON.get(base, 1)
-
 
 def _clean(y: np.ndarray, yhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y, yhat = np.asarray(y, dtype=float), np.asarray(yhat, dtype=float)

@@ -49,6 +49,8 @@ class SeriesData:
     future_ds: np.ndarray | None = None
     future_extra: dict[str, np.ndarray] = field(default_factory=dict)
     warm: dict | None = None  # parameters of a previous run's fit of this series (--warm-start), engines only
+    freq: str | None = None  # the table's frequency when the series lies on its grid; None: infer its own
+    table_freq: str | None = None  # the table's frequency, on its grid or not (for the reason of an off-grid one)
 
 
 @dataclass
@@ -72,6 +74,12 @@ class SeriesResult:
     verdict: str = ""  # the triage verdict (fit, fallback, skip) when the run triaged its series
     engine: str = ""  # the engine that fitted the series: prophet, stan or fast (see engines/)
     params: dict | None = None  # the stan/fast engines' fitted parameters (engines.params_dict), for --warm-start
+    cutoff: Any = None  # the series' last timestamp (the forecast starts after it); set when the run assembles
+
+
+# The stages of a series sent to a fallback on purpose, before any fit: by --triage, or for having fewer values
+# than --min-obs. Such a series did not fail (errors.csv does not list it; timings.csv has its reason).
+SENT_STAGES = ("triage", "min-obs")
 
 
 class SeriesProblem(Exception):
@@ -189,7 +197,7 @@ def infer_freq(ds: np.ndarray) -> str:
     values, counts = np.unique(steps, return_counts=True)
     best = int(np.argmax(counts))
     if counts[best] * 2 >= len(steps):
-        return _step_to_freq(int(values[best]))
+        return step_to_freq(int(values[best]))
     raise SeriesProblem(
         "frequency",
         f"cannot infer the frequency: the steps between timestamps vary ({len(values)} different); pass --freq",
@@ -218,13 +226,28 @@ def _calendar_freq(idx, steps: np.ndarray) -> str | None:
     return None
 
 
-def _step_to_freq(step_ns: int) -> str:
+def step_to_freq(step_ns: int) -> str:
     """A fixed step in nanoseconds as the largest whole unit: 86400e9 -> "D", 2 hours -> "2h"."""
     for unit, ns in FIXED_STEPS.items():
         if step_ns % ns == 0:
             n = step_ns // ns
             return unit if n == 1 else f"{n}{unit}"
     return f"{step_ns}ns"
+
+
+def series_freq(series: SeriesData, opts: ModelOptions) -> str:
+    """The frequency a series is forecast at: --freq, else the table's when the series lies on its grid, else
+    its own (infer_freq).
+
+    Raises:
+        SeriesProblem: stage "frequency", when the series' own frequency cannot be told.
+    """
+    try:
+        return opts.freq or series.freq or infer_freq(series.ds)
+    except SeriesProblem as e:
+        if series.table_freq is None:
+            raise
+        raise SeriesProblem(e.stage, f"its timestamps are off the table's {series.table_freq} grid, and {e}") from None
 
 
 def _toggle(value: str) -> Any:
@@ -482,7 +505,7 @@ def fit_series(series: SeriesData, opts: ModelOptions) -> SeriesResult:
             engine = uses_engine(opts)
             df = checked_frame(series, opts)
             stage = "frequency"
-            freq = opts.freq or infer_freq(series.ds)
+            freq = series_freq(series, opts)
             stage = "future"
             future = horizon_dates(series.ds[-1], freq, opts.horizon)
             if opts.include_history:
@@ -561,9 +584,10 @@ def serve_fallback(series: SeriesData, opts: ModelOptions, kind: str, result: Se
     """Give a series that failed (or that triage sent to fallback) a simple forecast instead of Prophet's.
 
     The stage and reason in `result` are kept, so the series still shows why Prophet did not serve it. Only
-    future rows are produced, on the series' own grid (`opts.freq` or the inferred frequency). When even the
-    simple forecast is impossible (no frequency, or all values missing for anything but "zero"), the series
-    stays failed and its reason says why.
+    future rows are produced, on the series' grid (`opts.freq`, the table's frequency, or its own). A series
+    with one value gets its forecast too. Seasonal-naive with less than one season of history is naive: the model
+    says fallback:naive and the reason says why. When even the simple forecast is impossible (no frequency, or
+    all values missing for anything but "zero"), the series stays failed and its reason says why.
 
     Args:
         series: the series.
@@ -574,22 +598,28 @@ def serve_fallback(series: SeriesData, opts: ModelOptions, kind: str, result: Se
     Returns:
         `result`, updated: status "fallback" and model "fallback:<kind>" with the forecast, or still "failed".
     """
-    from .fallback import FallbackImpossible, season_length, simple_forecast
+    from .fallback import FallbackImpossible, season_length, simple_forecast, used_kind
 
     t0 = time.perf_counter()
     try:
-        freq = opts.freq or infer_freq(series.ds)
+        freq = series_freq(series, opts)
         y = _on_grid(series, freq)
-        yhat, lower, upper = simple_forecast(kind, y, opts.horizon, season_length(freq), opts.interval_width)
+        season = season_length(freq)
+        yhat, lower, upper = simple_forecast(kind, y, opts.horizon, season, opts.interval_width)
         ds = horizon_dates(series.ds[-1], freq, opts.horizon)
     except (SeriesProblem, FallbackImpossible) as e:
         result.status = "failed"
         result.error = f"{result.error}; fallback {kind} impossible: {e}" if result.error else str(e)
         return result
+    used = used_kind(kind, len(y), season)
+    if used != kind:
+        note = (f"seasonal-naive needs one season ({season} periods of {freq}) and the history spans {len(y)}: "
+                f"naive used" if season > 1 else f"seasonal-naive: {freq} has no season: naive used")
+        result.error = f"{result.error}; {note}" if result.error else note
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
     result.ds = ds
     result.yhat, result.yhat_lower, result.yhat_upper = yhat, lower, upper
-    result.status, result.model = "fallback", f"fallback:{kind}"
+    result.status, result.model = "fallback", f"fallback:{used}"
     result.predict_seconds += time.perf_counter() - t0
     return result

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import ForecastConfig, TriageRules
 from .io import default_out_dir, read_table, sort_by_series, write_table
-from .model import CALENDAR_DAYS, FIXED_STEPS
+from .model import CALENDAR_DAYS, FIXED_STEPS, SeriesProblem, infer_freq, step_to_freq
 
 _DAY = FIXED_STEPS["D"]
 _HOUR = FIXED_STEPS["h"]
@@ -26,21 +26,11 @@ _HOUR = FIXED_STEPS["h"]
 _MONTH, _QUARTER, _YEAR = -1, -3, -12
 _CALENDAR = tuple((*CALENDAR_DAYS[period], code)
                   for period, code in (("month", _MONTH), ("quarter", _QUARTER), ("year", _YEAR)))
-_LABELS = {_DAY: "D", 7 * _DAY: "W", _MONTH: "M", _QUARTER: "Q", _YEAR: "Y", _HOUR: "h"}
 # The rules in the order their reason is reported: skips first, then the reasons to fall back.
 RULES = (("empty", "skip"), ("frequency", "skip"), ("stale", "skip"), ("new", "fallback"),
          ("intermittent", "fallback"), ("gappy", "fallback"), ("negative", "fallback"), ("constant", "fallback"))
 # How many example series the terminal table shows per rule.
 _EXAMPLES = 3
-
-
-def _label(step: int) -> str:
-    if step in _LABELS:
-        return _LABELS[step]
-    for unit, ns in FIXED_STEPS.items():
-        if step % ns == 0:
-            return f"{step // ns}{unit}"
-    return f"{step}ns"
 
 
 def _sorted_arrays(table: pd.DataFrame, id_cols: list[str]):
@@ -78,6 +68,118 @@ def _modal_steps(step: np.ndarray, starts: np.ndarray, n_rows: np.ndarray, irreg
     return mode, share
 
 
+def _series_steps(step: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """Per series: its most common step (calendar steps coded as _MONTH, _QUARTER, _YEAR; 0 for a single row),
+    that step's share of its steps, and its smallest and largest step. `step` is _sorted_arrays' (changed in
+    place)."""
+    n_rows = ends - starts
+    calendar = np.flatnonzero(step >= _CALENDAR[0][0] * _DAY)  # few rows in a daily table: work on those only
+    days = step[calendar] / _DAY
+    for lo, hi, code in _CALENDAR:
+        step[calendar[(days >= lo) & (days <= hi)]] = code
+    # The step out of a series' last row leads into the next series; replacing it by the series' own first step
+    # leaves its minimum and maximum as they are, without a masked copy of the whole array.
+    multi = n_rows >= 2
+    step[ends[multi] - 1] = step[starts[multi]]
+    smin = np.minimum.reduceat(step, starts)
+    smax = np.maximum.reduceat(step, starts)
+    irregular = (n_rows >= 3) & (smin != smax)
+    mode, share = _modal_steps(step, starts, n_rows, irregular)
+    modal = np.where(irregular, mode, np.where(multi, smin, 0))
+    return modal, share, np.where(multi, smin, 0), np.where(multi, smax, 0)
+
+
+# A series on the table's grid whose steps are all one larger multiple of the table's step, this many at least,
+# keeps its own frequency: a weekly series in a daily table stays weekly. With fewer steps a regular pattern is
+# as likely a coincidence of sparse sales (a department that sold in 3 weeks, 14 days apart) as a schedule.
+OWN_GRID_MIN_STEPS = 8
+_WEEKDAYS = ("THU", "FRI", "SAT", "SUN", "MON", "TUE", "WED")  # 1970-01-01, day 0 of the epoch, was a Thursday
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+@dataclass
+class TableGrid:
+    """The table's frequency and which series lie on its grid.
+
+    Attributes:
+        freq: the frequency most series share, with its anchor (W-FRI, D, MS, QS-JAN, h, 14D); --freq when given;
+            None when no series has two rows.
+        on_grid: per series in key order (as io.split_series), whether it uses `freq`; the others infer their own.
+        step: `freq` as a step code (nanoseconds, or minus months for a calendar step), for gap counts.
+    """
+
+    freq: str | None
+    on_grid: np.ndarray
+    step: int = 0
+
+
+def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = None) -> TableGrid:
+    """The table's frequency, inferred once for the whole table, and the series that lie on its grid.
+
+    The table's step is the most common step of its series (each series counts once, by its own most common
+    step); its anchor is where most of those series start (the weekday of a weekly table, the time of day of a
+    daily one, the month of a quarterly or yearly one; for calendar steps, the start or end of the month that
+    most of their timestamps fall on). A series lies on the grid when every one
+    of its timestamps does, however many periods it misses and however few rows it has (one included), unless
+    all its steps are one larger multiple of the table's (at least OWN_GRID_MIN_STEPS of them). With `freq`
+    (--freq) every series uses it.
+    """
+    if freq is not None:
+        return TableGrid(freq, np.ones(table.groupby(list(id_cols), observed=True).ngroups, dtype=bool),
+                         _given_step(freq) or 0)
+    ds, _, starts, _, step = _sorted_arrays(table, list(id_cols))
+    ends = np.r_[starts[1:], len(ds)]
+    modal, _, smin, smax = _series_steps(step, starts, ends)
+    return _grid(ds, starts, ends, modal, smin, smax)
+
+
+def _mode(values: np.ndarray) -> int:
+    uniq, counts = np.unique(values, return_counts=True)
+    return int(uniq[np.argmax(counts)])  # ties: the smallest
+
+
+def _grid(ds: np.ndarray, starts: np.ndarray, ends: np.ndarray, modal: np.ndarray, smin: np.ndarray,
+          smax: np.ndarray) -> TableGrid:
+    n_series = len(starts)
+    n_rows = ends - starts
+    none = TableGrid(None, np.zeros(n_series, dtype=bool))
+    multi = modal != 0
+    if not multi.any():
+        return none
+    steps, counts = np.unique(modal[multi], return_counts=True)
+    length = np.where(steps > 0, steps, -steps * 30 * _DAY)  # a calendar step as about its length
+    table_step = int(steps[np.lexsort((length, -counts))[0]])  # the most common; a tie: the finer grid
+    of_step = modal == table_step
+    if table_step > 0:
+        anchor = _mode(np.mod(ds[starts[of_step]], table_step))  # where those series start (one value each)
+        on_row = np.mod(ds, table_step) == anchor
+        if table_step == 7 * _DAY:
+            label = "W-" + _WEEKDAYS[(anchor // _DAY) % 7]
+        else:
+            label = step_to_freq(table_step)
+    else:
+        months = -table_step
+        month = ds.astype("datetime64[ns]").astype("datetime64[M]")
+        month_start = month.astype("datetime64[ns]").view("int64")
+        month_end = ((month + 1).astype("datetime64[ns]") - np.timedelta64(1, "D")).view("int64")
+        rows_of = np.repeat(of_step, n_rows)  # the rows of the series whose own step is the table's
+        starts_of, ends_of = ds == month_start, ds == month_end
+        at_start = np.count_nonzero(starts_of[rows_of]) >= np.count_nonzero(ends_of[rows_of])
+        on_day = starts_of if at_start else ends_of
+        if np.count_nonzero(on_day[rows_of]) * 2 < np.count_nonzero(rows_of):  # mid-month dates: no calendar grid
+            return none
+        phase = np.mod(month.astype(np.int64), months)  # month 0 of the epoch is January
+        anchor = _mode(phase[rows_of & on_day])
+        on_row = on_day & (phase == anchor)
+        name = _MONTHS[anchor]
+        label = {1: "MS" if at_start else "ME", 3: ("QS-" if at_start else "QE-") + name,
+                 12: ("YS-" if at_start else "YE-") + name}[months]
+    on_grid = np.logical_and.reduceat(on_row, starts)
+    own = (n_rows - 1 >= OWN_GRID_MIN_STEPS) & (smin == smax) & (smin != table_step)
+    return TableGrid(label, on_grid & ~own, table_step)
+
+
+
 def _periods_between(a: np.ndarray, b: np.ndarray, step: np.ndarray) -> np.ndarray:
     """(b - a) in steps of each series (float); calendar steps count whole months, quarters or years."""
     out = np.full(len(a), np.nan)
@@ -105,22 +207,24 @@ def _given_step(freq: str) -> int | None:
     return n * (_QUARTER if unit.lstrip("B").startswith("Q") else _YEAR)
 
 
-def profile_table(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = None) -> pd.DataFrame:
+def profile_table(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = None,
+                  grid: TableGrid | None = None) -> pd.DataFrame:
     """One row per series (in key order, as io.split_series) describing its history, without fitting.
 
-    Frequency is `freq` (--freq) when given; else model.infer_freq's modal-step rule: the most common step
-    between timestamps, if at least half the steps are that step; steps of 28-31, 89-92 and 365-366 days count
-    as one month, quarter, year.
+    Frequency is `freq` (--freq) when given; else the table's frequency (`table_grid`) for a series on its grid,
+    and for a series off it model.infer_freq's rule, as `forecast run` uses them. Every label is a pandas
+    frequency that --freq takes (W-FRI, MS, QS-JAN, D, h, 14D).
 
     Args:
         table: a table from io.read_table (key columns, ds, y).
         id_cols: the key column(s).
         freq: the --freq given to the run or check, if any: gaps and age are counted on its grid.
+        grid: the table's grid, when the caller has it already (`table_grid`).
 
     Returns:
         Key columns, then n_rows, n_obs (non-missing values), first, last (timestamps of the first and last
-        row), last_value (timestamp of the last non-missing value), freq (D, W, M, Q, Y, h, or a step such as
-        2D; empty when it cannot be told), expected_periods and missing_periods inside first..last, gap_share,
+        row), last_value (timestamp of the last non-missing value), freq (a pandas frequency: D, W-FRI, MS,
+        QS-JAN, h, 2D, ...; empty when it cannot be told), expected_periods and missing_periods inside first..last, gap_share,
         zero_share, n_negative, constant, y_min, y_max, age_periods and age_days (last_value's age at the table's last
         timestamp).
     """
@@ -131,27 +235,28 @@ def profile_table(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None 
     n_rows = ends - starts
     has = ~np.isnan(y)
 
-    calendar = np.flatnonzero(step >= _CALENDAR[0][0] * _DAY)  # few rows in a daily table: work on those only
-    days = step[calendar] / _DAY
-    for lo, hi, code in _CALENDAR:
-        step[calendar[(days >= lo) & (days <= hi)]] = code
-    # The step out of a series' last row leads into the next series; replacing it by the series' own first step
-    # leaves its minimum and maximum as they are, without a masked copy of the whole array.
-    multi = n_rows >= 2
-    step[ends[multi] - 1] = step[starts[multi]]
-    smin = np.minimum.reduceat(step, starts)
-    smax = np.maximum.reduceat(step, starts)
-    irregular = (n_rows >= 3) & (smin != smax)
-    mode, share = _modal_steps(step, starts, n_rows, irregular)
-    freq_step = np.where(irregular, mode, np.where(multi, smin, 0))
-    freq_step[irregular & (share < 0.5)] = 0
+    modal, share, smin, smax = _series_steps(step, starts, ends)
+    freq_step = np.where(share >= 0.5, modal, 0)
     given = _given_step(freq) if freq is not None else None
     if given is not None:
         freq_step[:] = given
         labels = np.full(n_series, freq, dtype=object)
     else:
-        uniq, inverse = np.unique(freq_step, return_inverse=True)
-        labels = np.array(["" if u == 0 else _label(int(u)) for u in uniq], dtype=object)[inverse]
+        if grid is None:
+            grid = _grid(ds, starts, ends, modal, smin, smax)
+        labels = np.full(n_series, "", dtype=object)
+        if grid.freq is not None:
+            labels[grid.on_grid] = grid.freq
+            freq_step[grid.on_grid] = grid.step
+        # a series off the table's grid: its own frequency, as `forecast run` infers it (few series: a loop)
+        for i in np.flatnonzero(~grid.on_grid):
+            try:
+                labels[i] = infer_freq(ds[starts[i]:ends[i]].view("datetime64[ns]"))
+            except SeriesProblem:
+                freq_step[i] = 0
+                continue
+            own = _given_step(labels[i])
+            freq_step[i] = own if own is not None else freq_step[i]
 
     n_obs = np.add.reduceat(has, starts)
     first, last = ds[starts], ds[ends - 1]
@@ -202,7 +307,8 @@ def rule_masks(profile: pd.DataFrame, rules: TriageRules, freq_given: bool = Fal
         "new": has & (profile["n_obs"] < rules.min_obs).to_numpy(),
         "intermittent": (profile["zero_share"] > rules.max_zero_share).to_numpy(),
         "gappy": has & (profile["gap_share"] > rules.max_gap_share).to_numpy(),
-        "negative": (profile["n_negative"] > 0).to_numpy() & (not rules.allow_negative),
+        "negative": has & (profile["n_negative"] > rules.max_negative_share * profile["n_obs"]).to_numpy()
+                    & (not rules.allow_negative),
         "constant": profile["constant"].to_numpy() & has,
     }
 
@@ -221,7 +327,8 @@ def _reasons(p: pd.DataFrame, rules: TriageRules) -> dict[str, pd.Series]:
                          f"(--max-zero-share {rules.max_zero_share:g})"),
         "gappy": ("gappy: " + p["missing_periods"].astype(str) + " of " + p["expected_periods"].astype(str)
                   + f" periods missing (--max-gap-share {rules.max_gap_share:g})"),
-        "negative": "negative: " + p["n_negative"].astype(str) + " value(s) below 0 (--allow-negative fits them)",
+        "negative": ("negative: " + p["n_negative"].astype(str) + " of " + p["n_obs"].astype(str) + " values below "
+                     f"0 (--max-negative-share {rules.max_negative_share:g}; --allow-negative fits them)"),
         "constant": "constant at " + p["y_max"].map("{:g}".format),
     }
 
@@ -230,8 +337,8 @@ def triage(profile: pd.DataFrame, rules: TriageRules, freq_given: bool = False) 
     """Add verdict (fit, fallback, skip), reason (the first rule that caught the series) and rules (all of them).
 
     Skip rules: empty (no values), frequency (cannot be told and no --freq; a fallback needs it too), stale.
-    Fallback rules: new (--min-obs), intermittent (--max-zero-share), gappy (--max-gap-share), negative (unless
-    --allow-negative), constant. A series no rule catches is fit.
+    Fallback rules: new (--min-obs), intermittent (--max-zero-share), gappy (--max-gap-share), negative (a share
+    of negative values above --max-negative-share, unless --allow-negative), constant. A series no rule catches is fit.
 
     Args:
         profile: from profile_table.
@@ -320,10 +427,13 @@ def run_check(path: Path | str, config: ForecastConfig, rules: TriageRules) -> C
     """
     table, notes = read_table(Path(path), config.id_cols, config.time_col, config.target_col, config.duplicates)
     freq_given = config.model.freq is not None
-    profile = triage(profile_table(table, config.id_cols, config.model.freq), rules, freq_given)
+    grid = table_grid(table, config.id_cols, config.model.freq)
+    profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), rules, freq_given)
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_check_dir()
     files = {"profile": write_table(profile, out_dir / "profile.csv")}
     summary = summarize(profile, config.id_cols, rules, freq_given)
+    summary["table_freq"] = grid.freq
+    summary["series_own_freq"] = int(np.count_nonzero(~grid.on_grid))
     return CheckResult(out_dir=out_dir, profile=profile, summary=summary, notes=notes, files=files)
 
 
@@ -336,6 +446,8 @@ def format_check(result: CheckResult) -> str:
         ("rows", str(s["rows"])),
         ("values per series", f"min {q['min']:g}, p10 {q['p10']:g}, median {q['median']:g}, "
                               f"p90 {q['p90']:g}, max {q['max']:g}"),
+        ("table frequency", f"{s['table_freq'] or 'none'} ({s['series_own_freq']} series off its grid, with "
+                            "their own)"),
         ("frequency", ", ".join(f"{k} {v}" for k, v in s["freq"].items())),
         ("verdicts", ", ".join(f"{k} {v}" for k, v in s["verdicts"].items())),
     ]

@@ -12,15 +12,17 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
 from . import __version__
 from .backends import make_backend
 from .checkpoint import PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
 from .errors import ConfigError, ForecastError, OutputExistsError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, forecast_frame, load_series, params_frame, prepare_out_dir,
-                 read_params, read_series_subset, timings_frame, write_json, write_table)
-from .model import SeriesResult, check_options, fit_series, init_worker, serve_fallback
+from .io import (default_out_dir, errors_frame, forecast_frame, key_types, load_series, params_frame,
+                 prepare_out_dir, read_params, read_series_subset, timings_frame, write_json, write_table)
+from .model import SENT_STAGES, SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, run_timing
 
 EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -72,13 +74,30 @@ def _as_series_result(series, outcome, fit_timeout: float | None = None) -> Seri
     return outcome
 
 
-def _triage(table, series, config: ForecastConfig) -> list[tuple[str, str]]:
-    """(verdict, reason) per series, in the order of `series`; every series is "fit" without --triage."""
+def _table_grid(table, series, config: ForecastConfig):
+    """The table's frequency (inferred once, or --freq), given to every series on its grid (series.freq)."""
+    from .profile import table_grid
+
+    grid = table_grid(table, config.id_cols, config.model.freq)
+    if len(grid.on_grid) != len(series):  # both are in key order (io.sort_by_series); a mismatch is a bug
+        raise RuntimeError(f"the table's grid covers {len(grid.on_grid)} series but the table split into "
+                           f"{len(series)}")
+    if config.model.freq is None:
+        for s, on in zip(series, grid.on_grid):
+            s.freq, s.table_freq = (grid.freq if on else None), grid.freq
+    return grid
+
+
+def _triage(table, series, config: ForecastConfig, grid) -> list[tuple[str, str]]:
+    """(verdict, reason) per series, in the order of `series`. Without --triage a series with fewer than
+    --min-obs values (but at least one) is sent to the fallback, every other one is "fit"."""
     if config.triage is None:
-        return [("fit", "")] * len(series)
+        n_obs = [int(np.count_nonzero(~np.isnan(s.y))) for s in series]
+        return [("fallback", f"new: {n} value(s) (--min-obs {config.min_obs})") if 0 < n < config.min_obs
+                else ("fit", "") for n in n_obs]
     from .profile import profile_table, triage
 
-    profile = triage(profile_table(table, config.id_cols, config.model.freq), config.triage,
+    profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), config.triage,
                      freq_given=config.model.freq is not None)
     if len(profile) != len(series):  # both are in key order (groupby sort=True); a mismatch is a bug, not input
         raise RuntimeError(f"triage profiled {len(profile)} series but the table split into {len(series)}")
@@ -86,14 +105,16 @@ def _triage(table, series, config: ForecastConfig) -> list[tuple[str, str]]:
 
 
 def _not_fitted(series, verdict: str, reason: str, config: ForecastConfig) -> SeriesResult:
-    """The result of a series triage kept from Prophet: skipped, or served by the fallback."""
+    """The result of a series kept from Prophet: skipped by triage, or served by the fallback (by triage, or
+    without --triage for having fewer than --min-obs values: stage "min-obs")."""
     n_obs = int((series.y == series.y).sum())
     if verdict == "skip":
         return SeriesResult(key=series.key, status="skipped", n_obs=n_obs, stage="triage", error=reason,
                             verdict=verdict)
     kind = config.fallback if config.fallback != "none" else "seasonal-naive"
-    result = SeriesResult(key=series.key, status="failed", n_obs=n_obs, stage="triage", error=reason,
-                          verdict=verdict)
+    triaged = config.triage is not None
+    result = SeriesResult(key=series.key, status="failed", n_obs=n_obs, stage="triage" if triaged else "min-obs",
+                          error=reason, verdict=verdict if triaged else "")
     return serve_fallback(series, config.model, kind, result)
 
 
@@ -111,6 +132,8 @@ class SeriesRef:
     key: tuple
     chunk: tuple
     warm: dict | None = None  # --warm-start parameters, which the worker's own read cannot know
+    freq: str | None = None  # the table's frequency when the series lies on its grid (the client's inference)
+    table_freq: str | None = None  # the table's frequency, named when an off-grid series has none of its own
 
 
 @dataclass(frozen=True)
@@ -135,7 +158,7 @@ def fit_from_source(ref: SeriesRef, source: TableSource, opts) -> SeriesResult:
         _chunk_cache = (ref.chunk, read_series_subset(Path(source.path), source.id_cols, source.time_col,
                                                       source.target_col, source.duplicates, ref.chunk))
     series = _chunk_cache[1][ref.key]
-    series.warm = ref.warm
+    series.warm, series.freq, series.table_freq = ref.warm, ref.freq, ref.table_freq
     return fit_series(series, opts)
 
 
@@ -148,7 +171,7 @@ def _worker_items(series, chunks, config: ForecastConfig, path: Path, model):
     for chunk in chunks:
         keys = tuple(series[i].key for i in chunk)
         for i in chunk:
-            refs[i] = SeriesRef(series[i].key, keys, series[i].warm)
+            refs[i] = SeriesRef(series[i].key, keys, series[i].warm, series[i].freq, series[i].table_freq)
     source = TableSource(str(path.resolve()), tuple(config.id_cols), config.time_col, config.target_col,
                          config.duplicates)
     return refs, partial(fit_from_source, source=source, opts=model)
@@ -212,11 +235,12 @@ def run_forecast(
             if notify is not None:
                 notify(note)
         with clock.stage("triage") if config.triage is not None else nullcontext():
-            verdicts = _triage(table, series, config)
+            grid = _table_grid(table, series, config)
+            verdicts = _triage(table, series, config, grid)
         done = state.load(series) if config.resume else {}
         try:
             return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
-                                  backend, progress, events)
+                                  backend, progress, events, grid, notify)
         except ForecastError:
             if not state.part_files():  # nothing computed (e.g. no workers): leave the directory as it was
                 state.clear()
@@ -269,7 +293,7 @@ def worker_initargs(model: ModelOptions, tmp_root: str, in_process: bool) -> tup
 
 
 def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done, backend, progress,
-                   events) -> RunResult:
+                   events, grid, notify=None) -> RunResult:
     out_dir = state.out_dir
     emit = events if events is not None else (lambda name, fields: None)
     todo = [i for i, (verdict, _) in enumerate(verdicts) if verdict == "fit" and i not in done]
@@ -322,20 +346,27 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
                     writer.flush()
 
     by_index = {**done, **new}
-    serving = config.fallback != "none" or config.triage is not None
+    serving = config.fallback != "none" or any(verdict != "fit" for verdict, _ in verdicts)
     with clock.stage("fallback") if serving else nullcontext():
         results = []
         for i, (s, (verdict, reason)) in enumerate(zip(series, verdicts)):
             if verdict != "fit":
-                results.append(_not_fitted(s, verdict, reason, config))
+                result = _not_fitted(s, verdict, reason, config)
+            elif i not in by_index:  # interrupted before this series was done
                 continue
-            if i not in by_index:  # interrupted before this series was done
-                continue
-            result = by_index[i]
-            result.verdict = verdict if config.triage is not None else ""
-            if result.status == "failed" and config.fallback != "none":
-                result = serve_fallback(s, config.model, config.fallback, result)
+            else:
+                result = by_index[i]
+                result.verdict = verdict if config.triage is not None else ""
+                if result.status == "failed" and config.fallback != "none":
+                    result = serve_fallback(s, config.model, config.fallback, result)
+            result.cutoff = s.ds[-1]
             results.append(result)
+    short = sum(r.stage == "min-obs" for r in results)
+    if short:
+        notes.append(f"{short} series with fewer than --min-obs {config.min_obs} values got a simple forecast "
+                     "instead of Prophet's (timings.csv says which; a lower --min-obs fits them)")
+        if notify is not None:
+            notify(notes[-1])
     counts = {status_: sum(r.status == status_ for r in results) for status_ in ("ok", "fallback", "failed", "skipped")}
     n_failed = counts["failed"]
     # Skipped series were triaged out on purpose, and a failure served by the fallback still has a forecast:
@@ -343,10 +374,11 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
     if status == "ok" and n_failed > config.max_failed_frac * len(series):
         status = "failed"
 
+    run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
     with clock.stage("write"):
         ext = "parquet" if config.output_format == "parquet" else "csv"
         files = {
-            "forecasts": write_table(forecast_frame(results, config.id_cols), out_dir / f"forecasts.{ext}"),
+            "forecasts": write_table(forecast_frame(results, config.id_cols, run_id), out_dir / f"forecasts.{ext}"),
             "timings": write_table(timings_frame(results, config.id_cols), out_dir / "timings.csv"),
             "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
         }
@@ -364,9 +396,15 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         "series_ok": counts["ok"],
         "series_failed": n_failed,
         "series_fallback": counts["fallback"],
-        "series_fallback_after_failure": sum(r.status == "fallback" and r.stage != "triage" for r in results),
+        "series_fallback_after_failure": sum(r.status == "fallback" and r.stage not in SENT_STAGES for r in results),
+        "series_below_min_obs": short,
         "series_skipped": counts["skipped"],
         "series_resumed": len(done),
+        "run_id": run_id,
+        "table_freq": grid.freq,
+        "freq_given": config.model.freq is not None,
+        "series_own_freq": int(np.count_nonzero(~grid.on_grid)),
+        "key_types": key_types(table, config.id_cols),
         "series_warm_started": sum(s.warm is not None for s in items) if config.warm_start is not None else None,
         "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
                      if config.triage is not None else None),

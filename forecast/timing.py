@@ -5,6 +5,7 @@ Per-series seconds are measured inside the workers (model.py) and only added up 
 
 from __future__ import annotations
 
+import numbers
 import resource
 import time
 from contextlib import contextmanager
@@ -73,7 +74,14 @@ def throughput(n_series: int, task_cpu: float, task_wall: float, wall_seconds: f
 def slowest(keys: Sequence[tuple], seconds: Sequence[float], id_cols: Sequence[str], n: int = 5) -> list[dict]:
     """The n series that took longest, as {id_col: value, ..., "seconds": s}."""
     order = sorted(range(len(keys)), key=lambda i: -seconds[i])[:n]
-    return [dict(zip(id_cols, (str(v) for v in keys[i])), seconds=round(seconds[i], 4)) for i in order]
+    return [dict(zip(id_cols, (_key_value(v) for v in keys[i])), seconds=round(seconds[i], 4)) for i in order]
+
+
+def _key_value(v):
+    """A key value for JSON: an integer key stays an integer, anything else is text."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    return str(v)
 
 
 def run_timing(clock: Clock, results: Sequence, counted: Sequence, n_jobs: int, id_cols: Sequence[str]) -> dict:

@@ -25,7 +25,7 @@ def kinds_table() -> pd.DataFrame:
     healthy = 20 + 3 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 1, DAYS)
     intermittent = np.where(t % 7 == 0, 3.0, 0.0)
     negative = healthy.copy()
-    negative[[5, 40]] = -2.0
+    negative[::5] = -2.0  # a fifth of the values: more than --max-negative-share 0.1
     gappy = np.r_[0:30, 70:DAYS]  # 40 of 120 days absent
     parts = {
         "healthy": (ds, healthy),
@@ -47,7 +47,8 @@ EXPECTED = {
     "stale": ("skip", "stale: last value 2024-02-29, 60 periods before the table's end (--stale-after 28)"),
     "intermittent": ("fallback", "intermittent: 85% zeros (--max-zero-share 0.5)"),
     "gappy": ("fallback", "gappy: 40 of 120 periods missing (--max-gap-share 0.2)"),
-    "negative": ("fallback", "negative: 2 value(s) below 0 (--allow-negative fits them)"),
+    "negative": ("fallback", "negative: 24 of 120 values below 0 (--max-negative-share 0.1; --allow-negative fits "
+                             "them)"),
     "constant": ("fallback", "constant at 5"),
     "blank": ("skip", "no values: all 5 missing"),
 }
@@ -77,7 +78,7 @@ def test_each_kind_of_series_gets_its_verdict_and_reason(tmp_path, kinds_csv):
     p = pd.read_csv(out / "profile.csv").set_index("unique_id")
     assert p.loc["gappy", ["n_rows", "expected_periods", "missing_periods"]].tolist() == [80, 120, 40]
     assert p.loc["stale", "age_periods"] == 60 and p.loc["healthy", "age_periods"] == 0
-    assert p.loc["negative", "n_negative"] == 2 and bool(p.loc["constant", "constant"])
+    assert p.loc["negative", "n_negative"] == 24 and bool(p.loc["constant", "constant"])
     assert (p["freq"] == "D").all()
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["series", "8"]
@@ -168,15 +169,22 @@ def test_profile_matches_a_per_series_computation_on_a_shuffled_composite_key_ta
 
 @pytest.mark.parametrize("ds,label", [
     (pd.date_range("2024-01-01", periods=30, freq="D").delete([3, 4, 9]), "D"),  # gaps: the modal step
-    (pd.date_range("2024-01-07", periods=20, freq="W-SUN"), "W"),
-    (pd.date_range("2020-01-01", periods=30, freq="MS"), "M"),
+    (pd.date_range("2024-01-07", periods=20, freq="W-SUN"), "W-SUN"),  # labels are --freq values
+    (pd.date_range("2020-01-01", periods=30, freq="MS"), "MS"),
     (pd.date_range("2024-01-01", periods=50, freq="h"), "h"),
     (pd.date_range("2024-01-01", periods=10, freq="2D"), "2D"),
+    # steps 1, 3, 7, 1, 7 (none holds half) beside a weekly series: off the table's W-MON grid, and no frequency
+    # of its own
     (pd.DatetimeIndex(["2024-01-01", "2024-01-02", "2024-01-05", "2024-01-12", "2024-01-13",
-                       "2024-01-20"]), ""),  # steps 1, 3, 7, 1, 7: none holds half
+                       "2024-01-20"]), ""),
 ])
 def test_profile_frequency_agrees_with_the_models_inference(ds, label):
     frame = pd.DataFrame({"unique_id": "A", "ds": ds, "y": 1.0})
+    if label == "":
+        weekly = pd.date_range("2024-01-01", periods=20, freq="W-MON")
+        frame = pd.concat([frame, pd.DataFrame({"unique_id": ["B", "C"], "ds": [weekly, weekly], "y": 1.0})
+                           .explode("ds")], ignore_index=True)
+        frame["ds"] = pd.to_datetime(frame["ds"])
     profile = profile_table(frame, ["unique_id"])
     assert profile["freq"].iloc[0] == label
     if label == "":
@@ -238,12 +246,13 @@ def test_a_sorted_table_profiles_as_its_shuffled_copy():
 
 @pytest.mark.parametrize("freq,expected", [("D", 291), ("W-SUN", 42), ("MS", 10)])
 def test_a_given_freq_is_the_grid_gaps_are_counted_on(freq, expected):
-    # 60 values scattered over 291 days: no step is common enough to infer, so without --freq there is no grid
+    # 60 values scattered over 291 days: no step holds half of them, but the most common one is a day, and every
+    # date lies on that grid: the table's frequency, D, unless --freq says otherwise
     rng = np.random.default_rng(0)
     days = np.sort(rng.choice(np.arange(1, 290), 58, replace=False))
     ds = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.r_[0, days, 290], unit="D")
     table = pd.DataFrame({"unique_id": "irregular", "ds": ds, "y": 1.0})
-    assert profile_table(table, ["unique_id"])["freq"].iloc[0] == ""
+    assert profile_table(table, ["unique_id"])["freq"].iloc[0] == "D"
     profile = profile_table(table, ["unique_id"], freq)
     assert profile["freq"].iloc[0] == freq
     assert profile["expected_periods"].iloc[0] == expected

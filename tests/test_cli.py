@@ -28,8 +28,11 @@ def test_run_writes_the_four_files_with_composite_keys(tmp_path, write_csv):
     assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "forecasts.parquet", "params.parquet", "summary.json",
                                                    "timings.csv"]
     forecasts = pd.read_parquet(out / "forecasts.parquet")
-    assert list(forecasts.columns) == ["store", "item", "ds", "yhat", "yhat_lower", "yhat_upper", "model"]
+    assert list(forecasts.columns) == ["store", "item", "ds", "yhat", "yhat_lower", "yhat_upper", "model", "cutoff",
+                                       "run_id"]
     assert (forecasts["model"] == "prophet").all()
+    assert (forecasts["cutoff"] == pd.Timestamp("2024-01-01") + pd.Timedelta(days=89)).all()
+    assert (forecasts["run_id"] == "out").all()  # the output directory's name
     assert len(forecasts) == 4 * 7
     assert forecasts.groupby(["store", "item"]).size().tolist() == [7] * 4
     assert forecasts["ds"].min() == pd.Timestamp("2024-01-01") + pd.Timedelta(days=90)
@@ -73,7 +76,7 @@ def test_same_seed_gives_identical_forecasts_with_one_and_two_jobs(tmp_path, tab
         result = run(table_csv, "--horizon", 5, "--seed", 11, "--n-jobs", n_jobs, "--out", out, "-q",
                      "--uncertainty-samples", 200)
         assert result.exit_code == 0, result.output
-        outs.append(pd.read_parquet(out / "forecasts.parquet"))
+        outs.append(pd.read_parquet(out / "forecasts.parquet").drop(columns="run_id"))  # run_id: jobs1, jobs2
     pd.testing.assert_frame_equal(outs[0], outs[1])
 
 

@@ -88,7 +88,7 @@ def test_dask_run_equals_local_run_and_names_its_workers(tmp_path, cluster):
     table = tmp_path / "table.csv"
     make_table(n_series=6, days=80, id_cols=("store", "item")).to_csv(table, index=False)
     common = [table, "--id-col", "store", "--id-col", "item", "--horizon", 5, "--seed", 3,
-              "--uncertainty-samples", 200]
+              "--uncertainty-samples", 200, "--run-id", "nightly"]  # the same run_id: else the out dirs' names
     local = CliRunner().invoke(app, ["run", *map(str, common), "--n-jobs", 1, "--out", tmp_path / "local", "-q"])
     assert local.exit_code == 0, local.output
     proc = _forecast(*common, "--backend", "dask", "--scheduler", address, "--out", tmp_path / "dask")
@@ -198,7 +198,7 @@ def test_workers_reading_their_own_series_give_the_same_forecasts(tmp_path, clus
     table = tmp_path / "table.parquet"
     frame.to_parquet(table, index=False)
     common = [table, "--id-col", "store", "--id-col", "item", "--horizon", 4, "--seed", 5,
-              "--uncertainty-samples", 100, "--max-failed-frac", 0.5]
+              "--uncertainty-samples", 100, "--max-failed-frac", 0.5, "--run-id", "nightly"]
     local = CliRunner().invoke(app, ["run", *map(str, common), "--n-jobs", 1, "--out", tmp_path / "local", "-q"])
     assert local.exit_code == 0, local.output
     proc = _forecast(*common, "--backend", "dask", "--scheduler", address, "--workers-read",

@@ -33,7 +33,8 @@ def test_interval_is_the_band_of_the_methods_own_errors():
     y = np.array([1.0, 2.0, 4.0, 7.0])  # one-step changes 1, 2, 3: quartiles 1.5 and 2.5
     yhat, lower, upper = simple_forecast("naive", y, horizon=2, interval_width=0.5)
     np.testing.assert_allclose(yhat, [7, 7])
-    np.testing.assert_allclose(lower, [8.5, 8.5])
+    # every change was upward: the band's lower end is stretched down to the forecast itself, not 7 + 1.5
+    np.testing.assert_allclose(lower, [7, 7])
     np.testing.assert_allclose(upper, [9.5, 9.5])
     _, lower, upper = simple_forecast("mean", y, horizon=1, interval_width=0.5)  # deviations -2.5 -1.5 .5 3.5
     np.testing.assert_allclose([lower[0], upper[0]], [3.5 - 1.75, 3.5 + 1.25])
@@ -92,14 +93,16 @@ def test_failing_series_get_the_fallback_and_stay_in_errors_csv(tmp_path):
     forecasts = pd.read_csv(out / "forecasts.csv")
     assert forecasts.groupby("unique_id")["model"].first().to_dict() == {"ok": "prophet", "one": "fallback:naive"}
     assert forecasts.loc[forecasts["unique_id"] == "one", "yhat"].tolist() == [4.0, 4.0, 4.0]
+    # "one" is below --min-obs (30): sent to the fallback before any fit, so it did not fail; timings.csv says why
     errors = pd.read_csv(out / "errors.csv").set_index("unique_id")
-    assert errors.loc["one", "reason"] == "fewer than 2 non-missing values (found 1); Prophet needs at least 2"
+    assert list(errors.index) == ["blank"]
     assert errors.loc["blank", "reason"] == ("all 5 values are missing; fallback naive impossible: "
                                              "all values are missing")
     timings = pd.read_csv(out / "timings.csv").set_index("unique_id")
     assert timings["status"].to_dict() == {"blank": "failed", "ok": "ok", "one": "fallback"}
     assert timings.loc["one", "model"] == "fallback:naive"
+    assert timings.loc["one", "error"] == "new: 1 value(s) (--min-obs 30)"
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["series_ok"], summary["series_fallback"], summary["series_failed"]) == (1, 1, 1)
-    assert summary["series_fallback_after_failure"] == 1
+    assert (summary["series_fallback_after_failure"], summary["series_below_min_obs"]) == (0, 1)
     assert "series fallback      1" in result.stdout
