@@ -557,3 +557,28 @@ def percentiles(sims: np.ndarray, lower_p: float, upper_p: float, axis: int) -> 
         diff = b - a
         out.append(np.where(t[j] >= 0.5, b - diff * (1 - t[j]), a + diff * t[j]))  # numpy's _lerp
     return out[0], out[1]
+
+
+def logistic_uncertainty(mat: np.ndarray, params: Params, data: StanData, t_future: np.ndarray,
+                         cap_future: np.ndarray, single_diff: float) -> np.ndarray:
+    """Prophet's logistic trend uncertainty (`_logistic_uncertainty`), time x sample: each sample's logistic trend
+    through the history's changepoints, moved to the first point after each of them on a grid of `single_diff`
+    from 0 (as Prophet places them), and the sample's own future rate changes `mat` (time x sample); returned
+    centred on the samples' mean, as Prophet adds it to the fitted trend.
+
+    Prophet runs the offsets' recurrence step by step over that whole grid (a Python loop over every step, each
+    summing all earlier ones); unrolled as in `logistic_exponent`, the exponent at a future step is
+    k (t - m) + sum over earlier changes of size * (t - its time): two running sums.
+    """
+    grid = np.arange(0, 1 + single_diff, single_diff)
+    hist = np.zeros(len(grid))
+    # the first grid point after each changepoint; where two share one, the later delta wins (numpy's
+    # fancy assignment, as in Prophet)
+    hist[[int(np.flatnonzero(grid > c)[0]) for c in data.t_change]] = params.delta
+    h1, h2 = hist.sum(), hist @ grid  # every historical change comes before every future step
+    c1 = np.cumsum(mat, axis=0) - mat  # sum of earlier future changes (the step's own adds 0: t - t = 0)
+    c2 = np.cumsum(mat * t_future[:, None], axis=0) - mat * t_future[:, None]
+    tf = t_future[:, None]
+    u = params.k * (tf - params.m) + tf * (h1 + c1) - (h2 + c2)
+    paths = cap_future[:, None] * inv_logit(u)
+    return paths - paths.mean(axis=1, keepdims=True)
