@@ -511,20 +511,28 @@ def test_a_table_of_tiny_series_finishes_under_the_default_engine_and_says_what_
                                                               unit="D")
             y = np.full(n, 4.0) if kind == "constant" else rng.poisson(6, n).astype(float)
             rows.append(pd.DataFrame({"unique_id": f"{kind}-{n}", "ds": ds, "y": y}))
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", str(write_csv(pd.concat(rows))), "--horizon", "4", "--freq", "D",
-                                      "--n-jobs", "1", "--out", str(out), "--quiet", "--max-failed-frac", "1"])
-    assert result.exit_code == 0, result.output
-    timings = pd.read_csv(out / "timings.csv", keep_default_na=False).set_index("unique_id")
-    assert len(timings) == 40  # every series has its record
-    fitted = timings[timings["status"] == "ok"]
-    assert (fitted["engine"] == "fast").all()  # none went to Stan's slow path
+    table = write_csv(pd.concat(rows))
+
+    def run(*extra):
+        out = tmp_path / f"out{len(extra)}"
+        result = CliRunner().invoke(app, ["run", str(table), "--horizon", "4", "--freq", "D", "--n-jobs", "1",
+                                          "--out", str(out), "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+        forecasts = pd.read_parquet(out / "forecasts.parquet")
+        assert forecasts["yhat"].notna().all() and np.isfinite(forecasts["yhat"]).all()
+        assert forecasts["unique_id"].nunique() == 40  # every series is forecast
+        return pd.read_csv(out / "timings.csv", keep_default_na=False).set_index("unique_id")
+
+    # by default, fewer than --min-obs (30) values is a new series: a simple model, with the reason
+    timings = run()
+    assert (timings["status"] == "fallback").all() and timings["model"].str.startswith("fallback:").all()
+    assert timings["error"].str.startswith("new: ").all()
+    # --min-obs 2: every series of 2 points or more goes to the engine, none to Stan's slow path
+    timings = run("--min-obs", "2")
+    fitted = timings[timings["n_obs"] >= 2]
+    assert (fitted["status"] == "ok").all() and (fitted["engine"] == "fast").all()
     assert set(fitted["model"]) == {"prophet", "prophet:reduced"}
     reduced = fitted[fitted["model"] == "prophet:reduced"]
     assert reduced["error"].str.contains(r"points for Prophet's \d+ parameters: fitted with").all()
     assert timings.loc["constant-5", "model"] == "prophet"  # Prophet does not fit a constant series either
-    not_fitted = timings[timings["status"] != "ok"]
-    assert set(not_fitted.index) <= {f"{kind}-1" for kind in ("daily", "gappy", "weekly", "constant")}
-    assert (not_fitted["error"] != "").all()
-    forecasts = pd.read_parquet(out / "forecasts.parquet")
-    assert forecasts["yhat"].notna().all() and np.isfinite(forecasts["yhat"]).all()
+    assert (timings[timings["n_obs"] == 1]["status"] == "fallback").all()

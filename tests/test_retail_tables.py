@@ -103,7 +103,9 @@ def test_too_short_series_get_a_simple_model_with_the_reason_and_min_obs_2_fits_
     assert result.exit_code == 0, result.output
     forecasts = pd.read_parquet(again / "forecasts.parquet")
     models = forecasts.groupby(["store", "item"])["model"].first().to_dict()
-    assert models[(2, "00789")] == "prophet"  # three values are fitted again, as before --min-obs applied
+    # three values are fitted again, as before --min-obs applied: with Prophet's model reduced to what three
+    # points can tell (no changepoint)
+    assert models[(2, "00789")] == "prophet:reduced"
     assert models[(2, "00456")] == "fallback:naive"  # one value is still below 2: seasonal-naive, which is naive
     assert set(forecasts["run_id"]) == {"manual"}
     timings = pd.read_csv(again / "timings.csv", dtype={"item": str}).set_index(["store", "item"])
