@@ -158,6 +158,7 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
         s = float(init.sigma_obs)
     else:
         x = np.linalg.solve(DtD + 1e-2 * np.diag(ridge + (l1 > 0)), Dty)  # a ridge start, lasso ignored,
+        s_start = _best_sigma(max(float(x @ DtD @ x - 2 * Dty @ x + yty), 0.0), T)
         x[l1 > 0] = 0.0  # then the deltas at 0: the active-set steps add the few that matter (fewer solves)
         s = 1.0
     def rss_of(x):
@@ -166,8 +167,8 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     def lp_of(x, s):
         return (-T * np.log(s) - 0.5 * rss_of(x) / s**2 - 2 * s**2 - 0.5 * ridge @ x**2 - l1 @ np.abs(x))
 
-    if init is None:
-        s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
+    if init is None:  # s from the ridge fit with its deltas: nearer the optimum's than the fit without them
+        s = max(s_start, _SIGMA_FLOOR)
     def round_from(x, s):
         # theta given s: minimise s^2 * (-lp) = 0.5 x'(D'D + s^2 R)x - D'y x + s^2 |delta|/tau; then s given theta
         x = lasso_qp(DtD + s * s * np.diag(ridge), Dty, s * s * l1, x0=x)
@@ -175,26 +176,48 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
         return x, s, lp_of(x, s)
 
     prev = -np.inf
-    trail: list[float] = []  # s before each plain round since the last extrapolation
     for _ in range(max_iter):
-        trail.append(s)
         x, s, lp = round_from(x, s)
         if lp - prev <= rtol * max(1.0, abs(lp)):
             break
         prev = lp
-        if len(trail) == 2:
-            # The rounds move s geometrically towards its fixed point; Aitken's extrapolation from two rounds
-            # jumps most of the way. It is kept only if its round raises lp, so lp still rises at every step.
-            s0, s1 = trail
-            bend = s - 2 * s1 + s0
-            jump = s0 - (s1 - s0) ** 2 / bend if bend != 0 else 0.0
-            if jump > _SIGMA_FLOOR and np.isfinite(jump):
-                xj, sj, lpj = round_from(x, jump)
-                if lpj > lp:
-                    x, s, prev = xj, sj, lpj
-            trail = []
+        # The rounds move s towards its fixed point one geometric step at a time. With the round's active set and
+        # signs held, x is a ridge solve for each s, so the fixed point s = best_sigma(rss(x(s))) is a scalar
+        # root, found by the secant method with one small solve a step; the next round checks the active set
+        # there. Kept only if it raises lp, so lp still rises at every step.
+        jump = _sigma_fixed_point(DtD, Dty, ridge, l1, x, s, rss_of, T)
+        if jump is not None:
+            lpj = lp_of(*jump)
+            if lpj > lp:
+                (x, s), prev = jump, lpj
     params = Params(k=float(x[0]), m=float(x[1]), delta=x[2:2 + S].copy(), sigma_obs=s, beta=x[2 + S:].copy())
     return params, log_posterior(params, data)
+
+
+def _sigma_fixed_point(DtD, Dty, ridge, l1, x, s, rss_of, T, max_steps: int = 20):
+    """(x, s) where s = best_sigma(rss(x)) and x is the lasso solution for that s on x's active set and signs
+    (a ridge solve), by the secant method on u = s^2; None when it does not settle."""
+    idx = np.flatnonzero((l1 == 0) | (x != 0))
+    G, b, R, c = DtD[np.ix_(idx, idx)], Dty[idx], ridge[idx], (l1 * np.sign(x))[idx]
+    full = np.zeros_like(x)
+
+    def image(u):  # best_sigma(rss(x(u)))^2 - u, and x(u)
+        full[idx] = np.linalg.solve(G + u * np.diag(R), b - u * c)
+        return max(_best_sigma(rss_of(full), T), _SIGMA_FLOOR) ** 2 - u
+
+    u0, u1 = s * s, None
+    f0 = image(u0)
+    u1 = u0 + f0
+    for _ in range(max_steps):
+        f1 = image(u1)
+        if abs(f1) <= 1e-13 * u1:
+            return full.copy(), float(np.sqrt(u1 + f1))
+        if f1 == f0:
+            return None
+        u0, u1, f0 = u1, u1 - f1 * (u1 - u0) / (f1 - f0), f1
+        if not u1 > 0 or not np.isfinite(u1):
+            return None
+    return None
 
 
 def _fit_multiplicative(data: StanData, init: Params | None, max_iter: int, rtol: float) -> tuple[Params, float]:
