@@ -39,10 +39,11 @@ def _sorted_arrays(table: pd.DataFrame, id_cols: list[str]):
     table, codes = sort_by_series(table, id_cols)  # read_table's output is in order already: only checked
     ds = table["ds"].to_numpy(dtype="datetime64[ns]").view("int64")
     y = table["y"].to_numpy(dtype=float)
-    step = np.diff(ds)
+    step = np.zeros_like(ds)  # np.diff then np.r_[step, 0] held two row-length copies at once (355 MB each at M5)
+    np.subtract(ds[1:], ds[:-1], out=step[:-1])
     starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
     keys = table[id_cols].iloc[starts].reset_index(drop=True)
-    return ds, y, starts, keys, np.r_[step, 0]
+    return ds, y, starts, keys, step
 
 
 def _modal_steps(step: np.ndarray, starts: np.ndarray, n_rows: np.ndarray, irregular: np.ndarray):
