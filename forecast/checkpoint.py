@@ -29,15 +29,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, RunLockedError
-from .io import write_atomic, write_json
+from .io import STDIN, input_bytes, write_atomic, write_json
 from .model import SeriesData, SeriesResult
 
 PARTS_DIR = "parts"
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-# Settings that change no series' result, so a resumed run may use other values (more jobs, a longer timeout).
+# Settings that change no series' result, so a resumed run may use other values (more jobs, a longer timeout,
+# the local backend or another scheduler after a Dask cluster was lost).
 _FREE_SETTINGS = ("n_jobs", "chunks_per_job", "chunk_rows", "out_dir", "overwrite", "resume", "max_failed_frac",
-                  "fit_timeout", "output_format")
+                  "fit_timeout", "output_format", "backend", "scheduler", "connect_timeout")
 # A lock file still empty after this long was left by a process killed between creating and writing it.
 _EMPTY_LOCK_GRACE_SECONDS = 10.0
 
@@ -56,7 +57,7 @@ def _process_start(pid: int) -> str | None:
 def _holder_alive(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname():
         return True  # cannot look at another machine's processes: assume it is running
-    pid = int(holder.get("pid", 0))
+    pid = holder["pid"]
     if pid <= 0 or _pid_gone(pid):
         return False
     started = holder.get("process_start")
@@ -105,7 +106,7 @@ class RunLock:
             return
         try:
             holder = json.loads(text)
-            if not isinstance(holder, dict):
+            if not isinstance(holder, dict) or type(holder.get("pid")) is not int:  # noqa: E721 (bool is no pid)
                 raise ValueError("not a lock")
         except ValueError:
             if age < _EMPTY_LOCK_GRACE_SECONDS:  # being written right now
@@ -174,6 +175,10 @@ def fingerprint(path: Path) -> str:
 
 
 def _file_identity(path: Path) -> dict:
+    data = input_bytes(path)  # a pipe or standard input: the bytes the run read, not a second read
+    if data is not None:
+        where = STDIN if str(path) == STDIN else str(path.resolve())
+        return {"path": where, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": fingerprint(path)}
 
 
