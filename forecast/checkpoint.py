@@ -240,6 +240,7 @@ class RunState:
         self.out_dir = Path(out_dir)
         self.parts_dir = self.out_dir / PARTS_DIR
         self._next_part = 1
+        self.damaged: list[Path] = []  # part files `load` could not read
 
     def part_files(self) -> list[Path]:
         return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
@@ -279,10 +280,19 @@ class RunState:
         return json.loads((self.parts_dir / MANIFEST).read_text())
 
     def load(self, series: Sequence[SeriesData]) -> dict[int, SeriesResult]:
-        """The results held by the part files, by series index."""
+        """The results held by the part files, by series index. A part that cannot be read (a damaged disk) is
+        listed in `damaged` and its series are fitted again."""
         done: dict[int, SeriesResult] = {}
+        self.damaged = []
         for path in self.part_files():
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path)
+                if any(name not in table.column_names for name in (*_SCALARS, *_ARRAYS)) or any(
+                        not 0 <= i < len(series) for i in table.column("index").to_pylist()):
+                    raise ValueError("not a part file of this run")
+            except (OSError, ValueError, pa.ArrowException):
+                self.damaged.append(path)
+                continue
             cols = {name: table.column(name).to_pylist() for name in _SCALARS}
             arrays = {name: _split_list_column(table.column(name)) for name in _ARRAYS}
             params = table.column("params").to_pylist() if "params" in table.column_names else [None] * len(table)

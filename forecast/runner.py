@@ -220,6 +220,8 @@ def run_forecast(
             with clock.stage("triage") if config.triage is not None else nullcontext():
                 verdicts = _triage(table, series, config)
             done = state.load(series) if config.resume else {}
+            for path in state.damaged if notify is not None else []:
+                notify(f"{path}: damaged, cannot be read; its series are fitted again")
             if backend is None:
                 backend = _backend(_capped_jobs(config, series, verdicts, done, notify), tmp_root, notify)
             return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
