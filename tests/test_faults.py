@@ -390,3 +390,51 @@ def test_a_scheduler_killed_mid_run_exits_75_with_one_json_line_and_resume_finis
     proc = forecast("run", table, *RUN_ARGS, "--out", out, "--resume", "-q", timeout=300)
     assert proc.returncode == 0, proc.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(out / "forecasts.parquet"), reference)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a user's directory, a job file typo, a run served by its fallback
+
+def test_a_directory_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_path, table):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "forecasts.csv").write_text("X\n")
+    (out / "params.parquet").write_text("mine\n")
+    before = tree(out)
+    line = one_error_line(forecast("run", table, "--horizon", "3", "--engine", "fast", "--n-jobs", "1",
+                                   "--out", out))
+    assert line == (f"Error: {out}: holds files but no forecast run (forecasts.csv, params.parquet); choose a new "
+                    "or empty --out, or pass --overwrite to write into it")
+    assert tree(out) == before and (out / "forecasts.csv").read_text() == "X\n"
+    # --overwrite writes its outputs there, but removes nothing that no run of forecast wrote
+    proc = forecast("run", table, "--horizon", "3", "--n-jobs", "1", "--engine", "fast", "--format", "parquet",
+                    "--out", out, "--overwrite", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "forecasts.csv").read_text() == "X\n" and (out / "params.parquet").exists()
+    # a later run in the other format replaces what the summary says the last run wrote, and only that
+    (out / "params.parquet").write_text("mine again\n")
+    proc = forecast("run", table, "--horizon", "3", "--n-jobs", "1", "--format", "csv", "--engine", "fast",
+                    "--out", out, "--overwrite", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "forecasts.parquet").exists()  # the earlier run's, listed in its summary
+
+
+def test_n_jobs_far_above_the_cores_is_capped_at_the_chunks_and_said(tmp_path, write_csv):
+    table = write_csv(make_table(n_series=3, days=40))
+    out = tmp_path / "out"
+    proc = forecast("run", table, "--horizon", "3", "--engine", "fast", "--n-jobs", "64", "--out", out, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"note: --n-jobs 64 is more than the \d+ usable core\(s\); running 3 worker process\(es\), one "
+                     r"per chunk of work", proc.stderr), proc.stderr
+    assert json.loads((out / "summary.json").read_text())["n_jobs"] == 3
+
+
+def test_a_run_served_entirely_by_its_fallback_counts_what_it_served(tmp_path, table):
+    out = tmp_path / "out"
+    proc = forecast("run", table, "--horizon", "3", "--n-jobs", "1", "--triage", "--min-obs", "1000", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["series_fallback"] == N_SERIES and summary["series_ok"] == 0
+    assert summary["series_per_second"] > 0
+    rate = float(re.search(r"^series/s\s+(\S+)$", proc.stdout, re.M).group(1))
+    assert rate > 0
