@@ -194,6 +194,9 @@ def run_forecast(
     if config.workers_read and not path.name.lower().endswith((".parquet", ".pq")):
         raise ConfigError(f"{path}: --workers-read needs a Parquet input (workers read their series with a key "
                           "filter); convert the table to Parquet or drop --workers-read")
+    if config.workers_read and not path.is_file():
+        raise ConfigError(f"{path}: --workers-read needs a file the workers can read again, not a pipe or standard "
+                          "input; save the table to a file or drop --workers-read")
     with RunLock(out_dir), run_temp_root() as tmp_root, ExitStack() as early, inputs_read_once():
         finished = prepare_out_dir(out_dir, config.overwrite, config.resume)
         check_options(config.model)

@@ -158,6 +158,13 @@ def test_standard_input_is_a_table_and_plots_say_it_cannot_be_read_again(tmp_pat
     assert "was a pipe or standard input, which cannot be read again" in line
 
 
+def test_workers_cannot_read_a_pipe_again(tmp_path):
+    os.mkfifo(tmp_path / "table.parquet")  # nobody writes: a second reader would wait forever
+    line = one_error_line(forecast("run", tmp_path / "table.parquet", "--horizon", "3", "--workers-read",
+                                   "--out", tmp_path / "out", timeout=60))
+    assert "--workers-read needs a file the workers can read again, not a pipe" in line
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the main process killed, a worker killed
 
