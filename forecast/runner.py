@@ -223,8 +223,8 @@ def run_forecast(
             with clock.stage("triage") if config.triage is not None else nullcontext():
                 verdicts = _triage(table, series, config)
             done = state.load(series) if config.resume else {}
-            for path in state.damaged if notify is not None else []:
-                notify(f"{path}: damaged, cannot be read; its series are fitted again")
+            for part in state.damaged if notify is not None else []:
+                notify(f"{part}: damaged, cannot be read; its series are fitted again")
             if backend is None:
                 backend = _backend(_capped_jobs(config, series, verdicts, done, notify), tmp_root, notify)
             return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
@@ -419,7 +419,7 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         "backend": backend_info,
         "chunks": len(chunks),
         # what this run served: its fits, and the series triage sent straight to a fallback
-        **run_timing(clock, results, len(fitted) + sum(r.status == "fallback" and r.stage == "triage" for r in results),
+        **run_timing(clock, results, len(fitted) + sum(r.stage == "triage" and r.status == "fallback" for r in results),
                      task_seconds, n_jobs, config.id_cols),
         "notes": notes,
         "versions": _versions(),
