@@ -24,8 +24,9 @@ import pytest
 from conftest import make_table
 
 ROOT = Path(__file__).resolve().parent.parent
-N_SERIES = 16
-RUN_ARGS = ["--horizon", "5", "--seed", "3", "--uncertainty-samples", "50", "--n-jobs", "2"]
+# enough series of the fast engine for a run of a few seconds, long enough to be hit mid-run
+N_SERIES = 300
+RUN_ARGS = ["--horizon", "5", "--seed", "3", "--uncertainty-samples", "50", "--n-jobs", "2", "--engine", "fast"]
 # a control character that is not a line break: what must never reach a terminal raw
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 EXIT_STOPPED = 75  # errors.RunStoppedError: stopped by the machine or cluster, retry with --resume
@@ -90,6 +91,14 @@ def table(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """A table of 4 series, for the faults that need no run long enough to be hit mid-run."""
+    path = tmp_path_factory.mktemp("small") / "small.csv"
+    make_table(n_series=4, days=40).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
 def reference(table, tmp_path_factory) -> pd.DataFrame:
     """The forecasts of an uninterrupted run with the same seed."""
     out = tmp_path_factory.mktemp("reference") / "out"
@@ -127,32 +136,32 @@ def feed_fifo(path: Path, data: bytes) -> threading.Thread:
     return thread
 
 
-def test_a_named_pipe_is_read_once_by_check_and_run(tmp_path, table):
-    data = table.read_bytes()
+def test_a_named_pipe_is_read_once_by_check_and_run(tmp_path, small):
+    data = small.read_bytes()
     feed_fifo(tmp_path / "check.csv", data)
     proc = forecast("check", tmp_path / "check.csv", "--out", tmp_path / "profile", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert len(pd.read_csv(tmp_path / "profile" / "profile.csv")) == N_SERIES
+    assert len(pd.read_csv(tmp_path / "profile" / "profile.csv")) == 4
 
     feed_fifo(tmp_path / "run.csv", data)  # the run reads header, table and fingerprint: from one read
     out = tmp_path / "out"
     proc = forecast("run", tmp_path / "run.csv", "--horizon", "3", "--engine", "fast", "--n-jobs", "1",
                     "--out", out, "-q", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert pd.read_parquet(out / "forecasts.parquet")["unique_id"].nunique() == N_SERIES
+    assert pd.read_parquet(out / "forecasts.parquet")["unique_id"].nunique() == 4
     assert not (out / ".lock").exists()
 
 
-def test_standard_input_is_a_table_and_plots_say_it_cannot_be_read_again(tmp_path, table):
+def test_standard_input_is_a_table_and_plots_say_it_cannot_be_read_again(tmp_path, small):
     out = tmp_path / "out"
     proc = forecast("run", "-", "--horizon", "3", "--engine", "fast", "--n-jobs", "1", "--out", out, "-q",
-                    input=table.read_bytes(), timeout=60)
+                    input=small.read_bytes(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["series_ok"] == N_SERIES and summary["input"] == "-"
+    assert summary["series_ok"] == 4 and summary["input"] == "-"
     # the same bytes through --resume of the finished run: the same job, nothing to do
     again = forecast("run", "-", "--horizon", "3", "--engine", "fast", "--n-jobs", "1", "--out", out, "--resume",
-                     input=table.read_bytes(), timeout=60)
+                     input=small.read_bytes(), timeout=60)
     assert again.returncode == 0 and "nothing to resume" in again.stderr
     line = one_error_line(forecast("plot", out, "--series", "S1", timeout=60))
     assert "was a pipe or standard input, which cannot be read again" in line
@@ -191,7 +200,8 @@ def test_sigkill_at_several_points_then_resume_equals_an_uninterrupted_run(tmp_p
     proc = forecast("run", table, *RUN_ARGS, "--out", out, "--resume", "-q", timeout=300)
     assert proc.returncode == 0, proc.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(out / "forecasts.parquet"), reference)
-    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "forecasts.parquet", "summary.json", "timings.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["errors.csv", "forecasts.parquet", "params.parquet",
+                                                      "summary.json", "timings.csv"]
     outside = {k: v for k, v in tree(tmp_path).items() if not k.startswith("out/")}
     assert outside == before and user_file.read_text() == "mine"
 
@@ -260,9 +270,9 @@ def test_a_full_disk_stops_the_run_with_exit_75_naming_the_file_and_resume_finis
         pd.testing.assert_frame_equal(pd.read_parquet(out / "forecasts.parquet"), reference)
 
 
-def test_a_read_only_output_is_one_line_and_exit_1(tmp_path, table):
+def test_a_read_only_output_is_one_line_and_exit_1(tmp_path, small):
     with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as disk:
-        line = one_error_line(forecast("run", table, "--horizon", "3", "--engine", "fast", "--out", disk / "out"))
+        line = one_error_line(forecast("run", small, "--horizon", "3", "--engine", "fast", "--out", disk / "out"))
         assert "Read-only file system" in line and str(disk / "out") in line
 
 
@@ -289,25 +299,25 @@ def test_a_corrupt_part_file_is_fitted_again_on_resume(tmp_path, table, referenc
 
 
 @pytest.mark.parametrize("pid", ['"abc"', "true"])
-def test_a_lock_whose_pid_is_not_a_number_is_one_line_then_taken_over(tmp_path, table, pid):
+def test_a_lock_whose_pid_is_not_a_number_is_one_line_then_taken_over(tmp_path, small, pid):
     out = tmp_path / "out"
     out.mkdir()
     lock = out / ".lock"
     lock.write_text(f'{{"pid": {pid}, "host": "{os.uname().nodename}", "started": "x"}}')
-    line = one_error_line(forecast("run", table, "--horizon", "3", "--engine", "fast", "--n-jobs", "1",
+    line = one_error_line(forecast("run", small, "--horizon", "3", "--engine", "fast", "--n-jobs", "1",
                                    "--out", out, "-q"))
     assert "another run is starting here" in line  # a lock being written right now looks the same
     os.utime(lock, (0, 0))  # old: left by a run that died writing it
-    proc = forecast("run", table, "--horizon", "3", "--engine", "fast", "--n-jobs", "1", "--out", out, "-q")
+    proc = forecast("run", small, "--horizon", "3", "--engine", "fast", "--n-jobs", "1", "--out", out, "-q")
     assert proc.returncode == 0, proc.stderr
     assert not lock.exists()
 
 
 @pytest.fixture(scope="module")
-def finished(table, tmp_path_factory) -> Path:
+def finished(small, tmp_path_factory) -> Path:
     """A finished run with the fast engine (so with params.parquet)."""
     out = tmp_path_factory.mktemp("finished") / "out"
-    proc = forecast("run", table, "--horizon", "3", "--engine", "fast", "--n-jobs", "1", "--out", out, "-q")
+    proc = forecast("run", small, "--horizon", "3", "--engine", "fast", "--n-jobs", "1", "--out", out, "-q")
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -325,7 +335,6 @@ def damaged_copy(run: Path, tmp_path: Path, name: str, content: bytes | None = N
 
 @pytest.mark.parametrize("name,content", [
     ("forecasts.parquet", None), ("timings.csv", b"\x00\x01\x02\xff\n"), ("errors.csv", b'"unterminated\n'),
-    ("summary.json", b'{"status": "ok"'),
 ])
 def test_report_and_plot_on_a_damaged_output_are_one_line(tmp_path, finished, name, content):
     run = damaged_copy(finished, tmp_path, name, content)
@@ -337,10 +346,10 @@ def test_report_and_plot_on_a_damaged_output_are_one_line(tmp_path, finished, na
 
 
 @pytest.mark.parametrize("content", [None, b"not parquet"])
-def test_warm_start_from_a_damaged_params_file_is_one_line_and_writes_nothing(tmp_path, table, finished, content):
+def test_warm_start_from_a_damaged_params_file_is_one_line_and_writes_nothing(tmp_path, small, finished, content):
     run = damaged_copy(finished, tmp_path, "params.parquet", content)
     out = tmp_path / "out"
-    line = one_error_line(forecast("run", table, "--horizon", "3", "--engine", "fast", "--warm-start", run,
+    line = one_error_line(forecast("run", small, "--horizon", "3", "--engine", "fast", "--warm-start", run,
                                    "--out", out))
     assert "params.parquet" in line
     assert not out.exists()
@@ -349,13 +358,13 @@ def test_warm_start_from_a_damaged_params_file_is_one_line_and_writes_nothing(tm
 # ---------------------------------------------------------------------------------------------------------------
 # the cluster: an impossible timeout, a scheduler killed mid-run
 
-def test_an_infinite_connect_timeout_is_one_line_and_leaves_nothing(tmp_path, table):
+def test_an_infinite_connect_timeout_is_one_line_and_leaves_nothing(tmp_path, small):
     out = tmp_path / "out"
-    line = one_error_line(forecast("run", table, "--horizon", "3", "--backend", "dask", "--connect-timeout", "inf",
+    line = one_error_line(forecast("run", small, "--horizon", "3", "--backend", "dask", "--connect-timeout", "inf",
                                    "--out", out))
     assert "--connect-timeout must be a positive number of seconds" in line
     job = tmp_path / "job.toml"
-    job.write_text(f'[input]\npath = "{table}"\n[model]\nhorizon = 3\n[run]\nbackend = "dask"\n'
+    job.write_text(f'[input]\npath = "{small}"\n[model]\nhorizon = 3\n[run]\nbackend = "dask"\n'
                    f'connect_timeout = inf\n[output]\ndir = "{out}"\n')
     line = one_error_line(forecast("run", "--config", job))
     assert "--connect-timeout must be a positive number of seconds" in line
@@ -402,25 +411,25 @@ def test_a_scheduler_killed_mid_run_exits_75_with_one_json_line_and_resume_finis
 # ---------------------------------------------------------------------------------------------------------------
 # a user's directory, a job file typo, a run served by its fallback
 
-def test_a_directory_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_path, table):
+def test_a_directory_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_path, small):
     out = tmp_path / "d"
     out.mkdir()
     (out / "forecasts.csv").write_text("X\n")
     (out / "params.parquet").write_text("mine\n")
     before = tree(out)
-    line = one_error_line(forecast("run", table, "--horizon", "3", "--engine", "fast", "--n-jobs", "1",
+    line = one_error_line(forecast("run", small, "--horizon", "3", "--engine", "fast", "--n-jobs", "1",
                                    "--out", out))
     assert line == (f"Error: {out}: holds files but no forecast run (forecasts.csv, params.parquet); choose a new "
                     "or empty --out, or pass --overwrite to write into it")
     assert tree(out) == before and (out / "forecasts.csv").read_text() == "X\n"
     # --overwrite writes its outputs there, but removes nothing that no run of forecast wrote
-    proc = forecast("run", table, "--horizon", "3", "--n-jobs", "1", "--engine", "fast", "--format", "parquet",
+    proc = forecast("run", small, "--horizon", "3", "--n-jobs", "1", "--engine", "fast", "--format", "parquet",
                     "--out", out, "--overwrite", "-q")
     assert proc.returncode == 0, proc.stderr
     assert (out / "forecasts.csv").read_text() == "X\n" and (out / "params.parquet").exists()
     # a later run in the other format replaces what the summary says the last run wrote, and only that
     (out / "params.parquet").write_text("mine again\n")
-    proc = forecast("run", table, "--horizon", "3", "--n-jobs", "1", "--format", "csv", "--engine", "fast",
+    proc = forecast("run", small, "--horizon", "3", "--n-jobs", "1", "--format", "csv", "--engine", "fast",
                     "--out", out, "--overwrite", "-q")
     assert proc.returncode == 0, proc.stderr
     assert not (out / "forecasts.parquet").exists()  # the earlier run's, listed in its summary

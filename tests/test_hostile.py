@@ -192,3 +192,20 @@ def test_an_escape_sequence_in_a_key_reaches_the_log_escaped(tmp_path):
     assert proc.returncode == 1
     assert "unique_id=k\\x1b[2J\\x00, ds=2024-01-01" in proc.stderr.decode()
     assert not RAW_CONTROL.search(proc.stderr.decode())
+
+
+def test_keys_that_look_like_paths_are_plotted_inside_the_plots_directory(tmp_path):
+    pytest.importorskip("matplotlib")
+    table = tmp_path / "in" / "t.csv"
+    table.parent.mkdir()
+    table.write_text(csv_text(keys=("../../escape", "/tmp/evil", "..", "C:\\Windows\\x", "a\x1b[2Jb")))
+    before = files(tmp_path)
+    code, _, stderr = invoke("run", table, "--horizon", 3, "--engine", "fast", "--n-jobs", 1, "--uncertainty-samples",
+                             0, "--out", tmp_path / "run")
+    assert code == 0, stderr
+    code, stdout, stderr = invoke("plot", tmp_path / "run")
+    assert code == 0, stderr
+    plots = sorted((tmp_path / "run" / "plots").iterdir())
+    assert len(plots) == 5 and all(p.suffix == ".png" and not RAW_CONTROL.search(p.name) for p in plots)
+    new = set(files(tmp_path)) - set(before)
+    assert all(name.startswith("run/") for name in new), sorted(new)
