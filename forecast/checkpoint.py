@@ -321,8 +321,9 @@ class RunState:
             columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
         table = pa.table(columns)
         path = self.parts_dir / f"part-{self._next_part:05d}.parquet"
-        self._next_part += 1
-        return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+        self._next_part += 1  # a write that failed (a full disk) leaves its number to the next try
+        return path
 
     def clear(self) -> None:
         """Remove the parts and manifest (a finished run, or --overwrite)."""

@@ -270,6 +270,33 @@ def test_a_full_disk_stops_the_run_with_exit_75_naming_the_file_and_resume_finis
         pd.testing.assert_frame_equal(pd.read_parquet(out / "forecasts.parquet"), reference)
 
 
+def limit_file_size(max_bytes: int):
+    """For Popen's preexec_fn: files of the process (and its workers) may not grow past max_bytes, and a write past
+    it fails with EFBIG instead of killing the process (SIGXFSZ ignored): a full disk where nothing can be mounted."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit
+
+
+@pytest.mark.slow
+def test_files_that_cannot_grow_stop_the_run_with_exit_75_and_resume_finishes_it(tmp_path, table, reference):
+    out = tmp_path / "out"
+    proc = start("run", table, *RUN_ARGS, "--out", out, "-q", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 preexec_fn=limit_file_size(60_000))  # parts fit; params.parquet (65 kB) does not
+    stdout, stderr = proc.communicate(timeout=300)
+    assert_no_mess(stdout, stderr)
+    line = one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), EXIT_STOPPED)
+    assert "File too large" in line and str(out) in line and "--resume" in line
+    assert parts(out) and not (out / "summary.json").exists()
+    proc = forecast("run", table, *RUN_ARGS, "--out", out, "--resume", "-q", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "forecasts.parquet"), reference)
+
+
 def test_a_read_only_output_is_one_line_and_exit_1(tmp_path, small):
     with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as disk:
         line = one_error_line(forecast("run", small, "--horizon", "3", "--engine", "fast", "--out", disk / "out"))
