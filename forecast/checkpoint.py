@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, RunLockedError
-from .io import STDIN, input_bytes, write_atomic, write_json
+from .io import STDIN, input_bytes, is_run_file, write_atomic, write_json
 from .model import SeriesData, SeriesResult
 
 PARTS_DIR = "parts"
@@ -326,8 +326,20 @@ class RunState:
         return path
 
     def clear(self) -> None:
-        """Remove the parts and manifest (a finished run, or --overwrite)."""
-        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        """Remove the parts and manifest (a finished run, or --overwrite): the files a run writes there, and the
+        directory once empty; anything else someone put there stays."""
+        if not self.parts_dir.is_dir():
+            return
+        for path in self.parts_dir.iterdir():
+            if is_run_file(path.name):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+        try:
+            self.parts_dir.rmdir()
+        except OSError:
+            pass
 
 
 # The columns of a part file besides the forecast arrays, with their Arrow types.

@@ -743,7 +743,7 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, resume: bool = False) -> dic
         raise OutputExistsError(f"{out_dir}: exists and is not a directory; choose another --out")
     summary = out_dir / "summary.json"
     if not overwrite and not summary.exists() and not (out_dir / "parts" / "manifest.json").exists():
-        foreign = sorted(p.name for p in out_dir.iterdir() if not _ours(p.name)) if out_dir.is_dir() else []
+        foreign = sorted(p.name for p in out_dir.iterdir() if not _ours(p)) if out_dir.is_dir() else []
         if foreign:  # a run writes forecasts.csv, params.parquet...: never over files it did not write
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise OutputExistsError(f"{out_dir}: holds files but no forecast run ({shown}); choose a new or empty "
@@ -764,10 +764,22 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, resume: bool = False) -> dic
     return None
 
 
-def _ours(name: str) -> bool:
-    """Whether a name in an output directory is one a run keeps there while it works: its lock, its parts, a
-    temporary file of `write_atomic`."""
-    return name in (".lock", "parts") or (name.startswith(".") and name.endswith(".tmp"))
+# The files a run keeps in its parts directory while it works: its manifest, its parts, a temporary file of
+# `write_atomic` (a write cut short).
+_RUN_FILE = re.compile(r"manifest\.json|part-\d+\.parquet|\..+\.tmp")
+
+
+def is_run_file(name: str) -> bool:
+    """Whether a file of a run's parts directory is one a run writes there (the only ones a run removes)."""
+    return _RUN_FILE.fullmatch(name) is not None
+
+
+def _ours(path: Path) -> bool:
+    """Whether an entry of an output directory is one a run keeps there while it works: its lock, a temporary
+    file of `write_atomic`, a parts directory holding nothing but a run's files."""
+    if path.name == "parts" and path.is_dir():
+        return all(is_run_file(p.name) for p in path.iterdir())
+    return path.name == ".lock" or (path.name.startswith(".") and path.name.endswith(".tmp"))
 
 
 def written_by_forecast(out_dir: Path) -> set[str]:

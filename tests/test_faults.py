@@ -462,6 +462,19 @@ def test_a_directory_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_pa
     assert not (out / "forecasts.parquet").exists()  # the earlier run's, listed in its summary
 
 
+def test_a_parts_directory_of_someone_elses_is_not_taken_for_a_run_nor_emptied(tmp_path, small):
+    out = tmp_path / "d"
+    (out / "parts").mkdir(parents=True)
+    (out / "parts" / "mine.txt").write_text("mine\n")
+    line = one_error_line(forecast("run", small, "--horizon", "3", "--engine", "fast", "--n-jobs", "1",
+                                   "--out", out))
+    assert "holds files but no forecast run (parts)" in line
+    proc = forecast("run", small, "--horizon", "3", "--engine", "fast", "--n-jobs", "1", "--out", out,
+                    "--overwrite", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (out / "parts").iterdir()) == ["mine.txt"]  # the run's own parts are gone
+
+
 def test_n_jobs_far_above_the_cores_is_capped_at_the_chunks_and_said(tmp_path, write_csv):
     table = write_csv(make_table(n_series=3, days=40))
     out = tmp_path / "out"
