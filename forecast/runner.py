@@ -201,8 +201,7 @@ def run_forecast(
         finished = prepare_out_dir(out_dir, config.overwrite, config.resume)
         check_options(config.model)
         # more workers than cores: how many is known once the chunks are (a typo such as 4000 forks no 4000)
-        capped = config.backend == "local" and effective_n_jobs(config.n_jobs) > usable_cores()
-        backend = None if capped else _backend(config, tmp_root, notify)
+        backend = None if above_cores(config) else _backend(config, tmp_root, notify)
         if backend is not None and backend.starts_in_background:  # local workers start (imports: about a
             early.enter_context(backend)  # second) while the input is read
         with clock.stage("read"):
@@ -226,7 +225,10 @@ def run_forecast(
             for part in state.damaged if notify is not None else []:
                 notify(f"{part}: damaged, cannot be read; its series are fitted again")
             if backend is None:
-                backend = _backend(_capped_jobs(config, series, verdicts, done, notify), tmp_root, notify)
+                todo = [len(s.ds) for i, (s, (verdict, _)) in enumerate(zip(series, verdicts))
+                        if verdict == "fit" and i not in done]
+                n_jobs = capped_n_jobs(config, todo, notify)
+                backend = _backend(dataclasses.replace(config, n_jobs=n_jobs), tmp_root, notify)
             return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
                                   backend, progress, events)
         except BaseException as e:
@@ -251,16 +253,20 @@ def _stopped_message(e: BaseException, kept: int, state: RunState) -> str:
     return f"{what}; the run stopped before any series was kept: {fix}"
 
 
-def _capped_jobs(config: ForecastConfig, series, verdicts, done, notify) -> ForecastConfig:
-    """The config with --n-jobs cut to the chunks there are to run, for a --n-jobs above the usable cores (said)."""
-    todo = [len(s.ds) for i, (s, (verdict, _)) in enumerate(zip(series, verdicts))
-            if verdict == "fit" and i not in done]
+def above_cores(config: ForecastConfig) -> bool:
+    """Whether --n-jobs asks for more local workers than there are usable cores (see `capped_n_jobs`)."""
+    return config.backend == "local" and effective_n_jobs(config.n_jobs) > usable_cores()
+
+
+def capped_n_jobs(config: ForecastConfig, weights: list[float], notify) -> int:
+    """--n-jobs above the usable cores cut to the chunks items of these weights make (a job file's typo of 4000
+    forks no 4000 processes), and said."""
     asked = effective_n_jobs(config.n_jobs)
-    n_jobs = max(1, min(asked, len(plan_chunks(todo, asked, config.chunks_per_job, config.chunk_rows))))
+    n_jobs = max(1, min(asked, len(plan_chunks(weights, asked, config.chunks_per_job, config.chunk_rows))))
     if notify is not None:
         notify(f"--n-jobs {config.n_jobs} is more than the {usable_cores()} usable core(s); running {n_jobs} "
                f"worker process(es){', one per chunk of work' if n_jobs < asked else ''}")
-    return dataclasses.replace(config, n_jobs=n_jobs)
+    return n_jobs
 
 
 def _already_finished(out_dir: Path, summary: dict, manifest: dict, notify) -> RunResult:
