@@ -642,6 +642,7 @@ def read_holidays(path: Path) -> tuple[tuple[str, str, int, int], ...]:
         raise InputError(f"{path}: no such file (--holidays-file)")
     kind = _kind(path)
     data = input_bytes(path)  # a pipe (a process substitution) is read once: the run's fingerprint reads it too
+    kind, _ = _content_kind(path, kind, _head(path, data))
     source = _source(path, data)
     try:
         frame = pd.read_parquet(source) if kind == "parquet" else pd.read_csv(source, dtype={"holiday": "string"})
