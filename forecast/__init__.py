@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ForecastConfig": "config", "ModelOptions": "config", "TriageRules": "config",
     "BackendError": "errors", "ConfigError": "errors", "ForecastError": "errors", "InputError": "errors",
-    "OutputExistsError": "errors",
+    "OutputExistsError": "errors", "RunStoppedError": "errors",
     "CheckResult": "profile", "run_check": "profile",
     "RunResult": "runner", "run_forecast": "runner",
 }
@@ -46,6 +46,7 @@ __all__ = [
     "ModelOptions",
     "OutputExistsError",
     "RunResult",
+    "RunStoppedError",
     "TriageRules",
     "run_check",
     "run_forecast",

@@ -23,6 +23,7 @@ a number of items (between chunks), which bounds whatever memory a long run's wo
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
 import signal
@@ -33,7 +34,7 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Iterator
 
 from .core import Failed, effective_n_jobs
-from .errors import BackendError
+from .errors import BackendError, BackendLostError
 
 Chunk = list[tuple[int, Any]]
 
@@ -526,18 +527,20 @@ class DaskBackend:
         self._notify = notify or (lambda message: None)
         self._cluster = None
         self._client = None
-        self._saved_level = 0
+        self._saved_levels: dict[str, int] = {}
         self.n_jobs = 0
         self.workers: dict[str, int] = {}  # address -> threads, when the run started
 
     def __enter__(self) -> "DaskBackend":
         import logging
 
-        # the client's own warnings ("Couldn't gather 1 keys, rescheduling" when a worker dies) are about faults
-        # the scheduler is already handling; the run's outcome says what matters
-        client_log = logging.getLogger("distributed.client")
-        self._saved_level = client_log.level
-        client_log.setLevel(logging.ERROR)
+        # distributed's own logs (a client warning "Couldn't gather 1 keys, rescheduling" when a worker dies, its
+        # error log and tracebacks when the scheduler is lost) are about faults the scheduler is handling or that
+        # the run reports in one line of its own; they would also break --log-format json's one object per line
+        names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
+        self._saved_levels = {n: logging.getLogger(n).level for n in names}
+        for n in names:
+            logging.getLogger(n).setLevel(logging.CRITICAL + 1)
         try:
             self._connect()
             self._check_workers()
@@ -555,7 +558,8 @@ class DaskBackend:
             self._cluster = None
         import logging
 
-        logging.getLogger("distributed.client").setLevel(self._saved_level)
+        for name, level in self._saved_levels.items():
+            logging.getLogger(name).setLevel(level)
 
     def _connect(self) -> None:
         import logging
@@ -611,6 +615,15 @@ class DaskBackend:
                 "local_cluster": self._cluster is not None, "workers": len(self.workers),
                 "threads": sum(self.workers.values())}
 
+    def _failure(self, e: BaseException) -> BackendError:
+        """The error for a chunk the cluster could not run: lost (the scheduler gone, the connection cut: run
+        again once it is back) or broken."""
+        lost = (OSError, TimeoutError, asyncio.CancelledError)
+        if isinstance(e, lost) or self._client is None or self._client.status != "running":
+            address = self._client.scheduler.address if self._client is not None else self._scheduler
+            return BackendLostError(f"lost the Dask scheduler at {address} mid-run ({_first_line(e)})")
+        return BackendError(f"the Dask cluster could not run a chunk: {_first_line(e)}")
+
     def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[tuple[int, Any]]:
         from distributed import KilledWorker, as_completed
 
@@ -638,9 +651,11 @@ class DaskBackend:
                         "allowed-failures); if it ran out of memory, give the workers more memory", "worker-died")
                     continue
                 except Exception as e:  # not an item's error (those are results): the cluster itself failed
-                    raise BackendError(f"the Dask cluster could not run a chunk: {_first_line(e)}") from e
+                    raise self._failure(e) from e
                 yield from results
                 future.release()
+        except (OSError, TimeoutError, asyncio.CancelledError) as e:  # the client lost its scheduler
+            raise self._failure(e) from e
         finally:
             for future in pending:
                 future.cancel()

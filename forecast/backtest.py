@@ -27,7 +27,8 @@ from .io import (default_out_dir, errors_frame, key_types, load_series, prepare_
                  write_json, write_table, _key_frame)
 from .model import (SeriesData, SeriesProblem, check_options, checked_frame, engine_fit_predict, fit_predict,
                     init_worker, predict_frame, scratch_cleanup, series_freq, validate_series)
-from .runner import RunResult, _sigterm_as_interrupt, _table_grid, _versions, run_temp_root, worker_initargs
+from .runner import (RunResult, _sigterm_as_interrupt, _table_grid, _versions, above_cores, capped_n_jobs,
+                     run_temp_root, worker_initargs)
 from .timing import Clock, run_timing, series_cpu
 
 MODELS = ("prophet", "seasonal_naive")
@@ -229,11 +230,12 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
 
     status = "ok"
     with run_temp_root() as tmp_root, clock.stage("backtest"), _sigterm_as_interrupt():
-        initargs = worker_initargs(run.model, tmp_root, effective_n_jobs(run.n_jobs) == 1)
+        asked = capped_n_jobs(run, [len(s.ds) for s in series], notify) if above_cores(run) else run.n_jobs
+        initargs = worker_initargs(run.model, tmp_root, effective_n_jobs(asked) == 1)
         try:
             # caught outside the backend's block, as run_forecast does: the backend sees the interrupt and stops
             # its workers at once instead of waiting for their chunks
-            with make_backend(None, run.n_jobs, init_worker, initargs) as backend:
+            with make_backend(None, asked, init_worker, initargs) as backend:
                 n_jobs = backend.n_jobs
                 chunks = plan_chunks([len(s.ds) for s in series], n_jobs, run.chunks_per_job, run.chunk_rows)
                 func = partial(backtest_series, opts=model, windows=config.windows, step=config.effective_step,

@@ -29,15 +29,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, RunLockedError
-from .io import write_atomic, write_json
+from .io import STDIN, input_bytes, is_run_file, write_atomic, write_json
 from .model import SeriesData, SeriesResult
 
 PARTS_DIR = "parts"
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-# Settings that change no series' result, so a resumed run may use other values (more jobs, a longer timeout).
+# Settings that change no series' result, so a resumed run may use other values (more jobs, a longer timeout,
+# the local backend or another scheduler after a Dask cluster was lost).
 _FREE_SETTINGS = ("n_jobs", "chunks_per_job", "chunk_rows", "out_dir", "overwrite", "resume", "max_failed_frac",
-                  "fit_timeout", "output_format", "run_id")
+                  "fit_timeout", "output_format", "run_id", "backend", "scheduler", "connect_timeout")
 # A lock file still empty after this long was left by a process killed between creating and writing it.
 _EMPTY_LOCK_GRACE_SECONDS = 10.0
 
@@ -56,7 +57,7 @@ def _process_start(pid: int) -> str | None:
 def _holder_alive(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname():
         return True  # cannot look at another machine's processes: assume it is running
-    pid = int(holder.get("pid", 0))
+    pid = holder["pid"]
     if pid <= 0 or _pid_gone(pid):
         return False
     started = holder.get("process_start")
@@ -105,7 +106,7 @@ class RunLock:
             return
         try:
             holder = json.loads(text)
-            if not isinstance(holder, dict):
+            if not isinstance(holder, dict) or type(holder.get("pid")) is not int:  # noqa: E721 (bool is no pid)
                 raise ValueError("not a lock")
         except ValueError:
             if age < _EMPTY_LOCK_GRACE_SECONDS:  # being written right now
@@ -174,6 +175,10 @@ def fingerprint(path: Path) -> str:
 
 
 def _file_identity(path: Path) -> dict:
+    data = input_bytes(path)  # a pipe or standard input: the bytes the run read, not a second read
+    if data is not None:
+        where = STDIN if str(path) == STDIN else str(path.resolve())
+        return {"path": where, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": fingerprint(path)}
 
 
@@ -235,6 +240,7 @@ class RunState:
         self.out_dir = Path(out_dir)
         self.parts_dir = self.out_dir / PARTS_DIR
         self._next_part = 1
+        self.damaged: list[Path] = []  # part files `load` could not read
 
     def part_files(self) -> list[Path]:
         return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
@@ -274,10 +280,19 @@ class RunState:
         return json.loads((self.parts_dir / MANIFEST).read_text())
 
     def load(self, series: Sequence[SeriesData]) -> dict[int, SeriesResult]:
-        """The results held by the part files, by series index."""
+        """The results held by the part files, by series index. A part that cannot be read (a damaged disk) is
+        listed in `damaged` and its series are fitted again."""
         done: dict[int, SeriesResult] = {}
+        self.damaged = []
         for path in self.part_files():
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path)
+                if any(name not in table.column_names for name in (*_SCALARS, *_ARRAYS)) or any(
+                        not 0 <= i < len(series) for i in table.column("index").to_pylist()):
+                    raise ValueError("not a part file of this run")
+            except (OSError, ValueError, pa.ArrowException):
+                self.damaged.append(path)
+                continue
             cols = {name: table.column(name).to_pylist() for name in _SCALARS}
             arrays = {name: _split_list_column(table.column(name)) for name in _ARRAYS}
             params = table.column("params").to_pylist() if "params" in table.column_names else [None] * len(table)
@@ -306,12 +321,25 @@ class RunState:
             columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
         table = pa.table(columns)
         path = self.parts_dir / f"part-{self._next_part:05d}.parquet"
-        self._next_part += 1
-        return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+        write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+        self._next_part += 1  # a write that failed (a full disk) leaves its number to the next try
+        return path
 
     def clear(self) -> None:
-        """Remove the parts and manifest (a finished run, or --overwrite)."""
-        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        """Remove the parts and manifest (a finished run, or --overwrite): the files a run writes there, and the
+        directory once empty; anything else someone put there stays."""
+        if not self.parts_dir.is_dir():
+            return
+        for path in self.parts_dir.iterdir():
+            if is_run_file(path.name):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+        try:
+            self.parts_dir.rmdir()
+        except OSError:
+            pass
 
 
 # The columns of a part file besides the forecast arrays, with their Arrow types.

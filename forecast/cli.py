@@ -12,8 +12,9 @@ from .config import ENGINES, ForecastConfig, ModelOptions, TriageRules
 from .errors import ForecastError
 
 EXIT_CODES = """Exit codes: 0 every series forecast (or failures within --max-failed-frac); 3 some series failed,
-outputs written; 1 input or configuration error, nothing written; 2 usage error; 130 interrupted (finished
-series are written)."""
+outputs written; 1 input or configuration error, nothing written; 2 usage error; 75 stopped by the machine or
+cluster (a full disk, a lost Dask scheduler), finished series kept: run again with --resume; 130 interrupted
+(finished series are written)."""
 
 app = typer.Typer(
     help="Forecast thousands of time series with Prophet, on every core.",
@@ -90,6 +91,13 @@ class LogFormat(str, Enum):
     json = "json"
 
 
+def _echo(text: str, err: bool = False) -> None:
+    """Print lines for a terminal or a log, with every control character of the data escaped (see printable)."""
+    from .progress import printable
+
+    typer.echo("\n".join(printable(line) for line in text.split("\n")), err=err)
+
+
 def _say_error(message: str, code: int, json_log: bool) -> typer.Exit:
     """The one line of an error on stderr: text, or with --log-format json an "error" record like the log's."""
     if json_log:
@@ -97,7 +105,9 @@ def _say_error(message: str, code: int, json_log: bool) -> typer.Exit:
 
         typer.echo(json_line("error", {"message": message, "exit_code": code}), err=True)
     else:
-        typer.echo(f"Error: {message}", err=True)
+        from .progress import printable
+
+        typer.echo(printable(f"Error: {message}"), err=True)  # one line, whatever the data put in it
     return typer.Exit(code=code)
 
 
@@ -137,7 +147,7 @@ def _report(result) -> None:
         lines.insert(3, ("dask workers", f"{b['workers']} ({b['threads']} threads) at {b['scheduler']}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
-        typer.echo(f"{key.ljust(width)}  {value}")
+        _echo(f"{key.ljust(width)}  {value}")
 
 
 # Options shared by every command that reads a table (run, backtest, check): declared once.
@@ -400,7 +410,7 @@ def backtest(
     except KeyboardInterrupt:
         typer.echo("Interrupted before any series was backtested; nothing written.", err=True)
         raise typer.Exit(code=130) from None
-    typer.echo(_accuracy_table(result.summary, result.out_dir))
+    _echo(_accuracy_table(result.summary, result.out_dir))
     raise typer.Exit(code=result.exit_code)
 
 
@@ -449,7 +459,7 @@ def plot(
         paths = plot_run(run_dir, series or (), worst, out)
     except (ForecastError, OSError) as e:
         raise _fail(e) from None
-    typer.echo(f"{len(paths)} plot(s) in {paths[0].parent if paths else out or run_dir}")
+    _echo(f"{len(paths)} plot(s) in {paths[0].parent if paths else out or run_dir}")
 
 
 @app.command()
@@ -468,7 +478,7 @@ def report(
         path = build_report(run_dir, out, plots)
     except (ForecastError, OSError) as e:
         raise _fail(e) from None
-    typer.echo(f"report  {path}")
+    _echo(f"report  {path}")
 
 
 @app.command()
@@ -504,8 +514,8 @@ def check(
     except (ForecastError, OSError) as e:
         raise _fail(e) from None
     for note in result.notes:
-        typer.echo(f"note: {note}", err=True)
-    typer.echo(format_check(result))
+        _echo(f"note: {note}", err=True)
+    _echo(format_check(result))
 
 
 @app.command()

@@ -104,7 +104,7 @@ class ModelOptions:
 # The most values the interval simulation of one series may hold (horizon x uncertainty samples): Prophet's
 # simulation, which the engines keep, holds them all at once, in several arrays of 8-byte floats.
 MAX_SIMULATED = 50_000_000
-# The longest --fit-timeout: the waits it sets must stay within what the OS timers take.
+# The longest --fit-timeout or --connect-timeout: the waits they set must stay within what the OS timers take.
 MAX_FIT_TIMEOUT = 1e6
 
 
@@ -244,8 +244,9 @@ class ForecastConfig:
         _choice("--backend", self.backend, BACKEND_NAMES)
         if self.scheduler is not None and self.backend != "dask":
             raise ConfigError("--scheduler can only be used with --backend dask")
-        if not self.connect_timeout > 0:
-            raise ConfigError(f"--connect-timeout must be positive; got {self.connect_timeout}")
+        if not 0 < self.connect_timeout <= MAX_FIT_TIMEOUT:  # inf or nan would reach Dask's timers
+            raise ConfigError(f"--connect-timeout must be a positive number of seconds up to {MAX_FIT_TIMEOUT:,.0f}; "
+                              f"got {self.connect_timeout}")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite cannot be used together: resume keeps the run, overwrite "
                               "starts it again")

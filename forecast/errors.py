@@ -25,3 +25,15 @@ class BackendError(ForecastError):
 
 class RunLockedError(ForecastError):
     """Another live run is writing into the output directory."""
+
+
+class BackendLostError(BackendError):
+    """The executor failed in the middle of the work (the Dask scheduler or the cluster was lost)."""
+
+
+class RunStoppedError(ForecastError):
+    """The machine or cluster stopped a run midway (a full disk, a lost Dask scheduler): the series it finished
+    are kept in its part files, and running again with --resume finishes the job. An exit code of its own
+    (75, sysexits' EX_TEMPFAIL: a temporary failure, retry) tells a scheduler to retry."""
+
+    exit_code = 75

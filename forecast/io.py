@@ -12,8 +12,11 @@ import json
 import os
 import re
 import shlex
+import stat
+import sys
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,7 +33,13 @@ _NA_STRINGS = {"", "na", "n/a", "nan", "null", "none", "nil", "-", "?"}
 _EXAMPLES = 3
 
 
+# The input name that means standard input (CSV, or Parquet / gzip-compressed CSV told by their first bytes).
+STDIN = "-"
+
+
 def _kind(path: Path) -> str:
+    if str(path) == STDIN:
+        return "csv"
     name = path.name.lower()
     if name.endswith((".parquet", ".pq")):
         return "parquet"
@@ -39,35 +48,139 @@ def _kind(path: Path) -> str:
     raise InputError(f"{path}: unknown file type; expected .csv, .csv.gz or .parquet")
 
 
+# What a file's first bytes say it is, for a file whose name says otherwise.
+_GZIP, _PARQUET = b"\x1f\x8b", b"PAR1"
+_OTHER_FORMATS = ((b"PK\x03\x04", "a ZIP archive (an Excel workbook?), not CSV; export the sheet as CSV (UTF-8)"),
+                  (b"\xff\xfe", "UTF-16 text, not UTF-8; save it as CSV UTF-8"),
+                  (b"\xfe\xff", "UTF-16 text, not UTF-8; save it as CSV UTF-8"))
+
+
+def _content_kind(path: Path, kind: str, head: bytes) -> tuple[str, bool]:
+    """(kind, gzip) as the file's first bytes say, checked against its name: a Parquet file named .csv, a gzip
+    file named .csv or .parquet, or a spreadsheet are one line naming what the file is. Standard input has no
+    name: its first bytes decide."""
+    stdin = str(path) == STDIN
+    gzipped = head.startswith(_GZIP)
+    if head.startswith(_PARQUET):
+        if kind == "parquet" or stdin:
+            return "parquet", False
+        raise InputError(f"{path}: is a Parquet file (it starts with PAR1), not CSV; name it .parquet")
+    if gzipped:
+        if stdin or (kind == "csv" and path.name.lower().endswith(".gz")):
+            return "csv", True
+        what = "Parquet" if kind == "parquet" else "plain CSV"
+        raise InputError(f"{path}: is gzip-compressed, not {what}; name it .csv.gz (a gzip-compressed CSV)")
+    if kind == "csv" and path.name.lower().endswith(".gz") and head:
+        raise InputError(f"{path}: is not gzip-compressed although its name ends in .gz; name it .csv")
+    for magic, what in _OTHER_FORMATS:
+        if head.startswith(magic):
+            raise InputError(f"{path}: is {what}")
+    if kind == "parquet" and head:
+        raise InputError(f"{path}: cannot read as parquet: it does not start with PAR1, so it is not a Parquet "
+                         "file; if it is CSV, name it .csv")
+    return kind, False
+
+
+# The bytes of the inputs that are not regular files, while `inputs_read_once` is on: see `input_bytes`.
+_read_once: dict[str, bytes] | None = None
+
+
+@contextmanager
+def inputs_read_once():
+    """While on, an input that is not a regular file (a named pipe, standard input) is read only once and its
+    bytes kept for every later read: a run reads its input's header, its table and its fingerprint."""
+    global _read_once
+    previous, _read_once = _read_once, {}
+    try:
+        yield
+    finally:
+        _read_once = previous
+
+
+def input_bytes(path: Path) -> bytes | None:
+    """The content of an input that is not a regular file (standard input `-`, a named pipe, a process
+    substitution), read to its end; None for a regular file, which is read from disk as often as needed.
+
+    Raises:
+        InputError: for standard input on a terminal or a device such as /dev/zero, which would never end.
+    """
+    key = str(path)
+    if _read_once is not None and key in _read_once:
+        return _read_once[key]
+    if key == STDIN:
+        stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+        if stream.isatty():
+            raise InputError("-: standard input is a terminal; pipe the table in (forecast run - ... < table.csv)")
+        data = stream.read()
+    else:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return None
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            return None
+        if not stat.S_ISFIFO(mode):
+            raise InputError(f"{path}: is a device or socket, not a table file or a pipe")
+        with open(path, "rb") as f:
+            data = f.read()
+    if _read_once is not None:
+        _read_once[key] = data
+    return data
+
+
+def _head(path: Path, data: bytes | None) -> bytes:
+    if data is not None:
+        return data[:4]
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+def _source(path: Path, data: bytes | None):
+    """What the readers open: the path of a regular file, or a fresh stream over the bytes of a pipe."""
+    import io as _io
+
+    return path if data is None else _io.BytesIO(data)
+
+
 def _one_line(e: Exception) -> str:
     text = " ".join(str(e).split())
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _columns(path: Path, kind: str) -> list[str]:
+def _columns(path: Path, kind: str, data: bytes | None = None) -> list[str]:
+    """The header's column names, refused with one line when one name is given to two columns."""
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        return list(pq.read_schema(path).names)
-    return list(pd.read_csv(path, nrows=0).columns)
+        names = [str(n) for n in pq.read_schema(_source(path, data)).names]
+    else:
+        # the header as a row, not as names: pandas would rename a repeated "y" to "y.1"
+        row = pd.read_csv(_source(path, data), header=None, nrows=1, dtype=str, keep_default_na=False)
+        names = [n if n != "" else f"Unnamed: {i}" for i, n in enumerate(row.iloc[0].tolist())]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == name)
+            raise InputError(f"{path}: the header names column {name!r} more than once (columns {where}); give "
+                             "each column its own name")
+    return names
 
 
 def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], time_col: str,
-          filters: list | None = None) -> pd.DataFrame:
+          filters: list | None = None, data: bytes | None = None) -> pd.DataFrame:
     if kind == "parquet":
-        return _read_parquet(path, columns, list(id_cols) + [time_col], filters)
+        return _read_parquet(path, columns, list(id_cols) + [time_col], filters, data)
     # Keys are labels: read them as text so codes such as 00123 keep their zeros. Times are read as text and
     # parsed here, so a UTC offset keeps its local wall time as it does in Parquet (the CSV parser turns it to UTC).
     # Only numeric columns take "NA", "null" and the like as missing: in a key they are labels.
     text_cols = list(id_cols) + [time_col]
     try:
         try:
-            return _read_csv_arrow(path, columns, text_cols)
+            return _read_csv_arrow(path, columns, text_cols, data=data)
         except Exception as e:
             if _RAGGED.search(str(e)) is None:
                 raise
             # a quoted value with a line break in it, split at a block's end, looks like a short row
-            return _read_csv_arrow(path, columns, text_cols, newlines_in_values=True)
+            return _read_csv_arrow(path, columns, text_cols, newlines_in_values=True, data=data)
     except Exception as e:
         ragged = _RAGGED.search(str(e))
         if ragged is not None:  # pandas' reader would drop the extra fields or fill the missing ones silently
@@ -75,7 +188,8 @@ def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], tim
             raise InputError(f"{path}: a row has {got} fields where the header has {expected}: {row.strip()!r}; "
                              'quote values that contain a comma ("1,234") or fix the row') from None
         # the pyarrow parser is strict about values; the C parser reads what it refuses, and the checks describe it
-        return pd.read_csv(path, usecols=columns, dtype={c: "string" for c in text_cols}, low_memory=False,
+        return pd.read_csv(_source(path, data), usecols=columns, dtype={c: "string" for c in text_cols},
+                           low_memory=False,
                            keep_default_na=False, na_values={c: _CSV_NULLS for c in columns if c not in text_cols})
 
 
@@ -83,16 +197,18 @@ def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], tim
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)", re.S)
 
 
-def _read_parquet(path: Path, columns: list[str], text_cols: list[str], filters: list | None) -> pd.DataFrame:
+def _read_parquet(path: Path, columns: list[str], text_cols: list[str], filters: list | None,
+                  data: bytes | None = None) -> pd.DataFrame:
     """A Parquet table's columns, with text key and time columns read as categories (see `_read_csv_arrow`):
     at the M5 scale this halves the peak memory of the read. The keys' categories are sorted."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(path)
+    schema = pq.read_schema(_source(path, data))
     as_dict = [c for c in text_cols
                if pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)]
-    return _arrow_frame(pq.read_table(path, columns=columns, filters=filters, read_dictionary=as_dict or None),
+    return _arrow_frame(pq.read_table(_source(path, data), columns=columns, filters=filters,
+                                      read_dictionary=as_dict or None),
                         [c for c in as_dict if c != text_cols[-1]])
 
 
@@ -115,7 +231,7 @@ _CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-na
 
 
 def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str],
-                    newlines_in_values: bool = False) -> pd.DataFrame:
+                    newlines_in_values: bool = False, data: bytes | None = None) -> pd.DataFrame:
     """pyarrow's CSV reader (gzip by the file's extension), block by block, with the key and time columns
     dictionary-encoded and every other column read as float64.
 
@@ -134,7 +250,8 @@ def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str],
     types = {c: (as_text if c in text_cols else pa.float64()) for c in columns}
     convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, null_values=_CSV_NULLS,
                                    strings_can_be_null=False)  # key and time texts: see _blank_as_missing
-    reader = pacsv.open_csv(path, convert_options=convert, read_options=pacsv.ReadOptions(block_size=16 << 20),
+    reader = pacsv.open_csv(_source(path, data), convert_options=convert,
+                            read_options=pacsv.ReadOptions(block_size=16 << 20),
                             parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values))
     return _arrow_frame(pa.Table.from_batches(list(reader), schema=reader.schema), text_cols[:-1])
 
@@ -415,13 +532,24 @@ def _load(path: Path, id_cols: Sequence[str], time_col: str,
     (Parquet only) select rows as pyarrow's `filters` does.
     """
     path = Path(path)
-    if not path.exists():
+    if str(path) != STDIN and not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory; give the table file")
     kind = _kind(path)
+    data = input_bytes(path)  # a pipe's bytes, read once; None for a file on disk
+    kind, gzipped = _content_kind(path, kind, _head(path, data))
+    if gzipped and data is not None:
+        import gzip
+
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise InputError(f"{path}: cannot read as gzip-compressed CSV: {_one_line(e)}") from None
     try:
-        found = _columns(path, kind)
+        found = _columns(path, kind, data)
+    except InputError:
+        raise
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: the file is empty") from None
     except Exception as e:
@@ -432,7 +560,8 @@ def _load(path: Path, id_cols: Sequence[str], time_col: str,
         if col not in found:
             raise _missing_column(path, role, flag, col, found, {c for _, _, c in roles if c != col})
     try:
-        raw = _read(path, kind, id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col, filters)
+        raw = _read(path, kind, id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col, filters,
+                    data)
     except InputError:
         raise
     except Exception as e:
@@ -548,8 +677,11 @@ def read_holidays(path: Path) -> tuple[tuple[str, str, int, int], ...]:
     if not path.exists():
         raise InputError(f"{path}: no such file (--holidays-file)")
     kind = _kind(path)
+    data = input_bytes(path)  # a pipe (a process substitution) is read once: the run's fingerprint reads it too
+    kind, _ = _content_kind(path, kind, _head(path, data))
+    source = _source(path, data)
     try:
-        frame = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path, dtype={"holiday": "string"})
+        frame = pd.read_parquet(source) if kind == "parquet" else pd.read_csv(source, dtype={"holiday": "string"})
     except Exception as e:
         raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
     for col in ("holiday", "ds"):
@@ -647,6 +779,12 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, resume: bool = False) -> dic
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExistsError(f"{out_dir}: exists and is not a directory; choose another --out")
     summary = out_dir / "summary.json"
+    if not overwrite and not summary.exists() and not (out_dir / "parts" / "manifest.json").exists():
+        foreign = sorted(p.name for p in out_dir.iterdir() if not _ours(p)) if out_dir.is_dir() else []
+        if foreign:  # a run writes forecasts.csv, params.parquet...: never over files it did not write
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise OutputExistsError(f"{out_dir}: holds files but no forecast run ({shown}); choose a new or empty "
+                                    "--out, or pass --overwrite to write into it")
     if summary.exists() and not overwrite:
         try:
             finished = json.loads(summary.read_text())
@@ -661,6 +799,34 @@ def prepare_out_dir(out_dir: Path, overwrite: bool, resume: bool = False) -> dic
                 f"{out_dir}: holds a finished run (summary.json); pass --overwrite or choose another --out"
             )
     return None
+
+
+# The files a run keeps in its parts directory while it works: its manifest, its parts, a temporary file of
+# `write_atomic` (a write cut short).
+_RUN_FILE = re.compile(r"manifest\.json|part-\d+\.parquet|\..+\.tmp")
+
+
+def is_run_file(name: str) -> bool:
+    """Whether a file of a run's parts directory is one a run writes there (the only ones a run removes)."""
+    return _RUN_FILE.fullmatch(name) is not None
+
+
+def _ours(path: Path) -> bool:
+    """Whether an entry of an output directory is one a run keeps there while it works: its lock, a temporary
+    file of `write_atomic`, a parts directory holding nothing but a run's files."""
+    if path.name == "parts" and path.is_dir():
+        return all(is_run_file(p.name) for p in path.iterdir())
+    return path.name == ".lock" or (path.name.startswith(".") and path.name.endswith(".tmp"))
+
+
+def written_by_forecast(out_dir: Path) -> set[str]:
+    """The names of the files the run in `out_dir` wrote, as its summary.json lists them (none without one): the
+    only files a later run may remove."""
+    try:
+        files = json.loads((Path(out_dir) / "summary.json").read_text()).get("files", {})
+        return {name for name in files.values() if isinstance(name, str) and name == Path(name).name}
+    except (OSError, ValueError, AttributeError):
+        return set()
 
 
 def _file_mode() -> int:
@@ -681,9 +847,11 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> Path:
         write(tmp)
         os.chmod(tmp, _file_mode())  # mkstemp makes 0600; outputs are ordinary files for the team to read
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and (e.filename is None or e.filename == tmp):  # name the file, not its tmp
+            raise OSError(e.errno, e.strerror or _one_line(e), str(path)) from e
         raise
     return path
 
@@ -833,9 +1001,13 @@ def read_params(run_dir: Path, id_cols: Sequence[str]) -> dict[tuple, dict]:
     missing = [c for c in id_cols if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: key column {missing[0]!r} not found; the earlier run had other --id-col columns")
-    keys = zip(*(frame[c].astype(str) for c in id_cols))
-    records = frame[["y_scale", "k", "m", "sigma_obs", "delta", "beta"]].to_dict("records")
-    return {tuple(k): {**r, "delta": list(r["delta"]), "beta": list(r["beta"])} for k, r in zip(keys, records)}
+    try:
+        keys = zip(*(frame[c].astype(str) for c in id_cols))
+        records = frame[["y_scale", "k", "m", "sigma_obs", "delta", "beta"]].to_dict("records")
+        return {tuple(k): {**r, "delta": list(r["delta"]), "beta": list(r["beta"])} for k, r in zip(keys, records)}
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{path}: not the parameters of a forecast run ({_one_line(e)}); give the output directory "
+                         "of an earlier run with --engine stan or fast") from None
 
 
 def _write_parquet(frame: pd.DataFrame, path: str) -> None:
@@ -904,6 +1076,21 @@ def key_label(key: Sequence[Any]) -> str:
     return " / ".join(str(v) for v in key)
 
 
+def _read_output(path: Path, id_cols: Sequence[str], types: dict[str, str]) -> pd.DataFrame | None:
+    """One output table of a run read back, its key columns as the run had them; None when it is not there.
+
+    Raises:
+        InputError: one line when it cannot be read (truncated, damaged, not what a run writes).
+    """
+    if not path.exists():
+        return None
+    try:
+        return _read_output_file(path, id_cols, types)
+    except Exception as e:
+        raise InputError(f"{path}: cannot read it back, it is damaged or was not written by forecast "
+                         f"({_one_line(e)}); run again with --overwrite to rewrite it") from None
+
+
 def _key_as(column: pd.Series, kind: str) -> pd.Series:
     """A key column as the run had it: integers for "int", else text."""
     if kind == "int":
@@ -911,9 +1098,7 @@ def _key_as(column: pd.Series, kind: str) -> pd.Series:
     return column.astype(str)
 
 
-def _read_output(path: Path, id_cols: Sequence[str], types: dict[str, str]) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
+def _read_output_file(path: Path, id_cols: Sequence[str], types: dict[str, str]) -> pd.DataFrame:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     else:
@@ -971,6 +1156,9 @@ def read_history(run: RunDir) -> pd.DataFrame:
     """
     config = run.summary["config"]
     path = Path(run.summary["input"])
+    if str(path) == STDIN or (path.exists() and not path.is_file()):
+        raise InputError(f"{run.path / 'summary.json'}: the run's input {path} was a pipe or standard input, which "
+                         "cannot be read again; plots need the history: save the table to a file and run from it")
     if not path.exists():
         raise InputError(f"{run.path / 'summary.json'}: the run's input {path} is not there any more; plots "
                          "need the history (run from the directory the run was started in)")

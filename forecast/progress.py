@@ -7,11 +7,24 @@ each "failed" series and the "end"; see `make_progress`.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import TextIO
 
 LOG_FORMATS = ("text", "json")
+
+# Control characters (C0, DEL, C1) and the bidirectional overrides that reorder a line: a series key or a column
+# name holding ESC or NUL must not clear, repaint or hide what the operator's terminal shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """Text for a terminal or a log line: every control character escaped (a line break as \\n, ESC as \\x1b), so
+    one record stays one line and shows what it holds."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                             else f"\\u{ord(m.group()):04x}"), text)
 
 
 class PlainProgress:
@@ -38,7 +51,7 @@ class PlainProgress:
 
     def _write(self, line: str) -> None:
         if not self.quiet:  # one record per line, whatever a series key holds
-            print(line.replace("\r", "\\r").replace("\n", "\\n"), file=self.stream, flush=True)
+            print(printable(line), file=self.stream, flush=True)
 
     def note(self, message: str) -> None:
         self._write(f"note: {message}")
@@ -75,7 +88,8 @@ class PlainProgress:
 def json_line(event: str, fields: dict) -> str:
     """One record of the JSON log: {"time": ..., "event": ..., **fields}."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps({"time": stamp, "event": event, **fields}, default=str)
+    # json escapes every other control character itself (and, ASCII only, C1 and the bidi overrides)
+    return json.dumps({"time": stamp, "event": event, **fields}, default=str).replace("\x7f", "\\u007f")
 
 
 class JsonProgress(PlainProgress):
@@ -124,12 +138,12 @@ class RichProgress:
         self._progress.__exit__(*exc)
 
     def note(self, message: str) -> None:
-        self.console.print(f"note: {message}", markup=False, highlight=False)
+        self.console.print(printable(f"note: {message}"), markup=False, highlight=False)
 
     def event(self, name: str, fields: dict) -> None:
         if name == "failed":  # start and end are the bar and the final table
             key = ", ".join(f"{k}={v}" for k, v in fields["series"].items())
-            self.console.print(f"failed: {key}: {fields['stage']}: {fields['reason']}", markup=False,
+            self.console.print(printable(f"failed: {key}: {fields['stage']}: {fields['reason']}"), markup=False,
                                highlight=False)
 
     def __call__(self, done: int, total: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import shutil
 import signal
@@ -18,10 +19,11 @@ from . import __version__
 from .backends import make_backend
 from .checkpoint import PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
-from .errors import ConfigError, ForecastError, OutputExistsError
+from .errors import BackendLostError, ConfigError, OutputExistsError, RunStoppedError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, forecast_frame, key_types, load_series, params_frame,
-                 prepare_out_dir, read_params, read_series_subset, timings_frame, write_json, write_table)
+from .io import (default_out_dir, errors_frame, forecast_frame, inputs_read_once, key_types, load_series,
+                 params_frame, prepare_out_dir, read_params, read_series_subset, timings_frame, write_json,
+                 write_table, written_by_forecast)
 from .model import SENT_STAGES, SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, run_timing
 
@@ -214,12 +216,16 @@ def run_forecast(
     if config.workers_read and not path.name.lower().endswith((".parquet", ".pq")):
         raise ConfigError(f"{path}: --workers-read needs a Parquet input (workers read their series with a key "
                           "filter); convert the table to Parquet or drop --workers-read")
-    with RunLock(out_dir), run_temp_root() as tmp_root, ExitStack() as early:
+    if config.workers_read and not path.is_file():
+        raise ConfigError(f"{path}: --workers-read needs a file the workers can read again, not a pipe or standard "
+                          "input; save the table to a file or drop --workers-read")
+    with RunLock(out_dir), run_temp_root() as tmp_root, ExitStack() as early, inputs_read_once():
         finished = prepare_out_dir(out_dir, config.overwrite, config.resume)
         check_options(config.model)
-        backend = _backend(config, tmp_root, notify)
-        if backend.starts_in_background:  # local workers start (imports: about a second) while the input is read
-            early.enter_context(backend)
+        # more workers than cores: how many is known once the chunks are (a typo such as 4000 forks no 4000)
+        backend = None if above_cores(config) else _backend(config, tmp_root, notify)
+        if backend is not None and backend.starts_in_background:  # local workers start (imports: about a
+            early.enter_context(backend)  # second) while the input is read
         with clock.stage("read"):
             warm = read_params(config.warm_start, config.id_cols) if config.warm_start is not None else {}
             table, series, notes, model = load_series(path, config)
@@ -231,20 +237,59 @@ def run_forecast(
             return _already_finished(out_dir, finished, manifest, notify)
         state = RunState(out_dir)
         state.begin(manifest, config.resume, config.overwrite)
-        for note in notes:
-            if notify is not None:
-                notify(note)
-        with clock.stage("triage") if config.triage is not None else nullcontext():
-            grid = _table_grid(table, series, config)
-            verdicts = _triage(table, series, config, grid)
-        done = state.load(series) if config.resume else {}
         try:
+            for note in notes:
+                if notify is not None:
+                    notify(note)
+            with clock.stage("triage") if config.triage is not None else nullcontext():
+                grid = _table_grid(table, series, config)
+                verdicts = _triage(table, series, config, grid)
+            done = state.load(series) if config.resume else {}
+            for part in state.damaged if notify is not None else []:
+                notify(f"{part}: damaged, cannot be read; its series are fitted again")
+            if backend is None:
+                todo = [len(s.ds) for i, (s, (verdict, _)) in enumerate(zip(series, verdicts))
+                        if verdict == "fit" and i not in done]
+                n_jobs = capped_n_jobs(config, todo, notify)
+                backend = _backend(dataclasses.replace(config, n_jobs=n_jobs), tmp_root, notify)
             return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
                                   backend, progress, events, grid, notify)
-        except ForecastError:
-            if not state.part_files():  # nothing computed (e.g. no workers): leave the directory as it was
+        except BaseException as e:
+            kept = len(state.part_files())
+            if not kept:  # nothing computed (e.g. no workers): leave the directory as it was
                 state.clear()
+            if isinstance(e, (OSError, BackendLostError)):  # the machine or the cluster failed, not the job
+                raise RunStoppedError(_stopped_message(e, kept, state)) from e
             raise
+
+
+def _stopped_message(e: BaseException, kept: int, state: RunState) -> str:
+    """The one line of a run stopped by its machine or cluster: what failed, what is kept, how to go on."""
+    if isinstance(e, OSError):
+        what = f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+        fix = "free space (or fix the cause) and run again with --resume"
+    else:
+        what, fix = str(e), "run again with --resume once the cluster is back"
+    if kept:
+        return (f"{what}; the run stopped, its finished series are kept in {state.parts_dir} ({kept} part file(s)): "
+                f"{fix}")
+    return f"{what}; the run stopped before any series was kept: {fix}"
+
+
+def above_cores(config: ForecastConfig) -> bool:
+    """Whether --n-jobs asks for more local workers than there are usable cores (see `capped_n_jobs`)."""
+    return config.backend == "local" and effective_n_jobs(config.n_jobs) > usable_cores()
+
+
+def capped_n_jobs(config: ForecastConfig, weights: list[float], notify) -> int:
+    """--n-jobs above the usable cores cut to the chunks items of these weights make (a job file's typo of 4000
+    forks no 4000 processes), and said."""
+    asked = effective_n_jobs(config.n_jobs)
+    n_jobs = max(1, min(asked, len(plan_chunks(weights, asked, config.chunks_per_job, config.chunk_rows))))
+    if notify is not None:
+        notify(f"--n-jobs {config.n_jobs} is more than the {usable_cores()} usable core(s); running {n_jobs} "
+               f"worker process(es){', one per chunk of work' if n_jobs < asked else ''}")
+    return n_jobs
 
 
 def _already_finished(out_dir: Path, summary: dict, manifest: dict, notify) -> RunResult:
@@ -384,7 +429,8 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         }
         if config.model.engine != "prophet":  # what a later run can --warm-start from
             files["params"] = write_table(params_frame(results, config.id_cols), out_dir / "params.parquet")
-        for stale in _OUTPUTS - {p.name for p in files.values()}:  # an earlier run's, in another format or engine
+        # an earlier run's, in another format or engine: only what its summary says it wrote
+        for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
             (out_dir / stale).unlink(missing_ok=True)
     fitted = list(new.values())  # throughput counts only the work of this run, not what a resume took over
     summary = {
@@ -412,7 +458,9 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
         "n_jobs": n_jobs,
         "backend": backend_info,
         "chunks": len(chunks),
-        **run_timing(clock, results, fitted, n_jobs, config.id_cols),
+        # what this run served: its fits, and the series triage or --min-obs sent straight to a fallback
+        **run_timing(clock, results, fitted + [r for r in results if r.status == "fallback" and r.stage in SENT_STAGES],
+                     n_jobs, config.id_cols),
         "notes": notes,
         "versions": _versions(),
         "config": config.to_dict(),
