@@ -904,6 +904,36 @@ def key_label(key: Sequence[Any]) -> str:
     return " / ".join(str(v) for v in key)
 
 
+def key_title(id_cols: Sequence[str], key: Sequence[Any]) -> str:
+    """A series key as a title shows it: each value after its column's name (`store 4, dept 99`)."""
+    return ", ".join(f"{c} {v}" for c, v in zip(id_cols, key))
+
+
+def model_label(model: Any, engine: Any = "") -> str:
+    """A model as tables and legends name it: Prophet's with the engine that fitted it (`prophet (fast)`,
+    `prophet:reduced (fast)`), a fallback as its kind (`fallback:naive`)."""
+    model = "" if model is None or model != model else str(model)
+    engine = "" if engine is None or engine != engine else str(engine)
+    if model.startswith("prophet") and engine:
+        return f"{model} ({engine})"
+    return model
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(key: Sequence[Any]) -> tuple:
+    """A sort key that orders series keys as a person does: numbers by value (1, 2, 10, not 1, 10, 2), also
+    inside text (S2 before S10), then text."""
+    parts = []
+    for v in key:
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            parts.append(((0, int(v)),))
+        else:
+            parts.append(tuple((0, int(t)) if t.isdigit() else (1, t) for t in _DIGITS.split(str(v)) if t))
+    return tuple(parts)
+
+
 def _key_as(column: pd.Series, kind: str) -> pd.Series:
     """A key column as the run had it: integers for "int", else text."""
     if kind == "int":
