@@ -406,13 +406,20 @@ def backtest(
 
 
 def _accuracy_table(s: dict, out_dir: Path) -> str:
-    """The overall metrics, one row per model, then the run's counts."""
-    names = ["n", "mae", "rmse", "wape", "smape", "mase", "mape", "coverage"]
+    """The overall metrics, one row per model (Prophet's named with its engine), led by WAPE and MASE, then the
+    run's counts and a warning when zero actuals make sMAPE and MAPE mislead."""
+    from .io import model_label
+
+    names = ["n", "wape", "mase", "mae", "rmse", "smape", "mape", "coverage"]
+    engines = s.get("engines") or {}
+    engine = "; ".join(f"{e}" if i == 0 else f"{e}: {n} series" for i, (e, n) in
+                       enumerate(sorted(engines.items(), key=lambda item: -item[1])))
     rows = [["model"] + names]
     for model, figures in s["overall"].items():
-        rows.append([model] + [str(figures[n]) if n == "n" else
-                               ("-" if figures[n] is None or figures[n] != figures[n] else f"{figures[n]:.4g}")
-                               for n in names])
+        rows.append([model_label(model, engine) if model == "prophet" else model]
+                    + [str(figures[n]) if n == "n" else
+                       ("-" if figures[n] is None or figures[n] != figures[n] else f"{figures[n]:.4g}")
+                       for n in names])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     skipped = s["overall"]["prophet"]["mape_skipped"]
@@ -423,8 +430,11 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
         f"windows {s['windows']} x horizon {s['horizon']} (step {s['step']}); "
         f"series ok {s['series_ok']}, failed {s['series_failed']}; wall {s['wall_seconds']:.1f} s",
         f"MAPE skipped {skipped} zero actual(s). {s['aggregation']}.",
-        f"output  {out_dir}",
     ]
+    if skipped:
+        lines.append("warning: the actuals hold zeros: sMAPE scores a 0 at its maximum for any other forecast and "
+                     "MAPE leaves them out; judge by WAPE and MASE")
+    lines.append(f"output  {out_dir}")
     return "\n".join(lines)
 
 

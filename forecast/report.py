@@ -213,7 +213,7 @@ def _accuracy_section(run: RunDir) -> str:
     kinds = {i + 1: kind for i, (_, _, kind) in enumerate(_METRIC_COLUMNS) if kind}
     prophet = _engine_label(run)
     value = (lambda v: float("nan") if v is None else v.item() if hasattr(v, "item") else v)
-    rows = [[prophet if model == "prophet" else model.replace("_", "-")]
+    rows = [[prophet if model == "prophet" else model]
             + [value(figures.get(name)) for name, _, _ in _METRIC_COLUMNS]
             for model, figures in overall.items()]
     scores = run.metrics[run.metrics["model"] == "prophet"].sort_values("mase", ascending=False).head(TABLE_ROWS)
