@@ -15,11 +15,43 @@ EXIT_CODES = """Exit codes: 0 every series forecast (or failures within --max-fa
 outputs written; 1 input or configuration error, nothing written; 2 usage error; 130 interrupted (finished
 series are written)."""
 
+def _unbroken_option_names() -> None:
+    """Help text is wrapped at spaces only, not after hyphens, so an option named in it (--cap-col,
+    --install-completion) is never split across lines. Help is wrapped by click's TextWrapper class (typer
+    carries its own copy of click), in a private module; where it is not found, help wraps as click does."""
+    import importlib
+
+    for name in ("typer._click._textwrap", "click._textwrap"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        wrapper = module.TextWrapper
+        if getattr(wrapper, "_no_hyphen_breaks", False):
+            continue
+
+        class _Wrapper(wrapper):
+            _no_hyphen_breaks = True
+
+            def __init__(self, *args, **kwargs):
+                kwargs.setdefault("break_on_hyphens", False)
+                super().__init__(*args, **kwargs)
+
+        module.TextWrapper = _Wrapper
+
+
+_unbroken_option_names()
+
+# Plain click help (rich_markup_mode=None): wrapped to the terminal, or to 80 columns when piped, with option
+# names whole in their own column; rich's panels cut them (--seasonality-mo…) and read [default: ...] as markup.
 app = typer.Typer(
-    help="Forecast thousands of time series with Prophet, on every core.",
+    help="Forecast thousands of time series with Prophet, on every core.\n\nOptions can also come from "
+         "environment variables (FORECAST_N_JOBS, FORECAST_OUT, FORECAST_ENGINE, FORECAST_LOG_FORMAT; each "
+         "command's --help names them); an option on the command line wins over its variable, and the variable "
+         "over a --config job file. Shell completion: forecast --install-completion.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -166,8 +198,10 @@ IntervalWidthOpt = Annotated[float, typer.Option(help="Width of the yhat_lower..
 SamplesOpt = Annotated[int, typer.Option(min=0, help="Draws for the interval; 0 turns intervals off.")]
 NonNegativeOpt = Annotated[bool, typer.Option(help="Clip forecasts and bounds at 0 (demand).")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Make intervals reproducible (per series, whatever --n-jobs).")]
-NJobsOpt = Annotated[int, typer.Option(help="Worker processes: -1 all usable cores, 1 in-process.")]
-OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory [default: outputs/<UTC timestamp>].")]
+NJobsOpt = Annotated[int, typer.Option(help="Worker processes: -1 all usable cores, 1 in-process.",
+                                       envvar="FORECAST_N_JOBS", show_envvar=True)]
+OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory [default: outputs/<UTC timestamp>].",
+                                                envvar="FORECAST_OUT", show_envvar=True)]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace a finished run in --out.")]
 MaxFailedOpt = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="Share of failed series still accepted with exit code 0.")]
@@ -176,7 +210,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or no
 
 EngineOpt = Annotated[Engine, typer.Option(
     help="fast (Prophet's model solved to its exact optimum in-process), stan (Prophet's own optimizer, direct: "
-         "stock Prophet's parameters) or prophet (stock Prophet, exactly).")]
+         "stock Prophet's parameters) or prophet (stock Prophet, exactly).", envvar="FORECAST_ENGINE",
+    show_envvar=True)]
 
 
 def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
@@ -224,7 +259,8 @@ def _parameters(ctx: typer.Context) -> dict:
 
     params = dict(ctx.params)
     if params["job_file"] is not None:
-        given = {name for name in params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+        # the command line, then the environment (FORECAST_N_JOBS, ...), then the job file
+        given = {name for name in params if ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")}
         params = apply_job_file(params["job_file"], params, given)
     for name, flag in (("input", "INPUT"), ("horizon", "--horizon")):
         if params[name] is None:
@@ -232,7 +268,7 @@ def _parameters(ctx: typer.Context) -> dict:
     return params
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog=EXIT_CODES, short_help="Fit one Prophet model per series; write forecasts and timings.")
 def run(
     ctx: typer.Context,
     input: Annotated[Optional[Path], typer.Argument(
@@ -264,7 +300,7 @@ def run(
     non_negative: NonNegativeOpt = False,
     seed: SeedOpt = None,
     include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = False,
-    n_jobs: NJobsOpt = -1,
+    n_jobs: NJobsOpt = ForecastConfig.n_jobs,
     out: OutOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished or unfinished run in --out.")] = False,
     resume: Annotated[bool, typer.Option(
@@ -298,7 +334,8 @@ def run(
     job_file: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
     log_format: Annotated[LogFormat, typer.Option(
-        help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).")] = LogFormat.text,
+        help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).",
+        envvar="FORECAST_LOG_FORMAT", show_envvar=True)] = LogFormat.text,
     engine: EngineOpt = DEFAULT_ENGINE,
     warm_start: Annotated[Optional[Path], typer.Option(
         help="Output directory of an earlier --engine stan/fast run: start each series from its parameters.")] = None,
@@ -307,7 +344,10 @@ def run(
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
-    Example: forecast run data/sample.csv --id-col store --id-col item --time-col date --target-col sales --horizon 28
+    \b
+    Example:
+      forecast run data/sample.csv --id-col store --id-col item \\
+        --time-col date --target-col sales --horizon 28
     """
     import os
 
@@ -336,7 +376,7 @@ def run(
     raise typer.Exit(code=result.exit_code)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog=EXIT_CODES, short_help="Score Prophet against a seasonal-naive forecast over past windows.")
 def backtest(
     input: InputArg,
     horizon: Annotated[int, typer.Option(min=1, help="Steps forecast from each origin.")],
@@ -366,7 +406,7 @@ def backtest(
     non_negative: NonNegativeOpt = False,
     seed: SeedOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE,
-    n_jobs: NJobsOpt = -1,
+    n_jobs: NJobsOpt = ForecastConfig.n_jobs,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     max_failed_frac: MaxFailedOpt = 0.0,
@@ -374,7 +414,10 @@ def backtest(
 ) -> None:
     """Backtest Prophet against a seasonal-naive baseline over rolling origins and write accuracy metrics.
 
-    Example: forecast backtest data/sample.csv --id-col store --id-col item --time-col date --target-col sales --horizon 28 --windows 3
+    \b
+    Example:
+      forecast backtest data/sample.csv --id-col store --id-col item \\
+        --time-col date --target-col sales --horizon 28 --windows 3
     """
     from .backtest import run_backtest
     from .config import BacktestConfig
@@ -441,7 +484,7 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
 RunDirArg = Annotated[Path, typer.Argument(help="The --out directory of a forecast run or forecast backtest.")]
 
 
-@app.command()
+@app.command(short_help="Draw one PNG per series of a run or backtest.")
 def plot(
     run_dir: RunDirArg,
     series: Annotated[Optional[list[str]], typer.Option(
@@ -452,7 +495,9 @@ def plot(
 ) -> None:
     """Draw one PNG per series: history, forecast, interval band and forecast start (every series by default).
 
-    Example: forecast plot outputs/20261126T130501Z --worst 10
+    \b
+    Example:
+      forecast plot outputs/20261126T130501Z --worst 10
     """
     from .plot import plot_run
 
@@ -463,7 +508,7 @@ def plot(
     typer.echo(f"{len(paths)} plot(s) in {paths[0].parent if paths else out or run_dir}")
 
 
-@app.command()
+@app.command(short_help="Write one self-contained HTML report of a run or backtest.")
 def report(
     run_dir: RunDirArg,
     out: Annotated[Optional[Path], typer.Option(help="The HTML file [default: RUN_DIR/report.html].")] = None,
@@ -471,7 +516,9 @@ def report(
 ) -> None:
     """Write one self-contained HTML report of a run or backtest: summary, fit times, failures, accuracy, plots.
 
-    Example: forecast report outputs/20261126T130501Z
+    \b
+    Example:
+      forecast report outputs/20261126T130501Z
     """
     from .report import build_report
 
@@ -482,7 +529,7 @@ def report(
     typer.echo(f"report  {path}")
 
 
-@app.command()
+@app.command(short_help="Check and profile a table without fitting; write profile.csv.")
 def check(
     input: InputArg,
     id_col: IdColOpt = None,
@@ -503,7 +550,10 @@ def check(
 
     Exit 0 when the table is usable, 1 with the table-level error otherwise.
 
-    Example: forecast check data/sample.csv --id-col store --id-col item --time-col date --target-col sales
+    \b
+    Example:
+      forecast check data/sample.csv --id-col store --id-col item \\
+        --time-col date --target-col sales
     """
     from .profile import format_check, run_check
 
@@ -519,12 +569,7 @@ def check(
     typer.echo(format_check(result))
 
 
-@app.command()
-def version() -> None:
-    """Print the versions of forecast, Prophet and Python.
-
-    Example: forecast version
-    """
+def _versions_line() -> str:
     import platform
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
@@ -535,4 +580,30 @@ def version() -> None:
         prophet = installed("prophet")
     except PackageNotFoundError:
         prophet = "not installed"
-    typer.echo(f"forecast {__version__}, prophet {prophet}, python {platform.python_version()}")
+    return f"forecast {__version__}, prophet {prophet}, python {platform.python_version()}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(_versions_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the versions of forecast, Prophet and Python and exit.")] = False,
+) -> None:
+    """Forecast thousands of time series with Prophet (the app's help says more)."""
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of forecast, Prophet and Python.
+
+    \b
+    Example:
+      forecast version
+    """
+    typer.echo(_versions_line())
