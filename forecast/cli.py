@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import ENGINES, ForecastConfig, ModelOptions, TriageRules
+from .config import ENGINES, REPORT_PLOTS, BacktestConfig, ForecastConfig, ModelOptions, TriageRules
 from .errors import ForecastError
 
 EXIT_CODES = """Exit codes: 0 every series forecast (or failures within --max-failed-frac); 3 some series failed,
@@ -276,17 +276,17 @@ def run(
     horizon: Annotated[Optional[int], typer.Option(
         min=1, help="Steps to forecast past each series' last timestamp.")] = None,
     id_col: IdColOpt = None,
-    time_col: TimeColOpt = "ds",
-    target_col: TargetColOpt = "y",
-    duplicates: DuplicatesOpt = Duplicates.error,
+    time_col: TimeColOpt = ForecastConfig.time_col,
+    target_col: TargetColOpt = ForecastConfig.target_col,
+    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
     freq: FreqOpt = None,
-    growth: GrowthOpt = Growth.linear,
-    seasonality_mode: SeasonalityModeOpt = SeasonalityMode.additive,
-    yearly_seasonality: ToggleOpt = Toggle.auto,
-    weekly_seasonality: ToggleOpt = Toggle.auto,
-    daily_seasonality: ToggleOpt = Toggle.auto,
-    changepoint_prior_scale: PriorOpt = 0.05,
-    seasonality_prior_scale: PriorOpt = 10.0,
+    growth: GrowthOpt = Growth(ModelOptions.growth),
+    seasonality_mode: SeasonalityModeOpt = SeasonalityMode(ModelOptions.seasonality_mode),
+    yearly_seasonality: ToggleOpt = Toggle(ModelOptions.yearly_seasonality),
+    weekly_seasonality: ToggleOpt = Toggle(ModelOptions.weekly_seasonality),
+    daily_seasonality: ToggleOpt = Toggle(ModelOptions.daily_seasonality),
+    changepoint_prior_scale: PriorOpt = ModelOptions.changepoint_prior_scale,
+    seasonality_prior_scale: PriorOpt = ModelOptions.seasonality_prior_scale,
     holidays: HolidaysOpt = None,
     holidays_file: HolidaysFileOpt = None,
     regressor: RegressorOpt = None,
@@ -295,25 +295,27 @@ def run(
              "columns as INPUT).")] = None,
     cap_col: CapColOpt = None,
     floor_col: FloorColOpt = None,
-    interval_width: IntervalWidthOpt = 0.8,
-    uncertainty_samples: SamplesOpt = 1000,
-    non_negative: NonNegativeOpt = False,
+    interval_width: IntervalWidthOpt = ModelOptions.interval_width,
+    uncertainty_samples: SamplesOpt = ModelOptions.uncertainty_samples,
+    non_negative: NonNegativeOpt = ModelOptions.non_negative,
     seed: SeedOpt = None,
-    include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = False,
+    include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = ModelOptions.include_history,
     n_jobs: NJobsOpt = ForecastConfig.n_jobs,
     out: OutOpt = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a finished or unfinished run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace a finished or unfinished run in --out.")] = ForecastConfig.overwrite,
     resume: Annotated[bool, typer.Option(
-        "--resume", help="Finish the unfinished run in --out (same input and settings): fit only the series it lacks.")] = False,
+        "--resume", help="Finish the unfinished run in --out (same input and settings): fit only the series it lacks.")] = ForecastConfig.resume,
     fit_timeout: Annotated[Optional[float], typer.Option(
         help="Seconds one series may take; past it, it fails with reason timeout (runs in worker processes, "
              "even with --n-jobs 1).")] = None,
-    format: Annotated[OutputFormat, typer.Option(help="Forecasts file format.")] = OutputFormat.parquet,
-    max_failed_frac: MaxFailedOpt = 0.0,
+    format: Annotated[OutputFormat, typer.Option(help="Forecasts file format.")] = OutputFormat(
+        ForecastConfig.output_format),
+    max_failed_frac: MaxFailedOpt = ForecastConfig.max_failed_frac,
     quiet: QuietOpt = False,
     fallback: Annotated[Fallback, typer.Option(
         help="Simple forecast for a series that fails (and for triaged ones): none, naive, seasonal-naive, "
-             "mean or zero.")] = Fallback.none,
+             "mean or zero.")] = Fallback(ForecastConfig.fallback),
     triage: Annotated[bool, typer.Option(
         help="Apply the rules of `forecast check`: fit, fallback (seasonal-naive unless --fallback) or skip.")] = False,
     min_obs: MinObsOpt = TriageRules.min_obs,
@@ -323,14 +325,15 @@ def run(
     allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
     max_negative_share: MaxNegativeShareOpt = TriageRules.max_negative_share,
     backend: Annotated[BackendName, typer.Option(
-        help="local: this machine's cores; dask: a Dask cluster (--scheduler, or a local one).")] = BackendName.local,
+        help="local: this machine's cores; dask: a Dask cluster (--scheduler, or a local one).")] = BackendName(
+        ForecastConfig.backend),
     scheduler: Annotated[Optional[str], typer.Option(
         help="Dask scheduler address, e.g. tcp://host:8786 [env: FORECAST_SCHEDULER]; needs --backend dask.")] = None,
     connect_timeout: Annotated[float, typer.Option(
-        min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = 10.0,
+        min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = ForecastConfig.connect_timeout,
     workers_read: Annotated[bool, typer.Option(
         help="Workers read their own series from INPUT (Parquet, at the same path on every worker) instead of "
-             "receiving them from this process.")] = False,
+             "receiving them from this process.")] = ForecastConfig.workers_read,
     job_file: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
     log_format: Annotated[LogFormat, typer.Option(
@@ -380,36 +383,37 @@ def run(
 def backtest(
     input: InputArg,
     horizon: Annotated[int, typer.Option(min=1, help="Steps forecast from each origin.")],
-    windows: Annotated[int, typer.Option(min=1, help="Forecast origins per series, the last `horizon` before its end.")] = 3,
+    windows: Annotated[int, typer.Option(
+        min=1, help="Forecast origins per series, the last `horizon` before its end.")] = BacktestConfig.windows,
     step: Annotated[Optional[int], typer.Option(min=1, help="Steps between origins [default: the horizon].")] = None,
     season_length: Annotated[Optional[int], typer.Option(
         min=1, help="Seasonal-naive period in steps [default: 7 daily, 24 hourly, 52 weekly, 12 monthly].")] = None,
     id_col: IdColOpt = None,
-    time_col: TimeColOpt = "ds",
-    target_col: TargetColOpt = "y",
-    duplicates: DuplicatesOpt = Duplicates.error,
+    time_col: TimeColOpt = ForecastConfig.time_col,
+    target_col: TargetColOpt = ForecastConfig.target_col,
+    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
     freq: FreqOpt = None,
-    growth: GrowthOpt = Growth.linear,
-    seasonality_mode: SeasonalityModeOpt = SeasonalityMode.additive,
-    yearly_seasonality: ToggleOpt = Toggle.auto,
-    weekly_seasonality: ToggleOpt = Toggle.auto,
-    daily_seasonality: ToggleOpt = Toggle.auto,
-    changepoint_prior_scale: PriorOpt = 0.05,
-    seasonality_prior_scale: PriorOpt = 10.0,
+    growth: GrowthOpt = Growth(ModelOptions.growth),
+    seasonality_mode: SeasonalityModeOpt = SeasonalityMode(ModelOptions.seasonality_mode),
+    yearly_seasonality: ToggleOpt = Toggle(ModelOptions.yearly_seasonality),
+    weekly_seasonality: ToggleOpt = Toggle(ModelOptions.weekly_seasonality),
+    daily_seasonality: ToggleOpt = Toggle(ModelOptions.daily_seasonality),
+    changepoint_prior_scale: PriorOpt = ModelOptions.changepoint_prior_scale,
+    seasonality_prior_scale: PriorOpt = ModelOptions.seasonality_prior_scale,
     holidays: HolidaysOpt = None,
     holidays_file: HolidaysFileOpt = None,
     regressor: RegressorOpt = None,
     cap_col: CapColOpt = None,
     floor_col: FloorColOpt = None,
-    interval_width: IntervalWidthOpt = 0.8,
-    uncertainty_samples: SamplesOpt = 1000,
-    non_negative: NonNegativeOpt = False,
+    interval_width: IntervalWidthOpt = ModelOptions.interval_width,
+    uncertainty_samples: SamplesOpt = ModelOptions.uncertainty_samples,
+    non_negative: NonNegativeOpt = ModelOptions.non_negative,
     seed: SeedOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE,
     n_jobs: NJobsOpt = ForecastConfig.n_jobs,
     out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    max_failed_frac: MaxFailedOpt = 0.0,
+    overwrite: OverwriteOpt = ForecastConfig.overwrite,
+    max_failed_frac: MaxFailedOpt = ForecastConfig.max_failed_frac,
     quiet: QuietOpt = False,
 ) -> None:
     """Backtest Prophet against a seasonal-naive baseline over rolling origins and write accuracy metrics.
@@ -420,7 +424,6 @@ def backtest(
         --time-col date --target-col sales --horizon 28 --windows 3
     """
     from .backtest import run_backtest
-    from .config import BacktestConfig
     from .progress import make_progress
 
     try:
@@ -512,7 +515,8 @@ def plot(
 def report(
     run_dir: RunDirArg,
     out: Annotated[Optional[Path], typer.Option(help="The HTML file [default: RUN_DIR/report.html].")] = None,
-    plots: Annotated[int, typer.Option(min=0, help="Series to plot: the worst by backtest MASE, else the first.")] = 6,
+    plots: Annotated[int, typer.Option(
+        min=0, help="Series to plot: the worst by backtest MASE, else the first.")] = REPORT_PLOTS,
 ) -> None:
     """Write one self-contained HTML report of a run or backtest: summary, fit times, failures, accuracy, plots.
 
@@ -533,9 +537,9 @@ def report(
 def check(
     input: InputArg,
     id_col: IdColOpt = None,
-    time_col: TimeColOpt = "ds",
-    target_col: TargetColOpt = "y",
-    duplicates: DuplicatesOpt = Duplicates.error,
+    time_col: TimeColOpt = ForecastConfig.time_col,
+    target_col: TargetColOpt = ForecastConfig.target_col,
+    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
     freq: FreqOpt = None,
     min_obs: MinObsOpt = TriageRules.min_obs,
     max_zero_share: MaxZeroShareOpt = TriageRules.max_zero_share,

@@ -14,12 +14,13 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from .config import REPORT_PLOTS
 from .errors import InputError
 from .io import RunDir, key_label, model_label, natural_key, read_history, read_run_dir, write_atomic
 from .plot import _pyplot, all_series, png_bytes, render_series, worst_reason, worst_series
 
-# How many series get a plot in the report; each costs ~0.1 s and ~40 kB of base64.
-PLOTS = 6
+# How many series get a plot in the report (config.REPORT_PLOTS, --plots).
+PLOTS = REPORT_PLOTS
 # Rows shown in the slowest-series and failures tables; the full lists are in timings.csv and errors.csv.
 TABLE_ROWS = 20
 
