@@ -333,3 +333,20 @@ def test_duplicate_rows_name_the_column_that_would_make_them_unique(write_csv):
     assert "40 duplicate (store, ds) row(s)" in result.stderr
     assert "every row is unique with --id-col item added to the key" in result.stderr
     assert "pass --duplicates sum, mean or last" in result.stderr
+
+
+def test_an_environment_variable_beats_the_job_file_and_loses_to_the_command_line(tmp_path, table_csv):
+    import json
+
+    job = tmp_path / "job.toml"
+    job.write_text(f'[input]\npath = "{table_csv}"\n[model]\nhorizon = 3\nuncertainty_samples = 50\n'
+                   f'[run]\nn_jobs = 2\n[output]\ndir = "{tmp_path / "from-file"}"\n')
+    result = runner.invoke(app, ["run", "--config", str(job), "-q"],
+                           env={"FORECAST_N_JOBS": "1", "FORECAST_OUT": str(tmp_path / "from-env")})
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "from-env" / "summary.json").read_text())["config"]
+    assert config["n_jobs"] == 1 and not (tmp_path / "from-file").exists()
+    result = runner.invoke(app, ["run", "--config", str(job), "-q", "--n-jobs", "2", "--out", str(tmp_path / "flag")],
+                           env={"FORECAST_N_JOBS": "1"})
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "flag" / "summary.json").read_text())["config"]["n_jobs"] == 2
