@@ -174,7 +174,8 @@ def _report(result) -> None:
 
 
 # Options shared by every command that reads a table (run, backtest, check): declared once.
-InputArg = Annotated[Path, typer.Argument(help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
+InputArg = Annotated[Path, typer.Argument(
+    metavar="INPUT", help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
 IdColOpt = Annotated[Optional[list[str]], typer.Option(
     help="Series key column; repeat for a composite key (--id-col store --id-col item).")]
 TimeColOpt = Annotated[str, typer.Option(help="Timestamp column.")]
@@ -272,7 +273,7 @@ def _parameters(ctx: typer.Context) -> dict:
 def run(
     ctx: typer.Context,
     input: Annotated[Optional[Path], typer.Argument(
-        help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")] = None,
+        metavar="INPUT", help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")] = None,
     horizon: Annotated[Optional[int], typer.Option(
         min=1, help="Steps to forecast past each series' last timestamp.")] = None,
     id_col: IdColOpt = None,
@@ -484,7 +485,8 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-RunDirArg = Annotated[Path, typer.Argument(help="The --out directory of a forecast run or forecast backtest.")]
+RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                           help="The --out directory of a forecast run or forecast backtest.")]
 
 
 @app.command(short_help="Draw one PNG per series of a run or backtest.")
