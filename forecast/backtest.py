@@ -187,12 +187,13 @@ def metrics_frame(results: list[BacktestResult], id_cols) -> tuple[pd.DataFrame,
             bounds = (r.yhat_lower, r.yhat_upper) if model == "prophet" else (None, None)
             figures = metrics.score(r.y, yhat, *bounds, scale=r.scale)
             series_mase.append(figures["mase"])
-            rows.append({**dict(zip(id_cols, r.key)), "model": model, "season_length": r.season_length, **figures})
+            rows.append({**dict(zip(id_cols, r.key)), "model": model, "engine": r.engine if model == "prophet" else "",
+                         "season_length": r.season_length, **figures})
         cat = (lambda name: np.concatenate([getattr(r, name) for r in ok]) if ok else np.array([]))
         yhat = cat("yhat") if model == "prophet" else cat("naive")
         lower, upper = (cat("yhat_lower"), cat("yhat_upper")) if model == "prophet" else (None, None)
         overall[model] = metrics.overall(cat("y"), yhat, lower, upper, series_mase)
-    columns = list(id_cols) + ["model", "season_length", "n", *metrics.METRICS[:-2], "mape", "mape_skipped",
+    columns = list(id_cols) + ["model", "engine", "season_length", "n", *metrics.METRICS[:-2], "mape", "mape_skipped",
                                "coverage"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame, overall
@@ -274,6 +275,9 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         "series_own_freq": int(np.count_nonzero(~grid.on_grid)),
         "key_types": key_types(table, run.id_cols),
         "overall": overall,
+        # which engine fitted the Prophet windows, in series: --engine fast sends a few series to stan
+        "engines": {str(e): int(n) for e, n in pd.Series([r.engine for r in results if r.status == "ok"],
+                                                         dtype=object).value_counts().items()},
         "aggregation": AGGREGATION,
         "cores": usable_cores(),
         "n_jobs": n_jobs,

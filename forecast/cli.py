@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import ENGINES, ForecastConfig, ModelOptions, TriageRules
+from .config import ENGINES, REPORT_PLOTS, BacktestConfig, ForecastConfig, ModelOptions, TriageRules
 from .errors import ForecastError
 
 EXIT_CODES = """Exit codes: 0 every series forecast (or failures within --max-failed-frac); 3 some series failed,
@@ -16,12 +16,45 @@ outputs written; 1 input or configuration error, nothing written; 2 usage error;
 cluster (a full disk, a lost Dask scheduler), finished series kept: run again with --resume; 130 interrupted
 (finished series are written)."""
 
+def _unbroken_option_names() -> None:
+    """Help text is wrapped at spaces only, not after hyphens, so an option named in it (--cap-col,
+    --install-completion) is never split across lines. Help is wrapped by click's TextWrapper class (typer
+    carries its own copy of click), in a private module; where it is not found, help wraps as click does."""
+    import importlib
+
+    for name in ("typer._click._textwrap", "click._textwrap"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        wrapper = module.TextWrapper
+        if getattr(wrapper, "_no_hyphen_breaks", False):
+            continue
+
+        class _Wrapper(wrapper):
+            _no_hyphen_breaks = True
+
+            def __init__(self, *args, **kwargs):
+                kwargs.setdefault("break_on_hyphens", False)
+                super().__init__(*args, **kwargs)
+
+        module.TextWrapper = _Wrapper
+
+
+_unbroken_option_names()
+
+# Plain click help (rich_markup_mode=None): wrapped to the terminal, or to 80 columns when piped, with option
+# names whole in their own column; rich's panels cut them (--seasonality-mo…) and read [default: ...] as markup.
 app = typer.Typer(
-    help="Forecast thousands of time series with Prophet, on every core.",
+    help="Forecast thousands of time series with Prophet, on every core.\n\nOptions can also come from "
+         "environment variables (FORECAST_N_JOBS, FORECAST_OUT, FORECAST_ENGINE, FORECAST_LOG_FORMAT; each "
+         "command's --help names them); an option on the command line wins over its variable, and the variable "
+         "over a --config job file. Shell completion: forecast --install-completion.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -151,7 +184,8 @@ def _report(result) -> None:
 
 
 # Options shared by every command that reads a table (run, backtest, check): declared once.
-InputArg = Annotated[Path, typer.Argument(help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
+InputArg = Annotated[Path, typer.Argument(
+    metavar="INPUT", help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
 IdColOpt = Annotated[Optional[list[str]], typer.Option(
     help="Series key column; repeat for a composite key (--id-col store --id-col item).")]
 TimeColOpt = Annotated[str, typer.Option(help="Timestamp column.")]
@@ -175,8 +209,10 @@ IntervalWidthOpt = Annotated[float, typer.Option(help="Width of the yhat_lower..
 SamplesOpt = Annotated[int, typer.Option(min=0, help="Draws for the interval; 0 turns intervals off.")]
 NonNegativeOpt = Annotated[bool, typer.Option(help="Clip forecasts and bounds at 0 (demand).")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Make intervals reproducible (per series, whatever --n-jobs).")]
-NJobsOpt = Annotated[int, typer.Option(help="Worker processes: -1 all usable cores, 1 in-process.")]
-OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory [default: outputs/<UTC timestamp>].")]
+NJobsOpt = Annotated[int, typer.Option(help="Worker processes: -1 all usable cores, 1 in-process.",
+                                       envvar="FORECAST_N_JOBS", show_envvar=True)]
+OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory [default: outputs/<UTC timestamp>].",
+                                                envvar="FORECAST_OUT", show_envvar=True)]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace a finished run in --out.")]
 MaxFailedOpt = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="Share of failed series still accepted with exit code 0.")]
@@ -185,7 +221,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or no
 
 EngineOpt = Annotated[Engine, typer.Option(
     help="fast (Prophet's model solved to its exact optimum in-process), stan (Prophet's own optimizer, direct: "
-         "stock Prophet's parameters) or prophet (stock Prophet, exactly).")]
+         "stock Prophet's parameters) or prophet (stock Prophet, exactly).", envvar="FORECAST_ENGINE",
+    show_envvar=True)]
 
 
 def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
@@ -233,7 +270,8 @@ def _parameters(ctx: typer.Context) -> dict:
 
     params = dict(ctx.params)
     if params["job_file"] is not None:
-        given = {name for name in params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+        # the command line, then the environment (FORECAST_N_JOBS, ...), then the job file
+        given = {name for name in params if ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")}
         params = apply_job_file(params["job_file"], params, given)
     for name, flag in (("input", "INPUT"), ("horizon", "--horizon")):
         if params[name] is None:
@@ -241,25 +279,25 @@ def _parameters(ctx: typer.Context) -> dict:
     return params
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog=EXIT_CODES, short_help="Fit one Prophet model per series; write forecasts and timings.")
 def run(
     ctx: typer.Context,
     input: Annotated[Optional[Path], typer.Argument(
-        help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")] = None,
+        metavar="INPUT", help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")] = None,
     horizon: Annotated[Optional[int], typer.Option(
         min=1, help="Steps to forecast past each series' last timestamp.")] = None,
     id_col: IdColOpt = None,
-    time_col: TimeColOpt = "ds",
-    target_col: TargetColOpt = "y",
-    duplicates: DuplicatesOpt = Duplicates.error,
+    time_col: TimeColOpt = ForecastConfig.time_col,
+    target_col: TargetColOpt = ForecastConfig.target_col,
+    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
     freq: FreqOpt = None,
-    growth: GrowthOpt = Growth.linear,
-    seasonality_mode: SeasonalityModeOpt = SeasonalityMode.additive,
-    yearly_seasonality: ToggleOpt = Toggle.auto,
-    weekly_seasonality: ToggleOpt = Toggle.auto,
-    daily_seasonality: ToggleOpt = Toggle.auto,
-    changepoint_prior_scale: PriorOpt = 0.05,
-    seasonality_prior_scale: PriorOpt = 10.0,
+    growth: GrowthOpt = Growth(ModelOptions.growth),
+    seasonality_mode: SeasonalityModeOpt = SeasonalityMode(ModelOptions.seasonality_mode),
+    yearly_seasonality: ToggleOpt = Toggle(ModelOptions.yearly_seasonality),
+    weekly_seasonality: ToggleOpt = Toggle(ModelOptions.weekly_seasonality),
+    daily_seasonality: ToggleOpt = Toggle(ModelOptions.daily_seasonality),
+    changepoint_prior_scale: PriorOpt = ModelOptions.changepoint_prior_scale,
+    seasonality_prior_scale: PriorOpt = ModelOptions.seasonality_prior_scale,
     holidays: HolidaysOpt = None,
     holidays_file: HolidaysFileOpt = None,
     regressor: RegressorOpt = None,
@@ -268,25 +306,27 @@ def run(
              "columns as INPUT).")] = None,
     cap_col: CapColOpt = None,
     floor_col: FloorColOpt = None,
-    interval_width: IntervalWidthOpt = 0.8,
-    uncertainty_samples: SamplesOpt = 1000,
-    non_negative: NonNegativeOpt = False,
+    interval_width: IntervalWidthOpt = ModelOptions.interval_width,
+    uncertainty_samples: SamplesOpt = ModelOptions.uncertainty_samples,
+    non_negative: NonNegativeOpt = ModelOptions.non_negative,
     seed: SeedOpt = None,
-    include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = False,
-    n_jobs: NJobsOpt = -1,
+    include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = ModelOptions.include_history,
+    n_jobs: NJobsOpt = ForecastConfig.n_jobs,
     out: OutOpt = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a finished or unfinished run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace a finished or unfinished run in --out.")] = ForecastConfig.overwrite,
     resume: Annotated[bool, typer.Option(
-        "--resume", help="Finish the unfinished run in --out (same input and settings): fit only the series it lacks.")] = False,
+        "--resume", help="Finish the unfinished run in --out (same input and settings): fit only the series it lacks.")] = ForecastConfig.resume,
     fit_timeout: Annotated[Optional[float], typer.Option(
         help="Seconds one series may take; past it, it fails with reason timeout (runs in worker processes, "
              "even with --n-jobs 1).")] = None,
-    format: Annotated[OutputFormat, typer.Option(help="Forecasts file format.")] = OutputFormat.parquet,
-    max_failed_frac: MaxFailedOpt = 0.0,
+    format: Annotated[OutputFormat, typer.Option(help="Forecasts file format.")] = OutputFormat(
+        ForecastConfig.output_format),
+    max_failed_frac: MaxFailedOpt = ForecastConfig.max_failed_frac,
     quiet: QuietOpt = False,
     fallback: Annotated[Fallback, typer.Option(
         help="Simple forecast for a series that fails (and for triaged ones): none, naive, seasonal-naive, "
-             "mean or zero.")] = Fallback.none,
+             "mean or zero.")] = Fallback(ForecastConfig.fallback),
     triage: Annotated[bool, typer.Option(
         help="Apply the rules of `forecast check`: fit, fallback (seasonal-naive unless --fallback) or skip.")] = False,
     min_obs: MinObsOpt = TriageRules.min_obs,
@@ -296,18 +336,20 @@ def run(
     allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
     max_negative_share: MaxNegativeShareOpt = TriageRules.max_negative_share,
     backend: Annotated[BackendName, typer.Option(
-        help="local: this machine's cores; dask: a Dask cluster (--scheduler, or a local one).")] = BackendName.local,
+        help="local: this machine's cores; dask: a Dask cluster (--scheduler, or a local one).")] = BackendName(
+        ForecastConfig.backend),
     scheduler: Annotated[Optional[str], typer.Option(
         help="Dask scheduler address, e.g. tcp://host:8786 [env: FORECAST_SCHEDULER]; needs --backend dask.")] = None,
     connect_timeout: Annotated[float, typer.Option(
-        min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = 10.0,
+        min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = ForecastConfig.connect_timeout,
     workers_read: Annotated[bool, typer.Option(
         help="Workers read their own series from INPUT (Parquet, at the same path on every worker) instead of "
-             "receiving them from this process.")] = False,
+             "receiving them from this process.")] = ForecastConfig.workers_read,
     job_file: Annotated[Optional[Path], typer.Option(
         "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
     log_format: Annotated[LogFormat, typer.Option(
-        help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).")] = LogFormat.text,
+        help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).",
+        envvar="FORECAST_LOG_FORMAT", show_envvar=True)] = LogFormat.text,
     engine: EngineOpt = DEFAULT_ENGINE,
     warm_start: Annotated[Optional[Path], typer.Option(
         help="Output directory of an earlier --engine stan/fast run: start each series from its parameters.")] = None,
@@ -316,7 +358,10 @@ def run(
 ) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
-    Example: forecast run data/sample.csv --id-col store --id-col item --time-col date --target-col sales --horizon 28
+    \b
+    Example:
+      forecast run data/sample.csv --id-col store --id-col item \\
+        --time-col date --target-col sales --horizon 28
     """
     import os
 
@@ -345,48 +390,51 @@ def run(
     raise typer.Exit(code=result.exit_code)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog=EXIT_CODES, short_help="Score Prophet against a seasonal-naive forecast over past windows.")
 def backtest(
     input: InputArg,
     horizon: Annotated[int, typer.Option(min=1, help="Steps forecast from each origin.")],
-    windows: Annotated[int, typer.Option(min=1, help="Forecast origins per series, the last `horizon` before its end.")] = 3,
+    windows: Annotated[int, typer.Option(
+        min=1, help="Forecast origins per series, the last `horizon` before its end.")] = BacktestConfig.windows,
     step: Annotated[Optional[int], typer.Option(min=1, help="Steps between origins [default: the horizon].")] = None,
     season_length: Annotated[Optional[int], typer.Option(
         min=1, help="Seasonal-naive period in steps [default: 7 daily, 24 hourly, 52 weekly, 12 monthly].")] = None,
     id_col: IdColOpt = None,
-    time_col: TimeColOpt = "ds",
-    target_col: TargetColOpt = "y",
-    duplicates: DuplicatesOpt = Duplicates.error,
+    time_col: TimeColOpt = ForecastConfig.time_col,
+    target_col: TargetColOpt = ForecastConfig.target_col,
+    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
     freq: FreqOpt = None,
-    growth: GrowthOpt = Growth.linear,
-    seasonality_mode: SeasonalityModeOpt = SeasonalityMode.additive,
-    yearly_seasonality: ToggleOpt = Toggle.auto,
-    weekly_seasonality: ToggleOpt = Toggle.auto,
-    daily_seasonality: ToggleOpt = Toggle.auto,
-    changepoint_prior_scale: PriorOpt = 0.05,
-    seasonality_prior_scale: PriorOpt = 10.0,
+    growth: GrowthOpt = Growth(ModelOptions.growth),
+    seasonality_mode: SeasonalityModeOpt = SeasonalityMode(ModelOptions.seasonality_mode),
+    yearly_seasonality: ToggleOpt = Toggle(ModelOptions.yearly_seasonality),
+    weekly_seasonality: ToggleOpt = Toggle(ModelOptions.weekly_seasonality),
+    daily_seasonality: ToggleOpt = Toggle(ModelOptions.daily_seasonality),
+    changepoint_prior_scale: PriorOpt = ModelOptions.changepoint_prior_scale,
+    seasonality_prior_scale: PriorOpt = ModelOptions.seasonality_prior_scale,
     holidays: HolidaysOpt = None,
     holidays_file: HolidaysFileOpt = None,
     regressor: RegressorOpt = None,
     cap_col: CapColOpt = None,
     floor_col: FloorColOpt = None,
-    interval_width: IntervalWidthOpt = 0.8,
-    uncertainty_samples: SamplesOpt = 1000,
-    non_negative: NonNegativeOpt = False,
+    interval_width: IntervalWidthOpt = ModelOptions.interval_width,
+    uncertainty_samples: SamplesOpt = ModelOptions.uncertainty_samples,
+    non_negative: NonNegativeOpt = ModelOptions.non_negative,
     seed: SeedOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE,
-    n_jobs: NJobsOpt = -1,
+    n_jobs: NJobsOpt = ForecastConfig.n_jobs,
     out: OutOpt = None,
-    overwrite: OverwriteOpt = False,
-    max_failed_frac: MaxFailedOpt = 0.0,
+    overwrite: OverwriteOpt = ForecastConfig.overwrite,
+    max_failed_frac: MaxFailedOpt = ForecastConfig.max_failed_frac,
     quiet: QuietOpt = False,
 ) -> None:
     """Backtest Prophet against a seasonal-naive baseline over rolling origins and write accuracy metrics.
 
-    Example: forecast backtest data/sample.csv --id-col store --id-col item --time-col date --target-col sales --horizon 28 --windows 3
+    \b
+    Example:
+      forecast backtest data/sample.csv --id-col store --id-col item \\
+        --time-col date --target-col sales --horizon 28 --windows 3
     """
     from .backtest import run_backtest
-    from .config import BacktestConfig
     from .progress import make_progress
 
     try:
@@ -415,13 +463,20 @@ def backtest(
 
 
 def _accuracy_table(s: dict, out_dir: Path) -> str:
-    """The overall metrics, one row per model, then the run's counts."""
-    names = ["n", "mae", "rmse", "wape", "smape", "mase", "mape", "coverage"]
+    """The overall metrics, one row per model (Prophet's named with its engine), led by WAPE and MASE, then the
+    run's counts and a warning when zero actuals make sMAPE and MAPE mislead."""
+    from .io import model_label
+
+    names = ["n", "wape", "mase", "mae", "rmse", "smape", "mape", "coverage"]
+    engines = s.get("engines") or {}
+    engine = "; ".join(f"{e}" if i == 0 else f"{e}: {n} series" for i, (e, n) in
+                       enumerate(sorted(engines.items(), key=lambda item: -item[1])))
     rows = [["model"] + names]
     for model, figures in s["overall"].items():
-        rows.append([model] + [str(figures[n]) if n == "n" else
-                               ("-" if figures[n] is None or figures[n] != figures[n] else f"{figures[n]:.4g}")
-                               for n in names])
+        rows.append([model_label(model, engine) if model == "prophet" else model]
+                    + [str(figures[n]) if n == "n" else
+                       ("-" if figures[n] is None or figures[n] != figures[n] else f"{figures[n]:.4g}")
+                       for n in names])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     skipped = s["overall"]["prophet"]["mape_skipped"]
@@ -432,15 +487,19 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
         f"windows {s['windows']} x horizon {s['horizon']} (step {s['step']}); "
         f"series ok {s['series_ok']}, failed {s['series_failed']}; wall {s['wall_seconds']:.1f} s",
         f"MAPE skipped {skipped} zero actual(s). {s['aggregation']}.",
-        f"output  {out_dir}",
     ]
+    if skipped:
+        lines.append("warning: the actuals hold zeros: sMAPE scores a 0 at its maximum for any other forecast and "
+                     "MAPE leaves them out; judge by WAPE and MASE")
+    lines.append(f"output  {out_dir}")
     return "\n".join(lines)
 
 
-RunDirArg = Annotated[Path, typer.Argument(help="The --out directory of a forecast run or forecast backtest.")]
+RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                           help="The --out directory of a forecast run or forecast backtest.")]
 
 
-@app.command()
+@app.command(short_help="Draw one PNG per series of a run or backtest.")
 def plot(
     run_dir: RunDirArg,
     series: Annotated[Optional[list[str]], typer.Option(
@@ -451,7 +510,9 @@ def plot(
 ) -> None:
     """Draw one PNG per series: history, forecast, interval band and forecast start (every series by default).
 
-    Example: forecast plot outputs/20261126T130501Z --worst 10
+    \b
+    Example:
+      forecast plot outputs/20261126T130501Z --worst 10
     """
     from .plot import plot_run
 
@@ -462,15 +523,18 @@ def plot(
     _echo(f"{len(paths)} plot(s) in {paths[0].parent if paths else out or run_dir}")
 
 
-@app.command()
+@app.command(short_help="Write one self-contained HTML report of a run or backtest.")
 def report(
     run_dir: RunDirArg,
     out: Annotated[Optional[Path], typer.Option(help="The HTML file [default: RUN_DIR/report.html].")] = None,
-    plots: Annotated[int, typer.Option(min=0, help="Series to plot: the worst by backtest MASE, else the first.")] = 6,
+    plots: Annotated[int, typer.Option(
+        min=0, help="Series to plot: the worst by backtest MASE, else the first.")] = REPORT_PLOTS,
 ) -> None:
     """Write one self-contained HTML report of a run or backtest: summary, fit times, failures, accuracy, plots.
 
-    Example: forecast report outputs/20261126T130501Z
+    \b
+    Example:
+      forecast report outputs/20261126T130501Z
     """
     from .report import build_report
 
@@ -481,13 +545,13 @@ def report(
     _echo(f"report  {path}")
 
 
-@app.command()
+@app.command(short_help="Check and profile a table without fitting; write profile.csv.")
 def check(
     input: InputArg,
     id_col: IdColOpt = None,
-    time_col: TimeColOpt = "ds",
-    target_col: TargetColOpt = "y",
-    duplicates: DuplicatesOpt = Duplicates.error,
+    time_col: TimeColOpt = ForecastConfig.time_col,
+    target_col: TargetColOpt = ForecastConfig.target_col,
+    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
     freq: FreqOpt = None,
     min_obs: MinObsOpt = TriageRules.min_obs,
     max_zero_share: MaxZeroShareOpt = TriageRules.max_zero_share,
@@ -502,7 +566,10 @@ def check(
 
     Exit 0 when the table is usable, 1 with the table-level error otherwise.
 
-    Example: forecast check data/sample.csv --id-col store --id-col item --time-col date --target-col sales
+    \b
+    Example:
+      forecast check data/sample.csv --id-col store --id-col item \\
+        --time-col date --target-col sales
     """
     from .profile import format_check, run_check
 
@@ -518,12 +585,7 @@ def check(
     _echo(format_check(result))
 
 
-@app.command()
-def version() -> None:
-    """Print the versions of forecast, Prophet and Python.
-
-    Example: forecast version
-    """
+def _versions_line() -> str:
     import platform
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
@@ -534,4 +596,30 @@ def version() -> None:
         prophet = installed("prophet")
     except PackageNotFoundError:
         prophet = "not installed"
-    typer.echo(f"forecast {__version__}, prophet {prophet}, python {platform.python_version()}")
+    return f"forecast {__version__}, prophet {prophet}, python {platform.python_version()}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(_versions_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the versions of forecast, Prophet and Python and exit.")] = False,
+) -> None:
+    """Forecast thousands of time series with Prophet (the app's help says more)."""
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of forecast, Prophet and Python.
+
+    \b
+    Example:
+      forecast version
+    """
+    typer.echo(_versions_line())

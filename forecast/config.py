@@ -22,6 +22,8 @@ OUTPUT_FORMATS = ("parquet", "csv")
 FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
 BACKEND_NAMES = ("local", "dask")
 ENGINES = ("fast", "stan", "prophet")
+# How many series `forecast report` plots (--plots); each costs ~0.1 s and ~40 kB of base64.
+REPORT_PLOTS = 6
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -256,23 +256,56 @@ def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str],
     return _arrow_frame(pa.Table.from_batches(list(reader), schema=reader.schema), text_cols[:-1])
 
 
-def _missing_column(path: Path, role: str, flag: str, col: str, found: list[str],
-                    taken: set[str] = frozenset()) -> InputError:
-    """The error for a column not in the file, suggesting the closest column not `taken` by another role."""
+def _separator_error(path: Path, found: list[str]) -> InputError | None:
+    """A header read as one column because the file is separated by ';', tabs or '|'."""
     if len(found) == 1:
         for sep in (";", "\t", "|"):
             if sep in found[0]:
                 return InputError(f"{path}: the header is one column, {found[0]!r}: the file seems to separate "
                                   f"columns with {sep!r}; forecast reads comma-separated files, so save it with commas")
-    by_folded = {f.strip().casefold(): f for f in found if f not in taken}  # "Y" or " y " for "y"
+    return None
+
+
+def _suggestion(flag: str, col: str, found: list[str], taken: set[str]) -> tuple[str, str | None]:
+    """The fix for a column not in the file: the closest column not `taken` by another role (" " or case aside:
+    "Y" or " y " for "y"), as (hint, the column suggested)."""
+    by_folded = {f.strip().casefold(): f for f in found if f not in taken}
     close = difflib.get_close_matches(col.strip().casefold(), list(by_folded), n=1, cutoff=0.4)
+    if not close:  # a name that says what it holds: "date" for the time column, "sales" for the target
+        words = _ROLE_WORDS.get(flag, ())
+        close = [f for f in by_folded if any(w in f for w in words)][:1]
     if close:
         name = by_folded[close[0]]
-        hint = f"; did you mean {name!r}? pass {flag} {shlex.quote(name)}"
-    else:
-        hint = f"; pass {flag} NAME"
+        return f"did you mean {name!r}? pass {flag} {shlex.quote(name)}", name
+    return f"pass {flag} NAME", None
+
+
+# Words in a column's name that say it holds times or the values to forecast, for a suggestion when no name is
+# close to the one asked for.
+_ROLE_WORDS = {"--time-col": ("date", "time", "day", "week", "month", "period"),
+               "--target-col": ("sales", "demand", "qty", "quantity", "units", "value", "volume", "amount")}
+
+
+def _missing_columns(path: Path, missing: list[tuple[str, str, str]], found: list[str],
+                     taken: set[str] = frozenset()) -> InputError:
+    """One error for every (role, flag, column) not in the file, each with its suggestion (no column suggested
+    twice, none that another role already uses), and the columns the file has."""
+    wrong_separator = _separator_error(path, found)
+    if wrong_separator is not None:
+        return wrong_separator
     shown = ", ".join(found[:20]) + (", ..." if len(found) > 20 else "")
-    return InputError(f"{path}: {role} column {col!r} not found; columns are: {shown}{hint}")
+    used = set(taken)
+    hints = []
+    for role, flag, col in missing:
+        hint, name = _suggestion(flag, col, found, used)
+        if name is not None:
+            used.add(name)
+        hints.append((role, col, hint))
+    if len(hints) == 1:
+        role, col, hint = hints[0]
+        return InputError(f"{path}: {role} column {col!r} not found; columns are: {shown}; {hint}")
+    each = "; ".join(f"{role} column {col!r}: {hint}" for role, col, hint in hints)
+    return InputError(f"{path}: {len(hints)} columns not found; columns are: {shown}; {each}")
 
 
 # How the notes say that times were made naive (they keep their local wall time).
@@ -450,8 +483,10 @@ def sort_by_series(table: pd.DataFrame, id_cols: Sequence[str]) -> tuple[pd.Data
     return table, codes
 
 
-def _handle_duplicates(path: Path, df: pd.DataFrame, id_cols: list[str], policy: str, time_col: str) -> pd.DataFrame:
-    """The table sorted by (key, time) (see `sort_by_series`), with repeated (key, time) rows refused or combined."""
+def _handle_duplicates(path: Path, df: pd.DataFrame, id_cols: list[str], policy: str, time_col: str,
+                       suggest: Callable[[], str] | None = None) -> pd.DataFrame:
+    """The table sorted by (key, time) (see `sort_by_series`), with repeated (key, time) rows refused or combined;
+    `suggest()` adds to the refusal which columns would make the rows unique."""
     df, codes = sort_by_series(df, id_cols)
     ds = df["ds"].to_numpy(dtype="datetime64[ns]")
     repeat = (codes[1:] == codes[:-1]) & (ds[1:] == ds[:-1])  # sorted: a repeat sits next to its first
@@ -465,14 +500,47 @@ def _handle_duplicates(path: Path, df: pd.DataFrame, id_cols: list[str], policy:
             _describe_key(id_cols, r[:-1]) + f", {time_col}={pd.Timestamp(r[-1])}"
             for r in first.itertuples(index=False)
         )
+        hint = suggest() if suggest is not None else ""
         raise InputError(
             f"{path}: {int(repeat.sum())} duplicate ({', '.join(id_cols)}, {time_col}) row(s), e.g. {examples}; "
-            "pass --duplicates sum, mean or last to combine them"
+            f"{hint}pass --duplicates sum, mean or last to combine them"
         )
     values = [c for c in df.columns if c not in subset]
     grouped = df.groupby(subset, sort=False, dropna=False, observed=True)[values]
     combined = {"sum": lambda g: g.sum(min_count=1), "mean": lambda g: g.mean(), "last": lambda g: g.last()}[policy]
     return combined(grouped).reset_index()
+
+
+# The most other columns tried as a missing key column when (key, time) rows repeat.
+_KEY_CANDIDATES = 30
+
+
+def _key_suggestion(path: Path, id_cols: Sequence[str], time_col: str, used: Sequence[str]) -> str:
+    """Which of the file's other columns, added as an --id-col, would make every (key, time) row unique: repeated
+    rows by the hundred thousand usually mean a key column was forgotten. "" when none would, or the file cannot
+    be read again (this is only a hint beside the error): a pipe or standard input, read once already, is not."""
+    if str(path) == STDIN or not path.is_file():
+        return ""
+    try:
+        kind = _kind(path)
+        others = [c for c in _columns(path, kind) if c not in used][:_KEY_CANDIDATES]
+        if not others:
+            return ""
+        columns = list(id_cols) + [time_col] + others
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            frame = pq.read_table(path, columns=columns).to_pandas()
+        else:
+            frame = pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False)
+        base = list(id_cols) + [time_col]
+        fixes = [c for c in others if not frame.duplicated(base + [c]).any()]
+    except Exception:
+        return ""
+    if not fixes:
+        return ""
+    flags = " or ".join(f"--id-col {shlex.quote(c)}" for c in fixes[:3])
+    return f"every row is unique with {flags} added to the key (a forgotten key column?); or "
 
 
 def _blank_as_missing(col: pd.Series) -> pd.Series:
@@ -556,9 +624,9 @@ def _load(path: Path, id_cols: Sequence[str], time_col: str,
         raise InputError(f"{path}: cannot read as {kind}: {_one_line(e)}") from e
     id_cols = list(id_cols)
     roles = [("id", "--id-col", c) for c in id_cols] + [("time", "--time-col", time_col)] + list(numeric)
-    for role, flag, col in roles:
-        if col not in found:
-            raise _missing_column(path, role, flag, col, found, {c for _, _, c in roles if c != col})
+    missing = [(role, flag, col) for role, flag, col in roles if col not in found]
+    if missing:  # every missing column at once, each with its suggestion
+        raise _missing_columns(path, missing, found, {c for _, _, c in roles if c in found})
     try:
         raw = _read(path, kind, id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col, filters,
                     data)
@@ -613,7 +681,9 @@ def read_table(path: Path, id_cols: Sequence[str], time_col: str, target_col: st
     numeric = [("target", "--target-col", target_col)] + [("extra", "--regressor", c) for c in extra_cols]
     table, notes = _load(path, id_cols, time_col, numeric, ["y"] + list(extra_cols))
     try:
-        table = _handle_duplicates(Path(path), table, list(id_cols), duplicates, time_col)
+        used = list(id_cols) + [time_col, target_col] + list(extra_cols)
+        table = _handle_duplicates(Path(path), table, list(id_cols), duplicates, time_col,
+                                   suggest=lambda: _key_suggestion(Path(path), id_cols, time_col, used))
     except InputError as e:
         if any(_MADE_NAIVE in note for note in notes):  # made naive, a daylight-saving change repeats an hour
             raise InputError(f"{e}; the times had a time zone, and at local wall time the hour that a daylight-"
@@ -1074,6 +1144,36 @@ class RunDir:
 def key_label(key: Sequence[Any]) -> str:
     """How a series key is shown and given to --series: its values joined by " / "."""
     return " / ".join(str(v) for v in key)
+
+
+def key_title(id_cols: Sequence[str], key: Sequence[Any]) -> str:
+    """A series key as a title shows it: each value after its column's name (`store 4, dept 99`)."""
+    return ", ".join(f"{c} {v}" for c, v in zip(id_cols, key))
+
+
+def model_label(model: Any, engine: Any = "") -> str:
+    """A model as tables and legends name it: Prophet's with the engine that fitted it (`prophet (fast)`,
+    `prophet:reduced (fast)`), a fallback as its kind (`fallback:naive`)."""
+    model = "" if model is None or model != model else str(model)
+    engine = "" if engine is None or engine != engine else str(engine)
+    if model.startswith("prophet") and engine:
+        return f"{model} ({engine})"
+    return model
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(key: Sequence[Any]) -> tuple:
+    """A sort key that orders series keys as a person does: numbers by value (1, 2, 10, not 1, 10, 2), also
+    inside text (S2 before S10), then text."""
+    parts = []
+    for v in key:
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            parts.append(((0, int(v)),))
+        else:
+            parts.append(tuple((0, int(t)) if t.isdigit() else (1, t) for t in _DIGITS.split(str(v)) if t))
+    return tuple(parts)
 
 
 def _read_output(path: Path, id_cols: Sequence[str], types: dict[str, str]) -> pd.DataFrame | None:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, InputError
-from .io import RunDir, key_label, read_history, read_run_dir, write_atomic
+from .io import RunDir, key_label, key_title, model_label, natural_key, read_history, read_run_dir, write_atomic
 
 # Longest readable part of a file name; the hash keeps names unique whatever is cut off.
 _SLUG_CHARS = 60
@@ -74,41 +74,170 @@ def _why_none(run: RunDir, key: tuple) -> str:
     return "not done, the run was interrupted" if run.summary.get("status") == "interrupted" else "not in the run"
 
 
-def render_series(run: RunDir, history: pd.DataFrame, key: tuple) -> bytes:
-    """One series' figure as PNG bytes: history, forecast (every window's, for a backtest), band, start line."""
+def _timing(run: RunDir, key: tuple, column: str) -> str:
+    """One series' value of a timings.csv column, "" when it is not there."""
+    row = _rows(run.timings, run.id_cols, key)
+    if row is None or row.empty or column not in row.columns:
+        return ""
+    value = row[column].iloc[0]
+    return "" if value is None or value != value else str(value)
+
+
+# The y-axis shows the history's range plus this share of it on each side (more when the forecasts need it, up to
+# OFF_SCALE_SHARE): a forecast that runs far outside it is drawn to the axis' edge and marked off-scale, so the
+# history stays readable.
+MARGIN_SHARE = 0.1
+OFF_SCALE_SHARE = 0.5
+# Prophet's colour, and the fallbacks' (a simple forecast, told apart at a glance).
+PROPHET_COLOR, FALLBACK_COLOR = "tab:blue", "tab:orange"
+
+
+def axis_limits(history_y, forecast_values=()) -> tuple[float, float]:
+    """The y-axis of a series' plot: the history's range with a margin, widened to hold the forecasts and their
+    bands only as far as OFF_SCALE_SHARE of the history's range beyond it; what lies further is off-scale."""
+    h = np.asarray(history_y, dtype=float)
+    h = h[np.isfinite(h)]
+    f = np.asarray(forecast_values, dtype=float).ravel()
+    f = f[np.isfinite(f)]
+    if not len(h):
+        h = f if len(f) else np.array([0.0])
+    lo, hi = float(h.min()), float(h.max())
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    lo_cap, hi_cap = lo - OFF_SCALE_SHARE * span, hi + OFF_SCALE_SHARE * span
+    if len(f):
+        lo, hi = min(lo, max(float(f.min()), lo_cap)), max(hi, min(float(f.max()), hi_cap))
+    return lo - MARGIN_SHARE * span, hi + MARGIN_SHARE * span
+
+
+def _number(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.3g}"
+
+
+def _mark_off_scale(ax, ds, values, limits, color, what: str) -> list[str]:
+    """Draw a forecast line clipped to the axis, with triangles where it leaves it; return the notes that say how
+    far it went (written on the plot)."""
+    values = np.asarray(values, dtype=float)
+    lo, hi = limits
+    notes = []
+    for side, out, edge, marker in (("above", values > hi, hi, "^"), ("below", values < lo, lo, "v")):
+        if out.any():
+            ax.plot(np.asarray(ds)[out], np.full(int(out.sum()), edge), linestyle="none", marker=marker,
+                    color=color, markersize=6, clip_on=False)
+            extreme = values[out].max() if side == "above" else values[out].min()
+            notes.append(f"{what} off scale {side}: {int(out.sum())} point(s), "
+                         f"{'up' if side == 'above' else 'down'} to {_number(extreme)}")
+    return notes
+
+
+def _history_with_gaps(past: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The history's times and values with a missing value put where periods are missing (a step more than 1.5
+    times the series' usual one), so its line breaks there instead of joining across the gap."""
+    ds = past["ds"].to_numpy(dtype="datetime64[ns]")
+    y = past["y"].to_numpy(dtype=float)
+    if len(ds) < 3:
+        return ds, y
+    steps = np.diff(ds).astype("int64")
+    usual = np.median(steps)
+    gaps = np.flatnonzero(steps > 1.5 * usual)
+    if not len(gaps):
+        return ds, y
+    mid = ds[gaps] + (steps[gaps] // 2).astype("timedelta64[ns]")
+    return np.insert(ds, gaps + 1, mid), np.insert(y, gaps + 1, np.nan)
+
+
+def render_series(run: RunDir, history: pd.DataFrame, key: tuple, why: str = "") -> bytes:
+    """One series' figure (see `series_figure`) as PNG bytes."""
+    plt = _pyplot()
+    fig = series_figure(run, history, key, why)
+    try:
+        return png_bytes(fig)
+    finally:
+        plt.close(fig)
+
+
+def series_figure(run: RunDir, history: pd.DataFrame, key: tuple, why: str = ""):
+    """One series' matplotlib figure: history (broken where periods are missing), forecast (every window's, for
+    a backtest), band, start line; the y-axis from the history (see `axis_limits`), with off-scale forecasts
+    marked and their extremes written on the plot. The title names the key columns, `why` (e.g. the metric
+    that made it one of the worst) and, for a fallback, the model that served it and why. The caller closes it."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.6), dpi=90)
     try:
         past = _rows(history, run.id_cols, key)
-        ax.plot(past["ds"], past["y"], color="black", linewidth=0.9, label="history")
+        ds, y = _history_with_gaps(past)
+        ax.plot(ds, y, color="black", linewidth=0.9, label="history")
+        if len(ds) and np.isnan(y).any():  # a value alone between gaps would not show as a line
+            ax.plot(ds, y, color="black", linestyle="none", marker=".", markersize=2)
         fc = _rows(run.backtest if run.is_backtest else run.forecasts, run.id_cols, key)
-        note = ""
+        title = key_title(run.id_cols, key)
+        subtitle = why
+        off_scale: list[str] = []
         if fc is None or fc.empty:
-            note = f" (no forecast: {_why_none(run, key)})"
+            title += f" (no forecast: {_why_none(run, key)})"
+            ax.set_ylim(*axis_limits(past["y"]))
         elif run.is_backtest:
+            label = model_label("prophet", _timing(run, key, "engine"))
+            limits = axis_limits(past["y"], fc[["yhat", "yhat_naive"]].to_numpy())
+            ax.set_ylim(*limits)
             for w, part in fc.groupby("window"):
-                label = "forecast" if w == fc["window"].min() else None
-                ax.plot(part["ds"], part["yhat"], color="tab:blue", linewidth=1.2, label=label)
-                ax.fill_between(part["ds"], part["yhat_lower"], part["yhat_upper"], color="tab:blue", alpha=0.2)
-                ax.plot(part["ds"], part["yhat_naive"], color="tab:gray", linestyle=":", linewidth=1,
-                        label="seasonal naive" if label else None)
+                first = w == fc["window"].min()
+                ax.plot(part["ds"], part["yhat"].clip(*limits), color=PROPHET_COLOR, linewidth=1.2,
+                        label=label if first else None)
+                ax.fill_between(part["ds"], part["yhat_lower"].clip(*limits), part["yhat_upper"].clip(*limits),
+                                color=PROPHET_COLOR, alpha=0.2)
+                ax.plot(part["ds"], part["yhat_naive"].clip(*limits), color="tab:gray", linestyle=":", linewidth=1,
+                        label="seasonal naive" if first else None)
                 ax.axvline(part["cutoff"].iloc[0], color="tab:red", linestyle="--", linewidth=0.8,
-                           label="forecast start" if label else None)
+                           label="forecast start" if first else None)
+            off_scale += _mark_off_scale(ax, fc["ds"], fc["yhat"], limits, PROPHET_COLOR, label)
+            off_scale += _mark_off_scale(ax, fc["ds"], fc["yhat_naive"], limits, "tab:gray", "seasonal naive")
         else:
             last = past["ds"].max() if len(past) else fc["ds"].min()
             ahead = fc[fc["ds"] > last] if len(past) else fc
-            ax.plot(fc["ds"], fc["yhat"], color="tab:blue", linewidth=1.2, label="forecast")
-            ax.fill_between(fc["ds"], fc["yhat_lower"], fc["yhat_upper"], color="tab:blue", alpha=0.2,
-                            label="interval")
+            model = str(fc["model"].iloc[0]) if "model" in fc.columns else "prophet"
+            fallback = not model.startswith("prophet")
+            label = model_label(model, _timing(run, key, "engine"))
+            color = FALLBACK_COLOR if fallback else PROPHET_COLOR
+            limits = axis_limits(past["y"], fc["yhat"])
+            ax.set_ylim(*limits)
+            ax.plot(fc["ds"], fc["yhat"].clip(*limits), color=color, linewidth=1.2, label=label)
+            ax.fill_between(fc["ds"], fc["yhat_lower"].clip(*limits), fc["yhat_upper"].clip(*limits), color=color,
+                            alpha=0.2, label="interval")
             if len(ahead):
                 ax.axvline(ahead["ds"].min(), color="tab:red", linestyle="--", linewidth=0.8, label="forecast start")
-        ax.set_title(key_label(key) + note, fontsize=10)
+            off_scale += _mark_off_scale(ax, fc["ds"], fc["yhat"], limits, color, label)
+            reason = _timing(run, key, "error")
+            if fallback or model != "prophet":
+                served = f"served by {label}" + (f": {reason}" if reason else "")
+                subtitle = "; ".join(filter(None, [subtitle, served]))
+        ax.set_title(title + (f"\n{_shorten(subtitle)}" if subtitle else ""), fontsize=10)
+        if off_scale:
+            ax.text(0.99, 0.97, "\n".join(off_scale), transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                    color="tab:red", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "tab:red"})
         ax.legend(loc="upper left", fontsize=7)
         ax.grid(alpha=0.3)
         fig.autofmt_xdate()
-        return png_bytes(fig)
-    finally:
+        return fig
+    except BaseException:
         plt.close(fig)
+        raise
+
+
+def _shorten(text: str, width: int = 100) -> str:
+    """A subtitle in at most two lines of `width` characters."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, max_lines=2, placeholder="..."))
+
+
+def worst_reason(run: RunDir, key: tuple) -> str:
+    """Why a series is among the worst of a backtest: its Prophet MASE (and WAPE), as `worst_series` ranks."""
+    row = _rows(run.metrics[run.metrics["model"] == "prophet"], run.id_cols, key)
+    if row is None or row.empty:
+        return ""
+    mase, wape = row["mase"].iloc[0], row["wape"].iloc[0]
+    parts = [f"MASE {mase:.2f}" if mase == mase else "", f"WAPE {wape:.1%}" if wape == wape else ""]
+    return "worst by " + ", ".join(p for p in parts if p) if any(parts) else ""
 
 
 def worst_series(run: RunDir, n: int) -> list[tuple]:
@@ -123,9 +252,9 @@ def worst_series(run: RunDir, n: int) -> list[tuple]:
 
 
 def all_series(run: RunDir, history: pd.DataFrame) -> list[tuple]:
-    """Every series key of the run's input, in key order."""
-    keys = history[run.id_cols].drop_duplicates().sort_values(run.id_cols)
-    return [tuple(row) for row in keys.itertuples(index=False, name=None)]
+    """Every series key of the run's input, in natural order (S2 before S10)."""
+    keys = history[run.id_cols].drop_duplicates()
+    return sorted((tuple(row) for row in keys.itertuples(index=False, name=None)), key=natural_key)
 
 
 def select_series(run: RunDir, history: pd.DataFrame, series: Sequence[str] = (), worst: int | None = None
@@ -180,8 +309,9 @@ def plot_run(run_dir: Path | str, series: Sequence[str] = (), worst: int | None 
     out = Path(out_dir) if out_dir is not None else run.path / "plots"
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory; choose another --out")
+    worst_keys = set(worst_series(run, worst)) if worst else set()
     written = []
     for key in keys:
-        png = render_series(run, history, key)
+        png = render_series(run, history, key, worst_reason(run, key) if key in worst_keys else "")
         written.append(write_atomic(out / series_filename(key), lambda tmp, png=png: Path(tmp).write_bytes(png)))
     return written

@@ -10,36 +10,72 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from .config import REPORT_PLOTS
 from .errors import InputError
-from .io import RunDir, key_label, read_history, read_run_dir, write_atomic
-from .plot import _pyplot, png_bytes, render_series, worst_series
+from .io import RunDir, key_label, model_label, natural_key, read_history, read_run_dir, write_atomic
+from .plot import _pyplot, all_series, png_bytes, render_series, worst_reason, worst_series
 
-# How many series get a plot in the report; each costs ~0.1 s and ~40 kB of base64.
-PLOTS = 6
+# How many series get a plot in the report (config.REPORT_PLOTS, --plots).
+PLOTS = REPORT_PLOTS
 # Rows shown in the slowest-series and failures tables; the full lists are in timings.csv and errors.csv.
 TABLE_ROWS = 20
 
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
-th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}"""
+th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
+.warn{background:#fff4d6;border-left:4px solid #e0a000;padding:.4em .8em}"""
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        text = "" if math.isnan(value) else f"{value:.4g}"
-        return f'<td class="num">{text}</td>'
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f'<td class="num">{value}</td>'
-    return f"<td>{html.escape(str(value))}</td>"
+def _decimals(largest: float) -> int:
+    """Decimals for a column whose largest absolute value is `largest`: about four significant digits for it."""
+    for limit, decimals in ((100, 0), (10, 1), (1, 2)):
+        if largest >= limit:
+            return decimals
+    return 3
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _column_formatter(values: Sequence[Any], kind: str = "") -> Callable[[Any], str] | None:
+    """One format for a whole column of numbers: integers with thousands separators; other numbers with the
+    same number of decimals (chosen from the column's largest value), or as percentages for kind "pct"
+    (fractions: 0.123 is 12.3 %). None for a column that is not numbers."""
+    numbers = [v for v in values if _is_number(v)]
+    if not numbers or any(not _is_number(v) and v is not None for v in values):
+        return None
+    finite = [abs(float(v)) for v in numbers if math.isfinite(float(v))]
+    scale = 100.0 if kind == "pct" else 1.0
+    if kind != "pct" and all(isinstance(v, int) or float(v).is_integer() for v in numbers if math.isfinite(v)):
+        decimals = 0
+    else:
+        decimals = _decimals(max(finite, default=0.0) * scale)
+    suffix = " %" if kind == "pct" else ""
+
+    def fmt(v: Any) -> str:
+        if not _is_number(v) or not math.isfinite(float(v)):
+            return "" if v is None or v != v else str(v)
+        return f"{float(v) * scale:,.{decimals}f}{suffix}"
+
+    return fmt
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], kinds: dict[int, str] | None = None) -> str:
+    """An HTML table; each column of numbers gets one format (see `_column_formatter`), right-aligned; kinds
+    maps a column's index to "pct" for fractions shown as percentages."""
+    kinds = kinds or {}
+    columns = list(zip(*rows)) if rows else []
+    formats = [_column_formatter(col, kinds.get(i, "")) for i, col in enumerate(columns)]
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{formats[i](v)}</td>' if formats[i] is not None
+                         else f"<td>{html.escape('' if v is None else str(v))}</td>" for i, v in enumerate(row))
+        + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -60,6 +96,22 @@ def _histogram(seconds: pd.Series) -> bytes:
         plt.close(fig)
 
 
+def _engine_label(run: RunDir, keys: pd.DataFrame | None = None) -> str:
+    """The model that fitted the Prophet series of a run or backtest, with its engine (`prophet (fast)`); when
+    some series took another engine, how many (`prophet (fast; stan: 3 series)`)."""
+    configured = run.summary.get("config", {}).get("model", {}).get("engine", "")
+    timings = run.timings if keys is None else keys
+    if timings is None or "engine" not in timings.columns:
+        return model_label("prophet", configured)
+    fitted = timings.loc[timings["status"] == "ok", "engine"].dropna().astype(str)
+    counts = fitted[fitted != ""].value_counts()
+    if counts.empty:
+        return model_label("prophet", configured)
+    main = counts.index[0]
+    others = "; ".join(f"{e}: {n:,} series" for e, n in counts.iloc[1:].items())
+    return model_label("prophet", f"{main}; {others}" if others else main)
+
+
 def _summary_section(run: RunDir) -> str:
     s = run.summary
     fields = ["command", "status", "input", "rows", "series_total", "series_done", "series_ok", "series_failed",
@@ -70,7 +122,14 @@ def _summary_section(run: RunDir) -> str:
         rows.insert(0, ("command", "run"))
     if "horizon" not in s:
         rows.append(("horizon", s["config"]["model"]["horizon"]))
-    return "<h2>Run</h2>" + _table(["", "value"], rows)
+    rows.insert(2, ("model", _engine_label(run)))
+    fallback = s.get("config", {}).get("fallback")
+    if fallback and fallback != "none":
+        rows.insert(3, ("fallback", f"fallback:{fallback}"))
+    # one format for the value column: whole numbers as such, the rest with two decimals
+    shown = [(name, f"{v:,}" if _is_number(v) and float(v).is_integer() else
+              f"{v:,.2f}" if _is_number(v) else v) for name, v in rows]
+    return "<h2>Run</h2>" + _table(["", "value"], shown)
 
 
 def _timing_section(run: RunDir) -> str:
@@ -82,43 +141,95 @@ def _timing_section(run: RunDir) -> str:
         parts.append(_img(_histogram(ok["fit_seconds"]), "histogram of fit seconds per series"))
     slow = run.timings.assign(total=run.timings["fit_seconds"] + run.timings["predict_seconds"])
     slow = slow.sort_values("total", ascending=False).head(TABLE_ROWS)
+    has = set(slow.columns)
     parts.append("<h3>Slowest series</h3>")
-    parts.append(_table(["series", "n_obs", "fit seconds", "predict seconds", "worker"],
-                        [(key_label(r[run.id_cols]), int(r["n_obs"]), float(r["fit_seconds"]),
-                          float(r["predict_seconds"]), str(r["worker"])) for _, r in slow.iterrows()]))
+    parts.append(_table(["series", "model", "n_obs", "fit seconds", "predict seconds", "worker"],
+                        [(key_label(r[run.id_cols]),
+                          model_label(r["model"] if "model" in has else "prophet", r["engine"] if "engine" in has
+                                      else ""),
+                          int(r["n_obs"]), float(r["fit_seconds"]), float(r["predict_seconds"]), _text(r["worker"]))
+                         for _, r in slow.iterrows()]))
     return "".join(parts)
 
 
+def _text(value: Any) -> str:
+    return "" if value is None or value != value else str(value)
+
+
 def _failures_section(run: RunDir) -> str:
-    """The series Prophet did not forecast (failed, whether or not a fallback served them, or skipped by
-    triage), from errors.csv, and those an interrupted run did not reach."""
+    """The series Prophet did not forecast: failed (with no forecast), served by a fallback (after a failure, or
+    sent there by --min-obs or triage) with the model that served them, and skipped by triage, in natural key
+    order; and how many an interrupted run did not reach."""
     s = run.summary
     missing = s.get("series_total", 0) - s.get("series_done", s.get("series_total", 0))
     undone = (f"<p>{missing} series not done: the run was interrupted; <code>--resume</code> finishes it.</p>"
               if s.get("status") == "interrupted" and missing > 0 else "")
-    errors = run.errors if run.errors is not None else pd.DataFrame()
-    if errors.empty:
+    errors = run.errors if run.errors is not None else pd.DataFrame(columns=run.id_cols + ["stage", "reason"])
+    reasons = {tuple(r[run.id_cols]): (_text(r["stage"]), _text(r["reason"])) for _, r in errors.iterrows()}
+    entries = []
+    if run.timings is not None and "status" in run.timings.columns:
+        for _, r in run.timings[run.timings["status"] != "ok"].iterrows():
+            key = tuple(r[run.id_cols])
+            stage, reason = reasons.pop(key, ("", _text(r.get("error"))))
+            served = _text(r.get("model")) if r["status"] == "fallback" else "none"
+            entries.append((key, str(r["status"]), served, stage, reason))
+    for key, (stage, reason) in reasons.items():  # in errors.csv only (a run without timings)
+        entries.append((key, "failed", "none", stage, reason))
+    if not entries:
         return "<h2>Series without a Prophet forecast</h2><p>None.</p>" + undone
-    rows = [(key_label(r[run.id_cols]), str(r["stage"]), str(r["reason"])) for _, r in errors.head(TABLE_ROWS).iterrows()]
-    more = f"<p>{len(errors) - TABLE_ROWS} more in errors.csv.</p>" if len(errors) > TABLE_ROWS else ""
-    return (f"<h2>Series without a Prophet forecast ({len(errors)}: failed or skipped)</h2>"
-            + _table(["series", "stage", "reason"], rows) + more + undone)
+    entries.sort(key=lambda e: natural_key(e[0]))
+    counts = pd.Series([e[1] for e in entries]).value_counts()
+    told = ", ".join(f"{counts.get(k, 0):,} {k}" for k in ("failed", "fallback", "skipped"))
+    rows = [(key_label(k), status, served, stage, reason) for k, status, served, stage, reason in entries]
+    more = (f"<p>{len(rows) - TABLE_ROWS:,} more in timings.csv and errors.csv.</p>"
+            if len(rows) > TABLE_ROWS else "")
+    return (f"<h2>Series without a Prophet forecast ({len(rows):,}: {told})</h2>"
+            + _table(["series", "status", "served by", "stage", "reason"], rows[:TABLE_ROWS]) + more + undone)
+
+
+# The accuracy tables lead with the metrics that stay meaningful whatever the data (WAPE, MASE); sMAPE and MAPE
+# come last, flagged when the actuals hold zeros.
+_METRIC_COLUMNS = (("n", "n", ""), ("wape", "WAPE", "pct"), ("mase", "MASE", ""), ("mae", "MAE", ""),
+                   ("rmse", "RMSE", ""), ("smape", "sMAPE", "pct"), ("mape", "MAPE", "pct"),
+                   ("mape_skipped", "zero actuals", ""), ("coverage", "coverage", "pct"))
+
+
+def _zero_warning(overall: dict) -> str:
+    zeros = (overall.get("prophet") or {}).get("mape_skipped") or 0
+    n = (overall.get("prophet") or {}).get("n") or 0
+    if not zeros:
+        return ""
+    return (f'<p class="warn">&#9888; {zeros:,} of {n:,} actuals are 0. sMAPE scores a 0 actual at its maximum '
+            "(200 %) for any forecast that is not 0, so it can rank a naive forecast above a far better one; MAPE "
+            "leaves those points out and grows without bound where actuals are small. Judge by WAPE and MASE.</p>")
 
 
 def _accuracy_section(run: RunDir) -> str:
     if not run.is_backtest:
         return ""
-    names = ["n", "mae", "rmse", "wape", "smape", "mase", "mape", "mape_skipped", "coverage"]
     overall = run.summary.get("overall", {})
-    rows = [[model] + [float("nan") if figures.get(n) is None else figures[n] for n in names]
+    zeros = bool(_zero_warning(overall))
+    headers = [title + (" \u26a0" if zeros and name in ("smape", "mape") else "")
+               for name, title, _ in _METRIC_COLUMNS]
+    kinds = {i + 1: kind for i, (_, _, kind) in enumerate(_METRIC_COLUMNS) if kind}
+    prophet = _engine_label(run)
+    value = (lambda v: float("nan") if v is None else v.item() if hasattr(v, "item") else v)
+    rows = [[prophet if model == "prophet" else model]
+            + [value(figures.get(name)) for name, _, _ in _METRIC_COLUMNS]
             for model, figures in overall.items()]
     scores = run.metrics[run.metrics["model"] == "prophet"].sort_values("mase", ascending=False).head(TABLE_ROWS)
-    worst = [[key_label(r[run.id_cols])] + [r[n].item() if hasattr(r[n], "item") else r[n] for n in names]
-             for _, r in scores.iterrows()]
+    engines = {}
+    if run.timings is not None and "engine" in run.timings.columns:
+        engines = {tuple(r[run.id_cols]): r["engine"] for _, r in run.timings.iterrows()}
+    worst = [[key_label(r[run.id_cols]), model_label("prophet", engines.get(tuple(r[run.id_cols]), ""))]
+             + [value(r[name]) for name, _, _ in _METRIC_COLUMNS] for _, r in scores.iterrows()]
     return ("<h2>Accuracy (backtest)</h2>"
-            f"<p>{html.escape(str(run.summary.get('aggregation', '')))}.</p>"
-            + _table(["model"] + names, rows)
-            + "<h3>Series with the largest Prophet MASE</h3>" + _table(["series"] + names, worst))
+            f"<p>{html.escape(str(run.summary.get('aggregation', '')))}. WAPE, sMAPE, MAPE and coverage in "
+            "percent; MASE below 1 beats the seasonal-naive forecast's in-sample error.</p>"
+            + _zero_warning(overall)
+            + _table(["model"] + headers, rows, kinds)
+            + "<h3>Series with the largest Prophet MASE</h3>"
+            + _table(["series", "model"] + headers, worst, {i + 1: k for i, k in kinds.items()}))
 
 
 def _plots_section(run: RunDir, n: int) -> str:
@@ -128,11 +239,13 @@ def _plots_section(run: RunDir, n: int) -> str:
         return f"<h2>Series</h2><p>No plots: {html.escape(str(e))}</p>"
     if run.is_backtest:
         keys = worst_series(run, n)
+        why = {k: worst_reason(run, k) for k in keys}
     else:
-        keys = [tuple(k) for k in history[run.id_cols].drop_duplicates().head(n).itertuples(index=False, name=None)]
+        keys = all_series(run, history)[:n]
+        why = {}
     heading = "worst by backtest MASE" if run.is_backtest else f"the first {len(keys)}"
     return (f"<h2>Series ({heading})</h2>"
-            + "".join(_img(render_series(run, history, k), key_label(k)) for k in keys))
+            + "".join(_img(render_series(run, history, k, why.get(k, "")), key_label(k)) for k in keys))
 
 
 def build_report(run_dir: Path | str, out: Path | str | None = None, plots: int = PLOTS) -> Path:

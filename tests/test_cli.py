@@ -40,7 +40,9 @@ def test_run_writes_the_four_files_with_composite_keys(tmp_path, write_csv):
     assert list(timings.columns) == ["store", "item", "n_obs", "status", "fit_seconds", "predict_seconds",
                                      "cpu_seconds", "worker", "error", "model", "verdict", "engine"]
     assert (timings["status"] == "ok").all() and (timings["fit_seconds"] > 0).all()
-    assert timings["worker"].nunique() == 2  # both workers did work
+    # worker processes of this run (host:pid), at most the two asked for; four series of a few milliseconds each
+    # may all be done before the second worker has started (test_core checks how work spreads over workers)
+    assert timings["worker"].str.fullmatch(r".+:\d+").all() and 1 <= timings["worker"].nunique() <= 2
     assert list(pd.read_csv(out / "errors.csv").columns) == ["store", "item", "stage", "reason"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "ok"

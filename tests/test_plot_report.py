@@ -140,7 +140,10 @@ def test_report_of_a_backtest_has_the_accuracy_table(backtest_dir):
     assert "Accuracy (backtest)" in text and "seasonal_naive" in text and "<b>bold</b>" in text
     assert "b" not in page.tags  # the key's markup was not taken as markup
     overall = json.loads((backtest_dir / "summary.json").read_text())["overall"]
-    assert f"{overall['prophet']['mae']:.4g}" in text
+    from forecast.report import _decimals
+
+    decimals = _decimals(max(figures["mae"] for figures in overall.values()))  # one format for the MAE column
+    assert f"{overall['prophet']['mae']:,.{decimals}f}" in text
     assert len(page.images) == 2  # histogram and one plot
 
 
