@@ -17,6 +17,7 @@ import pandas as pd
 
 from .config import ForecastConfig, TriageRules
 from .io import default_out_dir, read_table, sort_by_series, write_table
+from .errors import ConfigError
 from .model import CALENDAR_DAYS, FIXED_STEPS, SeriesProblem, infer_freq, step_to_freq
 
 _DAY = FIXED_STEPS["D"]
@@ -126,6 +127,7 @@ def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = N
     (--freq) every series uses it.
     """
     if freq is not None:
+        _check_given_freq(table, id_cols, freq)
         return TableGrid(freq, np.ones(table.groupby(list(id_cols), observed=True).ngroups, dtype=bool),
                          _given_step(freq) or 0)
     ds, _, starts, _, step = _sorted_arrays(table, list(id_cols))
@@ -191,6 +193,30 @@ def _periods_between(a: np.ndarray, b: np.ndarray, step: np.ndarray) -> np.ndarr
               - a[cal].astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64))
     out[cal] = months / -step[cal]
     return out
+
+
+def _check_given_freq(table: pd.DataFrame, id_cols: Sequence[str], freq: str) -> None:
+    """Refuse an anchored --freq whose grid misses the table's dates: `--freq W` (pandas' W-SUN) on a table of
+    Fridays put every forecast on a Sunday two days after the cutoff, and the backtest refused every series.
+
+    Raises:
+        ConfigError: naming the grid the table's dates do lie on, when fewer than half of them lie on `freq`'s.
+    """
+    from pandas.tseries.frequencies import to_offset
+
+    offset = to_offset(freq)
+    if isinstance(offset, pd.offsets.Tick):  # fixed steps (D, h, ...) have no anchor to miss
+        return
+    dates = pd.DatetimeIndex(pd.unique(table["ds"].to_numpy(dtype="datetime64[ns]")))
+    if len(dates) == 0:
+        return
+    on = sum(bool(offset.is_on_offset(d)) for d in dates[:: max(1, len(dates) // 500)])  # a sample of 500 at most
+    if on * 2 >= len(dates[:: max(1, len(dates) // 500)]):
+        return
+    own = table_grid(table, id_cols).freq
+    hint = f"; the table's dates lie on {own}: use --freq {own}" if own else ""
+    raise ConfigError(f"--freq {freq} ({offset.freqstr}): the table's dates do not lie on its grid (the first is "
+                      f"{dates.min().strftime('%a %Y-%m-%d')}){hint}")
 
 
 def _given_step(freq: str) -> int | None:

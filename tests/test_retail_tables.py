@@ -322,3 +322,26 @@ def test_a_weekly_series_in_a_daily_table_stays_weekly():
     grid = table_grid(table, ["unique_id"])
     assert grid.freq == "D" and grid.on_grid.tolist() == [True, True, False]
     assert profile_table(table, ["unique_id"], grid=grid)["freq"].tolist() == ["D", "D", "W-MON"]
+
+
+@pytest.mark.parametrize("command", ["run", "backtest", "check"])
+def test_a_freq_whose_grid_misses_the_tables_dates_is_refused_naming_the_tables(tmp_path, command):
+    # --freq W is pandas' W-SUN: on a table of Fridays it put every forecast on a Sunday, two days after the cutoff,
+    # and the backtest refused every series as "off the series' W grid"
+    ds = pd.date_range("2023-01-06", periods=30, freq="W-FRI")
+    table = pd.concat([pd.DataFrame({"store": s, "week": ds, "sales": 10.0 + s + np.arange(30) % 4})
+                       for s in (1, 2)])
+    path = tmp_path / "weeks.csv"
+    table.to_csv(path, index=False)
+    args = [command, str(path), "--id-col", "store", "--time-col", "week", "--target-col", "sales",
+            "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args + ["--freq", "W"] + ([] if command == "check" else ["--horizon", "2"]))
+    assert result.exit_code == 1
+    assert ("--freq W (W-SUN): the table's dates do not lie on its grid (the first is Fri 2023-01-06); the "
+            "table's dates lie on W-FRI: use --freq W-FRI") in result.output
+    assert not (tmp_path / "out").exists()
+    if command == "run":
+        ok = runner.invoke(app, args + ["--freq", "W-FRI", "--horizon", "2", "--overwrite"])
+        assert ok.exit_code == 0, ok.output
+        forecasts = pd.read_parquet(tmp_path / "out" / "forecasts.parquet")
+        assert (forecasts["ds"].dt.day_name() == "Friday").all()
