@@ -364,6 +364,7 @@ def run(
         --time-col date --target-col sales --horizon 28
     """
     import os
+    import sys
 
     from .progress import make_progress
     from .runner import run_forecast
@@ -386,7 +387,12 @@ def run(
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         raise typer.Exit(code=130) from None
-    _report(result)
+    try:
+        _report(result)
+    except BrokenPipeError:
+        # the reader of stdout went away (`| head -1`): the run is written and its exit code is what a scheduler
+        # must see, not 1; stdout is pointed at /dev/null so that Python's own flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     raise typer.Exit(code=result.exit_code)
 
 

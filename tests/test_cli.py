@@ -1,6 +1,7 @@
 """`forecast run` end to end through typer's CliRunner, with real Prophet fits and real files."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -229,3 +230,14 @@ def test_version_names_forecast_prophet_and_python():
     result = runner.invoke(app, ["version"])
     assert result.exit_code == 0
     assert f"prophet {version('prophet')}" in result.output and "python 3." in result.output
+
+
+def test_a_run_whose_stdout_reader_goes_away_keeps_its_exit_code(tmp_path, table_csv):
+    # `forecast run ... | head -1` under a scheduler with pipefail (here `| true`, a reader gone before the table is
+    # printed): the run is written, so its code is 0, not 1
+    script = (f"{shlex.quote(sys.executable)} -m forecast run {shlex.quote(str(table_csv))} --horizon 3 --n-jobs 1 "
+              f"--out {shlex.quote(str(tmp_path / 'out'))} 2>/dev/null | true; "
+              "echo ${PIPESTATUS[0]}")
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "0"
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["status"] == "ok"
