@@ -59,9 +59,9 @@ class BacktestResult:
     worker: str = ""
     stage: str = ""
     error: str = ""
-    model: str = "prophet"  # timings.csv says which model was timed, as for a run
+    model: str = ""  # timings.csv says which model was timed, as for a run: prophet once scored, else empty
     verdict: str = ""  # a backtest does not triage
-    engine: str = "prophet"  # which engine fitted the windows (--engine; stock Prophet by default)
+    engine: str = ""  # which engine fitted the windows (fast, stan or prophet); empty when none did
 
 
 def _windows(n: int, horizon: int, windows: int, step: int) -> list[tuple[int, int]]:
@@ -119,6 +119,7 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
                 else:
                     frame = predict_frame(series, series.ds[start:end], opts, source="the input table")
                     fc = fit_predict(checked, frame, opts, series.key)
+                    result.engine = "prophet"
                 result.fit_seconds += fc["fit_seconds"]
                 result.predict_seconds += fc["predict_seconds"]
                 history = y_grid[:pos[start - 1] + 1]
@@ -135,7 +136,7 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
         for name, values in parts.items():
             setattr(result, name, np.concatenate(values))
         result.season_length = m
-        result.status = "ok"
+        result.status, result.model = "ok", "prophet"
     except SeriesProblem as e:
         result.stage = e.stage
         result.error = f"{stage}: {e}" if stage.startswith("window") else str(e)

@@ -58,6 +58,11 @@ def test_prophet_beats_seasonal_naive_on_seasonal_series_and_files_are_written(t
     assert (summary["series_ok"], summary["series_failed"]) == (3, 1)
     errors = pd.read_csv(out / "errors.csv")
     assert errors["unique_id"].tolist() == ["short"] and "20 rows are too few" in errors["reason"].iloc[0]
+    # timings name the model and engine of the series that were scored, and none for the one never fitted
+    timings = pd.read_csv(out / "timings.csv", keep_default_na=False).set_index("unique_id")
+    assert (timings.loc["short", "model"], timings.loc["short", "engine"]) == ("", "")
+    scored = timings.drop(index="short")
+    assert (scored["model"] == "prophet").all() and (scored["engine"] == "fast").all()
 
     # the printed table: one line per model, with the same figures
     lines = result.stdout.splitlines()
