@@ -457,11 +457,41 @@ def run_check(path: Path | str, config: ForecastConfig, rules: TriageRules) -> C
     grid = table_grid(table, config.id_cols, config.model.freq)
     profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), rules, freq_given)
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_check_dir()
+    _may_write_profile(out_dir, list(profile.columns))
     files = {"profile": write_table(profile, out_dir / "profile.csv")}
     summary = summarize(profile, config.id_cols, rules, freq_given)
     summary["table_freq"] = grid.freq
     summary["series_own_freq"] = int(np.count_nonzero(~grid.on_grid))
     return CheckResult(out_dir=out_dir, profile=profile, summary=summary, notes=notes, files=files)
+
+
+def _may_write_profile(out_dir: Path, columns: list[str]) -> None:
+    """`forecast check` writes profile.csv into --out: never over someone else's files (a directory with other
+    files, or a profile.csv whose header is not a check's), which it would replace without a word.
+
+    Raises:
+        OutputExistsError: naming the files and the fix.
+    """
+    from .errors import OutputExistsError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"{out_dir}: exists and is not a directory; choose another --out")
+    if not out_dir.is_dir():
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name != "profile.csv" and not p.name.startswith("."))
+    profile = out_dir / "profile.csv"
+    if profile.is_file():
+        try:
+            with open(profile, encoding="utf-8") as f:
+                header = f.readline().rstrip("\r\n").split(",")
+        except (OSError, UnicodeDecodeError):
+            header = []
+        if header[-3:] != columns[-3:]:  # a check's profile ends with verdict, reason, rules
+            foreign.append("profile.csv")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise OutputExistsError(f"{out_dir}: holds files that are not a forecast check's ({shown}); choose a new or "
+                                "empty --out")
 
 
 def format_check(result: CheckResult) -> str:

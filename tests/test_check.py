@@ -259,3 +259,19 @@ def test_a_given_freq_is_the_grid_gaps_are_counted_on(freq, expected):
     if freq == "D":
         assert profile["missing_periods"].iloc[0] == 291 - 60
         assert triage(profile, TriageRules(), freq_given=True)["verdict"].iloc[0] == "fallback"  # gappy
+
+
+def test_check_never_replaces_someone_elses_files_but_reruns_into_its_own_directory(tmp_path, table_csv):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "profile.csv").write_text("my,own,notes\n1,2,3\n")
+    result = CliRunner().invoke(app, ["check", str(table_csv), "--out", str(out)])
+    assert result.exit_code == 1
+    assert f"{out}: holds files that are not a forecast check's (profile.csv); choose a new or empty --out" in \
+        result.output
+    assert (out / "profile.csv").read_text() == "my,own,notes\n1,2,3\n"  # untouched
+    mine = tmp_path / "mine"
+    for _ in range(2):  # a check run again into its own directory replaces its own profile
+        result = CliRunner().invoke(app, ["check", str(table_csv), "--out", str(mine)])
+        assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(mine / "profile.csv").columns)[-3:] == ["verdict", "reason", "rules"]
