@@ -1,8 +1,9 @@
 """Engines: ways of getting Prophet's MAP fit and forecast for one series faster than stock Prophet.
 
 - "fast" (the default): an in-process MAP solver (engines/fast.py) for every growth (linear, flat, logistic with a
-  cap and floor), additive or multiplicative seasonality, holidays and regressors; what it does not cover (a
-  seasonality longer than the history, a fit that interpolates its data) goes to "stan".
+  cap and floor), additive or multiplicative seasonality, holidays and regressors, with fewer terms for a series too
+  short for Prophet's model; what it does not cover (a seasonality longer than the history, a logistic fit that
+  does not converge) goes to "stan".
 - "stan": Prophet's compiled Stan optimizer run directly on Stan data built in numpy (engines/stan.py): the same
   parameters as stock Prophet, without cmdstanpy, stanio and pandas around it.
 - "prophet": stock `Prophet().fit().predict()` (model.py), for stock Prophet's answer exactly.
@@ -92,8 +93,7 @@ def fit_params(data: StanData, engine: str, init: Params | None = None) -> Fit:
     if is_constant(data):  # Prophet does not fit a constant series either
         return Fit(constant_params(data), data, engine)
     if engine == "fast":
-        why = fast.supports(data)
-        if why.startswith(fast.TOO_FEW_POINTS):
+        if data.T <= free_parameters(data):
             small = reduced(data, max(2, data.T // 2))
             if small is not None:
                 small_data, what = small
@@ -102,7 +102,7 @@ def fit_params(data: StanData, engine: str, init: Params | None = None) -> Fit:
                            f"{data.T} points for Prophet's {free_parameters(data)} parameters: fitted with {what}")
             raise fast.NotCovered(f"{data.T} points are too few for any Prophet model with these options (a "
                                   "trend and the holiday and regressor columns); lower --min-obs no further")
-        if not why:
+        if not fast.supports(data):
             try:
                 params, _ = fast.fit(data, init=init)
                 return Fit(_fold_dummy_changepoint(params, data), data, "fast")

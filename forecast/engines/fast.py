@@ -36,7 +36,6 @@ from .model import TREND_INDICATOR, Params, StanData, free_parameters, log_poste
 
 
 _SIGMA_FLOOR = 1e-12
-TOO_FEW_POINTS = "as many parameters as points"
 
 
 class NotCovered(ValueError):
@@ -46,7 +45,7 @@ class NotCovered(ValueError):
 def supports(data: StanData) -> str:
     """Why this solver cannot fit `data` ("" when it can)."""
     if data.T <= free_parameters(data):  # an exact fit through every point: no maximum
-        return f"{TOO_FEW_POINTS} ({data.T} points)"
+        return f"as many parameters as points ({data.T} points)"
     span_days = data.t_scale_ns / 86_400e9
     longest = max((period for period, _ in data.seasonalities), default=0.0)
     if longest > span_days:
@@ -153,22 +152,21 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     D, ridge, l1 = _design(data)
     S, T = data.S, data.T
     DtD, Dty, yty = D.T @ D, D.T @ data.y, float(data.y @ data.y)
-    if init is not None:
-        x = np.concatenate([[init.k, init.m], init.delta, init.beta])
-        s = float(init.sigma_obs)
-    else:
-        x = np.linalg.solve(DtD + 1e-2 * np.diag(ridge + (l1 > 0)), Dty)  # a ridge start, lasso ignored,
-        s_start = _best_sigma(max(float(x @ DtD @ x - 2 * Dty @ x + yty), 0.0), T)
-        x[l1 > 0] = 0.0  # then the deltas at 0: the active-set steps add the few that matter (fewer solves)
-        s = 1.0
     def rss_of(x):
         return max(float(x @ DtD @ x - 2 * Dty @ x + yty), 0.0)
 
     def lp_of(x, s):
         return (-T * np.log(s) - 0.5 * rss_of(x) / s**2 - 2 * s**2 - 0.5 * ridge @ x**2 - l1 @ np.abs(x))
 
-    if init is None:  # s from the ridge fit with its deltas: nearer the optimum's than the fit without them
-        s = max(s_start, _SIGMA_FLOOR)
+    if init is not None:
+        x = np.concatenate([[init.k, init.m], init.delta, init.beta])
+        s = float(init.sigma_obs)
+    else:
+        x = np.linalg.solve(DtD + 1e-2 * np.diag(ridge + (l1 > 0)), Dty)  # a ridge start, lasso ignored;
+        # s from that fit with its deltas: nearer the optimum's than the fit without them
+        s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
+        x[l1 > 0] = 0.0  # then the deltas at 0: the active-set steps add the few that matter (fewer solves)
+
     def round_from(x, s):
         # theta given s: minimise s^2 * (-lp) = 0.5 x'(D'D + s^2 R)x - D'y x + s^2 |delta|/tau; then s given theta
         x = lasso_qp(DtD + s * s * np.diag(ridge), Dty, s * s * l1, x0=x)
@@ -205,7 +203,7 @@ def _sigma_fixed_point(DtD, Dty, ridge, l1, x, s, rss_of, T, max_steps: int = 20
         full[idx] = np.linalg.solve(G + u * np.diag(R), b - u * c)
         return max(_best_sigma(rss_of(full), T), _SIGMA_FLOOR) ** 2 - u
 
-    u0, u1 = s * s, None
+    u0 = s * s
     f0 = image(u0)
     u1 = u0 + f0
     for _ in range(max_steps):

@@ -315,12 +315,18 @@ def free_parameters(data: StanData) -> int:
     """How many parameters can move the fit: k, m, the changepoints' deltas (the dummy one at 0 only repeats k;
     flat growth has m alone), and the feature columns (the zeros column of a model without features moves
     nothing)."""
-    no_features = data.K == 1 and not data.X.any()
-    features = 0 if no_features else data.K
+    n_cp, n_features = _movable(data)
     if data.trend_indicator == TREND_INDICATOR["flat"]:
-        return 1 + features
+        return 1 + n_features
+    return 2 + n_cp + n_features
+
+
+def _movable(data: StanData) -> tuple[int, int]:
+    """(changepoints, feature columns) that can move the fit: none for the dummy changepoint at 0, none for the
+    zeros column of a model without features."""
     dummy = data.S == 1 and data.t_change[0] == 0.0
-    return 2 + (0 if dummy else data.S) + features
+    no_features = data.K == 1 and not data.X.any()
+    return (0 if dummy else data.S), (0 if no_features else data.K)
 
 
 def reduced(data: StanData, budget: int) -> tuple[StanData, str] | None:
@@ -332,9 +338,8 @@ def reduced(data: StanData, budget: int) -> tuple[StanData, str] | None:
     """
     orders = [order for _, order in data.seasonalities]
     n_fourier = 2 * sum(orders)
-    rest = data.K - n_fourier if orders else (0 if data.K == 1 and not data.X.any() else data.K)
-    dummy = data.S == 1 and data.t_change[0] == 0.0
-    n_cp = 0 if dummy else data.S
+    n_cp, n_features = _movable(data)
+    rest = n_features - n_fourier  # holiday and regressor columns, after the Fourier terms
     keep_cp = max(0, min(n_cp, budget - 2 - n_fourier - rest))
     new_orders = list(orders)
     while 2 + keep_cp + 2 * sum(new_orders) + rest > budget and any(new_orders):
@@ -351,7 +356,7 @@ def reduced(data: StanData, budget: int) -> tuple[StanData, str] | None:
     for order, new in zip(orders, new_orders):
         cols += range(offset, offset + 2 * new)
         offset += 2 * order
-    cols += range(n_fourier, data.K) if orders else ([] if rest == 0 else range(data.K))
+    cols += range(data.K - rest, data.K)
     cols = np.asarray(cols, dtype=int)
     if len(cols):
         X, sigmas, s_a, s_m = data.X[:, cols], data.sigmas[cols], data.s_a[cols], data.s_m[cols]
@@ -574,7 +579,7 @@ def logistic_uncertainty(mat: np.ndarray, params: Params, data: StanData, t_futu
     hist = np.zeros(len(grid))
     # the first grid point after each changepoint; where two share one, the later delta wins (numpy's
     # fancy assignment, as in Prophet)
-    hist[[int(np.flatnonzero(grid > c)[0]) for c in data.t_change]] = params.delta
+    hist[np.searchsorted(grid, data.t_change, side="right")] = params.delta
     h1, h2 = hist.sum(), hist @ grid  # every historical change comes before every future step
     c1 = np.cumsum(mat, axis=0) - mat  # sum of earlier future changes (the step's own adds 0: t - t = 0)
     c2 = np.cumsum(mat * t_future[:, None], axis=0) - mat * t_future[:, None]

@@ -60,9 +60,10 @@ def _rows_json(X: np.ndarray) -> str:
 def data_json(data: StanData) -> str:
     """The Stan data as JSON text, in the form stanio writes it."""
     rows = _rows_json(data.X)
+    cap = data.cap if data.cap is not None else np.zeros(data.T)  # Stan reads a cap for every growth
     return (
         f'{{"T":{data.T},"S":{data.S},"K":{data.K},"tau":{data.tau!r},"trend_indicator":{data.trend_indicator},'
-        f'"y":{_vec(data.y)},"t":{_vec(data.t)},"cap":{_vec(data.cap if data.cap is not None else np.zeros(data.T))},"t_change":{_vec(data.t_change)},'
+        f'"y":{_vec(data.y)},"t":{_vec(data.t)},"cap":{_vec(cap)},"t_change":{_vec(data.t_change)},'
         f'"s_a":{_vec(data.s_a)},"s_m":{_vec(data.s_m)},"X":[{rows}],"sigmas":{_vec(data.sigmas)}}}'
     )
 
