@@ -184,8 +184,8 @@ def _report(result) -> None:
 
 
 # Options shared by every command that reads a table (run, backtest, check): declared once.
-InputArg = Annotated[Path, typer.Argument(
-    metavar="INPUT", help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")]
+INPUT_HELP = "Long table: .csv, .csv.gz or .parquet, one row per series and time."
+InputArg = Annotated[Path, typer.Argument(metavar="INPUT", help=INPUT_HELP)]
 IdColOpt = Annotated[Optional[list[str]], typer.Option(
     help="Series key column; repeat for a composite key (--id-col store --id-col item).")]
 TimeColOpt = Annotated[str, typer.Option(help="Timestamp column.")]
@@ -282,8 +282,7 @@ def _parameters(ctx: typer.Context) -> dict:
 @app.command(epilog=EXIT_CODES, short_help="Fit one Prophet model per series; write forecasts and timings.")
 def run(
     ctx: typer.Context,
-    input: Annotated[Optional[Path], typer.Argument(
-        metavar="INPUT", help="Long table: .csv, .csv.gz or .parquet, one row per series and time.")] = None,
+    input: Annotated[Optional[Path], typer.Argument(metavar="INPUT", help=INPUT_HELP)] = None,
     horizon: Annotated[Optional[int], typer.Option(
         min=1, help="Steps to forecast past each series' last timestamp.")] = None,
     id_col: IdColOpt = None,
