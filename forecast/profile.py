@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .config import ForecastConfig, TriageRules
-from .io import default_out_dir, read_table, sort_by_series, write_table
 from .errors import ConfigError
 from .model import CALENDAR_DAYS, FIXED_STEPS, SeriesProblem, infer_freq, step_to_freq
+from .outputs import default_out_dir, write_table
+from .sources import read_table, sort_by_series
 
 _DAY = FIXED_STEPS["D"]
 _HOUR = FIXED_STEPS["h"]
