@@ -470,7 +470,7 @@ def backtest(
 def _accuracy_table(s: dict, out_dir: Path) -> str:
     """The overall metrics, one row per model (Prophet's named with its engine), led by WAPE and MASE, then the
     run's counts and a warning when zero actuals make sMAPE and MAPE mislead."""
-    from .outputs import model_label
+    from .io import model_label
 
     names = ["n", "wape", "mase", "mae", "rmse", "smape", "mape", "coverage"]
     engines = s.get("engines") or {}
