@@ -187,3 +187,18 @@ def test_file_record_reopens_from_another_directory_and_old_summaries_still_read
     with pytest.raises(InputError, match=r"the run's input gone\.csv is not there any more"):
         reopen_source({"kind": "file", "given": "gone.csv"})
     assert isinstance(FrameSource(frame), Source)
+
+
+def test_a_dataframe_run_resumes_by_its_content_and_reports_without_plots(tmp_path):
+    from forecast.errors import OutputExistsError
+    from forecast.report import build_report
+
+    frame = two_key_table()
+    first = forecast.forecast_with_records(frame, out=tmp_path / "run", **ARGS)
+    again = forecast.forecast_with_records(frame.copy(), out=tmp_path / "run", resume=True, **ARGS)
+    pd.testing.assert_frame_equal(again.forecasts, first.forecasts)
+    changed = frame.assign(sales=frame["sales"] + 1)
+    with pytest.raises(OutputExistsError, match="the input's content differs"):
+        forecast.forecast(changed, out=tmp_path / "run", resume=True, **ARGS)
+    page = build_report(tmp_path / "run", plots=2).read_text()
+    assert "No plots:" in page and "was a DataFrame in memory, which cannot be read again" in page
