@@ -92,14 +92,16 @@ def forecast_with_records(df: TableInput, horizon: int = ModelOptions.horizon,
         ConfigError: an unknown or inconsistent option.
         KeyboardInterrupt: the run was interrupted (with `out=`, `resume=True` finishes it).
     """
-    from .outputs import read_run_dir
+    from .outputs import default_out_dir, read_run_dir
     from .runner import run_forecast
 
     config = _config(horizon, id_cols, time_col, target_col, out, options)
     scratch = None
     if out is None:  # the run writes its outputs as always, here, and they are read back and removed
         scratch = tempfile.mkdtemp(prefix="forecast-")
-        config = dataclasses.replace(config, out_dir=Path(scratch), output_format="parquet")
+        # a run is named after its output directory; this one has none to speak of: its UTC time, as a CLI run's
+        run_id = config.run_id if config.run_id is not None else default_out_dir().name
+        config = dataclasses.replace(config, out_dir=Path(scratch), output_format="parquet", run_id=run_id)
     try:
         result = run_forecast(df, config, progress=progress, notify=notify)
         if result.summary["status"] == "interrupted":

@@ -202,3 +202,9 @@ def test_a_dataframe_run_resumes_by_its_content_and_reports_without_plots(tmp_pa
         forecast.forecast(changed, out=tmp_path / "run", resume=True, **ARGS)
     page = build_report(tmp_path / "run", plots=2).read_text()
     assert "No plots:" in page and "was a DataFrame in memory, which cannot be read again" in page
+
+
+def test_a_run_without_files_is_named_by_its_time_or_its_run_id():
+    frame = two_key_table()
+    assert forecast.forecast(frame, **ARGS)["run_id"].str.fullmatch(r"\d{8}T\d{6}Z").all()
+    assert (forecast.forecast(frame, run_id="nightly", **ARGS)["run_id"] == "nightly").all()
