@@ -21,7 +21,7 @@ import pandas as pd
 
 from forecast.config import TriageRules
 from forecast.core import usable_cores
-from forecast.io import split_series
+from forecast.sources import split_series
 from forecast.model import SeriesProblem, infer_freq
 from forecast.profile import profile_table, triage
 

@@ -2,6 +2,9 @@
 
 Library use::
 
+    import forecast
+    fc = forecast.forecast(df, horizon=28, id_cols=["store", "item"], time_col="date", target_col="sales")
+
     from forecast import ForecastConfig, ModelOptions, run_forecast
     result = run_forecast("data/sample.csv", ForecastConfig(id_cols=("store", "item"), time_col="date",
                           target_col="sales", model=ModelOptions(horizon=28)))
@@ -19,6 +22,8 @@ _EXPORTS = {
     "OutputExistsError": "errors", "RunStoppedError": "errors",
     "CheckResult": "profile", "run_check": "profile",
     "RunResult": "runner", "run_forecast": "runner",
+    "ForecastRecords": "api", "forecast": "api", "forecast_with_records": "api",
+    "Source": "sources", "open_source": "sources", "register_source": "sources",
 }
 
 
@@ -42,12 +47,18 @@ __all__ = [
     "ConfigError",
     "ForecastConfig",
     "ForecastError",
+    "ForecastRecords",
     "InputError",
     "ModelOptions",
     "OutputExistsError",
     "RunResult",
     "RunStoppedError",
+    "Source",
     "TriageRules",
+    "forecast",
+    "forecast_with_records",
+    "open_source",
+    "register_source",
     "run_check",
     "run_forecast",
 ]

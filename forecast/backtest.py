@@ -23,12 +23,12 @@ from . import metrics
 from .backends import make_backend
 from .config import BacktestConfig, ModelOptions
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, key_types, load_series, prepare_out_dir, timings_frame,
-                 write_json, write_table, _key_frame)
 from .model import (SeriesData, SeriesProblem, check_options, checked_frame, engine_fit_predict, fit_predict,
                     init_worker, predict_frame, scratch_cleanup, series_freq, validate_series)
+from .outputs import _key_frame, default_out_dir, errors_frame, prepare_out_dir, timings_frame, write_json, write_table
 from .runner import (RunResult, _sigterm_as_interrupt, _table_grid, _versions, above_cores, capped_n_jobs,
                      run_temp_root, worker_initargs)
+from .sources import TableInput, key_types, load_series, open_source
 from .timing import Clock, run_timing, series_cpu
 
 MODELS = ("prophet", "seasonal_naive")
@@ -200,12 +200,12 @@ def metrics_frame(results: list[BacktestResult], id_cols) -> tuple[pd.DataFrame,
     return frame, overall
 
 
-def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[int, int], None] | None = None,
+def run_backtest(path: TableInput, config: BacktestConfig, progress: Callable[[int, int], None] | None = None,
                  notify: Callable[[str], None] | None = None) -> RunResult:
     """Backtest every series of a long table; write metrics.csv, backtest.parquet, timings, errors, summary.
 
     Args:
-        path: the input table.
+        path: the input table: a path, a DataFrame, an Arrow table (see sources.open_source).
         config: the run's configuration and the windows.
         progress: called as progress(done, total) as series finish.
         notify: called with one-line messages for the user.
@@ -219,12 +219,12 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
     """
     run = config.run
     clock = Clock()
-    path = Path(path)
+    source = open_source(path)
     out_dir = Path(run.out_dir) if run.out_dir is not None else default_out_dir()
     prepare_out_dir(out_dir, run.overwrite)
     check_options(run.model)
     with clock.stage("read"):
-        table, series, notes, model = load_series(path, run, with_future=False)
+        table, series, notes, model = load_series(source, run, with_future=False)
         grid = _table_grid(table, series, run)
     for note in notes:
         if notify is not None:
@@ -262,7 +262,8 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
     summary = {
         "command": "backtest",
         "status": status,
-        "input": str(path),
+        "input": source.label,
+        "source": source.record(),  # what plot and report reopen
         "rows": int(len(table)),
         "series_total": len(series),
         "series_done": len(results),

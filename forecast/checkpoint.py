@@ -3,7 +3,7 @@
 An unfinished run in DIR looks like this:
 
     DIR/.lock                      pid, host and process start time of the run writing here
-    DIR/parts/manifest.json        the input (path, size, sha256) and the configuration that shapes results
+    DIR/parts/manifest.json        the input's identity (a file's path, size, sha256) and the configuration
     DIR/parts/part-00001.parquet   one row per finished series: its index, status, timings, forecast arrays
 
 Parts are written atomically as work finishes, so a run killed even with SIGKILL keeps them, and
@@ -14,7 +14,6 @@ directory of a run killed before it could remove it (see `run_temp_dir`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,8 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, RunLockedError
-from .io import STDIN, input_bytes, is_run_file, write_atomic, write_json
 from .model import SeriesData, SeriesResult
+from .outputs import is_run_file, write_atomic, write_json
+from .sources import TableInput, file_identity, open_source
 
 PARTS_DIR = "parts"
 MANIFEST = "manifest.json"
@@ -165,30 +165,13 @@ def run_temp_dir() -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # the manifest
 
-def fingerprint(path: Path) -> str:
-    """sha256 of the file's bytes, read in blocks (about 0.5 s per GB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _file_identity(path: Path) -> dict:
-    data = input_bytes(path)  # a pipe or standard input: the bytes the run read, not a second read
-    if data is not None:
-        where = STDIN if str(path) == STDIN else str(path.resolve())
-        return {"path": where, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": fingerprint(path)}
-
-
-def make_manifest(path: Path, config_dict: dict, series_total: int, other_files: dict | None = None) -> dict:
-    """What identifies a run: the input file, the other files that shape its results (`other_files`, by role:
-    a --future table, a holidays file; None when not used) and the settings that shape them."""
-    path = Path(path)
+def make_manifest(source: TableInput, config_dict: dict, series_total: int, other_files: dict | None = None) -> dict:
+    """What identifies a run: its input's identity (a file's path, size and sha256; a table in memory: a hash of its
+    content), the other files that shape its results (`other_files`, by role: a --future table, a holidays file;
+    None when not used) and the settings that shape them."""
     return {
-        "input": _file_identity(path),
-        "files": {role: _file_identity(Path(f)) if f is not None else None
+        "input": open_source(source).identity(),
+        "files": {role: file_identity(Path(f)) if f is not None else None
                   for role, f in (other_files or {}).items()},
         # through JSON and back, so it compares equal to the copy read from manifest.json (tuples become lists)
         "config": json.loads(json.dumps({k: v for k, v in config_dict.items() if k not in _FREE_SETTINGS},

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from .config import ForecastConfig, TriageRules
-from .io import default_out_dir, read_table, sort_by_series, write_table
 from .errors import ConfigError
 from .model import CALENDAR_DAYS, FIXED_STEPS, SeriesProblem, infer_freq, step_to_freq
+from .outputs import default_out_dir, write_table
+from .sources import TableInput, read_table, sort_by_series
 
 _DAY = FIXED_STEPS["D"]
 _HOUR = FIXED_STEPS["h"]
@@ -438,11 +439,11 @@ def default_check_dir() -> Path:
     return run_dir.with_name(run_dir.name + "-check")
 
 
-def run_check(path: Path | str, config: ForecastConfig, rules: TriageRules) -> CheckResult:
+def run_check(path: TableInput, config: ForecastConfig, rules: TriageRules) -> CheckResult:
     """Check a table as `forecast run` would, profile and triage every series, and write profile.csv.
 
     Args:
-        path: the input table.
+        path: the input table: a path, a DataFrame, an Arrow table (see sources.open_source).
         config: the input columns and duplicates policy, and out_dir (None: outputs/<UTC timestamp>-check).
         rules: the triage thresholds.
 
@@ -452,7 +453,7 @@ def run_check(path: Path | str, config: ForecastConfig, rules: TriageRules) -> C
     Raises:
         InputError: the table cannot be used (the same checks as `forecast run`); nothing is written.
     """
-    table, notes = read_table(Path(path), config.id_cols, config.time_col, config.target_col, config.duplicates)
+    table, notes = read_table(path, config.id_cols, config.time_col, config.target_col, config.duplicates)
     freq_given = config.model.freq is not None
     grid = table_grid(table, config.id_cols, config.model.freq)
     profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), rules, freq_given)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .config import REPORT_PLOTS
 from .errors import InputError
-from .io import RunDir, key_label, model_label, natural_key, read_history, read_run_dir, write_atomic
+from .outputs import RunDir, key_label, model_label, natural_key, read_history, read_run_dir, write_atomic
 from .plot import _pyplot, all_series, png_bytes, render_series, worst_reason, worst_series
 
 # How many series get a plot in the report (config.REPORT_PLOTS, --plots).

@@ -21,10 +21,10 @@ from .checkpoint import PartWriter, RunLock, RunState, make_manifest, manifest_d
 from .config import ForecastConfig, ModelOptions
 from .errors import BackendLostError, ConfigError, OutputExistsError, RunStoppedError
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .io import (default_out_dir, errors_frame, forecast_frame, inputs_read_once, key_types, load_series,
-                 params_frame, prepare_out_dir, read_params, read_series_subset, timings_frame, write_json,
-                 write_table, written_by_forecast)
 from .model import SENT_STAGES, SeriesResult, check_options, fit_series, init_worker, serve_fallback
+from .outputs import (default_out_dir, errors_frame, forecast_frame, params_frame, prepare_out_dir, read_params,
+                      timings_frame, write_json, write_table, written_by_forecast)
+from .sources import Source, TableInput, inputs_read_once, key_types, load_series, open_source, read_series_subset
 from .timing import Clock, run_timing
 
 EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -164,7 +164,7 @@ def fit_from_source(ref: SeriesRef, source: TableSource, opts) -> SeriesResult:
     return fit_series(series, opts)
 
 
-def _worker_items(series, chunks, config: ForecastConfig, path: Path, model):
+def _worker_items(series, chunks, config: ForecastConfig, source: Source, model):
     """With --workers-read, each series becomes a SeriesRef and the function reads it; otherwise as they are."""
     func = partial(fit_series, opts=model)
     if not config.workers_read:
@@ -174,9 +174,9 @@ def _worker_items(series, chunks, config: ForecastConfig, path: Path, model):
         keys = tuple(series[i].key for i in chunk)
         for i in chunk:
             refs[i] = SeriesRef(series[i].key, keys, series[i].warm, series[i].freq, series[i].table_freq)
-    source = TableSource(str(path.resolve()), tuple(config.id_cols), config.time_col, config.target_col,
-                         config.duplicates)
-    return refs, partial(fit_from_source, source=source, opts=model)
+    table = TableSource(str(source.path.resolve()), tuple(config.id_cols), config.time_col, config.target_col,
+                        config.duplicates)
+    return refs, partial(fit_from_source, source=table, opts=model)
 
 
 def _key_fields(key: tuple, id_cols) -> dict:
@@ -184,7 +184,7 @@ def _key_fields(key: tuple, id_cols) -> dict:
 
 
 def run_forecast(
-    path: Path | str,
+    path: TableInput,
     config: ForecastConfig,
     progress: Callable[[int, int], None] | None = None,
     notify: Callable[[str], None] | None = None,
@@ -196,7 +196,8 @@ def run_forecast(
     is killed can be finished with `config.resume` (see checkpoint.py); one run at a time holds the directory.
 
     Args:
-        path: the input table (.csv, .csv.gz, .parquet).
+        path: the input table: a .csv, .csv.gz or .parquet path ("-": standard input), a pandas DataFrame, a
+            pyarrow Table, or a Source (see sources.open_source).
         config: the run's configuration.
         progress: called as progress(done, total) as series finish.
         notify: called with one-line messages worth telling the user (e.g. timezones dropped).
@@ -211,14 +212,14 @@ def run_forecast(
         BackendError: when workers cannot start.
     """
     clock = Clock()
-    path = Path(path)
+    source = open_source(path)
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_out_dir()
-    if config.workers_read and not path.name.lower().endswith((".parquet", ".pq")):
-        raise ConfigError(f"{path}: --workers-read needs a Parquet input (workers read their series with a key "
-                          "filter); convert the table to Parquet or drop --workers-read")
-    if config.workers_read and not path.is_file():
-        raise ConfigError(f"{path}: --workers-read needs a file the workers can read again, not a pipe or standard "
-                          "input; save the table to a file or drop --workers-read")
+    if config.workers_read and not source.label.lower().endswith((".parquet", ".pq")):
+        raise ConfigError(f"{source.label}: --workers-read needs a Parquet input (workers read their series with a "
+                          "key filter); convert the table to Parquet or drop --workers-read")
+    if config.workers_read and source.path is None:
+        raise ConfigError(f"{source.label}: --workers-read needs a file the workers can read again, not a pipe or "
+                          "standard input; save the table to a file or drop --workers-read")
     with RunLock(out_dir), run_temp_root() as tmp_root, ExitStack() as early, inputs_read_once():
         finished = prepare_out_dir(out_dir, config.overwrite, config.resume)
         check_options(config.model)
@@ -228,10 +229,10 @@ def run_forecast(
             early.enter_context(backend)  # second) while the input is read
         with clock.stage("read"):
             warm = read_params(config.warm_start, config.id_cols) if config.warm_start is not None else {}
-            table, series, notes, model = load_series(path, config)
+            table, series, notes, model = load_series(source, config)
             for s in series:  # a series new since that run starts cold
                 s.warm = warm.get(tuple(str(v) for v in s.key))
-            manifest = make_manifest(path, config.to_dict(), len(series),
+            manifest = make_manifest(source, config.to_dict(), len(series),
                                      {"--future": config.future_path, "--holidays-file": config.holidays_file})
         if finished is not None:  # --resume of a run that had finished: done, if it is the same job
             return _already_finished(out_dir, finished, manifest, notify)
@@ -252,7 +253,7 @@ def run_forecast(
                         if verdict == "fit" and i not in done]
                 n_jobs = capped_n_jobs(config, todo, notify)
                 backend = _backend(dataclasses.replace(config, n_jobs=n_jobs), tmp_root, notify)
-            return _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done,
+            return _fit_and_write(source, config, model, clock, table, series, verdicts, notes, state, done,
                                   backend, progress, events, grid, notify)
         except BaseException as e:
             kept = len(state.part_files())
@@ -337,7 +338,7 @@ def worker_initargs(model: ModelOptions, tmp_root: str, in_process: bool) -> tup
     return (None if in_process else tmp_root, model.engine == "prophet" or bool(model.holidays))
 
 
-def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, state, done, backend, progress,
+def _fit_and_write(source, config, model, clock, table, series, verdicts, notes, state, done, backend, progress,
                    events, grid, notify=None) -> RunResult:
     out_dir = state.out_dir
     emit = events if events is not None else (lambda name, fields: None)
@@ -358,7 +359,7 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
                             "reason": result.error})
 
     def start(n_jobs: int) -> None:  # once the workers are there, so a failure to start them is the only line
-        emit("start", {"input": str(path), "out": str(out_dir), "series_total": len(series),
+        emit("start", {"input": source.label, "out": str(out_dir), "series_total": len(series),
                        "series_resumed": len(done), "n_jobs": n_jobs})
 
     def report(finished: int, total: int) -> None:
@@ -379,7 +380,7 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
                     start(n_jobs)
                     chunks = plan_chunks([len(s.ds) for s in items], n_jobs, config.chunks_per_job, config.chunk_rows)
                     writer = PartWriter(state, chunks, todo)
-                    work, func = _worker_items(items, chunks, config, path, model)
+                    work, func = _worker_items(items, chunks, config, source, model)
                     map_chunks(func, work, backend, chunks=chunks, progress=report, on_result=record)
             except MapInterrupted as e:
                 status = "interrupted"
@@ -435,7 +436,8 @@ def _fit_and_write(path, config, model, clock, table, series, verdicts, notes, s
     fitted = list(new.values())  # throughput counts only the work of this run, not what a resume took over
     summary = {
         "status": status,
-        "input": str(path),
+        "input": source.label,
+        "source": source.record(),  # what plot and report reopen
         "rows": int(len(table)),
         "series_total": len(series),
         "series_done": len(results),

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from forecast.cli import app
-from forecast.io import csv_safe, csv_unsafe, write_table
+from forecast.outputs import csv_safe, csv_unsafe, write_table
 
 
 @pytest.mark.parametrize("value,expected", [

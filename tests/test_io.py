@@ -8,7 +8,8 @@ import pytest
 
 from conftest import make_table
 from forecast.errors import InputError, OutputExistsError
-from forecast.io import prepare_out_dir, read_table, split_series
+from forecast.outputs import prepare_out_dir
+from forecast.sources import read_table, split_series
 
 
 def read(path, id_cols=("unique_id",), time_col="ds", target_col="y", duplicates="error"):

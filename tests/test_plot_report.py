@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import make_table
 from forecast.cli import app
-from forecast.io import read_run_dir
+from forecast.outputs import read_run_dir
 from forecast.plot import series_filename
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from forecast import fallback, metrics
 from forecast.cli import app
-from forecast.io import read_history, read_run_dir
+from forecast.outputs import read_history, read_run_dir
 from forecast.plot import select_series
 from forecast.profile import profile_table, table_grid
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from conftest import make_table
 from forecast.cli import app
-from forecast.io import read_history, read_run_dir
+from forecast.outputs import read_history, read_run_dir
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

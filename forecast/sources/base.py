@@ -1,0 +1,136 @@
+"""What an input source is (`Source`), and the registry that picks one for what the user gave.
+
+A source is where a long table comes from: a file, a table in memory, next a database query. It only gives the
+table's columns as they are; the checks that make them a forecast's input (forecast/sources/checks.py) are the
+same for every source, and name the source by its label.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from ..errors import InputError
+
+# What a run's input may be given as: a path (str or Path; "-" for standard input), a pandas DataFrame, a pyarrow
+# Table, or a Source; whatever a registered source accepts (see `open_source`).
+TableInput = Any
+
+
+class Source(ABC):
+    """A long table to forecast, before its checks. A new source subclasses it, and registers (`register_source`).
+
+    Attributes:
+        kind: the name it is registered under ("file", "frame"); a record's "kind".
+        label: how messages name it: the path as the user gave it, or "DataFrame".
+        path: the file on disk a worker can read again itself (--workers-read); None when there is none.
+        keys_as_text: whether key columns arrive as text that may hold integers (CSV): such keys are read as
+            integers, as a typed source (Parquet, a DataFrame) would have stored them.
+    """
+
+    kind: str
+    label: str
+    path: Path | None
+    keys_as_text: bool
+
+    @classmethod
+    @abstractmethod
+    def accepts(cls, obj: Any) -> bool:
+        """Whether this source reads `obj`, what the user passed (`open_source` then calls cls(obj))."""
+
+    @classmethod
+    @abstractmethod
+    def reopen(cls, record: dict) -> Source:
+        """The source `record()` describes, opened again.
+
+        Raises:
+            InputError: it cannot be read again; one line saying why, and what to do instead.
+        """
+
+    @abstractmethod
+    def columns(self) -> list[str]:
+        """The table's column names, in order.
+
+        Raises:
+            InputError: the table cannot be read, is empty, or names a column twice.
+        """
+
+    @abstractmethod
+    def read(self, columns: Sequence[str], id_cols: Sequence[str], time_col: str,
+             filters: list | None = None) -> pd.DataFrame:
+        """These columns (all present), unchecked; `filters` (pyarrow's form) may select rows, else all rows."""
+
+    @abstractmethod
+    def read_as_text(self, columns: Sequence[str]) -> pd.DataFrame | None:
+        """These columns as they are written, for a hint beside an error; None when the table cannot be read a
+        second time (standard input)."""
+
+    @abstractmethod
+    def identity(self) -> dict:
+        """What `--resume` compares: {"path", "size", "sha256"} (a file's path, bytes and their hash; a table in
+        memory: its label, size and a hash of its content)."""
+
+    @abstractmethod
+    def record(self) -> dict:
+        """A JSON-ready record of the source for summary.json, with its "kind", from which `reopen_source` opens
+        it again (or says why it cannot)."""
+
+
+# kind -> the source class, or "module:Class" imported on first use, so that an optional source (a database
+# driver) costs nothing until a run uses it. Newer registrations are asked first (see `open_source`).
+_REGISTRY: dict[str, Any] = {}
+
+
+def register_source(kind: str, source: type | str) -> None:
+    """Register a `Source` subclass under `kind`: the class, or "package.module:Class" to import when first
+    needed. Its constructor takes what `accepts` accepted."""
+    _REGISTRY[kind] = source
+
+
+def _class(kind: str) -> type:
+    target = _REGISTRY[kind]
+    if isinstance(target, str):
+        module, _, name = target.partition(":")
+        target = _REGISTRY[kind] = getattr(import_module(module), name)
+    return target
+
+
+def open_source(obj: TableInput) -> Source:
+    """The source that reads `obj`: a path (str or Path), a pandas DataFrame, a pyarrow Table, or a Source as it is.
+
+    The most recently registered source that accepts `obj` reads it, so a new source can claim some strings
+    (a URL) from the file source, which accepts any.
+
+    Raises:
+        InputError: no source reads this kind of object.
+    """
+    if isinstance(obj, Source):
+        return obj
+    for kind in reversed(list(_REGISTRY)):
+        cls = _class(kind)
+        if cls.accepts(obj):
+            return cls(obj)
+    raise InputError(f"{type(obj).__name__}: not an input forecast can read; give a file path, a pandas DataFrame "
+                     "or a pyarrow Table")
+
+
+def reopen_source(record: dict) -> Source:
+    """The source a run recorded (`Source.record()`, summary.json's "source"), opened again.
+
+    Raises:
+        InputError: the source cannot be read again (standard input, a table that was in memory, a file gone).
+    """
+    kind = record.get("kind") if isinstance(record, dict) else None
+    if kind not in _REGISTRY:
+        raise InputError(f"the run's input source {kind!r} is not one this version of forecast reads")
+    return _class(kind).reopen(record)
+
+
+def one_line(e: Exception) -> str:
+    """An exception's text on one line of at most 200 characters, for an error message that quotes it."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,370 @@
+"""The first source: a table file (CSV, gzip-compressed CSV, Parquet) or standard input ("-").
+
+What a file's name and first bytes say it is, and reading only the columns a run needs: pyarrow's readers, the
+keys as sorted categories (see `_read_csv_arrow`). A named pipe or standard input is read once and its bytes
+kept (`inputs_read_once`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from ..errors import InputError
+from .base import Source, one_line
+
+# The input name that means standard input (CSV, or Parquet / gzip-compressed CSV told by their first bytes).
+STDIN = "-"
+
+
+def _kind(path: Path) -> str:
+    if str(path) == STDIN:
+        return "csv"
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz")):
+        return "csv"
+    raise InputError(f"{path}: unknown file type; expected .csv, .csv.gz or .parquet")
+
+
+# What a file's first bytes say it is, for a file whose name says otherwise.
+_GZIP, _PARQUET = b"\x1f\x8b", b"PAR1"
+_OTHER_FORMATS = ((b"PK\x03\x04", "a ZIP archive (an Excel workbook?), not CSV; export the sheet as CSV (UTF-8)"),
+                  (b"\xff\xfe", "UTF-16 text, not UTF-8; save it as CSV UTF-8"),
+                  (b"\xfe\xff", "UTF-16 text, not UTF-8; save it as CSV UTF-8"))
+
+
+def _content_kind(path: Path, kind: str, head: bytes) -> tuple[str, bool]:
+    """(kind, gzip) as the file's first bytes say, checked against its name: a Parquet file named .csv, a gzip
+    file named .csv or .parquet, or a spreadsheet are one line naming what the file is. Standard input has no
+    name: its first bytes decide."""
+    stdin = str(path) == STDIN
+    gzipped = head.startswith(_GZIP)
+    if head.startswith(_PARQUET):
+        if kind == "parquet" or stdin:
+            return "parquet", False
+        raise InputError(f"{path}: is a Parquet file (it starts with PAR1), not CSV; name it .parquet")
+    if gzipped:
+        if stdin or (kind == "csv" and path.name.lower().endswith(".gz")):
+            return "csv", True
+        what = "Parquet" if kind == "parquet" else "plain CSV"
+        raise InputError(f"{path}: is gzip-compressed, not {what}; name it .csv.gz (a gzip-compressed CSV)")
+    if kind == "csv" and path.name.lower().endswith(".gz") and head:
+        raise InputError(f"{path}: is not gzip-compressed although its name ends in .gz; name it .csv")
+    for magic, what in _OTHER_FORMATS:
+        if head.startswith(magic):
+            raise InputError(f"{path}: is {what}")
+    if kind == "parquet" and head:
+        raise InputError(f"{path}: cannot read as parquet: it does not start with PAR1, so it is not a Parquet "
+                         "file; if it is CSV, name it .csv")
+    return kind, False
+
+
+# The bytes of the inputs that are not regular files, while `inputs_read_once` is on: see `input_bytes`.
+_read_once: dict[str, bytes] | None = None
+
+
+@contextmanager
+def inputs_read_once():
+    """While on, an input that is not a regular file (a named pipe, standard input) is read only once and its
+    bytes kept for every later read: a run reads its input's header, its table and its fingerprint."""
+    global _read_once
+    previous, _read_once = _read_once, {}
+    try:
+        yield
+    finally:
+        _read_once = previous
+
+
+def input_bytes(path: Path) -> bytes | None:
+    """The content of an input that is not a regular file (standard input `-`, a named pipe, a process
+    substitution), read to its end; None for a regular file, which is read from disk as often as needed.
+
+    Raises:
+        InputError: for standard input on a terminal or a device such as /dev/zero, which would never end.
+    """
+    key = str(path)
+    if _read_once is not None and key in _read_once:
+        return _read_once[key]
+    if key == STDIN:
+        stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+        if stream.isatty():
+            raise InputError("-: standard input is a terminal; pipe the table in (forecast run - ... < table.csv)")
+        data = stream.read()
+    else:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return None
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            return None
+        if not stat.S_ISFIFO(mode):
+            raise InputError(f"{path}: is a device or socket, not a table file or a pipe")
+        with open(path, "rb") as f:
+            data = f.read()
+    if _read_once is not None:
+        _read_once[key] = data
+    return data
+
+
+def _head(path: Path, data: bytes | None) -> bytes:
+    if data is not None:
+        return data[:4]
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+def _stream(path: Path, data: bytes | None):
+    """What the readers open: the path of a regular file, or a fresh stream over the bytes of a pipe."""
+    import io as _io
+
+    return path if data is None else _io.BytesIO(data)
+
+
+def _columns(path: Path, kind: str, data: bytes | None = None) -> list[str]:
+    """The header's column names, refused with one line when one name is given to two columns."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        names = [str(n) for n in pq.read_schema(_stream(path, data)).names]
+    else:
+        # the header as a row, not as names: pandas would rename a repeated "y" to "y.1"
+        row = pd.read_csv(_stream(path, data), header=None, nrows=1, dtype=str, keep_default_na=False)
+        names = [n if n != "" else f"Unnamed: {i}" for i, n in enumerate(row.iloc[0].tolist())]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == name)
+            raise InputError(f"{path}: the header names column {name!r} more than once (columns {where}); give "
+                             "each column its own name")
+    return names
+
+
+def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], time_col: str,
+          filters: list | None = None, data: bytes | None = None) -> pd.DataFrame:
+    if kind == "parquet":
+        return _read_parquet(path, columns, list(id_cols) + [time_col], filters, data)
+    # Keys are labels: read them as text so codes such as 00123 keep their zeros. Times are read as text and
+    # parsed here, so a UTC offset keeps its local wall time as it does in Parquet (the CSV parser turns it to UTC).
+    # Only numeric columns take "NA", "null" and the like as missing: in a key they are labels.
+    text_cols = list(id_cols) + [time_col]
+    try:
+        try:
+            return _read_csv_arrow(path, columns, text_cols, data=data)
+        except Exception as e:
+            if _RAGGED.search(str(e)) is None:
+                raise
+            # a quoted value with a line break in it, split at a block's end, looks like a short row
+            return _read_csv_arrow(path, columns, text_cols, newlines_in_values=True, data=data)
+    except Exception as e:
+        ragged = _RAGGED.search(str(e))
+        if ragged is not None:  # pandas' reader would drop the extra fields or fill the missing ones silently
+            expected, got, row = ragged.groups()
+            raise InputError(f"{path}: a row has {got} fields where the header has {expected}: {row.strip()!r}; "
+                             'quote values that contain a comma ("1,234") or fix the row') from None
+        # the pyarrow parser is strict about values; the C parser reads what it refuses, and the checks describe it
+        return pd.read_csv(_stream(path, data), usecols=columns, dtype={c: "string" for c in text_cols},
+                           low_memory=False,
+                           keep_default_na=False, na_values={c: _CSV_NULLS for c in columns if c not in text_cols})
+
+
+# pyarrow's error for a row with another number of fields than the header
+_RAGGED = re.compile(r"Expected (\d+) columns, got (\d+): (.*)", re.S)
+
+
+def _read_parquet(path: Path, columns: list[str], text_cols: list[str], filters: list | None,
+                  data: bytes | None = None) -> pd.DataFrame:
+    """A Parquet table's columns, with text key and time columns read as categories (see `_read_csv_arrow`):
+    at the M5 scale this halves the peak memory of the read. The keys' categories are sorted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(_stream(path, data))
+    as_dict = [c for c in text_cols
+               if pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)]
+    return _arrow_frame(pq.read_table(_stream(path, data), columns=columns, filters=filters,
+                                      read_dictionary=as_dict or None),
+                        [c for c in as_dict if c != text_cols[-1]])
+
+
+def _arrow_frame(table, sorted_cols: list[str]) -> pd.DataFrame:
+    """An Arrow table as a DataFrame, freeing the table's memory column by column as it goes, with the categories
+    of `sorted_cols` (the keys read as dictionaries) sorted, so their codes follow the keys' text order."""
+    import pyarrow as pa
+
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()
+    for c in sorted_cols:
+        frame[c] = frame[c].cat.set_categories(sorted(frame[c].cat.categories))
+    return frame
+
+
+# What pandas' CSV readers take for a missing value (pandas' default na_values), so both parsers agree.
+_CSV_NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
+def _read_csv_arrow(path: Path, columns: list[str], text_cols: list[str],
+                    newlines_in_values: bool = False, data: bytes | None = None) -> pd.DataFrame:
+    """pyarrow's CSV reader (gzip by the file's extension), block by block, with the key and time columns
+    dictionary-encoded and every other column read as float64.
+
+    A long table repeats each key and each timestamp many times: as categories every distinct text is held once
+    and each row costs a small integer code, not a string, and `_parse_time` parses each distinct timestamp once.
+    Reading in blocks holds the parsed columns and one block of text, not the whole file's text. At M5's scale
+    (44 million rows, 1 GB of CSV) reading and checking the table peaks at about 1.9 GB (pandas' reader with
+    string keys and times: 7.7 GB). The keys' categories are sorted, so their codes follow the keys' text order.
+    A value pyarrow cannot convert (text in a number column) sends the file to pandas' reader,
+    whose result the checks then describe in one line.
+    """
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    as_text = pa.dictionary(pa.int32(), pa.string())
+    types = {c: (as_text if c in text_cols else pa.float64()) for c in columns}
+    convert = pacsv.ConvertOptions(include_columns=columns, column_types=types, null_values=_CSV_NULLS,
+                                   strings_can_be_null=False)  # key and time texts: see _blank_as_missing
+    reader = pacsv.open_csv(_stream(path, data), convert_options=convert,
+                            read_options=pacsv.ReadOptions(block_size=16 << 20),
+                            parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values))
+    return _arrow_frame(pa.Table.from_batches(list(reader), schema=reader.schema), text_cols[:-1])
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of the file's bytes, read in blocks (about 0.5 s per GB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_identity(path: Path) -> dict:
+    """A file's path (absolute), size and sha256, as a run's manifest records its input and other files; a pipe or
+    standard input by the bytes the run read, not a second read."""
+    path = Path(path)
+    data = input_bytes(path)
+    if data is not None:
+        where = STDIN if str(path) == STDIN else str(path.resolve())
+        return {"path": where, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {"path": str(path.resolve()), "size": path.stat().st_size, "sha256": fingerprint(path)}
+
+
+class FileSource(Source):
+    """A CSV (.csv, .csv.gz, .txt) or Parquet (.parquet, .pq) file, a named pipe, or standard input ("-").
+
+    The file's type is checked when it is first read (its name against its first bytes), so that opening a source
+    for a path that does not exist yet costs nothing and says nothing.
+    """
+
+    kind = "file"
+
+    def __init__(self, path: Path | str):
+        self.label = str(path)
+        self.given = Path(path)
+        self._format: tuple[str, bytes | None] | None = None  # (csv or parquet, a pipe's bytes) once opened
+
+    @classmethod
+    def accepts(cls, obj: Any) -> bool:
+        return isinstance(obj, (str, os.PathLike))
+
+    @classmethod
+    def reopen(cls, record: dict) -> FileSource:
+        """The file a run read, by the path it was given (from where the run started: its absolute path), refused
+        when it was a pipe or standard input, or is gone."""
+        given, where = Path(record["given"]), Path(record.get("path") or record["given"])
+        if str(given) == STDIN or (where.exists() and not where.is_file()):
+            raise InputError(f"the run's input {given} was a pipe or standard input, which cannot be read again; "
+                             "plots need the history: save the table to a file and run from it")
+        if not where.exists():
+            raise InputError(f"the run's input {given} is not there any more ({where}); plots need the history")
+        return cls(where if not given.exists() or given.resolve() != where else given)
+
+    @property
+    def path(self) -> Path | None:
+        return self.given if str(self.given) != STDIN and self.given.is_file() else None
+
+    @property
+    def keys_as_text(self) -> bool:
+        return self._open()[0] == "csv"
+
+    def _open(self) -> tuple[str, bytes | None]:
+        """(csv or parquet, the bytes of a pipe or standard input; None for a file on disk), checked once."""
+        if self._format is None:
+            path = self.given
+            if str(path) != STDIN and not path.exists():
+                raise InputError(f"{path}: no such file")
+            if path.is_dir():
+                raise InputError(f"{path}: is a directory; give the table file")
+            kind = _kind(path)
+            data = input_bytes(path)  # a pipe's bytes, read once; None for a file on disk
+            kind, gzipped = _content_kind(path, kind, _head(path, data))
+            if gzipped and data is not None:
+                import gzip
+
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError) as e:
+                    raise InputError(f"{path}: cannot read as gzip-compressed CSV: {one_line(e)}") from None
+            self._format = (kind, data)
+        return self._format
+
+    def columns(self) -> list[str]:
+        kind, data = self._open()
+        try:
+            return _columns(self.given, kind, data)
+        except InputError:
+            raise
+        except pd.errors.EmptyDataError:
+            raise InputError(f"{self.given}: the file is empty") from None
+        except Exception as e:
+            raise InputError(f"{self.given}: cannot read as {kind}: {one_line(e)}") from e
+
+    def read(self, columns: Sequence[str], id_cols: Sequence[str], time_col: str,
+             filters: list | None = None) -> pd.DataFrame:
+        kind, data = self._open()
+        try:
+            return _read(self.given, kind, list(columns), id_cols, time_col, filters, data)
+        except InputError:
+            raise
+        except Exception as e:
+            raise InputError(f"{self.given}: cannot read as {kind}: {one_line(e)}") from e
+
+    def read_as_text(self, columns: Sequence[str]) -> pd.DataFrame | None:
+        path = self.given
+        if str(path) == STDIN or not path.is_file():  # a pipe, read once already, cannot be read again
+            return None
+        if _kind(path) == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path, columns=list(columns)).to_pandas()
+        return pd.read_csv(path, usecols=list(columns), dtype=str, keep_default_na=False)
+
+    def read_whole(self, **csv_options) -> pd.DataFrame:
+        """Every column, by pandas' readers (`csv_options` for a CSV's): a small side table such as the holidays.
+
+        Raises:
+            InputError: one line when the file cannot be read as what it is.
+        """
+        kind, data = self._open()
+        stream = _stream(self.given, data)
+        try:
+            return pd.read_parquet(stream) if kind == "parquet" else pd.read_csv(stream, **csv_options)
+        except Exception as e:
+            raise InputError(f"{self.given}: cannot read as {kind}: {one_line(e)}") from e
+
+    def identity(self) -> dict:
+        return file_identity(self.given)
+
+    def record(self) -> dict:
+        where = STDIN if str(self.given) == STDIN else str(self.given.resolve())
+        return {"kind": self.kind, "given": self.label, "path": where}

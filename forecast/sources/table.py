@@ -1,0 +1,566 @@
+"""The checks every source's table passes, and a run's input loaded from a source: its series, their future
+values, the holidays file.
+
+Table-level checks happen here, before any worker starts; each raises `InputError` with one line that names the
+source (a file's path as given, or "DataFrame"), the column and the offending value and row. Problems of one
+series are not checked here (see model.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import shlex
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..model import SeriesData
+from .base import Source, TableInput, open_source
+
+# Strings that mean "no value" in a target column; anything else that is not a number is an error.
+_NA_STRINGS = {"", "na", "n/a", "nan", "null", "none", "nil", "-", "?"}
+# How many example keys an error message shows.
+_EXAMPLES = 3
+
+
+def _separator_error(label: str, found: list[str]) -> InputError | None:
+    """A header read as one column because the file is separated by ';', tabs or '|'."""
+    if len(found) == 1:
+        for sep in (";", "\t", "|"):
+            if sep in found[0]:
+                return InputError(f"{label}: the header is one column, {found[0]!r}: the file seems to separate "
+                                  f"columns with {sep!r}; forecast reads comma-separated files, so save it with commas")
+    return None
+
+
+def _suggestion(flag: str, col: str, found: list[str], taken: set[str]) -> tuple[str, str | None]:
+    """The fix for a column not in the file: the closest column not `taken` by another role (" " or case aside:
+    "Y" or " y " for "y"), as (hint, the column suggested)."""
+    by_folded = {f.strip().casefold(): f for f in found if f not in taken}
+    close = difflib.get_close_matches(col.strip().casefold(), list(by_folded), n=1, cutoff=0.4)
+    if not close:  # a name that says what it holds: "date" for the time column, "sales" for the target
+        words = _ROLE_WORDS.get(flag, ())
+        close = [f for f in by_folded if any(w in f for w in words)][:1]
+    if close:
+        name = by_folded[close[0]]
+        return f"did you mean {name!r}? pass {flag} {shlex.quote(name)}", name
+    return f"pass {flag} NAME", None
+
+
+# Words in a column's name that say it holds times or the values to forecast, for a suggestion when no name is
+# close to the one asked for.
+_ROLE_WORDS = {"--time-col": ("date", "time", "day", "week", "month", "period"),
+               "--target-col": ("sales", "demand", "qty", "quantity", "units", "value", "volume", "amount")}
+
+
+def _missing_columns(label: str, missing: list[tuple[str, str, str]], found: list[str],
+                     taken: set[str] = frozenset()) -> InputError:
+    """One error for every (role, flag, column) not in the file, each with its suggestion (no column suggested
+    twice, none that another role already uses), and the columns the file has."""
+    wrong_separator = _separator_error(label, found)
+    if wrong_separator is not None:
+        return wrong_separator
+    shown = ", ".join(found[:20]) + (", ..." if len(found) > 20 else "")
+    used = set(taken)
+    hints = []
+    for role, flag, col in missing:
+        hint, name = _suggestion(flag, col, found, used)
+        if name is not None:
+            used.add(name)
+        hints.append((role, col, hint))
+    if len(hints) == 1:
+        role, col, hint = hints[0]
+        return InputError(f"{label}: {role} column {col!r} not found; columns are: {shown}; {hint}")
+    each = "; ".join(f"{role} column {col!r}: {hint}" for role, col, hint in hints)
+    return InputError(f"{label}: {len(hints)} columns not found; columns are: {shown}; {each}")
+
+
+# How the notes say that times were made naive (they keep their local wall time).
+_MADE_NAIVE = "timestamps were made naive (local wall time)"
+# A day and a month as two numbers (01/02/2024, 1.2.24): which comes first cannot be told from one date.
+_NUMERIC_DATE = re.compile(r"^\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
+# A UTC offset after a time of day (10:00+02:00, 10:00:00.5Z), and the text before it.
+_TIME_AND_OFFSET = re.compile(r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def _to_datetime(distinct: pd.Series, **options) -> pd.Series:
+    with warnings.catch_warnings():  # pandas warns that it parses element by element; the checks here say more
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(distinct, errors="coerce", **options)
+
+
+def _parse_distinct_times(label: str, distinct: pd.Series, col: str, notes: list[str]) -> pd.Series:
+    """Each distinct time text parsed, NaT where it is not a time, in one reading for the whole column: the format
+    of its first value; else day first (13/01/2024 after 01/01/2024); else value by value, refused where the day
+    and the month could be read either way. Differing UTC offsets (a daylight-saving change) keep each
+    timestamp's local wall time, as one offset or a Parquet time zone does."""
+    try:
+        parsed = _to_datetime(distinct)
+    except (ValueError, TypeError):  # UTC offsets that differ between rows: drop them, keep the wall time
+        text = distinct.astype(str)
+        wall = text.str.replace(_TIME_AND_OFFSET, r"\1", regex=True)
+        offsets = sorted({t[len(w):].strip() for t, w in zip(text, wall)} - {""})
+        notes.append(f"column {col!r} had UTC offsets that differ between rows ({', '.join(offsets[:4])}); "
+                     f"{_MADE_NAIVE}")
+        return _parse_distinct_times(label, wall, col, notes)
+    numeric_dates = distinct.astype(str).str.match(_NUMERIC_DATE)
+    if not parsed.isna().any():
+        if numeric_dates.any():
+            dayfirst = _to_datetime(distinct, dayfirst=True)
+            differ = (dayfirst.notna() & (dayfirst != parsed)).to_numpy()
+            if differ.any() and not dayfirst.isna().any():
+                example = distinct.iloc[int(np.flatnonzero(differ)[0])]
+                notes.append(f"column {col!r} has dates such as {example!r} that read either way; they were read "
+                             "month first; if the day comes first, write ISO dates (2024-01-31)")
+        return parsed
+    if numeric_dates.any():
+        dayfirst = _to_datetime(distinct, dayfirst=True)
+        if not dayfirst.isna().any():
+            return dayfirst
+    mixed = _to_datetime(distinct, format="mixed")
+    if numeric_dates.any():  # value by value, 01/02/2024 would be read month first beside a day-first 13/02/2024
+        other = _to_datetime(distinct, format="mixed", dayfirst=True)
+        differ = np.flatnonzero((numeric_dates & mixed.notna() & (other != mixed)).to_numpy())
+        if len(differ):
+            i = int(differ[0])
+            raise InputError(f"{label}: column {col!r} mixes date formats, and {distinct.iloc[i]!r} reads as "
+                             f"{mixed.iloc[i]:%Y-%m-%d} or {other.iloc[i]:%Y-%m-%d}; write ISO dates such as "
+                             "2024-01-31")
+    return mixed
+
+
+def _shown(value: Any) -> str:
+    """A value of the input as an error message shows it: text quoted, anything else as printed."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _parse_time(label: str, raw: pd.Series, col: str) -> tuple[pd.Series, list[str]]:
+    notes: list[str] = []
+    if raw.isna().any():
+        row = int(np.flatnonzero(raw.isna().to_numpy())[0])
+        raise InputError(f"{label}: column {col!r} has an empty time value at row {row + 1}; every row needs one")
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        ds = raw
+    elif pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
+        raise InputError(f"{label}: column {col!r} holds numbers (e.g. {raw.iloc[0]}), not times; store dates or "
+                         "timestamps (numbers of seconds since 1970: pd.to_datetime(x, unit='s'))")
+    else:
+        # each distinct text is parsed once (a long table repeats every date for every series)
+        if isinstance(raw.dtype, pd.CategoricalDtype):
+            codes, distinct = raw.cat.codes.to_numpy(), pd.Series(raw.cat.categories.astype(object))
+        else:
+            codes, uniques = pd.factorize(raw)
+            distinct = pd.Series(np.asarray(uniques, dtype=object))
+        parsed = _parse_distinct_times(label, distinct, col, notes)
+        ds = parsed.iloc[codes].reset_index(drop=True)
+        bad = parsed.isna().to_numpy()[codes]
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{label}: column {col!r} has a value that is not a time: {raw.iloc[row]!r} at row {row + 1} "
+                f"({int(bad.sum())} such row(s)); use ISO dates such as 2024-01-31"
+            )
+    if getattr(ds.dt, "tz", None) is not None:
+        notes.append(f"column {col!r} had timezone {ds.dt.tz}; {_MADE_NAIVE}")
+        ds = ds.dt.tz_localize(None)
+    if ds.dtype != "datetime64[ns]" and (ds.min() < pd.Timestamp.min or ds.max() > pd.Timestamp.max):
+        out = ((ds < pd.Timestamp.min) | (ds > pd.Timestamp.max)).to_numpy()
+        row = int(np.flatnonzero(out)[0])
+        raise InputError(f"{label}: column {col!r} has a time outside the range pandas holds (1677-09-22 to "
+                         f"2262-04-11): {_shown(raw.iloc[row])} at row {row + 1} ({int(out.sum())} such row(s))")
+    return ds.astype("datetime64[ns]"), notes
+
+
+def _parse_target(label: str, raw: pd.Series, col: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        raise InputError(f"{label}: column {col!r} holds true/false values, not numbers; choose a numeric --target-col")
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        return raw.astype("float64")
+    y = pd.to_numeric(raw, errors="coerce")
+    text = raw.astype("string").str.strip().str.lower()
+    bad = (y.isna() & raw.notna() & ~text.isin(_NA_STRINGS)).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{label}: column {col!r} has a value that is not a number: {raw.iloc[row]!r} at row {row + 1} "
+            f"({int(bad.sum())} such row(s)); leave a blank cell for a missing value"
+        )
+    return y.astype("float64")
+
+
+def _describe_key(id_cols: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(f"{c}={v}" for c, v in zip(id_cols, values))
+
+
+def _sorted_categories(col: pd.Series) -> bool:
+    return isinstance(col.dtype, pd.CategoricalDtype) and col.cat.categories.is_monotonic_increasing
+
+
+def _codes_if_sorted(table: pd.DataFrame, id_cols: list[str]) -> np.ndarray | None:
+    """Series codes by comparing neighbouring keys, when the rows are already in key order; else None.
+
+    Tables usually come sorted by key. Comparing neighbours (the category codes of sorted categories, else the
+    values in Arrow) costs a fraction of hashing every key (groupby), and gives codes in the same order as
+    groupby(sort=True).ngroup() on a sorted table.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(table)
+    ascending, equal = np.zeros(n - 1, dtype=bool), np.ones(n - 1, dtype=bool)
+    try:
+        for col in id_cols:
+            if _sorted_categories(table[col]):
+                a = table[col].cat.codes.to_numpy()
+                lt, eq = a[:-1] < a[1:], a[:-1] == a[1:]
+            else:
+                a = pa.array(table[col])
+                before, after = a[:-1], a[1:]
+                lt = pc.less(before, after).to_numpy(zero_copy_only=False)
+                eq = pc.equal(before, after).to_numpy(zero_copy_only=False)
+            ascending |= equal & lt
+            equal &= eq
+    except (pa.ArrowException, TypeError, ValueError):  # e.g. mixed-type keys: let groupby decide
+        return None
+    if not (ascending | equal).all():
+        return None
+    return np.r_[0, np.cumsum(~equal)]
+
+
+def _key_codes(table: pd.DataFrame, id_cols: list[str]) -> np.ndarray:
+    """Per row, a code of its series key that orders as the keys do (their text order for text keys)."""
+    if len(id_cols) == 1 and _sorted_categories(table[id_cols[0]]):
+        return table[id_cols[0]].cat.codes.to_numpy()  # the readers' sorted categories: no hashing of 50M keys
+    codes = _codes_if_sorted(table, id_cols) if len(table) > 1 else None
+    if codes is not None:
+        return codes
+    return table.groupby(id_cols, sort=True, observed=True, dropna=False).ngroup().to_numpy()
+
+
+def sort_by_series(table: pd.DataFrame, id_cols: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The table in (key, time) order, rows of equal (key, time) in their order in the file, and the key codes
+    of its rows. A table already in that order (the usual export) is only checked, in one pass, not sorted."""
+    codes = _key_codes(table, list(id_cols))
+    ds = table["ds"].to_numpy(dtype="datetime64[ns]").view("int64")
+    if len(codes) > 1:
+        dcode = np.diff(codes)
+        if not ((dcode > 0) | ((dcode == 0) & (np.diff(ds) >= 0))).all():
+            order = np.lexsort((ds, codes))  # stable: equal (key, time) rows keep the file's order
+            table, codes = table.take(order).reset_index(drop=True), codes[order]
+    return table, codes
+
+
+def _handle_duplicates(label: str, df: pd.DataFrame, id_cols: list[str], policy: str, time_col: str,
+                       suggest: Callable[[], str] | None = None) -> pd.DataFrame:
+    """The table sorted by (key, time) (see `sort_by_series`), with repeated (key, time) rows refused or combined;
+    `suggest()` adds to the refusal which columns would make the rows unique."""
+    df, codes = sort_by_series(df, id_cols)
+    ds = df["ds"].to_numpy(dtype="datetime64[ns]")
+    repeat = (codes[1:] == codes[:-1]) & (ds[1:] == ds[:-1])  # sorted: a repeat sits next to its first
+    if not repeat.any():
+        return df
+    subset = id_cols + ["ds"]
+    dup = np.r_[repeat, False] | np.r_[False, repeat]
+    if policy == "error":
+        first = df.loc[dup, subset].drop_duplicates().head(_EXAMPLES)
+        examples = "; ".join(
+            _describe_key(id_cols, r[:-1]) + f", {time_col}={pd.Timestamp(r[-1])}"
+            for r in first.itertuples(index=False)
+        )
+        hint = suggest() if suggest is not None else ""
+        raise InputError(
+            f"{label}: {int(repeat.sum())} duplicate ({', '.join(id_cols)}, {time_col}) row(s), e.g. {examples}; "
+            f"{hint}pass --duplicates sum, mean or last to combine them"
+        )
+    values = [c for c in df.columns if c not in subset]
+    grouped = df.groupby(subset, sort=False, dropna=False, observed=True)[values]
+    combined = {"sum": lambda g: g.sum(min_count=1), "mean": lambda g: g.mean(), "last": lambda g: g.last()}[policy]
+    return combined(grouped).reset_index()
+
+
+# The most other columns tried as a missing key column when (key, time) rows repeat.
+_KEY_CANDIDATES = 30
+
+
+def _key_suggestion(source: Source, id_cols: Sequence[str], time_col: str, used: Sequence[str]) -> str:
+    """Which of the table's other columns, added as an --id-col, would make every (key, time) row unique: repeated
+    rows by the hundred thousand usually mean a key column was forgotten. "" when none would, or the table cannot
+    be read again (this is only a hint beside the error): a pipe or standard input, read once already, is not."""
+    try:
+        others = [c for c in source.columns() if c not in used][:_KEY_CANDIDATES]
+        if not others:
+            return ""
+        frame = source.read_as_text(list(id_cols) + [time_col] + others)
+        if frame is None:
+            return ""
+        base = list(id_cols) + [time_col]
+        fixes = [c for c in others if not frame.duplicated(base + [c]).any()]
+    except Exception:
+        return ""
+    if not fixes:
+        return ""
+    flags = " or ".join(f"--id-col {shlex.quote(c)}" for c in fixes[:3])
+    return f"every row is unique with {flags} added to the key (a forgotten key column?); or "
+
+
+def _blank_as_missing(col: pd.Series) -> pd.Series:
+    """A text column with empty or all-blank cells as missing values. Only those: the CSV readers keep texts such
+    as "NA" or "null" in key and time columns, since "NA" is Namibia and a key is a label, not a number."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        if cats.dtype == object or pd.api.types.is_string_dtype(cats.dtype):
+            blank = cats[cats.astype(str).str.strip() == ""]
+            return col.cat.remove_categories(blank) if len(blank) else col
+        return col
+    if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:  # pandas' reader; Parquet non-text keys
+        blank = col.astype("string").str.strip().eq("").fillna(False)
+        return col.mask(blank.to_numpy(dtype=bool))
+    return col
+
+
+# An integer as a key is written in a CSV: no leading zeros (00123 is a code), no sign but a minus, no "-0" (which
+# would merge with "0"), at most 18 digits (int64).
+_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,17}")
+
+
+def _integer_keys(col: pd.Series) -> pd.Series:
+    """A key column read as text whose every value is an integer written without leading zeros (1, 42, -7), as
+    integers; any other column as it is (codes such as 00123, or integers mixed with text, stay text). Read as
+    categories, it stays categories (of integers, in numeric order)."""
+    categorical = isinstance(col.dtype, pd.CategoricalDtype)
+    distinct = pd.Series(col.cat.categories if categorical else pd.unique(col.dropna()))
+    if not (pd.api.types.is_string_dtype(distinct.dtype) or distinct.dtype == object) or distinct.empty:
+        return col
+    text = distinct.astype(str)
+    if not text.str.fullmatch(_INTEGER).all():
+        return col
+    if not categorical:
+        return col.astype("int64")
+    numbers = text.astype("int64").to_numpy()
+    return col.cat.rename_categories(numbers).cat.reorder_categories(np.sort(numbers))
+
+
+def key_types(table: pd.DataFrame, id_cols: Sequence[str]) -> dict[str, str]:
+    """Per key column, "int" when it holds integers (written back as integers by `read_run_dir`), else "text"."""
+    types = {}
+    for c in id_cols:
+        dtype = table[c].dtype
+        values = dtype.categories.dtype if isinstance(dtype, pd.CategoricalDtype) else dtype
+        types[c] = "int" if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values) \
+            else "text"
+    return types
+
+
+def _load(source: Source, id_cols: Sequence[str], time_col: str,
+          numeric: Sequence[tuple[str, str, str]], names: Sequence[str],
+          filters: list | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Read the key, time and numeric columns of a source's table and check them.
+
+    numeric is (role, flag, column) per numeric column; names are their names in the returned table; filters
+    (Parquet only) select rows as pyarrow's `filters` does.
+    """
+    label = source.label
+    found = source.columns()
+    id_cols = list(id_cols)
+    roles = [("id", "--id-col", c) for c in id_cols] + [("time", "--time-col", time_col)] + list(numeric)
+    missing = [(role, flag, col) for role, flag, col in roles if col not in found]
+    if missing:  # every missing column at once, each with its suggestion
+        raise _missing_columns(label, missing, found, {c for _, _, c in roles if c in found})
+    raw = source.read(id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col, filters)
+    raw = raw.reset_index(drop=True)
+    if len(raw) == 0:
+        raise InputError(f"{label}: the table has no data rows")
+    for col in id_cols:
+        raw[col] = _blank_as_missing(raw[col])
+        if raw[col].isna().any():
+            row = int(np.flatnonzero(raw[col].isna().to_numpy())[0])
+            raise InputError(f"{label}: id column {col!r} is empty at row {row + 1}; every row needs a series key")
+        first = raw[col].iloc[0]
+        if isinstance(first, (list, tuple, dict, set, np.ndarray)):
+            raise InputError(f"{label}: id column {col!r} holds lists or records, not text or numbers; "
+                             "use a text or number column as the series key")
+    if source.keys_as_text:  # typed sources (Parquet, a DataFrame) keep the type the keys were stored with
+        for col in id_cols:
+            raw[col] = _integer_keys(raw[col])
+    raw[time_col] = _blank_as_missing(raw[time_col])
+    ds, notes = _parse_time(label, raw[time_col], time_col)
+    table = raw[id_cols].copy()
+    table["ds"] = ds.to_numpy()
+    for (_, _, col), name in zip(numeric, names):
+        table[name] = _parse_target(label, raw[col], col).to_numpy()
+    return table, notes
+
+
+def read_table(source: TableInput, id_cols: Sequence[str], time_col: str, target_col: str,
+               duplicates: str = "error", extra_cols: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """Read and check a long table of many series.
+
+    Args:
+        source: a Source, or what `open_source` opens: a .csv, .csv.gz or .parquet path, "-" for standard
+            input, a pandas DataFrame, a pyarrow Table.
+        id_cols: the key column(s).
+        time_col: the timestamp column.
+        target_col: the value column.
+        duplicates: "error", or how to combine repeated (key, time) rows: "sum", "mean", "last".
+        extra_cols: numeric columns to read as well (regressors, cap, floor), kept under their own names.
+
+    Returns:
+        (table, notes): the table with the key columns under their own names, then `ds` (naive datetime64)
+        and `y` (float64, NaN for missing), then the extra columns; notes are things the user should be told
+        (e.g. timezone dropped).
+
+    Raises:
+        InputError: one line naming the source, the column, and the value and row at fault.
+    """
+    source = open_source(source)
+    numeric = [("target", "--target-col", target_col)] + [("extra", "--regressor", c) for c in extra_cols]
+    table, notes = _load(source, id_cols, time_col, numeric, ["y"] + list(extra_cols))
+    try:
+        used = list(id_cols) + [time_col, target_col] + list(extra_cols)
+        table = _handle_duplicates(source.label, table, list(id_cols), duplicates, time_col,
+                                   suggest=lambda: _key_suggestion(source, id_cols, time_col, used))
+    except InputError as e:
+        if any(_MADE_NAIVE in note for note in notes):  # made naive, a daylight-saving change repeats an hour
+            raise InputError(f"{e}; the times had a time zone, and at local wall time the hour that a daylight-"
+                             "saving change repeats occurs twice: store them in UTC to keep both") from None
+        raise
+    return table, notes
+
+
+def read_series_subset(source: TableInput, id_cols: Sequence[str], time_col: str, target_col: str, duplicates: str,
+                       keys: Sequence[tuple]) -> dict[tuple, SeriesData]:
+    """Read only the series with these keys from a Parquet table, checked and split as read_table does.
+
+    What a worker does with --workers-read: one filtered read per chunk (row groups whose statistics exclude
+    the keys are skipped), so the series' data never travels from the client.
+
+    Returns:
+        The series by key.
+    """
+    source = open_source(source)
+    first = sorted({k[0] for k in keys}, key=str)
+    table, _ = _load(source, id_cols, time_col, [("target", "--target-col", target_col)], ["y"],
+                     filters=[(id_cols[0], "in", first)])
+    table = _handle_duplicates(source.label, table, list(id_cols), duplicates, time_col)
+    wanted = set(keys)
+    return {s.key: s for s in split_series(table, id_cols) if s.key in wanted}
+
+
+def read_future(source: TableInput, id_cols: Sequence[str], time_col: str, cols: Sequence[str]) -> pd.DataFrame:
+    """Read the --future table: key columns, time and the future values of `cols` (regressors, cap, floor).
+
+    Raises:
+        InputError: as read_table, and for repeated (key, time) rows.
+    """
+    source = open_source(source)
+    table, _ = _load(source, id_cols, time_col, [("future", "--regressor", c) for c in cols], list(cols))
+    return _handle_duplicates(source.label, table, list(id_cols), "error", time_col)
+
+
+def attach_future(series: Sequence[SeriesData], future: pd.DataFrame, id_cols: Sequence[str],
+                  cols: Sequence[str]) -> None:
+    """Give each series its future times and values from a read_future table (none for a key it lacks)."""
+    future = future.rename(columns={c: f"_extra_{i}" for i, c in enumerate(cols)})
+    parts = {tuple(str(k) for k in s.key): s for s in split_series(future.assign(y=np.nan), id_cols,
+                                            [f"_extra_{i}" for i in range(len(cols))])}
+    empty = np.array([], dtype="datetime64[ns]")
+    for s in series:
+        part = parts.get(tuple(str(k) for k in s.key))
+        s.future_ds = part.ds if part is not None else empty
+        s.future_extra = {c: (part.extra[f"_extra_{i}"] if part is not None else np.array([]))
+                          for i, c in enumerate(cols)}
+
+
+def read_holidays(path: Path) -> tuple[tuple[str, str, int, int], ...]:
+    """Read a holidays table (holiday, ds, lower_window, upper_window; the windows optional, default 0).
+
+    Returns:
+        One (holiday, ISO date, lower_window, upper_window) per row, for ModelOptions.holiday_table.
+
+    Raises:
+        InputError: a missing column, a date that does not parse, a window that is not a whole number.
+    """
+    from .files import FileSource
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file (--holidays-file)")
+    frame = FileSource(path).read_whole(dtype={"holiday": "string"})
+    for col in ("holiday", "ds"):
+        if col not in frame.columns:
+            shown = ", ".join(map(str, frame.columns[:20]))
+            raise InputError(f"{path}: holidays column {col!r} not found; columns are: {shown}; the file needs "
+                             "holiday and ds, and optionally lower_window and upper_window")
+    if frame["holiday"].isna().any():
+        row = int(np.flatnonzero(frame["holiday"].isna().to_numpy())[0])
+        raise InputError(f"{path}: column 'holiday' is empty at row {row + 1}; every row needs a holiday name")
+    ds, _ = _parse_time(path, frame["ds"], "ds")
+    windows = {}
+    for col in ("lower_window", "upper_window"):
+        values = pd.to_numeric(frame[col], errors="coerce") if col in frame else pd.Series(0, index=frame.index)
+        bad = (values.isna() | (values != values.round())).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{path}: column {col!r} has {frame[col].iloc[row]!r} at row {row + 1}; "
+                             "use a whole number of days (e.g. -1 or 0)")
+        windows[col] = values.astype(int).tolist()
+    return tuple((str(h), str(pd.Timestamp(d).date()), lo, up)
+                 for h, d, lo, up in zip(frame["holiday"], ds, windows["lower_window"], windows["upper_window"]))
+
+
+def split_series(table: pd.DataFrame, id_cols: Sequence[str], extra_cols: Sequence[str] = ()) -> list[SeriesData]:
+    """Split a checked table into series, sorted by key, each sorted by time.
+
+    Vectorised: one sort of the whole table (a check only, when read_table has sorted it), then slices, so it
+    costs about the same for 50 or 50,000 series. Each series' arrays are views of the sorted table's columns,
+    not copies. The `extra_cols` (regressors, cap, floor) go into each series' `extra`.
+    """
+    id_cols = list(id_cols)
+    table, codes = sort_by_series(table, id_cols)
+    ds = table["ds"].to_numpy(dtype="datetime64[ns]")
+    y = table["y"].to_numpy(dtype=float)
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
+    keys = list(table[id_cols].iloc[starts].itertuples(index=False, name=None))
+    extra = {c: table[c].to_numpy(dtype=float) for c in extra_cols}
+    return [SeriesData(key=k, ds=ds[s:e], y=y[s:e], extra={c: v[s:e] for c, v in extra.items()})
+            for k, s, e in zip(keys, starts, ends)]
+
+
+def load_series(source: TableInput, config, with_future: bool = True
+                ) -> tuple[pd.DataFrame, list[SeriesData], list[str], Any]:
+    """Read everything a run needs: the table split into series, their future values, the holidays file.
+
+    Args:
+        source: the input table: a Source, or what `open_source` opens (a path, a DataFrame, an Arrow table).
+        config: a ForecastConfig.
+        with_future: attach the --future values (a run needs them for its regressors; a backtest does not).
+
+    Returns:
+        (table, series, notes, model): `model` is config.model with the --holidays-file rows filled in.
+
+    Raises:
+        InputError, ConfigError: before any worker starts.
+    """
+    from ..errors import ConfigError
+
+    extra = list(config.extra_cols)
+    table, notes = read_table(source, config.id_cols, config.time_col, config.target_col, config.duplicates, extra)
+    series = split_series(table, config.id_cols, extra)
+    if with_future and extra:
+        if config.future_path is None:
+            raise ConfigError(f"column {extra[0]!r} (--regressor/--cap-col/--floor-col) needs its values past "
+                              "the history: pass --future FILE")
+        attach_future(series, read_future(config.future_path, config.id_cols, config.time_col, extra),
+                      config.id_cols, extra)
+    model = config.model
+    if config.holidays_file is not None:
+        model = dataclasses.replace(model, holiday_table=read_holidays(config.holidays_file))
+    return table, series, notes, model
+
