@@ -379,8 +379,7 @@ def run(
             params["scheduler"] = os.environ.get("FORECAST_SCHEDULER") or None
         config = _build_config(params)
         with make_progress(params["quiet"], _value(params["log_format"])) as progress:
-            result = run_forecast(params["input"], config, progress=progress, notify=progress.note,
-                                  events=progress.event)
+            result = run_forecast(params["input"], config, reporter=progress)
     except (ForecastError, OSError) as e:
         raise _fail(e, json_log) from None
     except KeyboardInterrupt:
@@ -457,7 +456,7 @@ def backtest(
             windows=windows, step=step, season_length=season_length,
         )
         with make_progress(quiet) as progress:
-            result = run_backtest(input, config, progress=progress, notify=progress.note)
+            result = run_backtest(input, config, reporter=progress)
     except (ForecastError, OSError) as e:
         raise _fail(e) from None
     except KeyboardInterrupt:
