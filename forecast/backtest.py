@@ -5,6 +5,10 @@ last `windows` origins, `step` rows apart, the last one `horizon` rows before th
 new Prophet model is fitted to the rows before it (model.py's validation, options and fit) and forecasts the
 next `horizon` rows; the seasonal-naive baseline forecasts the same rows from the same history. Regressor, cap
 and floor values of the test rows come from the input table itself, so --future is not needed.
+
+`run_backtest` is job.py's skeleton, as `forecast run` is, with `BacktestJob` for what differs: so a backtest
+runs on any backend, holds its output directory's lock, keeps finished series in part files for --resume, and
+logs the same start / failed / end events.
 """
 
 from __future__ import annotations
@@ -220,7 +224,6 @@ class BacktestJob(Job):
     kind = "backtest"
     map_stage = "backtest"
     schema = BACKTEST_PARTS
-    summary_head = {"command": "backtest"}
 
     def __init__(self, config: BacktestConfig):
         super().__init__(config.run)

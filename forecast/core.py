@@ -14,7 +14,9 @@ import heapq
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
+
+FailedKind = Literal["error", "worker-died", "timeout", "not-run"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Failed:
     """
 
     reason: str
-    kind: str = "error"
+    kind: FailedKind = "error"
 
 
 class MapInterrupted(KeyboardInterrupt):
