@@ -157,3 +157,49 @@ def test_a_backend_registered_by_module_path_is_imported_only_when_opened(monkey
     assert backends.backend_class("toy") is ToyBackend
     with pytest.raises(ValueError, match="a backend is a class or a 'module:Class' string"):
         backends.register_backend("bad", "no_colon")
+
+
+_BACKTEST_IN_A_PROCESS = """
+import sys
+from forecast.backtest import run_backtest
+from forecast.config import BacktestConfig, ForecastConfig, ModelOptions
+model = ModelOptions(horizon=5, seed=3, uncertainty_samples=50, engine="prophet")
+run = ForecastConfig(model=model, n_jobs=2, out_dir=sys.argv[2], resume=True)
+sys.exit(run_backtest(sys.argv[1], BacktestConfig(run=run, windows=2)).exit_code)
+"""
+
+
+@pytest.mark.slow
+def test_a_backtest_killed_after_its_first_part_resumes_to_the_same_metrics(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    table = tmp_path / "table.csv"
+    make_table(n_series=24, days=60).to_csv(table, index=False)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+
+    def backtest(out: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", _BACKTEST_IN_A_PROCESS, str(table), str(out)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    assert backtest(tmp_path / "whole").wait(timeout=600) == 0
+    out = tmp_path / "out"
+    proc = backtest(out)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "parts").glob("part-*.parquet")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no part file in time"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert not (out / "summary.json").exists()  # killed mid-way, not finished
+    assert backtest(out).wait(timeout=600) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 < summary["series_resumed"] < 24 and summary["status"] == "ok"
+    pd.testing.assert_frame_equal(pd.read_csv(out / "metrics.csv"), pd.read_csv(tmp_path / "whole" / "metrics.csv"))
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "backtest.parquet"),
+                                  pd.read_parquet(tmp_path / "whole" / "backtest.parquet"))
