@@ -5,6 +5,10 @@ last `windows` origins, `step` rows apart, the last one `horizon` rows before th
 new Prophet model is fitted to the rows before it (model.py's validation, options and fit) and forecasts the
 next `horizon` rows; the seasonal-naive baseline forecasts the same rows from the same history. Regressor, cap
 and floor values of the test rows come from the input table itself, so --future is not needed.
+
+`run_backtest` is job.py's skeleton, as `forecast run` is, with `BacktestJob` for what differs: so a backtest
+runs on any backend, holds its output directory's lock, keeps finished series in part files for --resume, and
+logs the same start / failed / end events.
 """
 
 from __future__ import annotations
@@ -14,22 +18,23 @@ import socket
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import metrics
-from .backends import make_backend
+from .checkpoint import PartSchema
 from .config import BacktestConfig, ModelOptions
-from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .model import (SeriesData, SeriesProblem, check_options, checked_frame, engine_fit_predict, fit_predict,
-                    init_worker, predict_frame, scratch_cleanup, series_freq, validate_series)
-from .outputs import _key_frame, default_out_dir, errors_frame, prepare_out_dir, timings_frame, write_json, write_table
-from .runner import (RunResult, _sigterm_as_interrupt, _table_grid, _versions, above_cores, capped_n_jobs,
-                     run_temp_root, worker_initargs)
-from .sources import TableInput, key_types, load_series, open_source
-from .timing import Clock, run_timing, series_cpu
+from .core import Failed
+from .outputs import _key_frame, errors_frame, timings_frame, write_table
+from .job import Job, Loaded, Mapped, RunResult, Written, run_job
+from .model import (SeriesData, SeriesProblem, checked_frame, engine_fit_predict, fit_predict, predict_frame,
+                    scratch_cleanup, series_freq, validate_series)
+from .progress import Reporter
+from .sources import key_types, load_series
+from .runner import _table_grid
+from .timing import Clock, series_cpu
 
 MODELS = ("prophet", "seasonal_naive")
 AGGREGATION = ("MAE, RMSE, WAPE, sMAPE, MAPE and coverage pool every scored point of every series (WAPE = sum of "
@@ -200,98 +205,108 @@ def metrics_frame(results: list[BacktestResult], id_cols) -> tuple[pd.DataFrame,
     return frame, overall
 
 
-def run_backtest(path: TableInput, config: BacktestConfig, progress: Callable[[int, int], None] | None = None,
-                 notify: Callable[[str], None] | None = None) -> RunResult:
+# A backtest's parts: each series' status and timings, and its windows' rows, so a resumed backtest scores what
+# it did before as it did then.
+BACKTEST_PARTS = PartSchema(
+    BacktestResult,
+    scalars={"status": pa.string(), "n_obs": pa.int64(), "season_length": pa.int64(), "fit_seconds": pa.float64(),
+             "predict_seconds": pa.float64(), "cpu_seconds": pa.float64(), "worker": pa.string(),
+             "stage": pa.string(), "error": pa.string(), "model": pa.string(), "verdict": pa.string(),
+             "engine": pa.string()},
+    arrays={"window": "int64", "cutoff": "datetime64[ns]", "ds": "datetime64[ns]", "y": "float64",
+            "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64", "naive": "float64",
+            "scale": "float64"},
+)
+
+
+class BacktestJob(Job):
+    """`forecast backtest` as a job: every series' windows scored, metrics written."""
+
+    kind = "backtest"
+    map_stage = "backtest"
+    schema = BACKTEST_PARTS
+
+    def __init__(self, config: BacktestConfig):
+        super().__init__(config.run)
+        self.backtest = config
+
+    def settings(self) -> dict:
+        return self.backtest.to_dict()
+
+    def load(self, source) -> Loaded:
+        table, series, notes, model = load_series(source, self.config, with_future=False)
+        self.grid = _table_grid(table, series, self.config)
+        return Loaded(table, series, notes, model)
+
+    def work(self, source, loaded: Loaded, items: list, chunks: list[list[int]]):
+        bt = self.backtest
+        return items, partial(backtest_series, opts=loaded.model, windows=bt.windows, step=bt.effective_step,
+                              season_length=bt.season_length)
+
+    def as_result(self, series, outcome) -> BacktestResult:
+        return _as_result(series, outcome)
+
+    def finish(self, source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
+               reporter: Reporter) -> Written:
+        run, model = self.config, loaded.model
+        by_index = {**mapped.done, **mapped.new}
+        results = [by_index[i] for i in range(len(loaded.series)) if i in by_index]
+        n_failed = sum(r.status != "ok" for r in results)
+        status = mapped.status
+        if status == "ok" and n_failed > run.max_failed_frac * len(loaded.series):
+            status = "failed"
+        with clock.stage("write"):
+            scores, overall = metrics_frame(results, run.id_cols)
+            files = {
+                "metrics": write_table(scores, out_dir / "metrics.csv"),
+                "backtest": write_table(backtest_frame(results, run.id_cols), out_dir / "backtest.parquet"),
+                "timings": write_table(timings_frame(results, run.id_cols), out_dir / "timings.csv"),
+                "errors": write_table(errors_frame(results, run.id_cols), out_dir / "errors.csv"),
+            }
+        fields = {
+            "series_ok": len(results) - n_failed,
+            "series_failed": n_failed,
+            "series_resumed": len(mapped.done),
+            "horizon": model.horizon,
+            "windows": self.backtest.windows,
+            "step": self.backtest.effective_step,
+            "table_freq": self.grid.freq,
+            "freq_given": model.freq is not None,
+            "series_own_freq": int(np.count_nonzero(~self.grid.on_grid)),
+            "key_types": key_types(loaded.table, run.id_cols),
+            "overall": overall,
+            # which engine fitted the Prophet windows, in series: --engine fast sends a few series to stan
+            "engines": {str(e): int(n) for e, n in pd.Series([r.engine for r in results if r.status == "ok"],
+                                                             dtype=object).value_counts().items()},
+            "aggregation": AGGREGATION,
+        }
+        # throughput counts only the work of this try, not what a resume took over
+        return Written(status=status, fields=fields, files=files, results=results, timed=list(mapped.new.values()))
+
+    def json_ready(self, summary: dict) -> dict:
+        return _json_ready(summary)
+
+
+def run_backtest(path, config: BacktestConfig, reporter: Reporter | None = None) -> RunResult:
     """Backtest every series of a long table; write metrics.csv, backtest.parquet, timings, errors, summary.
 
+    Finished series are checkpointed as part files as a run's are, so an interrupted backtest is finished with
+    config.run.resume; one job at a time holds the output directory; it runs on config.run.backend.
+
     Args:
-        path: the input table: a path, a DataFrame, an Arrow table (see sources.open_source).
+        path: the input table.
         config: the run's configuration and the windows.
-        progress: called as progress(done, total) as series finish.
-        notify: called with one-line messages for the user.
+        reporter: told progress, notes and the "start", "failed" and "end" events; None tells nothing.
 
     Returns:
         A RunResult, as a run's; summary["overall"] holds the overall metrics of Prophet and of the baseline.
 
     Raises:
         InputError, ConfigError: before anything is written.
+        RunLockedError: another job is writing into the output directory.
         BackendError: when workers cannot start.
     """
-    run = config.run
-    clock = Clock()
-    source = open_source(path)
-    out_dir = Path(run.out_dir) if run.out_dir is not None else default_out_dir()
-    prepare_out_dir(out_dir, run.overwrite)
-    check_options(run.model)
-    with clock.stage("read"):
-        table, series, notes, model = load_series(source, run, with_future=False)
-        grid = _table_grid(table, series, run)
-    for note in notes:
-        if notify is not None:
-            notify(note)
-
-    status = "ok"
-    with run_temp_root() as tmp_root, clock.stage("backtest"), _sigterm_as_interrupt():
-        asked = capped_n_jobs(run, [len(s.ds) for s in series], notify) if above_cores(run) else run.n_jobs
-        initargs = worker_initargs(run.model, tmp_root, effective_n_jobs(asked) == 1)
-        try:
-            # caught outside the backend's block, as run_forecast does: the backend sees the interrupt and stops
-            # its workers at once instead of waiting for their chunks
-            with make_backend(None, asked, init_worker, initargs) as backend:
-                n_jobs = backend.n_jobs
-                chunks = plan_chunks([len(s.ds) for s in series], n_jobs, run.chunks_per_job, run.chunk_rows)
-                func = partial(backtest_series, opts=model, windows=config.windows, step=config.effective_step,
-                               season_length=config.season_length)
-                outcomes = map_chunks(func, series, backend, chunks=chunks, progress=progress)
-        except MapInterrupted as e:
-            status = "interrupted"
-            outcomes = [e.partial.get(i) for i in range(len(series))]
-
-    results = [_as_result(s, o) for s, o in zip(series, outcomes) if o is not None]
-    n_failed = sum(r.status != "ok" for r in results)
-    if status == "ok" and n_failed > run.max_failed_frac * len(series):
-        status = "failed"
-    with clock.stage("write"):
-        scores, overall = metrics_frame(results, run.id_cols)
-        files = {
-            "metrics": write_table(scores, out_dir / "metrics.csv"),
-            "backtest": write_table(backtest_frame(results, run.id_cols), out_dir / "backtest.parquet"),
-            "timings": write_table(timings_frame(results, run.id_cols), out_dir / "timings.csv"),
-            "errors": write_table(errors_frame(results, run.id_cols), out_dir / "errors.csv"),
-        }
-    summary = {
-        "command": "backtest",
-        "status": status,
-        "input": source.label,
-        "source": source.record(),  # what plot and report reopen
-        "rows": int(len(table)),
-        "series_total": len(series),
-        "series_done": len(results),
-        "series_ok": len(results) - n_failed,
-        "series_failed": n_failed,
-        "horizon": model.horizon,
-        "windows": config.windows,
-        "step": config.effective_step,
-        "table_freq": grid.freq,
-        "freq_given": model.freq is not None,
-        "series_own_freq": int(np.count_nonzero(~grid.on_grid)),
-        "key_types": key_types(table, run.id_cols),
-        "overall": overall,
-        # which engine fitted the Prophet windows, in series: --engine fast sends a few series to stan
-        "engines": {str(e): int(n) for e, n in pd.Series([r.engine for r in results if r.status == "ok"],
-                                                         dtype=object).value_counts().items()},
-        "aggregation": AGGREGATION,
-        "cores": usable_cores(),
-        "n_jobs": n_jobs,
-        "chunks": len(chunks),
-        **run_timing(clock, results, results, n_jobs, run.id_cols),
-        "notes": notes,
-        "versions": _versions(),
-        "config": config.to_dict(),
-        "files": {name: p.name for name, p in files.items()},
-    }
-    files["summary"] = write_json(_json_ready(summary), out_dir / "summary.json")
-    return RunResult(out_dir=out_dir, summary=summary, files=files)
+    return run_job(BacktestJob(config), path, reporter)
 
 
 def _json_ready(value):

@@ -6,8 +6,9 @@ An unfinished run in DIR looks like this:
     DIR/parts/manifest.json        the input's identity (a file's path, size, sha256) and the configuration
     DIR/parts/part-00001.parquet   one row per finished series: its index, status, timings, forecast arrays
 
-Parts are written atomically as work finishes, so a run killed even with SIGKILL keeps them, and
-`--resume` fits only the series no part holds. A finished run removes parts/ once its outputs and summary.json
+What a part row holds is the job's `PartSchema` (a run's forecasts, a backtest's windows). Parts are written
+atomically as work finishes, so a run killed even with SIGKILL keeps them, and `--resume` fits only the series no
+part holds. A finished run removes parts/ once its outputs and summary.json
 are written. The lock is stale, and taken over, when the process that wrote it is gone; so is a temporary
 directory of a run killed before it could remove it (see `run_temp_dir`).
 """
@@ -20,8 +21,9 @@ import shutil
 import socket
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -216,11 +218,43 @@ def manifest_difference(old: dict, new: dict) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 # the run directory
 
-class RunState:
-    """The parts and manifest of one run directory (hold its RunLock while using this)."""
+@dataclass(frozen=True)
+class PartSchema:
+    """What one row of a part file holds for a kind of job: the result type and its fields by kind of column.
 
-    def __init__(self, out_dir: Path):
+    Attributes:
+        result_type: what a row is read back as, called with key= and every field below.
+        scalars: one value per result, by field name, with its Arrow type.
+        arrays: one array per result (a list column), by field name, with its numpy dtype.
+        json_fields: a value per result kept as JSON text (None as null); optional when reading, so parts
+            written before such a field existed still load.
+    """
+
+    result_type: Callable[..., Any]
+    scalars: dict[str, pa.DataType]
+    arrays: dict[str, str]
+    json_fields: tuple[str, ...] = ()
+
+
+# A run's parts: each series' status, timings and forecast arrays, and the engines' fitted parameters, so a resumed
+# run still saves every series' for a later --warm-start.
+RUN_PARTS = PartSchema(
+    SeriesResult,
+    scalars={"status": pa.string(), "n_obs": pa.int64(), "fit_seconds": pa.float64(),
+             "predict_seconds": pa.float64(), "cpu_seconds": pa.float64(), "worker": pa.string(),
+             "stage": pa.string(), "error": pa.string(), "model": pa.string(), "engine": pa.string()},
+    arrays={"ds": "datetime64[ns]", "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64"},
+    json_fields=("params",),
+)
+
+
+class RunState:
+    """The parts and manifest of one run directory (hold its RunLock while using this); `schema` says what a part
+    row holds."""
+
+    def __init__(self, out_dir: Path, schema: PartSchema = RUN_PARTS):
         self.out_dir = Path(out_dir)
+        self.schema = schema
         self.parts_dir = self.out_dir / PARTS_DIR
         self._next_part = 1
         self.damaged: list[Path] = []  # part files `load` could not read
@@ -262,42 +296,46 @@ class RunState:
         """The manifest `begin` wrote for this run."""
         return json.loads((self.parts_dir / MANIFEST).read_text())
 
-    def load(self, series: Sequence[SeriesData]) -> dict[int, SeriesResult]:
+    def load(self, series: Sequence[SeriesData]) -> dict[int, Any]:
         """The results held by the part files, by series index. A part that cannot be read (a damaged disk) is
         listed in `damaged` and its series are fitted again."""
-        done: dict[int, SeriesResult] = {}
+        schema = self.schema
+        done: dict[int, Any] = {}
         self.damaged = []
         for path in self.part_files():
             try:
                 table = pq.read_table(path)
-                if any(name not in table.column_names for name in (*_SCALARS, *_ARRAYS)) or any(
+                if any(name not in table.column_names for name in ("index", *schema.scalars, *schema.arrays)) or any(
                         not 0 <= i < len(series) for i in table.column("index").to_pylist()):
                     raise ValueError("not a part file of this run")
             except (OSError, ValueError, pa.ArrowException):
                 self.damaged.append(path)
                 continue
-            cols = {name: table.column(name).to_pylist() for name in _SCALARS}
-            arrays = {name: _split_list_column(table.column(name)) for name in _ARRAYS}
-            params = table.column("params").to_pylist() if "params" in table.column_names else [None] * len(table)
-            for row, index in enumerate(cols["index"]):
-                done[index] = SeriesResult(
-                    key=series[index].key, **{k: cols[k][row] for k in _SCALARS if k != "index"},
-                    **{k: arrays[k][row] for k in _ARRAYS},
-                    params=json.loads(params[row]) if params[row] is not None else None,
+            indices = table.column("index").to_pylist()
+            cols = {name: table.column(name).to_pylist() for name in schema.scalars}
+            arrays = {name: _split_list_column(table.column(name)) for name in schema.arrays}
+            texts = {name: table.column(name).to_pylist() if name in table.column_names else [None] * len(table)
+                     for name in schema.json_fields}
+            for row, index in enumerate(indices):
+                done[index] = schema.result_type(
+                    key=series[index].key, **{k: v[row] for k, v in cols.items()},
+                    **{k: v[row] for k, v in arrays.items()},
+                    **{k: json.loads(v[row]) if v[row] is not None else None for k, v in texts.items()},
                 )
         return done
 
-    def write_part(self, results: dict[int, SeriesResult]) -> Path:
+    def write_part(self, results: dict[int, Any]) -> Path:
         """Write finished results (by series index) as the next part file, atomically."""
+        schema = self.schema
         indices = sorted(results)
         rows = [results[i] for i in indices]
         columns = {"index": pa.array(indices, type=pa.int64())}
-        for name in list(_SCALARS)[1:]:
-            columns[name] = pa.array([getattr(r, name) for r in rows], type=_SCALARS[name])
-        # the engines' fitted parameters, so a resumed run still saves every series' for a later --warm-start
-        columns["params"] = pa.array([json.dumps(r.params) if r.params is not None else None for r in rows],
+        for name, arrow_type in schema.scalars.items():
+            columns[name] = pa.array([getattr(r, name) for r in rows], type=arrow_type)
+        for name in schema.json_fields:
+            columns[name] = pa.array([json.dumps(v) if (v := getattr(r, name)) is not None else None for r in rows],
                                      type=pa.string())
-        for name, dtype in _ARRAYS.items():
+        for name, dtype in schema.arrays.items():
             parts = [np.asarray(getattr(r, name), dtype=dtype) for r in rows]
             offsets = np.r_[0, np.cumsum([len(p) for p in parts])].astype("int32")
             values = np.concatenate(parts) if parts else np.array([], dtype=dtype)
@@ -323,14 +361,6 @@ class RunState:
             self.parts_dir.rmdir()
         except OSError:
             pass
-
-
-# The columns of a part file besides the forecast arrays, with their Arrow types.
-_SCALARS = {"index": pa.int64(), "status": pa.string(), "n_obs": pa.int64(), "fit_seconds": pa.float64(),
-            "predict_seconds": pa.float64(), "cpu_seconds": pa.float64(), "worker": pa.string(),
-            "stage": pa.string(), "error": pa.string(), "model": pa.string(),
-            "engine": pa.string()}
-_ARRAYS = {"ds": "datetime64[ns]", "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64"}
 
 
 def _split_list_column(column) -> list[np.ndarray]:
@@ -359,10 +389,10 @@ class PartWriter:
         self._to_global = to_global
         self._chunk_of = {i: c for c, chunk in enumerate(chunks) for i in chunk}
         self._left = [len(chunk) for chunk in chunks]
-        self._buffer: dict[int, SeriesResult] = {}
+        self._buffer: dict[int, Any] = {}
         self._last = time.monotonic()
 
-    def add(self, item: int, result: SeriesResult) -> None:
+    def add(self, item: int, result: Any) -> None:
         self._buffer[self._to_global[item]] = result
         c = self._chunk_of[item]
         self._left[c] -= 1

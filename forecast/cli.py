@@ -379,8 +379,7 @@ def run(
             params["scheduler"] = os.environ.get("FORECAST_SCHEDULER") or None
         config = _build_config(params)
         with make_progress(params["quiet"], _value(params["log_format"])) as progress:
-            result = run_forecast(params["input"], config, progress=progress, notify=progress.note,
-                                  events=progress.event)
+            result = run_forecast(params["input"], config, reporter=progress)
     except (ForecastError, OSError) as e:
         raise _fail(e, json_log) from None
     except KeyboardInterrupt:
@@ -457,7 +456,7 @@ def backtest(
             windows=windows, step=step, season_length=season_length,
         )
         with make_progress(quiet) as progress:
-            result = run_backtest(input, config, progress=progress, notify=progress.note)
+            result = run_backtest(input, config, reporter=progress)
     except (ForecastError, OSError) as e:
         raise _fail(e) from None
     except KeyboardInterrupt:
@@ -470,7 +469,7 @@ def backtest(
 def _accuracy_table(s: dict, out_dir: Path) -> str:
     """The overall metrics, one row per model (Prophet's named with its engine), led by WAPE and MASE, then the
     run's counts and a warning when zero actuals make sMAPE and MAPE mislead."""
-    from .io import model_label
+    from .outputs import model_label
 
     names = ["n", "wape", "mase", "mae", "rmse", "smape", "mape", "coverage"]
     engines = s.get("engines") or {}

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends import backend_names
 from .errors import ConfigError
 
 GROWTHS = ("linear", "flat", "logistic")
@@ -20,7 +21,7 @@ TOGGLES = ("auto", "on", "off")
 DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
 OUTPUT_FORMATS = ("parquet", "csv")
 FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
-BACKEND_NAMES = ("local", "dask")
+BACKEND_NAMES = backend_names()  # the CLI's choices; a backend registered later is still accepted below
 ENGINES = ("fast", "stan", "prophet")
 # How many series `forecast report` plots (--plots); each costs ~0.1 s and ~40 kB of base64.
 REPORT_PLOTS = 6
@@ -243,7 +244,7 @@ class ForecastConfig:
             raise ConfigError(f"chunk_rows must be at least 1; got {self.chunk_rows}")
         if not 0 <= self.max_failed_frac <= 1:
             raise ConfigError(f"--max-failed-frac must be between 0 and 1; got {self.max_failed_frac}")
-        _choice("--backend", self.backend, BACKEND_NAMES)
+        _choice("--backend", self.backend, backend_names())
         if self.scheduler is not None and self.backend != "dask":
             raise ConfigError("--scheduler can only be used with --backend dask")
         if not 0 < self.connect_timeout <= MAX_FIT_TIMEOUT:  # inf or nan would reach Dask's timers

@@ -3,7 +3,7 @@
 This is the classic `parallelize(data, func)` recipe (np.array_split into one part per core, Pool.map, concat)
 grown up: chunks are balanced by a cost weight, there are a few chunks per worker so one long item cannot leave a
 core idle, results come back in input order whatever order they finish in, an item that raises becomes a
-`Failed` in its place, and a worker that dies costs only the item it was working on (see backends.py).
+`Failed` in its place, and a worker that dies costs only the item it was working on (see backends/).
 
 It knows nothing of what the items are or what the function does; every command that works per series uses it.
 """
@@ -14,7 +14,9 @@ import heapq
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
+
+FailedKind = Literal["error", "worker-died", "timeout", "not-run"]
 
 
 @dataclass(frozen=True)
@@ -29,15 +31,17 @@ class Failed:
     """
 
     reason: str
-    kind: str = "error"
+    kind: FailedKind = "error"
 
 
 class MapInterrupted(KeyboardInterrupt):
-    """Raised by `map_chunks` on Ctrl-C or SIGTERM; `partial` holds the results finished so far by item index."""
+    """Raised by `map_chunks` on Ctrl-C or SIGTERM; `partial` holds the results finished so far by item index,
+    `workers` the label of the worker that ran each."""
 
-    def __init__(self, partial: dict[int, Any]):
+    def __init__(self, partial: dict[int, Any], workers: dict[int, str] | None = None):
         super().__init__("interrupted")
         self.partial = partial
+        self.workers = workers if workers is not None else {}
 
 
 def usable_cores() -> int:
@@ -133,20 +137,20 @@ def map_chunks(
     weights: Sequence[float] | None = None,
     chunks_per_job: int = 4,
     progress: Callable[[int, int], None] | None = None,
-    on_result: Callable[[int, Any], None] | None = None,
+    on_result: Callable[[int, Any, str], None] | None = None,
 ) -> list[Any]:
     """Apply `func` to every item on `backend`, chunk by chunk, and return the results in input order.
 
     Args:
         func: a module-level (picklable) function of one item.
         items: the items; each must be picklable for a process backend.
-        backend: an open backend from backends.py (`with make_backend(...) as backend:`).
+        backend: an open backend (`with open_backend(...) as backend:`; see backends/base.py).
         chunks: the item indices of each chunk, from `plan_chunks`; made from `weights` when omitted.
         weights: cost per item for balancing; all equal when omitted.
         chunks_per_job: chunks per worker, when the chunks are made here.
         progress: called as progress(done, total) after each finished item.
-        on_result: called as on_result(index, result) as each item finishes, before `progress`; e.g. to
-            checkpoint results while the map is still running.
+        on_result: called as on_result(index, result, worker) as each item finishes, before `progress`, with the
+            label of the worker that ran it; e.g. to checkpoint results while the map is still running.
 
     Returns:
         One entry per item: func(item), or a `Failed` if it raised or its worker died twice on it.
@@ -159,15 +163,17 @@ def map_chunks(
         weights = [1.0] * total if weights is None else weights
         chunks = plan_chunks(weights, backend.n_jobs, chunks_per_job)
     results: dict[int, Any] = {}
+    workers: dict[int, str] = {}
     try:
-        for index, result in backend.map(func, [[(i, items[i]) for i in c] for c in chunks]):
+        for index, result, worker in backend.map(func, [[(i, items[i]) for i in c] for c in chunks]):
             results[index] = result
+            workers[index] = worker
             if on_result is not None:
-                on_result(index, result)
+                on_result(index, result, worker)
             if progress is not None:
                 progress(len(results), total)
     except KeyboardInterrupt:
-        raise MapInterrupted(results) from None
+        raise MapInterrupted(results, workers) from None
     missing = [i for i in range(total) if i not in results]
     if missing:  # a backend bug, not a user's problem: say so rather than return a short list
         raise RuntimeError(f"backend {type(backend).__name__} returned no result for items {missing[:5]}")

@@ -1,7 +1,7 @@
 """Progress and logs on stderr: a rich bar on a terminal, plain lines otherwise (cron, logs), or JSON lines.
 
-Every display takes progress(done, total) calls, note(message) and event(name, fields) for the run's "start",
-each "failed" series and the "end"; see `make_progress`.
+Every display is a `Reporter`: progress(done, total) calls, note(message) and event(name, fields) for the job's
+"start", each "failed" series and the "end"; see `make_progress`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,37 @@ import json
 import re
 import sys
 import time
-from typing import TextIO
+from typing import Literal, Protocol, TextIO
 
 LOG_FORMATS = ("text", "json")
+
+EventName = Literal["start", "failed", "end"]
+
+
+class Reporter(Protocol):
+    """What a run or a backtest tells its user while it works (stderr for the CLI)."""
+
+    def progress(self, done: int, total: int) -> None:
+        """`done` of `total` series finished."""
+
+    def note(self, message: str) -> None:
+        """A one-line message worth telling the user (e.g. timezones dropped)."""
+
+    def event(self, name: EventName, fields: dict) -> None:
+        """A record for logs: "start", "failed" (one per failed series) or "end", with its fields."""
+
+
+class SilentReporter:
+    """Tells nothing: what a job reports to when its caller gives no reporter."""
+
+    def progress(self, done: int, total: int) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def event(self, name: EventName, fields: dict) -> None:
+        pass
 
 # Control characters (C0, DEL, C1) and the bidirectional overrides that reorder a line: a series key or a column
 # name holding ESC or NUL must not clear, repaint or hide what the operator's terminal shows.
@@ -65,14 +93,14 @@ class PlainProgress:
             return done / max(now - self._t0, 1e-9)
         return None
 
-    def __call__(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int) -> None:
         if self.quiet:
             return
         rate = self._due(done, total)
         if rate is not None:
             self._write(f"progress: {done}/{total} series, {rate:.1f} series/s")
 
-    def event(self, name: str, fields: dict) -> None:
+    def event(self, name: EventName, fields: dict) -> None:
         f = fields
         if name == "start":
             resumed = f" ({f['series_resumed']} done before, resumed)" if f.get("series_resumed") else ""
@@ -101,14 +129,14 @@ class JsonProgress(PlainProgress):
     def note(self, message: str) -> None:
         self._emit("note", {"message": message})
 
-    def __call__(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int) -> None:
         if self.quiet:
             return
         rate = self._due(done, total)
         if rate is not None:
             self._emit("progress", {"done": done, "total": total, "series_per_second": round(rate, 3)})
 
-    def event(self, name: str, fields: dict) -> None:
+    def event(self, name: EventName, fields: dict) -> None:
         self._emit(name, fields)
 
 
@@ -140,13 +168,13 @@ class RichProgress:
     def note(self, message: str) -> None:
         self.console.print(printable(f"note: {message}"), markup=False, highlight=False)
 
-    def event(self, name: str, fields: dict) -> None:
+    def event(self, name: EventName, fields: dict) -> None:
         if name == "failed":  # start and end are the bar and the final table
             key = ", ".join(f"{k}={v}" for k, v in fields["series"].items())
             self.console.print(printable(f"failed: {key}: {fields['stage']}: {fields['reason']}"), markup=False,
                                highlight=False)
 
-    def __call__(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int) -> None:
         rate = f"{done / max(time.perf_counter() - self._t0, 1e-9):.1f}"
         if self._task is None:
             self._task = self._progress.add_task(self._description, total=total, rate=rate)

@@ -3,7 +3,10 @@
 import pytest
 
 import fakes
-from forecast.backends import ProcessBackend, SequentialBackend, make_backend
+from forecast.backends import backend_class, open_backend
+from forecast.backends.process import ProcessBackend
+from forecast.backends.sequential import SequentialBackend
+from forecast.config import ForecastConfig
 from forecast.core import Failed, chunk_count, effective_n_jobs, map_chunks, split_into_chunks, usable_cores
 from forecast.errors import BackendError
 
@@ -113,13 +116,26 @@ def test_a_worker_killed_while_starting_is_replaced_but_a_set_up_that_kills_ever
 
 
 def test_unknown_backend():
-    with pytest.raises(BackendError, match="unknown backend 'gpu'; expected one of sequential, process"):
-        make_backend("gpu", 2)
+    with pytest.raises(BackendError, match="unknown backend 'gpu'; expected one of local, dask"):
+        backend_class("gpu")
 
 
-def test_make_backend_picks_sequential_for_one_job():
-    assert isinstance(make_backend(None, 1), SequentialBackend)
-    assert isinstance(make_backend(None, 2), ProcessBackend)
+def test_the_local_backend_is_this_process_for_one_job_and_a_pool_otherwise():
+    assert isinstance(open_backend(ForecastConfig(n_jobs=1)), SequentialBackend)
+    assert isinstance(open_backend(ForecastConfig(n_jobs=2)), ProcessBackend)
+    # a timeout can only be enforced by stopping a worker process
+    assert isinstance(open_backend(ForecastConfig(n_jobs=1, fit_timeout=5)), ProcessBackend)
+
+
+def test_backends_label_each_result_with_its_worker():
+    import os
+    import socket
+
+    with SequentialBackend() as seq:
+        assert {w for _, _, w in seq.map(fakes.add_one, [[(0, 1), (1, 2)]])} == {f"{socket.gethostname()}:{os.getpid()}"}
+    with ProcessBackend(n_jobs=2) as pool:
+        labelled = list(pool.map(fakes.sleep_then_pid, [[(0, 0.2)], [(1, 0.2)]]))
+    assert {w for _, _, w in labelled} == {f"{socket.gethostname()}:{pid}" for _, pid, _ in labelled}
 
 
 def test_chunk_count_keeps_chunks_per_job_for_small_inputs_and_caps_chunk_weight_for_large():

@@ -217,3 +217,30 @@ def test_workers_read_needs_parquet(tmp_path, table_csv):
     assert result.stderr.strip() == (f"Error: {table_csv}: --workers-read needs a Parquet input (workers read their "
                                      "series with a key filter); convert the table to Parquet or drop --workers-read")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_backtest_on_dask_scores_as_a_local_one_and_names_its_workers(tmp_path, cluster):
+    from forecast.backtest import run_backtest
+    from forecast.config import BacktestConfig, ForecastConfig, ModelOptions
+
+    address, client = cluster
+    table = tmp_path / "table.csv"
+    make_table(n_series=6, days=90, id_cols=("store", "item")).to_csv(table, index=False)
+
+    def backtest(out, **run):
+        model = ModelOptions(horizon=7, seed=3, uncertainty_samples=100)
+        config = ForecastConfig(id_cols=("store", "item"), model=model, out_dir=tmp_path / out, **run)
+        return run_backtest(table, BacktestConfig(run=config, windows=2))
+
+    local = backtest("local", n_jobs=1)
+    dask = backtest("dask", backend="dask", scheduler=address)
+    assert local.exit_code == dask.exit_code == 0
+    assert dask.summary["overall"] == local.summary["overall"]
+    for name in ("metrics.csv", "errors.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "dask" / name), pd.read_csv(tmp_path / "local" / name))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "dask" / "backtest.parquet"),
+                                  pd.read_parquet(tmp_path / "local" / "backtest.parquet"))
+    assert dask.summary["backend"] == {"name": "dask", "scheduler": address, "local_cluster": False, "workers": 2,
+                                       "threads": 2}
+    workers = set(pd.read_csv(tmp_path / "dask" / "timings.csv")["worker"])
+    assert workers <= set(client.scheduler_info()["workers"]) and len(workers) == 2

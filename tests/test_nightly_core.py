@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import fakes
-from forecast.backends import ProcessBackend, make_backend
+from forecast.backends.process import ProcessBackend
+from forecast.backends.sequential import SequentialBackend
 from forecast.core import Failed, map_chunks
 
 
@@ -57,7 +58,7 @@ def test_the_timeout_is_per_item_not_per_chunk():
 
 def test_sequential_backend_cannot_take_a_timeout():
     with pytest.raises(TypeError):
-        make_backend("sequential", 1, item_timeout=5)
+        SequentialBackend(1, item_timeout=5)
 
 
 def test_workers_are_recycled_between_chunks_after_max_items():

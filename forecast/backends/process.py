@@ -1,10 +1,6 @@
-"""Executors for the chunk-and-map core: one small class each, a dict from name to class.
+"""The process backend: a pool of worker processes on this machine (see base.py for what every backend does).
 
-Every backend has `n_jobs` and `map(func, chunks)`, where a chunk is a list of (index, item) pairs and `map`
-yields (index, result) per item as items finish, in any order; the core puts them back in order. A result is
-func(item), or `Failed` when the function raised or its worker died twice while on that item.
-
-The process backend is a small pool of its own rather than multiprocessing.Pool or ProcessPoolExecutor: each
+It is a small pool of its own rather than multiprocessing.Pool or ProcessPoolExecutor: each
 worker publishes the item it is on in a few bytes of shared memory, so the main process always knows which item
 a worker is on. A worker that dies (killed, out of memory) then costs only that item: the rest of its chunk goes
 back to the queue, a fresh worker takes its place, and the item is tried once more before it is recorded as
@@ -23,7 +19,6 @@ a number of items (between chunks), which bounds whatever memory a long run's wo
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing as mp
 import os
 import signal
@@ -31,12 +26,14 @@ import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .core import Failed, effective_n_jobs
-from .errors import BackendError, BackendLostError
+from ..core import Failed, effective_n_jobs
+from ..errors import BackendError
+from .base import Chunk, Labelled, WorkerSetup, call_item, process_label
 
-Chunk = list[tuple[int, Any]]
+if TYPE_CHECKING:
+    from ..config import ForecastConfig
 
 # How long a worker may hold finished results before sending them: progress on a terminal still moves 20 times a
 # second, and an interrupted or killed worker loses at most this much finished work.
@@ -51,41 +48,6 @@ _WORKER_ENV = {
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
-
-
-def _call(func: Callable, item: Any) -> Any:
-    try:
-        return func(item)
-    except Exception as e:  # one item's error must not end the chunk: it becomes that item's result
-        return Failed(f"{type(e).__name__}: {e}".splitlines()[0], "error")
-
-
-class SequentialBackend:
-    """Runs everything in this process, in order. Used for n_jobs=1, under a debugger, and as the reference."""
-
-    name = "sequential"
-    starts_in_background = False  # entering runs the initializer here, before it returns
-
-    def __init__(self, n_jobs: int = 1, initializer: Callable | None = None, initargs: tuple = ()):
-        self.n_jobs = 1
-        self._initializer, self._initargs = initializer, initargs
-
-    def __enter__(self) -> "SequentialBackend":
-        if self._initializer is not None:
-            self._initializer(*self._initargs)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def info(self) -> dict:
-        """What the summary says about the executor."""
-        return {"name": self.name, "workers": 1, "threads": 1}
-
-    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[tuple[int, Any]]:
-        for chunk in chunks:
-            for index, item in chunk:
-                yield index, _call(func, item)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -132,7 +94,7 @@ def _serve(conn, on_item, initializer: Callable | None, initargs: tuple) -> None
         for n, (index, item) in enumerate(chunk, 1):
             on_item[1] = time.monotonic()  # the start first: whoever reads the new index then reads its start
             on_item[0] = index
-            done.append((index, _call(func, item)))
+            done.append((index, call_item(func, item)))
             if n == len(chunk) or time.monotonic() - sent >= _REPORT_SECONDS:
                 _report(conn, done)
                 done, sent = [], time.monotonic()
@@ -179,6 +141,7 @@ class _Worker:
                 else:
                     os.environ[k] = v
         child.close()
+        self.label = process_label(self.process.pid)  # what its results are labelled with
         self.ready = False
         self.pending: deque[tuple[int, Any]] = deque()  # items sent and not yet reported, in run order
         self.heard_at = time.monotonic()  # when it was last sent a chunk or last sent results back
@@ -272,6 +235,12 @@ class ProcessBackend:
     # can enter the backend before its own slow set-up, such as reading the input, and have both at the same time.
     starts_in_background = True
 
+    @classmethod
+    def from_config(cls, config: ForecastConfig, setup: WorkerSetup,
+                    notify: Callable[[str], None] | None = None) -> "ProcessBackend":
+        """config.n_jobs worker processes, with config.fit_timeout as the per-item timeout."""
+        return cls(config.n_jobs, setup.func, setup.initargs(local_processes=True), item_timeout=config.fit_timeout)
+
     def __enter__(self) -> "ProcessBackend":
         if not self._workers:  # entering again (a caller that started the workers early) keeps them
             self._workers = [self._start() for _ in range(self.n_jobs)]
@@ -291,7 +260,7 @@ class ProcessBackend:
     def _start(self) -> _Worker:
         return _Worker(self._ctx, self._initializer, self._initargs)
 
-    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[tuple[int, Any]]:
+    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[Labelled]:
         queue: deque[Chunk] = deque(c for c in chunks if c)
         deaths: dict[int, int] = {}
         while queue or any(w.pending for w in self._workers):
@@ -300,7 +269,7 @@ class ProcessBackend:
             for w in self._workers:
                 by_handle[w.conn] = w
                 by_handle[w.process.sentinel] = w
-            finished: list[tuple[int, Any]] = []
+            finished: list[Labelled] = []
             for handle in wait(list(by_handle), timeout=self._next_deadline()):
                 w = by_handle[handle]
                 if w not in self._workers:  # replaced earlier in this round
@@ -341,7 +310,7 @@ class ProcessBackend:
         on = w.current()
         return on[0] if on is not None and time.monotonic() - on[1] > self._item_timeout else None
 
-    def _stop_overdue(self, queue: deque) -> Iterator[tuple[int, Any]]:
+    def _stop_overdue(self, queue: deque) -> Iterator[Labelled]:
         """Kill and replace every worker whose current item has run past the timeout; fail that item."""
         for w in list(self._workers):
             if self._overdue(w) is None:
@@ -355,7 +324,8 @@ class ProcessBackend:
             w.conn.close()
             self._workers.remove(w)
             if any(i == overdue for i, _ in w.pending):
-                yield overdue, Failed(f"ran longer than {self._item_timeout:g} s; its worker was stopped", "timeout")
+                yield overdue, Failed(f"ran longer than {self._item_timeout:g} s; its worker was stopped",
+                                      "timeout"), w.label
             rest = [(i, item) for i, item in w.pending if i != overdue]  # finished but unsent ones run again
             if rest:
                 queue.appendleft(rest)
@@ -368,7 +338,7 @@ class ProcessBackend:
         self._workers.append(self._start())
         self.recycled += 1
 
-    def _drain(self, w: _Worker) -> Iterator[tuple[int, Any]]:
+    def _drain(self, w: _Worker) -> Iterator[Labelled]:
         """Take every message the worker has sent so far."""
         while True:
             try:
@@ -388,9 +358,9 @@ class ProcessBackend:
                     done_index, _ = w.pending.popleft()
                     assert done_index == index, (done_index, index)
                     w.items_done += 1
-                    yield index, result
+                    yield index, result, w.label
 
-    def _replace(self, w: _Worker, queue: deque, deaths: dict[int, int]) -> Iterator[tuple[int, Any]]:
+    def _replace(self, w: _Worker, queue: deque, deaths: dict[int, int]) -> Iterator[Labelled]:
         """A worker died: charge the item it was on, requeue the rest of its chunk, start a fresh worker."""
         w.process.join()
         yield from self._drain(w)  # what it sent just before dying is still in the pipe
@@ -411,270 +381,8 @@ class ProcessBackend:
                     f"worker process died ({reason}) {deaths[index]} times while on this item; "
                     "if it ran out of memory, try fewer --n-jobs",
                     "worker-died",
-                )
+                ), w.label
                 rest = [(i, item) for i, item in rest if i != index]
             if rest:
                 queue.appendleft(rest)
         self._workers.append(self._start())
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Dask: the same interface over a cluster. dask and distributed are imported only in here, so forecast installs and
-# runs without them.
-
-_DASK_MISSING = "the dask backend needs dask.distributed: pip install 'forecast[dask]'"
-# Name under which the worker initializer is registered; registering again (the next run) replaces it.
-_PLUGIN_NAME = "forecast-init"
-
-
-def _import_distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise BackendError(_DASK_MISSING) from None
-    return distributed
-
-
-def _first_line(e: BaseException) -> str:
-    return (f"{type(e).__name__}: {e}".splitlines() or [type(e).__name__])[0]
-
-
-def _run_chunk(func: Callable, chunk: Chunk) -> list[tuple[int, Any]]:
-    """Run on a Dask worker: func on every item of one chunk, an item's exception becoming its `Failed`.
-
-    A result with a `worker` attribute (model.SeriesResult) is labelled with the Dask worker's address, the name
-    the dashboard and the scheduler's logs use for it.
-    """
-    from distributed import get_worker
-
-    name = get_worker().address
-    out = []
-    for index, item in chunk:
-        result = _call(func, item)
-        if not isinstance(result, Failed) and hasattr(result, "worker"):
-            result.worker = name
-        out.append((index, result))
-    return out
-
-
-def _setup_worker(initializer: Callable | None, initargs: tuple, dask_worker=None) -> None:
-    """Prepare one Dask worker: a temporary directory of its own, then the initializer.
-
-    The directory is inside the worker's Dask scratch space, which Dask removes when the worker closes (and purges
-    at the next start after a crash); it becomes TMPDIR before the initializer runs. `dask_worker` is filled in
-    by `Client.run`; a plugin passes its worker.
-    """
-    import tempfile
-
-    if dask_worker is None:
-        from distributed import get_worker
-
-        dask_worker = get_worker()
-    tmp = os.path.join(dask_worker.local_directory, "forecast-tmp")
-    os.makedirs(tmp, exist_ok=True)
-    os.environ["TMPDIR"] = tmp
-    tempfile.tempdir = tmp
-    if initializer is not None:
-        initializer(*initargs)
-
-
-def _init_plugin(initializer: Callable | None, initargs: tuple):
-    """A WorkerPlugin running `_setup_worker` once in every worker that joins or restarts after the run started."""
-    from distributed import WorkerPlugin
-
-    class _Init(WorkerPlugin):
-        name = _PLUGIN_NAME
-
-        def setup(self, worker) -> None:
-            _setup_worker(initializer, initargs, worker)
-
-    return _Init()
-
-
-class DaskBackend:
-    """Chunks as tasks on a Dask cluster: a running scheduler, or a LocalCluster started for the run.
-
-    Each chunk is one `client.submit` whose arguments hold that chunk's items, so the client never builds one graph
-    holding the whole table and each chunk's data is sent once; the scheduler keeps the task so it can run it again.
-    Results are reported per chunk as chunks finish (`distributed.as_completed`).
-
-    Faults: when a worker dies (killed, out of memory), the scheduler runs its chunk again on another worker; a
-    chunk that has killed more workers than the scheduler allows (`distributed.scheduler.allowed-failures`, 3 by
-    default) comes back as KilledWorker, and its items are then submitted once more one by one, so only the item
-    that kills its workers is recorded as failed ("worker-died"), as with the process backend.
-
-    Args:
-        n_jobs: workers of the LocalCluster started when no scheduler is given (one thread each); -1 for all
-            usable cores. Ignored with a scheduler: the cluster's own threads are used.
-        initializer: a module-level function every worker runs once before any work (see `_init_plugin`).
-        initargs: its arguments.
-        scheduler: the scheduler's address, e.g. tcp://host:8786; None starts a LocalCluster.
-        connect_timeout: seconds to wait for the scheduler, and for at least one worker.
-        notify: called with one-line messages for the user (the LocalCluster's dashboard link).
-    """
-
-    name = "dask"
-    starts_in_background = False  # entering connects and sets up every worker before it returns
-
-    def __init__(self, n_jobs: int = -1, initializer: Callable | None = None, initargs: tuple = (),
-                 scheduler: str | None = None, connect_timeout: float = 10.0,
-                 notify: Callable[[str], None] | None = None):
-        _import_distributed()
-        self._local_workers = effective_n_jobs(n_jobs)
-        self._initializer, self._initargs = initializer, initargs
-        self._scheduler = scheduler
-        self._timeout = connect_timeout
-        self._notify = notify or (lambda message: None)
-        self._cluster = None
-        self._client = None
-        self._saved_levels: dict[str, int] = {}
-        self.n_jobs = 0
-        self.workers: dict[str, int] = {}  # address -> threads, when the run started
-
-    def __enter__(self) -> "DaskBackend":
-        import logging
-
-        # distributed's own logs (a client warning "Couldn't gather 1 keys, rescheduling" when a worker dies, its
-        # error log and tracebacks when the scheduler is lost) are about faults the scheduler is handling or that
-        # the run reports in one line of its own; they would also break --log-format json's one object per line
-        names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
-        self._saved_levels = {n: logging.getLogger(n).level for n in names}
-        for n in names:
-            logging.getLogger(n).setLevel(logging.CRITICAL + 1)
-        try:
-            self._connect()
-            self._check_workers()
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
-        import logging
-
-        for name, level in self._saved_levels.items():
-            logging.getLogger(name).setLevel(level)
-
-    def _connect(self) -> None:
-        import logging
-
-        from distributed import Client, LocalCluster
-
-        if self._scheduler is None:
-            # one single-thread process per core: Prophet holds the GIL between Stan calls, so threads would not help
-            self._cluster = LocalCluster(n_workers=self._local_workers, threads_per_worker=1, processes=True,
-                                         silence_logs=logging.ERROR)
-            self._client = Client(self._cluster)
-            link = self._cluster.dashboard_link or "none (install bokeh for the Dask dashboard)"
-            self._notify(f"started a local Dask cluster, {self._local_workers} worker(s) x 1 thread; "
-                         f"dashboard: {link}")
-            return
-        try:
-            self._client = Client(self._scheduler, timeout=self._timeout)
-        except (OSError, TimeoutError) as e:
-            raise BackendError(
-                f"cannot reach the Dask scheduler at {self._scheduler} within {self._timeout:g} s "
-                f"({type(e).__name__}); check that it is running and the address (--scheduler or FORECAST_SCHEDULER)"
-            ) from e
-        except ValueError as e:  # a malformed address
-            raise BackendError(f"--scheduler {self._scheduler!r} is not a Dask address such as tcp://host:8786: "
-                               f"{e}") from e
-
-    def _check_workers(self) -> None:
-        """Wait for a worker, check every worker's environment, then initialise them all."""
-        client = self._client
-        try:
-            client.wait_for_workers(1, timeout=self._timeout)
-        except TimeoutError:
-            raise BackendError(
-                f"the Dask scheduler at {client.scheduler.address} has no workers after {self._timeout:g} s; "
-                f"start some with: dask worker {client.scheduler.address} --nthreads 1"
-            ) from None
-        # first on the workers there are, by name, so a worker that lacks forecast or prophet (or has another
-        # version of forecast) is named in the error; then as a plugin, for workers that join or restart later
-        answers = client.run(_setup_worker, self._initializer, self._initargs, on_error="return")
-        for address, answer in sorted(answers.items()):
-            if isinstance(answer, BaseException):
-                raise BackendError(
-                    f"Dask worker {address} cannot run forecast: {_first_line(answer)}; "
-                    "install the same environment (forecast, prophet) on every worker"
-                ) from None
-        client.register_plugin(_init_plugin(self._initializer, self._initargs), name=_PLUGIN_NAME)
-        self.workers = {address: w["nthreads"] for address, w in client.scheduler_info()["workers"].items()}
-        self.n_jobs = max(1, sum(self.workers.values()))
-
-    def info(self) -> dict:
-        """What the summary says about the cluster: scheduler, workers and threads when the run started."""
-        return {"name": self.name, "scheduler": self._client.scheduler.address if self._client else None,
-                "local_cluster": self._cluster is not None, "workers": len(self.workers),
-                "threads": sum(self.workers.values())}
-
-    def _failure(self, e: BaseException) -> BackendError:
-        """The error for a chunk the cluster could not run: lost (the scheduler gone, the connection cut: run
-        again once it is back) or broken."""
-        lost = (OSError, TimeoutError, asyncio.CancelledError)
-        if isinstance(e, lost) or self._client is None or self._client.status != "running":
-            address = self._client.scheduler.address if self._client is not None else self._scheduler
-            return BackendLostError(f"lost the Dask scheduler at {address} mid-run ({_first_line(e)})")
-        return BackendError(f"the Dask cluster could not run a chunk: {_first_line(e)}")
-
-    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[tuple[int, Any]]:
-        from distributed import KilledWorker, as_completed
-
-        pending: dict[Any, Chunk] = {}
-
-        def submit(chunk: Chunk, priority: int):
-            future = self._client.submit(_run_chunk, func, chunk, pure=False, priority=priority)
-            pending[future] = chunk
-            return future
-
-        # chunks come heaviest first; a higher priority starts them first
-        futures = as_completed([submit(c, len(chunks) - i) for i, c in enumerate(chunks) if c])
-        try:
-            for future in futures:
-                chunk = pending.pop(future)
-                try:
-                    results = future.result()
-                except KilledWorker:
-                    if len(chunk) > 1:  # find the item at fault: each alone, once more
-                        for item in chunk:
-                            futures.add(submit([item], 0))
-                        continue
-                    yield chunk[0][0], Failed(
-                        "Dask worker died every time it ran this item (KilledWorker, after the scheduler's "
-                        "allowed-failures); if it ran out of memory, give the workers more memory", "worker-died")
-                    continue
-                except Exception as e:  # not an item's error (those are results): the cluster itself failed
-                    raise self._failure(e) from e
-                yield from results
-                future.release()
-        except (OSError, TimeoutError, asyncio.CancelledError) as e:  # the client lost its scheduler
-            raise self._failure(e) from e
-        finally:
-            for future in pending:
-                future.cancel()
-
-
-BACKENDS = {"sequential": SequentialBackend, "process": ProcessBackend, "dask": DaskBackend}
-
-
-def make_backend(name: str | None, n_jobs: int, initializer: Callable | None = None, initargs: tuple = (),
-                 **options):
-    """The backend for `name` ("sequential", "process", "dask"); None picks sequential for n_jobs=1, else process.
-
-    `options` go to the backend's class (item_timeout for "process"; scheduler, connect_timeout, notify for
-    "dask"). Use it as a context manager so workers are stopped on every path.
-    """
-    if name is None:
-        name = "sequential" if effective_n_jobs(n_jobs) == 1 else "process"
-    try:
-        cls = BACKENDS[name]
-    except KeyError:
-        raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}") from None
-    return cls(n_jobs=n_jobs, initializer=initializer, initargs=initargs, **options)

@@ -1,0 +1,376 @@
+"""The one job skeleton behind `forecast run` and `forecast backtest`: `run_job(job, source, reporter)`.
+
+Written once here: the output directory and its lock, reading the input, the run's temporary root, SIGTERM taken
+as Ctrl-C, the backend, the map with its part files (so `--resume` finishes an unfinished job), the interrupt,
+the status, the summary's common fields and the start / failed / end events. What differs is a `Job`: what a
+series' function is, what a part file holds, and what is written at the end (runner.ForecastJob,
+backtest.BacktestJob).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import shutil
+import signal
+import threading
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Sequence
+
+from . import __version__
+from .backends import Backend, WorkerSetup, open_backend
+from .checkpoint import PartSchema, PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
+from .config import ForecastConfig, ModelOptions
+from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
+from .errors import BackendLostError, OutputExistsError, RunStoppedError
+from .outputs import default_out_dir, prepare_out_dir, write_json
+from .sources import inputs_read_once, open_source
+from .model import check_options, init_worker
+from .progress import Reporter, SilentReporter
+from .timing import Clock, run_timing
+
+JobKind = Literal["run", "backtest"]
+Status = Literal["ok", "failed", "interrupted"]
+
+EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+@dataclass
+class RunResult:
+    """What a run (or a backtest) produced: where, the summary (as written to summary.json), and the exit code it
+    calls for."""
+
+    out_dir: Path
+    summary: dict
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all forecast (or failures within --max-failed-frac), 3 too many failed, 130 interrupted."""
+        status = self.summary["status"]
+        return {"ok": EXIT_OK, "failed": EXIT_SOME_FAILED, "interrupted": EXIT_INTERRUPTED}[status]
+
+
+@dataclass
+class Loaded:
+    """What a job read: the table, its series in key order, notes for the user, and the model options with
+    what the read filled in (a --holidays-file's rows)."""
+
+    table: Any
+    series: list
+    notes: list[str]
+    model: ModelOptions
+
+
+@dataclass
+class Mapped:
+    """What the map left: results by series index (`done` from an earlier try, `new` from this one), the series
+    indices this try mapped, and how it ran."""
+
+    status: Status  # "ok" or "interrupted"; the job's writing may make "ok" "failed"
+    done: dict[int, Any]
+    new: dict[int, Any]
+    todo: list[int]
+    n_jobs: int
+    chunks: int
+    backend: dict
+
+
+@dataclass
+class Written:
+    """What a job wrote: its status, its summary fields, its files, and its results (every series written, and
+    those whose time counts in the throughput)."""
+
+    status: Status
+    fields: dict
+    files: dict[str, Path]
+    results: list
+    timed: list
+
+
+class Job:
+    """The parts of a job that differ between `run` and `backtest`; `run_job` calls them in order."""
+
+    kind: JobKind = "run"
+    map_stage = "fit_predict"  # the clock's name for the map
+    schema: PartSchema
+
+    def __init__(self, config: ForecastConfig):
+        self.config = config
+
+    def check(self, source) -> None:
+        """Refuse a source this job cannot use, before anything is created."""
+
+    def settings(self) -> dict:
+        """The configuration as JSON-ready values: the manifest's and the summary's."""
+        return self.config.to_dict()
+
+    def other_files(self) -> dict:
+        """The files besides the input that shape the results, by option (None when not given)."""
+        return {"--holidays-file": self.config.holidays_file}
+
+    def load(self, source) -> Loaded:
+        """Read the input (inside the clock's "read" stage)."""
+        raise NotImplementedError
+
+    def prepare(self, loaded: Loaded, clock: Clock) -> list[int]:
+        """The indices of the series to map, before any a resumed job has done."""
+        return list(range(len(loaded.series)))
+
+    def work(self, source, loaded: Loaded, items: list, chunks: list[list[int]]) -> tuple[Sequence, Callable]:
+        """What the backend maps: the items (the series, or what a worker reads them by) and the function."""
+        raise NotImplementedError
+
+    def as_result(self, series, outcome) -> Any:
+        """The result of one mapped series: the function's, or one made from the backend's `Failed`."""
+        raise NotImplementedError
+
+    def finish(self, source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
+               reporter: Reporter) -> Written:
+        """Write the outputs into out_dir; return the status and the summary fields of this kind of job."""
+        raise NotImplementedError
+
+    def json_ready(self, summary: dict) -> dict:
+        """The summary as written to summary.json."""
+        return summary
+
+
+def run_job(job: Job, source, reporter: Reporter | None = None) -> RunResult:
+    """Run a job on one input into config.out_dir (see the module docstring).
+
+    Args:
+        job: what to run (its config is the run's).
+        source: the input: a path, a DataFrame, an Arrow table or a Source (see sources.open_source).
+        reporter: told progress, notes and events; None tells nothing.
+
+    Returns:
+        A RunResult; its exit_code is what a CLI should exit with.
+
+    Raises:
+        InputError, ConfigError: before anything is written.
+        RunLockedError: another job is writing into the output directory.
+        BackendError: when workers cannot start.
+        RunStoppedError: the machine or the cluster failed midway; finished series are kept for --resume.
+    """
+    reporter = reporter if reporter is not None else SilentReporter()
+    source = open_source(source)
+    config = job.config
+    clock = Clock()
+    out_dir = Path(config.out_dir) if config.out_dir is not None else default_out_dir()
+    job.check(source)
+    with RunLock(out_dir), run_temp_root() as tmp_root, ExitStack() as early, inputs_read_once():
+        finished = prepare_out_dir(out_dir, config.overwrite, config.resume)
+        check_options(config.model)
+        setup = worker_setup(config.model, tmp_root)
+        # more workers than cores: how many is known once the chunks are (a typo such as 4000 forks no 4000)
+        backend = None if above_cores(config) else open_backend(config, setup, reporter.note)
+        if backend is not None and backend.starts_in_background:  # local workers start (imports: about a
+            early.enter_context(backend)  # second) while the input is read
+        with clock.stage("read"):
+            loaded = job.load(source)
+            manifest = make_manifest(source, job.settings(), len(loaded.series), job.other_files())
+        if finished is not None:  # --resume of a job that had finished: done, if it is the same job
+            return _already_finished(out_dir, finished, manifest, reporter)
+        state = RunState(out_dir, job.schema)
+        state.begin(manifest, config.resume, config.overwrite)
+        try:
+            for note in loaded.notes:
+                reporter.note(note)
+            to_map = job.prepare(loaded, clock)
+            done = state.load(loaded.series) if config.resume else {}
+            for part in state.damaged:
+                reporter.note(f"{part}: damaged, cannot be read; its series are fitted again")
+            todo = [i for i in to_map if i not in done]
+            if backend is None:
+                n_jobs = capped_n_jobs(config, [len(loaded.series[i].ds) for i in todo], reporter.note)
+                backend = open_backend(dataclasses.replace(config, n_jobs=n_jobs), setup, reporter.note)
+            mapped = _map(job, source, loaded, state, done, todo, backend, out_dir, clock, reporter)
+            return _write(job, source, loaded, mapped, state, clock, reporter)
+        except BaseException as e:
+            kept = len(state.part_files())
+            if not kept:  # nothing computed (e.g. no workers): leave the directory as it was
+                state.clear()
+            if isinstance(e, (OSError, BackendLostError)):  # the machine or the cluster failed, not the job
+                raise RunStoppedError(_stopped_message(e, kept, state)) from e
+            raise
+
+
+def _map(job: Job, source, loaded: Loaded, state: RunState, done: dict, todo: list[int], backend: Backend,
+         out_dir: Path, clock: Clock, reporter: Reporter) -> Mapped:
+    """Map the job's function over the series in `todo`, checkpointing results in part files as they finish."""
+    config = job.config
+    series = loaded.series
+    items = [series[i] for i in todo]
+    n_jobs = effective_n_jobs(config.n_jobs)
+    backend_info = {"name": backend.name, "workers": 0, "threads": 0}
+    new: dict[int, Any] = {}
+    chunks: list[list[int]] = []
+    status: Status = "ok"
+    writer = None
+
+    def record(item: int, outcome, worker: str) -> None:
+        result = job.as_result(items[item], outcome)
+        if not isinstance(outcome, Failed):
+            result.worker = worker
+        new[todo[item]] = result
+        writer.add(item, result)
+        if result.status != "ok":
+            reporter.event("failed", {"series": key_fields(result.key, config.id_cols), "stage": result.stage,
+                                      "reason": result.error})
+
+    def start(n_jobs: int) -> None:  # once the workers are there, so a failure to start them is the only line
+        reporter.event("start", {"input": source.label, "out": str(out_dir), "series_total": len(series),
+                                 "series_resumed": len(done), "n_jobs": n_jobs})
+
+    def report(finished: int, total: int) -> None:
+        reporter.progress(len(done) + finished, len(todo) + len(done))
+
+    with clock.stage(job.map_stage), _sigterm_as_interrupt():
+        if not items:
+            start(n_jobs)
+        else:
+            try:
+                # the interrupt is caught outside the backend's block, so the backend sees it and stops its
+                # workers at once instead of waiting for their chunks (workers started early are the same ones)
+                with backend:
+                    n_jobs = backend.n_jobs
+                    backend_info = backend.info()
+                    start(n_jobs)
+                    chunks = plan_chunks([len(s.ds) for s in items], n_jobs, config.chunks_per_job, config.chunk_rows)
+                    writer = PartWriter(state, chunks, todo)
+                    work, func = job.work(source, loaded, items, chunks)
+                    map_chunks(func, work, backend, chunks=chunks, progress=report, on_result=record)
+            except MapInterrupted as e:
+                status = "interrupted"
+                for item, outcome in e.partial.items():  # finished, but interrupted before recorded
+                    if todo[item] not in new:
+                        record(item, outcome, e.workers.get(item, ""))
+            finally:
+                if writer is not None:
+                    writer.flush()
+    return Mapped(status=status, done=done, new=new, todo=todo, n_jobs=n_jobs, chunks=len(chunks),
+                  backend=backend_info)
+
+
+def _write(job: Job, source, loaded: Loaded, mapped: Mapped, state: RunState, clock: Clock,
+           reporter: Reporter) -> RunResult:
+    """The job's outputs, then the summary around its fields; the parts go once the outputs hold everything."""
+    config = job.config
+    out_dir = state.out_dir
+    written = job.finish(source, loaded, mapped, out_dir, clock, reporter)
+    summary = {
+        # a run's summary has never named its command: readers (report.py) take one without it for a run's
+        **({"command": job.kind} if job.kind != "run" else {}),
+        "status": written.status,
+        "input": source.label,
+        "source": source.record(),  # what plot and report reopen
+        "rows": int(len(loaded.table)),
+        "series_total": len(loaded.series),
+        "series_done": len(written.results),
+        **written.fields,
+        "cores": usable_cores(),
+        "n_jobs": mapped.n_jobs,
+        "backend": mapped.backend,
+        "chunks": mapped.chunks,
+        **run_timing(clock, written.results, written.timed, mapped.n_jobs, config.id_cols),
+        "notes": loaded.notes,
+        "versions": _versions(),
+        "config": job.settings(),
+        "files": {name: p.name for name, p in written.files.items()},
+        "manifest": state.manifest(),  # what a --resume of this finished job checks it against
+    }
+    files = {**written.files, "summary": write_json(job.json_ready(summary), out_dir / "summary.json")}
+    if written.status != "interrupted":
+        state.clear()  # finished: the outputs hold everything the parts did
+    reporter.event("end", {"status": written.status, "series_total": len(loaded.series),
+                           "series_done": len(written.results), "series_ok": summary["series_ok"],
+                           "series_failed": summary["series_failed"],
+                           "wall_seconds": round(summary["wall_seconds"], 3)})
+    return RunResult(out_dir=out_dir, summary=summary, files=files)
+
+
+def key_fields(key: tuple, id_cols) -> dict:
+    """A series' key as {column: text}, for a log record."""
+    return {c: str(v) for c, v in zip(id_cols, key)}
+
+
+def worker_setup(model: ModelOptions, tmp_root: str) -> WorkerSetup:
+    """What every worker of a run or a backtest runs first: `init_worker`, with the run's temp root for workers of
+    this machine, and whether to import Prophet."""
+    # the stan and fast engines need Prophet only for a country's holidays
+    return WorkerSetup(init_worker, (model.engine == "prophet" or bool(model.holidays),), tmp_root)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A scheduler stops jobs with SIGTERM: treat it like Ctrl-C so finished work is written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def run_temp_root() -> Iterator[str]:
+    """The run's private temp root (workers make theirs inside), removed at the end, whatever happens."""
+    tmp_root = run_temp_dir()
+    try:
+        yield tmp_root
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def above_cores(config: ForecastConfig) -> bool:
+    """Whether --n-jobs asks for more local workers than there are usable cores (see `capped_n_jobs`)."""
+    return config.backend == "local" and effective_n_jobs(config.n_jobs) > usable_cores()
+
+
+def capped_n_jobs(config: ForecastConfig, weights: list[float], notify: Callable[[str], None] | None) -> int:
+    """--n-jobs above the usable cores cut to the chunks items of these weights make (a job file's typo of 4000
+    forks no 4000 processes), and said."""
+    asked = effective_n_jobs(config.n_jobs)
+    n_jobs = max(1, min(asked, len(plan_chunks(weights, asked, config.chunks_per_job, config.chunk_rows))))
+    if notify is not None:
+        notify(f"--n-jobs {config.n_jobs} is more than the {usable_cores()} usable core(s); running {n_jobs} "
+               f"worker process(es){', one per chunk of work' if n_jobs < asked else ''}")
+    return n_jobs
+
+
+def _already_finished(out_dir: Path, summary: dict, manifest: dict, reporter: Reporter) -> RunResult:
+    """The result of the finished job in out_dir when it ran this input with these settings; else an error."""
+    diff = manifest_difference(summary.get("manifest") or {}, manifest)
+    if diff is not None:
+        raise OutputExistsError(f"{out_dir}: holds a finished run, and {diff}; pass --overwrite to start again or "
+                                "choose another --out")
+    reporter.note(f"{out_dir} holds this run, finished: nothing to resume")
+    files = {name: out_dir / file for name, file in summary.get("files", {}).items()}
+    return RunResult(out_dir=out_dir, summary=summary, files={**files, "summary": out_dir / "summary.json"})
+
+
+def _stopped_message(e: BaseException, kept: int, state: RunState) -> str:
+    """The one line of a job stopped by its machine or cluster: what failed, what is kept, how to go on."""
+    if isinstance(e, OSError):
+        what = f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+        fix = "free space (or fix the cause) and run again with --resume"
+    else:
+        what, fix = str(e), "run again with --resume once the cluster is back"
+    if kept:
+        return (f"{what}; the run stopped, its finished series are kept in {state.parts_dir} ({kept} part file(s)): "
+                f"{fix}")
+    return f"{what}; the run stopped before any series was kept: {fix}"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {"forecast": __version__, "prophet": version("prophet"), "python": platform.python_version()}
