@@ -16,13 +16,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
 from .config import ForecastConfig, ModelOptions
 from .errors import ConfigError
 from .sources import TableInput
+
+if TYPE_CHECKING:
+    from .progress import Reporter
 
 # Set by `forecast` itself from its own arguments, not through **options.
 _OWN = {"horizon", "id_cols", "time_col", "target_col", "model", "out_dir"}
@@ -68,8 +71,7 @@ def _config(horizon: int, id_cols: Sequence[str] | str, time_col: str, target_co
 def forecast_with_records(df: TableInput, horizon: int = ModelOptions.horizon,
                           id_cols: Sequence[str] | str = ForecastConfig.id_cols, time_col: str = "ds",
                           target_col: str = "y", *, out: Path | str | None = None,
-                          progress: Callable[[int, int], None] | None = None,
-                          notify: Callable[[str], None] | None = None, **options: Any) -> ForecastRecords:
+                          reporter: Reporter | None = None, **options: Any) -> ForecastRecords:
     """Forecast every series of a long table, and keep the run's per-series records.
 
     Args:
@@ -79,8 +81,8 @@ def forecast_with_records(df: TableInput, horizon: int = ModelOptions.horizon,
         time_col: the timestamp column.
         target_col: the value column.
         out: a directory to write the run's files to, as `forecast run --out` does; None: no files are left.
-        progress: called as progress(done, total) as series finish.
-        notify: called with one-line messages worth telling the user (the notes are in summary["notes"] too).
+        reporter: told progress, one-line notes (also in summary["notes"]) and events (see progress.Reporter;
+            progress.make_progress(quiet=False) draws a bar); None tells nothing.
         **options: any other setting, by its ForecastConfig or ModelOptions field name (seed=1, engine="stan",
             fallback="seasonal-naive", n_jobs=4, freq="W-SUN", ...).
 
@@ -103,7 +105,7 @@ def forecast_with_records(df: TableInput, horizon: int = ModelOptions.horizon,
         run_id = config.run_id if config.run_id is not None else default_out_dir().name
         config = dataclasses.replace(config, out_dir=Path(scratch), output_format="parquet", run_id=run_id)
     try:
-        result = run_forecast(df, config, progress=progress, notify=notify)
+        result = run_forecast(df, config, reporter)
         if result.summary["status"] == "interrupted":
             raise KeyboardInterrupt
         run = read_run_dir(result.out_dir)
