@@ -19,7 +19,8 @@ from . import __version__
 from .backends import make_backend
 from .checkpoint import PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
-from .errors import BackendLostError, ConfigError, OutputExistsError, RunStoppedError
+from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, BackendLostError, ConfigError, OutputExistsError,
+                     RunStoppedError)
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
 from .io import (default_out_dir, errors_frame, forecast_frame, inputs_read_once, key_types, load_series,
                  params_frame, prepare_out_dir, read_params, read_series_subset, timings_frame, write_json,
@@ -27,7 +28,6 @@ from .io import (default_out_dir, errors_frame, forecast_frame, inputs_read_once
 from .model import SENT_STAGES, SeriesResult, check_options, fit_series, init_worker, serve_fallback
 from .timing import Clock, run_timing
 
-EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
 # The files a run may write besides timings, errors and the summary: one forecasts file, params with an engine.
 _OUTPUTS = {"forecasts.parquet", "forecasts.csv", "params.parquet"}
 
