@@ -1,6 +1,8 @@
 """docs/cli.md is made from the commands' --help, the option declarations and the exit codes: it must be current,
 and every option must be on it with a help of its own."""
 
+import re
+
 import typer
 from typer.testing import CliRunner
 
@@ -34,3 +36,24 @@ def test_exit_codes_are_declared_once_and_shown_by_help_and_the_page():
     for code, meaning in EXIT_CODES.items():
         assert f"| {code} | {meaning} |" in page
         assert f"{code} {meaning}" in text
+
+
+def _anchor(heading: str) -> str:
+    """The anchor a Markdown renderer gives a heading, as GitHub makes them."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_docs_points_at_a_page_and_heading_that_exist():
+    root = PAGE.parent.parent
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    anchors = {page.resolve(): {_anchor(h) for h in re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), re.M)}
+               for page in pages}
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page.resolve()
+            assert linked.exists(), f"{page.name}: {target}"
+            if anchor and linked in anchors:
+                assert anchor in anchors[linked], f"{page.name}: {target}"
