@@ -11,9 +11,11 @@ import typer
 
 from .config import REPORT_PLOTS
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ForecastError, exit_codes_text
-from .options import Command, Option, backtest_config, forecast_config, options_of, triage_rules
+from .options import OPTIONS, Command, Option, backtest_config, forecast_config, options_of, triage_rules
 
-EXIT_CODES = exit_codes_text()
+EXIT_CODES_HELP = exit_codes_text()
+# Every environment variable an option reads, named once in the app's help
+_ENVVARS = ", ".join(option.envvar for option in OPTIONS if option.envvar)
 
 
 def _unbroken_option_names() -> None:
@@ -47,10 +49,10 @@ _unbroken_option_names()
 # names whole in their own column; rich's panels cut them (--seasonality-mo…) and read [default: ...] as markup.
 app = typer.Typer(
     help="Forecast thousands of time series with Prophet, on every core.\n\nOptions can also come from "
-         "environment variables (FORECAST_N_JOBS, FORECAST_OUT, FORECAST_ENGINE, FORECAST_LOG_FORMAT; each "
-         "command's --help names them); an option on the command line wins over its variable, and the variable "
-         "over a --config job file. Shell completion: forecast --install-completion.",
-    epilog=EXIT_CODES,
+         f"environment variables ({_ENVVARS}; each command's --help names them); an option on the command line "
+         "wins over its variable, and the variable over a --config job file. Shell completion: forecast "
+         "--install-completion.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
@@ -197,7 +199,7 @@ def _log_format(params: dict) -> str:
     return getattr(params["log_format"], "value", params["log_format"])
 
 
-@app.command(epilog=EXIT_CODES, short_help="Fit one Prophet model per series; write forecasts and timings.")
+@app.command(epilog=EXIT_CODES_HELP, short_help="Fit one Prophet model per series; write forecasts and timings.")
 @_declared("run")
 def run(ctx: typer.Context, **_: Any) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
@@ -235,7 +237,7 @@ def run(ctx: typer.Context, **_: Any) -> None:
     raise typer.Exit(code=result.exit_code)
 
 
-@app.command(epilog=EXIT_CODES, short_help="Score Prophet against a seasonal-naive forecast over past windows.")
+@app.command(epilog=EXIT_CODES_HELP, short_help="Score Prophet against a seasonal-naive forecast over past windows.")
 @_declared("backtest")
 def backtest(ctx: typer.Context, **_: Any) -> None:
     """Backtest Prophet against a seasonal-naive baseline over rolling origins and write accuracy metrics.
