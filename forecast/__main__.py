@@ -14,8 +14,10 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C while Python is still importing: nothing started, nothing written
         import sys
 
+        from .errors import EXIT_INTERRUPTED
+
         print("Interrupted.", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

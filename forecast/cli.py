@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from .config import ENGINES, REPORT_PLOTS, BacktestConfig, ForecastConfig, ModelOptions, TriageRules
-from .errors import ForecastError
+from .config import REPORT_PLOTS
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ForecastError, exit_codes_text
+from .options import OPTIONS, Command, Option, backtest_config, forecast_config, options_of, triage_rules
 
-EXIT_CODES = """Exit codes: 0 every series forecast (or failures within --max-failed-frac); 3 some series failed,
-outputs written; 1 input or configuration error, nothing written; 2 usage error; 75 stopped by the machine or
-cluster (a full disk, a lost Dask scheduler), finished series kept: run again with --resume; 130 interrupted
-(finished series are written)."""
+EXIT_CODES_HELP = exit_codes_text()
+# Every environment variable an option reads, named once in the app's help
+_ENVVARS = ", ".join(option.envvar for option in OPTIONS if option.envvar)
+
 
 def _unbroken_option_names() -> None:
     """Help text is wrapped at spaces only, not after hyphens, so an option named in it (--cap-col,
@@ -47,10 +49,10 @@ _unbroken_option_names()
 # names whole in their own column; rich's panels cut them (--seasonality-mo…) and read [default: ...] as markup.
 app = typer.Typer(
     help="Forecast thousands of time series with Prophet, on every core.\n\nOptions can also come from "
-         "environment variables (FORECAST_N_JOBS, FORECAST_OUT, FORECAST_ENGINE, FORECAST_LOG_FORMAT; each "
-         "command's --help names them); an option on the command line wins over its variable, and the variable "
-         "over a --config job file. Shell completion: forecast --install-completion.",
-    epilog=EXIT_CODES,
+         f"environment variables ({_ENVVARS}; each command's --help names them); an option on the command line "
+         "wins over its variable, and the variable over a --config job file. Shell completion: forecast "
+         "--install-completion.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
@@ -58,70 +60,54 @@ app = typer.Typer(
 )
 
 
-class Growth(str, Enum):
-    linear = "linear"
-    flat = "flat"
-    logistic = "logistic"
+# The CLI's choices are Enums of config's tuples (typer shows and checks them): one Enum per tuple.
+_ENUMS: dict[tuple[str, ...], type[Enum]] = {}
 
 
-class SeasonalityMode(str, Enum):
-    additive = "additive"
-    multiplicative = "multiplicative"
+def _enum(option: Option) -> type[Enum]:
+    choices = option.kind
+    if choices not in _ENUMS:
+        title = "".join(part.title() for part in option.name.split("_"))
+        _ENUMS[choices] = Enum(title, {value: value for value in choices}, type=str)
+    return _ENUMS[choices]
 
 
-class Toggle(str, Enum):
-    auto = "auto"
-    on = "on"
-    off = "off"
+def _parameter(option: Option, with_job_file: bool) -> inspect.Parameter:
+    """The typer parameter of one declared option: its type, default, flags, help and range."""
+    kind = option.kind
+    if isinstance(kind, tuple):
+        python_type: Any = _enum(option)
+    else:
+        python_type = {"int": int, "float": float, "str": str, "bool": bool, "path": Path, "names": list[str]}[kind]
+    default = option.field_default
+    if isinstance(kind, tuple) and default is not None:
+        default = python_type(default)
+    if option.required:  # given on the command line, or later from the job file (checked in _parameters)
+        default = None if with_job_file else inspect.Parameter.empty
+    if default is None:
+        python_type = Optional[python_type]
+    if option.argument:
+        info = typer.Argument(metavar=option.flag, help=option.help)
+    else:
+        info = typer.Option(*option.flags, help=option.help, envvar=option.envvar, show_envvar=bool(option.envvar),
+                            min=option.min, max=option.max)
+    return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[python_type, info])
 
 
-class Duplicates(str, Enum):
-    error = "error"
-    sum = "sum"
-    mean = "mean"
-    last = "last"
-
-
-class OutputFormat(str, Enum):
-    parquet = "parquet"
-    csv = "csv"
-
-
-# the choices and the default are config's (ENGINES, ModelOptions.engine)
-Engine = Enum("Engine", {name: name for name in ENGINES}, type=str)
-DEFAULT_ENGINE = Engine(ModelOptions.engine)
-
-
-class Fallback(str, Enum):
-    none = "none"
-    naive = "naive"
-    seasonal_naive = "seasonal-naive"
-    mean = "mean"
-    zero = "zero"
-
-
-# Triage thresholds; their defaults live in TriageRules.
-MinObsOpt = Annotated[int, typer.Option(min=1, help="Fewer values than this: a new series, sent to fallback "
-                                                    "(by run too, without --triage; 2 fits every series).")]
-MaxZeroShareOpt = Annotated[float, typer.Option(
-    min=0.0, max=1.0, help="A larger share of zeros: intermittent, sent to fallback.")]
-MaxGapShareOpt = Annotated[float, typer.Option(
-    min=0.0, max=1.0, help="A larger share of missing periods inside its range: gappy, sent to fallback.")]
-StaleAfterOpt = Annotated[float, typer.Option(
-    min=0.0, help="Last value more periods than this before the table's end: stale, skipped.")]
-AllowNegativeOpt = Annotated[bool, typer.Option(help="Fit series with negative values, whatever their share.")]
-MaxNegativeShareOpt = Annotated[float, typer.Option(
-    min=0.0, max=1.0, help="A larger share of negative values: sent to fallback (a few returns are fitted).")]
-
-
-class BackendName(str, Enum):
-    local = "local"
-    dask = "dask"
-
-
-class LogFormat(str, Enum):
-    text = "text"
-    json = "json"
+def _declared(command: Command) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the parameters of its declared options (forecast/options.py): typer reads a command's
+    parameters from its signature, so the signature is made from the declarations."""
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        options = options_of(command)
+        with_job_file = any(option.name == "job_file" for option in options)
+        parameters = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+        parameters += [_parameter(option, with_job_file) for option in options if option.argument]
+        parameters += [_parameter(option, with_job_file) for option in options if not option.argument]
+        func.__signature__ = inspect.Signature(parameters)
+        func.__annotations__ = {p.name: p.annotation for p in parameters}
+        return func
+    return decorate
 
 
 def _echo(text: str, err: bool = False) -> None:
@@ -151,7 +137,7 @@ def _fail(e: ForecastError | OSError, json_log: bool = False) -> typer.Exit:
     if isinstance(e, ForecastError):
         return _say_error(str(e), e.exit_code, json_log)
     where = f"{e.filename}: " if e.filename else ""
-    return _say_error(f"{where}{e.strerror or e}", 1, json_log)
+    return _say_error(f"{where}{e.strerror or e}", EXIT_ERROR, json_log)
 
 
 def _report(result) -> None:
@@ -183,178 +169,39 @@ def _report(result) -> None:
         _echo(f"{key.ljust(width)}  {value}")
 
 
-# Options shared by every command that reads a table (run, backtest, check): declared once.
-INPUT_HELP = "Long table: .csv, .csv.gz or .parquet, one row per series and time."
-InputArg = Annotated[Path, typer.Argument(metavar="INPUT", help=INPUT_HELP)]
-IdColOpt = Annotated[Optional[list[str]], typer.Option(
-    help="Series key column; repeat for a composite key (--id-col store --id-col item).")]
-TimeColOpt = Annotated[str, typer.Option(help="Timestamp column.")]
-TargetColOpt = Annotated[str, typer.Option(help="Value column to forecast.")]
-DuplicatesOpt = Annotated[Duplicates, typer.Option(
-    help="Repeated (key, time) rows: error, or combine by sum, mean or last.")]
-FreqOpt = Annotated[Optional[str], typer.Option(
-    help="pandas frequency (D, W-SUN, MS, h); default: the table's, inferred once (a series off its grid: its own).")]
-GrowthOpt = Annotated[Growth, typer.Option(help="Trend: linear, flat, or logistic (needs --cap-col).")]
-SeasonalityModeOpt = Annotated[SeasonalityMode, typer.Option()]
-ToggleOpt = Annotated[Toggle, typer.Option()]
-PriorOpt = Annotated[float, typer.Option(min=0.0)]
-HolidaysOpt = Annotated[Optional[str], typer.Option(help="Country code for Prophet's built-in holidays, e.g. US.")]
-HolidaysFileOpt = Annotated[Optional[Path], typer.Option(
-    help="Table of holidays: holiday, ds, and optionally lower_window, upper_window.")]
-RegressorOpt = Annotated[Optional[list[str]], typer.Option(
-    help="Input column to use as an extra regressor; repeatable. Run needs its future values in --future.")]
-CapColOpt = Annotated[Optional[str], typer.Option(help="Column of the capacity for --growth logistic.")]
-FloorColOpt = Annotated[Optional[str], typer.Option(help="Column of the floor for --growth logistic.")]
-IntervalWidthOpt = Annotated[float, typer.Option(help="Width of the yhat_lower..yhat_upper interval.")]
-SamplesOpt = Annotated[int, typer.Option(min=0, help="Draws for the interval; 0 turns intervals off.")]
-NonNegativeOpt = Annotated[bool, typer.Option(help="Clip forecasts and bounds at 0 (demand).")]
-SeedOpt = Annotated[Optional[int], typer.Option(help="Make intervals reproducible (per series, whatever --n-jobs).")]
-NJobsOpt = Annotated[int, typer.Option(help="Worker processes: -1 all usable cores, 1 in-process.",
-                                       envvar="FORECAST_N_JOBS", show_envvar=True)]
-OutOpt = Annotated[Optional[Path], typer.Option(help="Output directory [default: outputs/<UTC timestamp>].",
-                                                envvar="FORECAST_OUT", show_envvar=True)]
-OverwriteOpt = Annotated[bool, typer.Option(help="Replace a finished run in --out.")]
-MaxFailedOpt = Annotated[float, typer.Option(
-    min=0.0, max=1.0, help="Share of failed series still accepted with exit code 0.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notes; only the final table.")]
+def _parameters(ctx: typer.Context, command: Command) -> dict:
+    """The command's parameters, with a --config job file applied under the flags given on the command line, and
+    FORECAST_SCHEDULER for --backend dask."""
+    import os
 
-
-EngineOpt = Annotated[Engine, typer.Option(
-    help="fast (Prophet's model solved to its exact optimum in-process), stan (Prophet's own optimizer, direct: "
-         "stock Prophet's parameters) or prophet (stock Prophet, exactly).", envvar="FORECAST_ENGINE",
-    show_envvar=True)]
-
-
-def _model_options(horizon: int, freq, growth, seasonality_mode, yearly_seasonality, weekly_seasonality,
-                   daily_seasonality, changepoint_prior_scale, seasonality_prior_scale, holidays, interval_width,
-                   uncertainty_samples, non_negative, seed, regressor, cap_col, floor_col,
-                   include_history: bool = False, engine: str = ModelOptions.engine) -> ModelOptions:
-    return ModelOptions(
-        horizon=horizon, freq=freq, growth=_value(growth), seasonality_mode=_value(seasonality_mode),
-        yearly_seasonality=_value(yearly_seasonality), weekly_seasonality=_value(weekly_seasonality),
-        daily_seasonality=_value(daily_seasonality), changepoint_prior_scale=changepoint_prior_scale,
-        seasonality_prior_scale=seasonality_prior_scale, holidays=holidays, interval_width=interval_width,
-        uncertainty_samples=uncertainty_samples, non_negative=non_negative,
-        include_history=include_history, seed=seed, regressors=tuple(regressor or ()), cap_col=cap_col,
-        floor_col=floor_col, engine=engine,
-    )
-
-
-def _value(x):
-    return getattr(x, "value", x)
-
-
-def _build_config(p: dict) -> ForecastConfig:
-    """A ForecastConfig from `run`'s parameters (after a job file, if any, was applied)."""
-    return ForecastConfig(
-        id_cols=tuple(p["id_col"] or ["unique_id"]), time_col=p["time_col"], target_col=p["target_col"],
-        duplicates=_value(p["duplicates"]), n_jobs=p["n_jobs"], out_dir=p["out"], overwrite=p["overwrite"],
-        output_format=_value(p["format"]), max_failed_frac=p["max_failed_frac"], future_path=p["future"],
-        fallback=_value(p["fallback"]), holidays_file=p["holidays_file"], backend=_value(p["backend"]),
-        scheduler=p["scheduler"], connect_timeout=p["connect_timeout"], resume=p["resume"],
-        fit_timeout=p["fit_timeout"], workers_read=p["workers_read"], warm_start=p["warm_start"],
-        triage=TriageRules(p["min_obs"], p["max_zero_share"], p["max_gap_share"], p["stale_after"],
-                           p["allow_negative"], p["max_negative_share"]) if p["triage"] else None,
-        min_obs=p["min_obs"], run_id=p["run_id"],
-        model=_model_options(p["horizon"], p["freq"], p["growth"], p["seasonality_mode"], p["yearly_seasonality"],
-                             p["weekly_seasonality"], p["daily_seasonality"], p["changepoint_prior_scale"],
-                             p["seasonality_prior_scale"], p["holidays"], p["interval_width"],
-                             p["uncertainty_samples"], p["non_negative"], p["seed"], p["regressor"], p["cap_col"],
-                             p["floor_col"], p["include_history"], _value(p["engine"])),
-    )
-
-
-def _parameters(ctx: typer.Context) -> dict:
-    """The command's parameters, with a --config job file applied under the flags given on the command line."""
     from .jobfile import apply_job_file
 
     params = dict(ctx.params)
-    if params["job_file"] is not None:
+    if params.get("job_file") is not None:
         # the command line, then the environment (FORECAST_N_JOBS, ...), then the job file
         given = {name for name in params if ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")}
-        params = apply_job_file(params["job_file"], params, given)
-    for name, flag in (("input", "INPUT"), ("horizon", "--horizon")):
-        if params[name] is None:
-            raise typer.BadParameter("missing; give it on the command line or in a --config job file", param_hint=flag)
+        params = apply_job_file(params["job_file"], params, given, command)
+    for option in options_of(command):
+        if option.required and params[option.name] is None:
+            raise typer.BadParameter("missing; give it on the command line or in a --config job file",
+                                     param_hint=option.flag)
+    if "backend" in params:
+        backend = getattr(params["backend"], "value", params["backend"])
+        if params["scheduler"] is not None and backend != "dask":
+            typer.echo("Error: --scheduler can only be used with --backend dask", err=True)
+            raise typer.Exit(code=EXIT_USAGE)
+        if backend == "dask" and params["scheduler"] is None:
+            params["scheduler"] = os.environ.get("FORECAST_SCHEDULER") or None
     return params
 
 
-@app.command(epilog=EXIT_CODES, short_help="Fit one Prophet model per series; write forecasts and timings.")
-def run(
-    ctx: typer.Context,
-    input: Annotated[Optional[Path], typer.Argument(metavar="INPUT", help=INPUT_HELP)] = None,
-    horizon: Annotated[Optional[int], typer.Option(
-        min=1, help="Steps to forecast past each series' last timestamp.")] = None,
-    id_col: IdColOpt = None,
-    time_col: TimeColOpt = ForecastConfig.time_col,
-    target_col: TargetColOpt = ForecastConfig.target_col,
-    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
-    freq: FreqOpt = None,
-    growth: GrowthOpt = Growth(ModelOptions.growth),
-    seasonality_mode: SeasonalityModeOpt = SeasonalityMode(ModelOptions.seasonality_mode),
-    yearly_seasonality: ToggleOpt = Toggle(ModelOptions.yearly_seasonality),
-    weekly_seasonality: ToggleOpt = Toggle(ModelOptions.weekly_seasonality),
-    daily_seasonality: ToggleOpt = Toggle(ModelOptions.daily_seasonality),
-    changepoint_prior_scale: PriorOpt = ModelOptions.changepoint_prior_scale,
-    seasonality_prior_scale: PriorOpt = ModelOptions.seasonality_prior_scale,
-    holidays: HolidaysOpt = None,
-    holidays_file: HolidaysFileOpt = None,
-    regressor: RegressorOpt = None,
-    future: Annotated[Optional[Path], typer.Option(
-        help="Table of future values of the --regressor, --cap-col and --floor-col columns (same key and time "
-             "columns as INPUT).")] = None,
-    cap_col: CapColOpt = None,
-    floor_col: FloorColOpt = None,
-    interval_width: IntervalWidthOpt = ModelOptions.interval_width,
-    uncertainty_samples: SamplesOpt = ModelOptions.uncertainty_samples,
-    non_negative: NonNegativeOpt = ModelOptions.non_negative,
-    seed: SeedOpt = None,
-    include_history: Annotated[bool, typer.Option(help="Also write the fitted values for the history.")] = ModelOptions.include_history,
-    n_jobs: NJobsOpt = ForecastConfig.n_jobs,
-    out: OutOpt = None,
-    overwrite: Annotated[bool, typer.Option(
-        help="Replace a finished or unfinished run in --out.")] = ForecastConfig.overwrite,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Finish the unfinished run in --out (same input and settings): fit only the series it lacks.")] = ForecastConfig.resume,
-    fit_timeout: Annotated[Optional[float], typer.Option(
-        help="Seconds one series may take; past it, it fails with reason timeout (runs in worker processes, "
-             "even with --n-jobs 1).")] = None,
-    format: Annotated[OutputFormat, typer.Option(help="Forecasts file format.")] = OutputFormat(
-        ForecastConfig.output_format),
-    max_failed_frac: MaxFailedOpt = ForecastConfig.max_failed_frac,
-    quiet: QuietOpt = False,
-    fallback: Annotated[Fallback, typer.Option(
-        help="Simple forecast for a series that fails (and for triaged ones): none, naive, seasonal-naive, "
-             "mean or zero.")] = Fallback(ForecastConfig.fallback),
-    triage: Annotated[bool, typer.Option(
-        help="Apply the rules of `forecast check`: fit, fallback (seasonal-naive unless --fallback) or skip.")] = False,
-    min_obs: MinObsOpt = TriageRules.min_obs,
-    max_zero_share: MaxZeroShareOpt = TriageRules.max_zero_share,
-    max_gap_share: MaxGapShareOpt = TriageRules.max_gap_share,
-    stale_after: StaleAfterOpt = TriageRules.stale_after,
-    allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
-    max_negative_share: MaxNegativeShareOpt = TriageRules.max_negative_share,
-    backend: Annotated[BackendName, typer.Option(
-        help="local: this machine's cores; dask: a Dask cluster (--scheduler, or a local one).")] = BackendName(
-        ForecastConfig.backend),
-    scheduler: Annotated[Optional[str], typer.Option(
-        help="Dask scheduler address, e.g. tcp://host:8786 [env: FORECAST_SCHEDULER]; needs --backend dask.")] = None,
-    connect_timeout: Annotated[float, typer.Option(
-        min=0.1, help="Seconds to wait for the Dask scheduler and a first worker.")] = ForecastConfig.connect_timeout,
-    workers_read: Annotated[bool, typer.Option(
-        help="Workers read their own series from INPUT (Parquet, at the same path on every worker) instead of "
-             "receiving them from this process.")] = ForecastConfig.workers_read,
-    job_file: Annotated[Optional[Path], typer.Option(
-        "--config", help="TOML job file with [input], [model], [run], [output] tables; flags given here override it.")] = None,
-    log_format: Annotated[LogFormat, typer.Option(
-        help="stderr: text (a bar on a terminal, plain lines otherwise) or json (one object per line).",
-        envvar="FORECAST_LOG_FORMAT", show_envvar=True)] = LogFormat.text,
-    engine: EngineOpt = DEFAULT_ENGINE,
-    warm_start: Annotated[Optional[Path], typer.Option(
-        help="Output directory of an earlier --engine stan/fast run: start each series from its parameters.")] = None,
-    run_id: Annotated[Optional[str], typer.Option(
-        help="Value of the forecasts' run_id column [default: the output directory's name].")] = None,
-) -> None:
+def _log_format(params: dict) -> str:
+    return getattr(params["log_format"], "value", params["log_format"])
+
+
+@app.command(epilog=EXIT_CODES_HELP, short_help="Fit one Prophet model per series; write forecasts and timings.")
+@_declared("run")
+def run(ctx: typer.Context, **_: Any) -> None:
     """Fit one Prophet model per series and write forecasts, timings, errors and a summary.
 
     \b
@@ -368,23 +215,18 @@ def run(
     from .progress import make_progress
     from .runner import run_forecast
 
-    json_log = _value(log_format) == "json"
+    json_log = _log_format(ctx.params) == "json"
     try:
-        params = _parameters(ctx)
-        json_log = _value(params["log_format"]) == "json"
-        if params["scheduler"] is not None and _value(params["backend"]) != "dask":
-            typer.echo("Error: --scheduler can only be used with --backend dask", err=True)
-            raise typer.Exit(code=2)
-        if _value(params["backend"]) == "dask" and params["scheduler"] is None:
-            params["scheduler"] = os.environ.get("FORECAST_SCHEDULER") or None
-        config = _build_config(params)
-        with make_progress(params["quiet"], _value(params["log_format"])) as progress:
+        params = _parameters(ctx, "run")
+        json_log = _log_format(params) == "json"
+        config = forecast_config(params)
+        with make_progress(params["quiet"], _log_format(params)) as progress:
             result = run_forecast(params["input"], config, reporter=progress)
     except (ForecastError, OSError) as e:
         raise _fail(e, json_log) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
     try:
         _report(result)
     except BrokenPipeError:
@@ -394,43 +236,9 @@ def run(
     raise typer.Exit(code=result.exit_code)
 
 
-@app.command(epilog=EXIT_CODES, short_help="Score Prophet against a seasonal-naive forecast over past windows.")
-def backtest(
-    input: InputArg,
-    horizon: Annotated[int, typer.Option(min=1, help="Steps forecast from each origin.")],
-    windows: Annotated[int, typer.Option(
-        min=1, help="Forecast origins per series, the last `horizon` before its end.")] = BacktestConfig.windows,
-    step: Annotated[Optional[int], typer.Option(min=1, help="Steps between origins [default: the horizon].")] = None,
-    season_length: Annotated[Optional[int], typer.Option(
-        min=1, help="Seasonal-naive period in steps [default: 7 daily, 24 hourly, 52 weekly, 12 monthly].")] = None,
-    id_col: IdColOpt = None,
-    time_col: TimeColOpt = ForecastConfig.time_col,
-    target_col: TargetColOpt = ForecastConfig.target_col,
-    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
-    freq: FreqOpt = None,
-    growth: GrowthOpt = Growth(ModelOptions.growth),
-    seasonality_mode: SeasonalityModeOpt = SeasonalityMode(ModelOptions.seasonality_mode),
-    yearly_seasonality: ToggleOpt = Toggle(ModelOptions.yearly_seasonality),
-    weekly_seasonality: ToggleOpt = Toggle(ModelOptions.weekly_seasonality),
-    daily_seasonality: ToggleOpt = Toggle(ModelOptions.daily_seasonality),
-    changepoint_prior_scale: PriorOpt = ModelOptions.changepoint_prior_scale,
-    seasonality_prior_scale: PriorOpt = ModelOptions.seasonality_prior_scale,
-    holidays: HolidaysOpt = None,
-    holidays_file: HolidaysFileOpt = None,
-    regressor: RegressorOpt = None,
-    cap_col: CapColOpt = None,
-    floor_col: FloorColOpt = None,
-    interval_width: IntervalWidthOpt = ModelOptions.interval_width,
-    uncertainty_samples: SamplesOpt = ModelOptions.uncertainty_samples,
-    non_negative: NonNegativeOpt = ModelOptions.non_negative,
-    seed: SeedOpt = None,
-    engine: EngineOpt = DEFAULT_ENGINE,
-    n_jobs: NJobsOpt = ForecastConfig.n_jobs,
-    out: OutOpt = None,
-    overwrite: OverwriteOpt = ForecastConfig.overwrite,
-    max_failed_frac: MaxFailedOpt = ForecastConfig.max_failed_frac,
-    quiet: QuietOpt = False,
-) -> None:
+@app.command(epilog=EXIT_CODES_HELP, short_help="Score Prophet against a seasonal-naive forecast over past windows.")
+@_declared("backtest")
+def backtest(ctx: typer.Context, **_: Any) -> None:
     """Backtest Prophet against a seasonal-naive baseline over rolling origins and write accuracy metrics.
 
     \b
@@ -441,27 +249,18 @@ def backtest(
     from .backtest import run_backtest
     from .progress import make_progress
 
+    json_log = _log_format(ctx.params) == "json"
     try:
-        config = BacktestConfig(
-            run=ForecastConfig(
-                id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
-                duplicates=duplicates.value, n_jobs=n_jobs, out_dir=out, overwrite=overwrite,
-                max_failed_frac=max_failed_frac, holidays_file=holidays_file,
-                model=_model_options(horizon, freq, growth, seasonality_mode, yearly_seasonality,
-                                     weekly_seasonality, daily_seasonality, changepoint_prior_scale,
-                                     seasonality_prior_scale, holidays, interval_width, uncertainty_samples,
-                                     non_negative, seed, regressor, cap_col, floor_col,
-                                     engine=_value(engine)),
-            ),
-            windows=windows, step=step, season_length=season_length,
-        )
-        with make_progress(quiet) as progress:
-            result = run_backtest(input, config, reporter=progress)
+        params = _parameters(ctx, "backtest")
+        json_log = _log_format(params) == "json"
+        config = backtest_config(params)
+        with make_progress(params["quiet"], _log_format(params)) as progress:
+            result = run_backtest(params["input"], config, reporter=progress)
     except (ForecastError, OSError) as e:
-        raise _fail(e) from None
+        raise _fail(e, json_log) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted before any series was backtested; nothing written.", err=True)
-        raise typer.Exit(code=130) from None
+        raise typer.Exit(code=EXIT_INTERRUPTED) from None
     _echo(_accuracy_table(result.summary, result.out_dir))
     raise typer.Exit(code=result.exit_code)
 
@@ -550,22 +349,8 @@ def report(
 
 
 @app.command(short_help="Check and profile a table without fitting; write profile.csv.")
-def check(
-    input: InputArg,
-    id_col: IdColOpt = None,
-    time_col: TimeColOpt = ForecastConfig.time_col,
-    target_col: TargetColOpt = ForecastConfig.target_col,
-    duplicates: DuplicatesOpt = Duplicates(ForecastConfig.duplicates),
-    freq: FreqOpt = None,
-    min_obs: MinObsOpt = TriageRules.min_obs,
-    max_zero_share: MaxZeroShareOpt = TriageRules.max_zero_share,
-    max_gap_share: MaxGapShareOpt = TriageRules.max_gap_share,
-    stale_after: StaleAfterOpt = TriageRules.stale_after,
-    allow_negative: AllowNegativeOpt = TriageRules.allow_negative,
-    max_negative_share: MaxNegativeShareOpt = TriageRules.max_negative_share,
-    out: Annotated[Optional[Path], typer.Option(
-        help="Directory for profile.csv [default: outputs/<UTC timestamp>-check].")] = None,
-) -> None:
+@_declared("check")
+def check(ctx: typer.Context, **_: Any) -> None:
     """Check a table and profile and triage every series without fitting; write profile.csv.
 
     Exit 0 when the table is usable, 1 with the table-level error otherwise.
@@ -578,10 +363,8 @@ def check(
     from .profile import format_check, run_check
 
     try:
-        config = ForecastConfig(id_cols=tuple(id_col or ["unique_id"]), time_col=time_col, target_col=target_col,
-                                duplicates=duplicates.value, out_dir=out, model=ModelOptions(freq=freq))
-        rules = TriageRules(min_obs, max_zero_share, max_gap_share, stale_after, allow_negative, max_negative_share)
-        result = run_check(input, config, rules)
+        params = _parameters(ctx, "check")
+        result = run_check(params["input"], forecast_config(params), triage_rules(params))
     except (ForecastError, OSError) as e:
         raise _fail(e) from None
     for note in result.notes:

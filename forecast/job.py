@@ -24,7 +24,8 @@ from .backends import Backend, WorkerSetup, open_backend
 from .checkpoint import PartSchema, PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .errors import BackendLostError, OutputExistsError, RunStoppedError
+from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, BackendLostError, OutputExistsError,
+                     RunStoppedError)
 from .outputs import default_out_dir, prepare_out_dir, write_json
 from .sources import inputs_read_once, open_source
 from .model import check_options, init_worker
@@ -33,8 +34,6 @@ from .timing import Clock, run_timing
 
 JobKind = Literal["run", "backtest"]
 Status = Literal["ok", "failed", "interrupted"]
-
-EXIT_OK, EXIT_ERROR, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 3, 130
 
 
 @dataclass

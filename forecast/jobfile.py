@@ -1,16 +1,11 @@
-"""Job files: the settings of `forecast run` in a TOML file, for schedulers. No typer here; the CLI merges.
+"""Job files: the settings of `forecast run` or `backtest` in a TOML file, for schedulers. No typer here; the CLI
+merges.
 
-    [input]   path, id_col, time_col, target_col, duplicates, future
-    [model]   horizon, freq, growth, seasonality_mode, yearly/weekly/daily_seasonality, changepoint_prior_scale,
-              seasonality_prior_scale, holidays, holidays_file, regressor, cap_col, floor_col, interval_width,
-              uncertainty_samples, non_negative, seed, include_history, engine
-    [run]     n_jobs, max_failed_frac, fit_timeout, resume, log_format, quiet, backend, scheduler,
-              connect_timeout, fallback, triage, min_obs, max_zero_share, max_gap_share, stale_after,
-              allow_negative, max_negative_share, workers_read, warm_start
-    [output]  dir, format, overwrite, run_id
-
-Keys are the command-line flags without the dashes (underscores for inner dashes). Relative paths are taken
-from the job file's folder, so the job runs the same from any working directory.
+The tables ([input], [model], [run], [output], [backtest]) and their keys are the options' declarations
+(forecast/options.py); docs/cli.md lists them. Keys are the command-line flags without the dashes (underscores for
+inner dashes). A key that another command takes is left for it, so one job file serves a nightly run and its
+backtest. Relative paths are taken from the job file's folder, so the job runs the same from any working
+directory.
 """
 
 from __future__ import annotations
@@ -19,44 +14,14 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from .config import BACKEND_NAMES, DUPLICATE_POLICIES, ENGINES, FALLBACKS, GROWTHS, OUTPUT_FORMATS, SEASONALITY_MODES, TOGGLES
 from .errors import ConfigError
-from .progress import LOG_FORMATS
+from .options import GROUPS, OPTIONS, Command
 
-# table -> key -> (the `forecast run` parameter it sets, its kind: a type name or the allowed values)
-SPEC: dict[str, dict[str, tuple[str, Any]]] = {
-    "input": {
-        "path": ("input", "path"), "id_col": ("id_col", "names"), "time_col": ("time_col", "str"),
-        "target_col": ("target_col", "str"), "duplicates": ("duplicates", DUPLICATE_POLICIES),
-        "future": ("future", "path"),
-    },
-    "model": {
-        "horizon": ("horizon", "int"), "freq": ("freq", "str"), "growth": ("growth", GROWTHS),
-        "seasonality_mode": ("seasonality_mode", SEASONALITY_MODES),
-        "yearly_seasonality": ("yearly_seasonality", TOGGLES), "weekly_seasonality": ("weekly_seasonality", TOGGLES),
-        "daily_seasonality": ("daily_seasonality", TOGGLES),
-        "changepoint_prior_scale": ("changepoint_prior_scale", "float"),
-        "seasonality_prior_scale": ("seasonality_prior_scale", "float"), "holidays": ("holidays", "str"),
-        "interval_width": ("interval_width", "float"), "uncertainty_samples": ("uncertainty_samples", "int"),
-        "non_negative": ("non_negative", "bool"), "seed": ("seed", "int"),
-        "include_history": ("include_history", "bool"), "holidays_file": ("holidays_file", "path"),
-        "regressor": ("regressor", "names"), "cap_col": ("cap_col", "str"), "floor_col": ("floor_col", "str"),
-        "engine": ("engine", ENGINES),
-    },
-    "run": {
-        "n_jobs": ("n_jobs", "int"), "max_failed_frac": ("max_failed_frac", "float"),
-        "fit_timeout": ("fit_timeout", "float"), "resume": ("resume", "bool"),
-        "log_format": ("log_format", LOG_FORMATS), "quiet": ("quiet", "bool"),
-        "backend": ("backend", BACKEND_NAMES), "scheduler": ("scheduler", "str"),
-        "connect_timeout": ("connect_timeout", "float"), "fallback": ("fallback", FALLBACKS),
-        "triage": ("triage", "bool"), "min_obs": ("min_obs", "int"), "max_zero_share": ("max_zero_share", "float"),
-        "max_gap_share": ("max_gap_share", "float"), "stale_after": ("stale_after", "float"),
-        "allow_negative": ("allow_negative", "bool"), "max_negative_share": ("max_negative_share", "float"),
-        "workers_read": ("workers_read", "bool"),
-        "warm_start": ("warm_start", "path"),
-    },
-    "output": {"dir": ("out", "path"), "format": ("format", OUTPUT_FORMATS), "overwrite": ("overwrite", "bool"),
-               "run_id": ("run_id", "str")},
+# table -> key -> (the option it sets, its kind: a type name or the allowed values, the commands that take it)
+SPEC: dict[str, dict[str, tuple[str, Any, tuple[Command, ...]]]] = {
+    group: {option.job_key: (option.name, option.kind, option.commands)
+            for option in OPTIONS if option.group == group and option.job_key is not None}
+    for group in GROUPS
 }
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
@@ -90,8 +55,8 @@ def _check(file: Path, table: str, key: str, kind: Any, value: Any) -> Any:
     return value
 
 
-def read_job_file(file: Path | str) -> dict[str, Any]:
-    """The settings of a job file, by `forecast run` parameter name.
+def read_job_file(file: Path | str, command: Command = "run") -> dict[str, Any]:
+    """The settings of a job file that `command` takes, by option name (forecast/options.py).
 
     Raises:
         ConfigError: one line naming the file and, for an unknown key or a wrong type, the table and key.
@@ -127,15 +92,18 @@ def read_job_file(file: Path | str) -> dict[str, Any]:
                 close = difflib.get_close_matches(key, list(SPEC[table]), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(SPEC[table])}"
                 raise ConfigError(f"{file}: unknown key {key!r} in [{table}]{hint}")
-            param, kind = SPEC[table][key]
-            values[param] = _check(file, table, key, kind, value)
+            name, kind, commands = SPEC[table][key]
+            value = _check(file, table, key, kind, value)
+            if command in commands:
+                values[name] = value
     return values
 
 
-def apply_job_file(file: Path | str, params: dict[str, Any], from_command_line: set[str]) -> dict[str, Any]:
-    """`params` with every setting of the job file applied, except those given on the command line."""
+def apply_job_file(file: Path | str, params: dict[str, Any], from_command_line: set[str],
+                   command: Command = "run") -> dict[str, Any]:
+    """`params` with every setting of the job file for `command` applied, except those given on the command line."""
     merged = dict(params)
-    for name, value in read_job_file(file).items():
+    for name, value in read_job_file(file, command).items():
         if name not in from_command_line:
             merged[name] = value
     return merged

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_table
+from forecast.errors import EXIT_STOPPED
 
 ROOT = Path(__file__).resolve().parent.parent
 # enough series of the fast engine for a run of a few seconds, long enough to be hit mid-run
@@ -29,7 +30,6 @@ N_SERIES = 300
 RUN_ARGS = ["--horizon", "5", "--seed", "3", "--uncertainty-samples", "50", "--n-jobs", "2", "--engine", "fast"]
 # a control character that is not a line break: what must never reach a terminal raw
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
-EXIT_STOPPED = 75  # errors.RunStoppedError: stopped by the machine or cluster, retry with --resume
 
 
 def env(**extra) -> dict:

@@ -58,8 +58,8 @@ def test_job_file_settings_map_to_run_parameters(tmp_path):
     job.parent.mkdir()
     job.write_text('[input]\npath = "data/t.csv"\nid_col = "sku"\n[model]\nchangepoint_prior_scale = 1\n'
                    '[output]\ndir = "/srv/out"\n')
-    assert read_job_file(job) == {"input": job.parent / "data" / "t.csv", "id_col": ["sku"],
-                                  "changepoint_prior_scale": 1.0, "out": Path("/srv/out")}
+    assert read_job_file(job) == {"input": job.parent / "data" / "t.csv", "id_cols": ["sku"],
+                                  "changepoint_prior_scale": 1.0, "out_dir": Path("/srv/out")}
 
 
 def test_a_job_file_saved_as_utf16_is_one_line_and_a_byte_order_mark_is_read(tmp_path):
