@@ -22,7 +22,8 @@ import pandas as pd
 from forecast.config import TriageRules
 from forecast.core import usable_cores
 from forecast.io import split_series
-from forecast.model import SeriesProblem, infer_freq
+from forecast.freq import infer_freq
+from forecast.types import SeriesProblem
 from forecast.profile import profile_table, triage
 
 from common import write_rows
