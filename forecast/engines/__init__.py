@@ -102,7 +102,7 @@ def fit_params(data: StanData, engine: str, init: Params | None = None) -> Fit:
                            f"{data.T} points for Prophet's {free_parameters(data)} parameters: fitted with {what}")
             raise fast.NotCovered(f"{data.T} points are too few for any Prophet model with these options (a "
                                   "trend and the holiday and regressor columns); lower --min-obs no further")
-        if not fast.supports(data):
+        if not fast.unsupported_reason(data):
             try:
                 params, _ = fast.fit(data, init=init)
                 return Fit(_fold_dummy_changepoint(params, data), data, "fast")
