@@ -32,7 +32,7 @@ from .models import get_model
 from .runner import (RunResult, _sigterm_as_interrupt, _table_grid, _versions, above_cores, capped_n_jobs,
                      run_temp_root, worker_initargs)
 from .timing import Clock, run_timing, series_cpu
-from .types import SeriesData, SeriesProblem
+from .types import SeriesData, SeriesProblem, Status
 
 AGGREGATION = ("MAE, RMSE, WAPE, sMAPE, MAPE and coverage pool every scored point of every series (WAPE = sum of "
                "absolute errors / sum of absolute actuals); MASE is the mean of the per-series MASE")
@@ -59,7 +59,7 @@ class BacktestResult:
     """
 
     key: tuple
-    status: str
+    status: Status  # "ok" or "failed"
     n_obs: int
     window: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))
     cutoff: np.ndarray = field(default_factory=lambda: np.array([], dtype="datetime64[ns]"))
@@ -243,7 +243,8 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         notify: called with one-line messages for the user.
 
     Returns:
-        A RunResult, as a run's; summary["overall"] holds the overall metrics of Prophet and of the baseline.
+        A RunResult, as a run's; summary["overall"] holds the overall metrics of each model, in config.models'
+        order (by score_label).
 
     Raises:
         InputError, ConfigError: before anything is written.

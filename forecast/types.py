@@ -17,6 +17,9 @@ Status = Literal["ok", "failed", "fallback", "skipped"]
 Stage = Literal["", "validate", "frequency", "future", "fit", "predict", "triage", "min-obs", "worker", "internal",
                 "backtest"]
 
+# What --triage decided for a series ("" when the run did not triage).
+Verdict = Literal["", "fit", "fallback", "skip"]
+
 # The stages of a series sent to a fallback on purpose, before any fit: by --triage, or for having fewer values
 # than --min-obs. Such a series did not fail (errors.csv does not list it; timings.csv has its reason).
 SENT_STAGES: tuple[Stage, ...] = ("triage", "min-obs")
@@ -83,7 +86,7 @@ class SeriesResult:
     stage: Stage = ""
     error: str = ""
     model: str = ""  # what made the forecast: "prophet", "fallback:naive", ...; empty when there is none
-    verdict: str = ""  # the triage verdict (fit, fallback, skip) when the run triaged its series
+    verdict: Verdict = ""  # the triage verdict when the run triaged its series
     engine: str = ""  # the engine that fitted the series: prophet, stan or fast (see engines/)
     params: dict | None = None  # the stan/fast engines' fitted parameters (engines.params_dict), for --warm-start
     cutoff: Any = None  # the series' last timestamp (the forecast starts after it); set when the run assembles
