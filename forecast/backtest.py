@@ -310,8 +310,9 @@ def run_backtest(path: Path | str, config: BacktestConfig, progress: Callable[[i
         "series_own_freq": int(np.count_nonzero(~grid.on_grid)),
         "key_types": key_types(table, run.id_cols),
         "overall": overall,
-        # which engine fitted the Prophet windows, in series: --engine fast sends a few series to stan
-        "engines": {str(e): int(n) for e, n in pd.Series([r.engine for r in results if r.status == "ok"],
+        # which engine fitted the first model's windows, in series (none for a simple model): --engine fast sends a
+        # few series to stan
+        "engines": {str(e): int(n) for e, n in pd.Series([r.engine for r in results if r.status == "ok" and r.engine],
                                                          dtype=object).value_counts().items()},
         "aggregation": AGGREGATION,
         "cores": usable_cores(),
