@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pandas is imported where it is used (see the module doc)
 
 _QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models", "prophet.forecaster")
 
+
 def quiet_logs() -> None:
     """Silence cmdstanpy's and Prophet's chatter (per-fit INFO lines, the plotly notice, Newton fallbacks)."""
     for name in _QUIET_LOGGERS:
@@ -97,7 +98,6 @@ def series_seed(seed: int, key: tuple) -> int:
     """A 32-bit seed derived from (seed, series key) alone, so draws do not depend on workers or chunking."""
     text = "\x1f".join([str(seed)] + [str(k) for k in key])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
-
 
 
 def _toggle(value: str) -> Any:
@@ -192,16 +192,6 @@ def _validate(series: SeriesData, opts: ModelOptions | None = None) -> pd.DataFr
     return df
 
 
-def validate_series(series: SeriesData, opts: ModelOptions) -> pd.DataFrame:
-    """The training frame for Prophet (ds, y and the extra columns), without the missing values.
-
-    Raises:
-        SeriesProblem: stage "validate", for a series Prophet cannot fit (too few values, infinities, a
-            regressor missing where y is known).
-    """
-    return _validate(series, opts)
-
-
 def predict_frame(series: SeriesData, ds: np.ndarray, opts: ModelOptions, source: str = "--future") -> pd.DataFrame:
     """The frame to predict at `ds`: ds plus each extra column's value there, from the history or the future.
 
@@ -276,6 +266,7 @@ def scratch_cleanup() -> Iterator[None]:
         # a fit that imported cmdstanpy only now (stock Prophet serving what an engine does not cover) made its
         # temp dir during the block: everything in it is the block's
         _remove_new_entries(tmp if tmp is not None else _cmdstan_tmp(), before)
+
 
 def checked_frame(series: SeriesData, opts: ModelOptions) -> pd.DataFrame | None:
     """Check a series as every Prophet fit needs it (and its regressors where y is known): stock Prophet's
