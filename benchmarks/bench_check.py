@@ -4,7 +4,7 @@ Question: can 30,000 series x 2,000 rows (60 million rows) be profiled and triag
 Python loop? The table is generated in memory (reading a 60M-row file is io.read_table's cost, measured by the
 run benchmarks, not this one): daily series ending on the same day, Poisson demand, with a share of
 intermittent, gappy and stale series so every rule has work. The baseline in the same run is the obvious
-per-series loop (split the table into series, then numpy and model.infer_freq per series) on a subset, reported
+per-series loop (split the table into series, then numpy and freq.infer_freq per series) on a subset, reported
 in series/s. Profiling is single-process, so cores do not enter, but the machine may be shared: say so.
 
 usage: python benchmarks/bench_check.py [--series 30000] [--rows 2000] [--repeat 3] [--baseline-series 1000]
@@ -22,7 +22,8 @@ import pandas as pd
 from forecast.config import TriageRules
 from forecast.core import usable_cores
 from forecast.sources import split_series
-from forecast.model import SeriesProblem, infer_freq
+from forecast.freq import infer_freq
+from forecast.types import SeriesProblem
 from forecast.profile import profile_table, triage
 
 from common import write_rows

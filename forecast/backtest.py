@@ -1,14 +1,11 @@
-"""`run_backtest`: rolling-origin backtests of every series, Prophet against a seasonal-naive baseline.
+"""`run_backtest`: rolling-origin backtests of every series, any model scored against any other.
 
 Per series (`backtest_series`, run in the workers through the same chunk-and-map core as `forecast run`): the
-last `windows` origins, `step` rows apart, the last one `horizon` rows before the series' end. At each origin a
-new Prophet model is fitted to the rows before it (model.py's validation, options and fit) and forecasts the
-next `horizon` rows; the seasonal-naive baseline forecasts the same rows from the same history. Regressor, cap
-and floor values of the test rows come from the input table itself, so --future is not needed.
-
-`run_backtest` is job.py's skeleton, as `forecast run` is, with `BacktestJob` for what differs: so a backtest
-runs on any backend, holds its output directory's lock, keeps finished series in part files for --resume, and
-logs the same start / failed / end events.
+last `windows` origins, `step` rows apart, the last one `horizon` rows before the series' end. At each origin
+every configured model (models/; by default Prophet and the seasonal-naive baseline) is fitted to the rows
+before it and forecasts the next `horizon` rows. Regressor, cap and floor values of the test rows come from the
+input table itself, so --future is not needed. The first model is the one under test: its intervals are kept and
+scored; the others are compared on their point forecasts.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ import socket
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,28 +23,44 @@ import pyarrow as pa
 
 from . import metrics
 from .checkpoint import PartSchema
-from .config import BacktestConfig, ModelOptions
+from .config import BACKTEST_MODELS, BacktestConfig, ModelOptions
 from .core import Failed
-from .outputs import _key_frame, errors_frame, timings_frame, write_table
+from .freq import grid_positions, season_length as freq_season_length, series_freq
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
-from .model import (SeriesData, SeriesProblem, checked_frame, engine_fit_predict, fit_predict, predict_frame,
-                    scratch_cleanup, series_freq, validate_series)
+from .models import get_model
+from .outputs import _key_frame, errors_frame, timings_frame, write_table
 from .progress import Reporter
-from .sources import key_types, load_series
 from .runner import _table_grid
+from .sources import key_types, load_series
 from .timing import Clock, series_cpu
+from .types import SeriesData, SeriesProblem, Status
 
-MODELS = ("prophet", "seasonal_naive")
 AGGREGATION = ("MAE, RMSE, WAPE, sMAPE, MAPE and coverage pool every scored point of every series (WAPE = sum of "
                "absolute errors / sum of absolute actuals); MASE is the mean of the per-series MASE")
+# backtest.parquet's column of a model after the first, where it is not yhat_<name>: the seasonal-naive baseline's
+# is the yhat_naive earlier backtests wrote (and plots read), so naive's, which would take that name, is yhat_last
+_COLUMNS = {"seasonal-naive": "yhat_naive", "naive": "yhat_last"}
+
+
+def score_label(model: str) -> str:
+    """How metrics.csv and summary["overall"] name a model: "seasonal-naive" -> "seasonal_naive"."""
+    return model.replace("-", "_")
+
+
+def forecast_column(model: str) -> str:
+    """backtest.parquet's column for the point forecasts of a model after the first (see _COLUMNS)."""
+    return _COLUMNS.get(model, f"yhat_{score_label(model)}")
 
 
 @dataclass
 class BacktestResult:
-    """One series' backtest: every window's forecasts and actuals as arrays (one entry per test row)."""
+    """One series' backtest: every window's forecasts and actuals as arrays (one entry per test row).
+
+    yhat and its bounds are the first model's; `points` holds the other models' point forecasts by name.
+    """
 
     key: tuple
-    status: str
+    status: Status  # "ok" or "failed"
     n_obs: int
     window: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))
     cutoff: np.ndarray = field(default_factory=lambda: np.array([], dtype="datetime64[ns]"))
@@ -55,7 +69,7 @@ class BacktestResult:
     yhat: np.ndarray = field(default_factory=lambda: np.array([]))
     yhat_lower: np.ndarray = field(default_factory=lambda: np.array([]))
     yhat_upper: np.ndarray = field(default_factory=lambda: np.array([]))
-    naive: np.ndarray = field(default_factory=lambda: np.array([]))
+    points: dict[str, np.ndarray] = field(default_factory=dict)
     scale: np.ndarray = field(default_factory=lambda: np.array([]))  # MASE scale of the point's window
     season_length: int = 0
     fit_seconds: float = 0.0
@@ -64,9 +78,10 @@ class BacktestResult:
     worker: str = ""
     stage: str = ""
     error: str = ""
-    model: str = ""  # timings.csv says which model was timed, as for a run: prophet once scored, else empty
+    model: str = ""  # timings.csv says which model was timed, as for a run: the first model once scored, else empty
     verdict: str = ""  # a backtest does not triage
-    engine: str = ""  # which engine fitted the windows (fast, stan or prophet); empty when none did
+    engine: str = ""  # which engine fitted the first model's windows (fast, stan or prophet); empty when none did
+    engines: dict[str, str] = field(default_factory=dict)  # each model's engine, by name ("" for the simple ones)
 
 
 def _windows(n: int, horizon: int, windows: int, step: int) -> list[tuple[int, int]]:
@@ -78,70 +93,74 @@ def _windows(n: int, horizon: int, windows: int, step: int) -> list[tuple[int, i
     return [(n - horizon - k * step, n - k * step) for k in reversed(range(windows))]
 
 
-def _grid_positions(ds: np.ndarray, freq: str) -> np.ndarray:
-    grid = pd.date_range(ds[0], ds[-1], freq=freq)
-    pos = grid.get_indexer(pd.DatetimeIndex(ds))
-    if (pos < 0).any():
-        first = pd.Timestamp(ds[np.flatnonzero(pos < 0)[0]])
-        raise SeriesProblem("frequency", f"timestamp {first} is off the series' {freq} grid; pass --freq")
-    return pos
-
-
 def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: int,
-                    season_length: int | None = None) -> BacktestResult:
+                    season_length: int | None = None,
+                    models: Sequence[str] = BACKTEST_MODELS) -> BacktestResult:
     """Backtest one series over rolling origins (see the module docstring).
+
+    Args:
+        series: the series.
+        opts: model options; opts.horizon is each window's length.
+        windows, step: how many origins, and the rows between them.
+        season_length: the seasonal period of the seasonal models and of MASE's scale; None takes it from the
+            series' frequency (freq.season_length).
+        models: the registered models to score, the one under test first.
 
     Returns:
         A BacktestResult; status "failed" with the stage and reason for a problem of this series (too short,
-        off-grid timestamps, a window Prophet cannot fit).
+        off-grid timestamps, a window a model cannot fit).
     """
     result = BacktestResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()),
                             worker=f"{socket.gethostname()}:{os.getpid()}")
     cpu0 = series_cpu()
     stage = "validate"
+    first = models[0]
     try:
-        with scratch_cleanup():
-            validate_series(series, opts)  # infinities and missing regressors anywhere in the series
-            stage = "frequency"
-            freq = series_freq(series, opts)
-            pos = _grid_positions(series.ds, freq)
-            m = season_length or metrics.season_length(freq)
-            y_grid = np.full(pos[-1] + 1, np.nan)
-            y_grid[pos] = series.y
-            parts: dict[str, list] = {k: [] for k in ("window", "cutoff", "ds", "y", "yhat", "yhat_lower",
-                                                       "yhat_upper", "naive", "scale")}
-            for w, (start, end) in enumerate(_windows(len(series.ds), opts.horizon, windows, step)):
-                cutoff = series.ds[start - 1]
-                stage = f"window {w} (cutoff {pd.Timestamp(cutoff)})"
-                train = SeriesData(key=series.key, ds=series.ds[:start], y=series.y[:start],
-                                   extra={c: v[:start] for c, v in series.extra.items()},
-                                   future_ds=series.ds[start:], future_extra={c: v[start:] for c, v in
-                                                                              series.extra.items()})
-                checked = checked_frame(train, opts)
-                if checked is None:  # --engine stan or fast
-                    fc = engine_fit_predict(train, series.ds[start:end], opts, source="the input table")
-                    result.engine = fc["engine"]
-                else:
-                    frame = predict_frame(series, series.ds[start:end], opts, source="the input table")
-                    fc = fit_predict(checked, frame, opts, series.key)
-                    result.engine = "prophet"
-                result.fit_seconds += fc["fit_seconds"]
-                result.predict_seconds += fc["predict_seconds"]
-                history = y_grid[:pos[start - 1] + 1]
-                m_window = m if len(history) > m else 1  # too short for a whole season: plain naive
-                n = end - start
-                parts["window"].append(np.full(n, w))
-                parts["cutoff"].append(np.full(n, cutoff))
-                parts["ds"].append(series.ds[start:end])
-                parts["y"].append(series.y[start:end])
-                for name in ("yhat", "yhat_lower", "yhat_upper"):
-                    parts[name].append(fc[name])
-                parts["naive"].append(metrics.seasonal_naive(history, pos[start:end] - pos[start - 1], m_window))
-                parts["scale"].append(np.full(n, metrics.naive_scale(history, m_window)))
+        fitters = {name: get_model(name) for name in models}
+        for fitter in fitters.values():  # infinities and missing regressors anywhere in the series
+            fitter.check(series, opts)
+        stage = "frequency"
+        freq = series_freq(series, opts)
+        pos = grid_positions(series.ds, freq)
+        m = season_length or freq_season_length(freq)
+        y_grid = np.full(pos[-1] + 1, np.nan)
+        y_grid[pos] = series.y
+        parts: dict[str, list] = {k: [] for k in ("window", "cutoff", "ds", "y", "yhat", "yhat_lower",
+                                                   "yhat_upper", "scale")}
+        points: dict[str, list] = {name: [] for name in models[1:]}
+        for w, (start, end) in enumerate(_windows(len(series.ds), opts.horizon, windows, step)):
+            cutoff = series.ds[start - 1]
+            stage = f"window {w} (cutoff {pd.Timestamp(cutoff)})"
+            train = SeriesData(key=series.key, ds=series.ds[:start], y=series.y[:start],
+                               extra={c: v[:start] for c, v in series.extra.items()},
+                               future_ds=series.ds[start:], future_extra={c: v[start:] for c, v in
+                                                                          series.extra.items()},
+                               freq=freq, table_freq=series.table_freq)
+            for name, fitter in fitters.items():
+                fitter.check(train, opts)
+                fc = fitter.forecast(train, series.ds[start:end], opts, season_length=m, source="the input table")
+                result.engines[name] = fc.engine
+                if name != first:
+                    points[name].append(fc.yhat)
+                    continue
+                result.engine = fc.engine
+                result.fit_seconds += fc.fit_seconds
+                result.predict_seconds += fc.predict_seconds
+                for bound in ("yhat", "yhat_lower", "yhat_upper"):
+                    parts[bound].append(getattr(fc, bound))
+            history = y_grid[:pos[start - 1] + 1]
+            m_window = m if len(history) > m else 1  # too short for a whole season: plain naive's scale
+            n = end - start
+            parts["window"].append(np.full(n, w))
+            parts["cutoff"].append(np.full(n, cutoff))
+            parts["ds"].append(series.ds[start:end])
+            parts["y"].append(series.y[start:end])
+            parts["scale"].append(np.full(n, metrics.naive_scale(history, m_window)))
         for name, values in parts.items():
             setattr(result, name, np.concatenate(values))
+        result.points = {name: np.concatenate(values) for name, values in points.items()}
         result.season_length = m
-        result.status, result.model = "ok", "prophet"
+        result.status, result.model = "ok", first
     except SeriesProblem as e:
         result.stage = e.stage
         result.error = f"{stage}: {e}" if stage.startswith("window") else str(e)
@@ -159,63 +178,78 @@ def _as_result(series: SeriesData, outcome) -> BacktestResult:
     return outcome
 
 
-def backtest_frame(results: list[BacktestResult], id_cols) -> pd.DataFrame:
-    """Every scored row: key columns, window, cutoff, ds, y, yhat, yhat_lower, yhat_upper, yhat_naive."""
+def backtest_frame(results: list[BacktestResult], id_cols, models: Sequence[str] = BACKTEST_MODELS) -> pd.DataFrame:
+    """Every scored row: key columns, window, cutoff, ds, y, the first model's yhat, yhat_lower and yhat_upper,
+    then each other model's point forecast (forecast_column: yhat_naive for the seasonal-naive baseline)."""
     ok = [r for r in results if r.status == "ok"]
     frame = _key_frame(id_cols, [r.key for r in ok], [len(r.ds) for r in ok])
 
-    def cat(name: str, dtype: str) -> np.ndarray:
-        parts = [getattr(r, name) for r in ok]
+    def cat(parts: list[np.ndarray], dtype: str) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.array([], dtype=dtype)
 
-    frame["window"] = cat("window", "int64")
-    frame["cutoff"] = cat("cutoff", "datetime64[ns]")
-    frame["ds"] = cat("ds", "datetime64[ns]")
+    frame["window"] = cat([r.window for r in ok], "int64")
+    frame["cutoff"] = cat([r.cutoff for r in ok], "datetime64[ns]")
+    frame["ds"] = cat([r.ds for r in ok], "datetime64[ns]")
     for name in ("y", "yhat", "yhat_lower", "yhat_upper"):
-        frame[name] = cat(name, "float64")
-    frame["yhat_naive"] = cat("naive", "float64")
+        frame[name] = cat([getattr(r, name) for r in ok], "float64")
+    for model in models[1:]:
+        frame[forecast_column(model)] = cat([r.points[model] for r in ok], "float64")
     return frame
 
 
-def metrics_frame(results: list[BacktestResult], id_cols) -> tuple[pd.DataFrame, dict[str, dict]]:
+def metrics_frame(results: list[BacktestResult], id_cols,
+                  models: Sequence[str] = BACKTEST_MODELS) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Per series and model, every metric (metrics.csv); and the overall figures per model.
 
+    Every model is scored on the same points with the same MASE scale; only the first model has its interval
+    scored (coverage), the others being compared on their point forecasts.
+
     Returns:
-        (frame, overall): frame has the key columns, model, season_length, then n, mae, rmse, wape, smape,
-        mase, mape, mape_skipped, coverage; overall maps each model to the same figures over all series.
+        (frame, overall): frame has the key columns, model (score_label), engine, season_length, then n, mae,
+        rmse, wape, smape, mase, mape, mape_skipped, coverage; overall maps each model's label to the same
+        figures over all series.
     """
     ok = [r for r in results if r.status == "ok"]
     rows, overall = [], {}
-    for model in MODELS:
-        series_mase = []
+
+    def cat(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(arrays) if arrays else np.array([])
+
+    for i, model in enumerate(models):
+        label, series_mase = score_label(model), []
         for r in ok:
-            yhat = r.yhat if model == "prophet" else r.naive
-            bounds = (r.yhat_lower, r.yhat_upper) if model == "prophet" else (None, None)
+            yhat = r.yhat if i == 0 else r.points[model]
+            bounds = (r.yhat_lower, r.yhat_upper) if i == 0 else (None, None)
             figures = metrics.score(r.y, yhat, *bounds, scale=r.scale)
             series_mase.append(figures["mase"])
-            rows.append({**dict(zip(id_cols, r.key)), "model": model, "engine": r.engine if model == "prophet" else "",
+            rows.append({**dict(zip(id_cols, r.key)), "model": label, "engine": r.engines.get(model, ""),
                          "season_length": r.season_length, **figures})
-        cat = (lambda name: np.concatenate([getattr(r, name) for r in ok]) if ok else np.array([]))
-        yhat = cat("yhat") if model == "prophet" else cat("naive")
-        lower, upper = (cat("yhat_lower"), cat("yhat_upper")) if model == "prophet" else (None, None)
-        overall[model] = metrics.overall(cat("y"), yhat, lower, upper, series_mase)
+        yhat = cat([r.yhat for r in ok]) if i == 0 else cat([r.points[model] for r in ok])
+        lower, upper = (cat([r.yhat_lower for r in ok]), cat([r.yhat_upper for r in ok])) if i == 0 else (None, None)
+        overall[label] = metrics.overall(cat([r.y for r in ok]), yhat, lower, upper, series_mase)
     columns = list(id_cols) + ["model", "engine", "season_length", "n", *metrics.METRICS[:-2], "mape", "mape_skipped",
                                "coverage"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame, overall
 
 
-# A backtest's parts: each series' status and timings, and its windows' rows, so a resumed backtest scores what
 # it did before as it did then.
+def _from_part(**fields: Any) -> BacktestResult:
+    """A BacktestResult read back from a part file, whose JSON keeps the other models' forecasts as lists."""
+    fields["points"] = {name: np.asarray(values, dtype="float64") for name, values in (fields["points"] or {}).items()}
+    fields["engines"] = fields["engines"] or {}
+    return BacktestResult(**fields)
+
+
 BACKTEST_PARTS = PartSchema(
-    BacktestResult,
+    _from_part,
     scalars={"status": pa.string(), "n_obs": pa.int64(), "season_length": pa.int64(), "fit_seconds": pa.float64(),
              "predict_seconds": pa.float64(), "cpu_seconds": pa.float64(), "worker": pa.string(),
              "stage": pa.string(), "error": pa.string(), "model": pa.string(), "verdict": pa.string(),
              "engine": pa.string()},
     arrays={"window": "int64", "cutoff": "datetime64[ns]", "ds": "datetime64[ns]", "y": "float64",
-            "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64", "naive": "float64",
-            "scale": "float64"},
+            "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64", "scale": "float64"},
+    json_fields=("points", "engines"),
 )
 
 
@@ -241,7 +275,7 @@ class BacktestJob(Job):
     def work(self, source, loaded: Loaded, items: list, chunks: list[list[int]]):
         bt = self.backtest
         return items, partial(backtest_series, opts=loaded.model, windows=bt.windows, step=bt.effective_step,
-                              season_length=bt.season_length)
+                              season_length=bt.season_length, models=bt.models)
 
     def as_result(self, series, outcome) -> BacktestResult:
         return _as_result(series, outcome)
@@ -256,10 +290,11 @@ class BacktestJob(Job):
         if status == "ok" and n_failed > run.max_failed_frac * len(loaded.series):
             status = "failed"
         with clock.stage("write"):
-            scores, overall = metrics_frame(results, run.id_cols)
+            scores, overall = metrics_frame(results, run.id_cols, self.backtest.models)
             files = {
                 "metrics": write_table(scores, out_dir / "metrics.csv"),
-                "backtest": write_table(backtest_frame(results, run.id_cols), out_dir / "backtest.parquet"),
+                "backtest": write_table(backtest_frame(results, run.id_cols, self.backtest.models),
+                                        out_dir / "backtest.parquet"),
                 "timings": write_table(timings_frame(results, run.id_cols), out_dir / "timings.csv"),
                 "errors": write_table(errors_frame(results, run.id_cols), out_dir / "errors.csv"),
             }
@@ -275,9 +310,9 @@ class BacktestJob(Job):
             "series_own_freq": int(np.count_nonzero(~self.grid.on_grid)),
             "key_types": key_types(loaded.table, run.id_cols),
             "overall": overall,
-            # which engine fitted the Prophet windows, in series: --engine fast sends a few series to stan
-            "engines": {str(e): int(n) for e, n in pd.Series([r.engine for r in results if r.status == "ok"],
-                                                             dtype=object).value_counts().items()},
+            # which engine fitted the first model's windows, in series (none for a simple model)
+            "engines": {str(e): int(n) for e, n in pd.Series([r.engine for r in results if r.status == "ok" and
+                                                              r.engine], dtype=object).value_counts().items()},
             "aggregation": AGGREGATION,
         }
         # throughput counts only the work of this try, not what a resume took over
@@ -294,12 +329,13 @@ def run_backtest(path, config: BacktestConfig, reporter: Reporter | None = None)
     config.run.resume; one job at a time holds the output directory; it runs on config.run.backend.
 
     Args:
-        path: the input table.
-        config: the run's configuration and the windows.
+        path: the input table: a path, a DataFrame, an Arrow table or a Source (see sources.open_source).
+        config: the run's configuration, the windows and the models.
         reporter: told progress, notes and the "start", "failed" and "end" events; None tells nothing.
 
     Returns:
-        A RunResult, as a run's; summary["overall"] holds the overall metrics of Prophet and of the baseline.
+        A RunResult, as a run's; summary["overall"] holds the overall metrics of each model, in config.models'
+        order (by score_label).
 
     Raises:
         InputError, ConfigError: before anything is written.

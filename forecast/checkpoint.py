@@ -248,6 +248,13 @@ RUN_PARTS = PartSchema(
 )
 
 
+def _as_list(value: Any) -> list:
+    """JSON for the arrays a json field may hold (a backtest's other models' forecasts): a list, NaN kept."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 class RunState:
     """The parts and manifest of one run directory (hold its RunLock while using this); `schema` says what a part
     row holds."""
@@ -333,8 +340,8 @@ class RunState:
         for name, arrow_type in schema.scalars.items():
             columns[name] = pa.array([getattr(r, name) for r in rows], type=arrow_type)
         for name in schema.json_fields:
-            columns[name] = pa.array([json.dumps(v) if (v := getattr(r, name)) is not None else None for r in rows],
-                                     type=pa.string())
+            columns[name] = pa.array([json.dumps(v, default=_as_list) if (v := getattr(r, name)) is not None else None
+                                      for r in rows], type=pa.string())
         for name, dtype in schema.arrays.items():
             parts = [np.asarray(getattr(r, name), dtype=dtype) for r in rows]
             offsets = np.r_[0, np.cumsum([len(p) for p in parts])].astype("int32")

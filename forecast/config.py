@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .backends import backend_names
 from .errors import ConfigError
+from .models import model_names
 
 GROWTHS = ("linear", "flat", "logistic")
 # Names Prophet gives its own columns; a regressor cannot take one of them.
@@ -23,6 +24,8 @@ OUTPUT_FORMATS = ("parquet", "csv")
 FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
 BACKEND_NAMES = backend_names()  # the CLI's choices; a backend registered later is still accepted below
 ENGINES = ("fast", "stan", "prophet")
+# What a backtest scores by default: Prophet, and the seasonal-naive baseline it has to beat (models/).
+BACKTEST_MODELS = ("prophet", "seasonal-naive")
 # How many series `forecast report` plots (--plots); each costs ~0.1 s and ~40 kB of base64.
 REPORT_PLOTS = 6
 
@@ -286,12 +289,15 @@ class BacktestConfig:
         step: rows between consecutive origins; None means the horizon (windows that do not overlap).
         season_length: the seasonal-naive baseline's period in steps; None picks it from the frequency
             (7 for daily, 24 hourly, 52 weekly, 12 monthly, 4 quarterly, else 1).
+        models: the registered models to score (models.model_names()), the one under test first: its interval
+            is scored too, the others' point forecasts only.
     """
 
     run: ForecastConfig = field(default_factory=ForecastConfig)
     windows: int = 3
     step: int | None = None
     season_length: int | None = None
+    models: tuple[str, ...] = BACKTEST_MODELS
 
     def __post_init__(self) -> None:
         if self.windows < 1:
@@ -300,6 +306,12 @@ class BacktestConfig:
             raise ConfigError(f"--step must be at least 1; got {self.step}")
         if self.season_length is not None and self.season_length < 1:
             raise ConfigError(f"--season-length must be at least 1; got {self.season_length}")
+        if not self.models:
+            raise ConfigError("--models needs at least one model")
+        for name in self.models:
+            _choice("--models", name, model_names())
+        if len(set(self.models)) < len(self.models):
+            raise ConfigError(f"--models names a model more than once: {', '.join(self.models)}")
 
     @property
     def effective_step(self) -> int:
@@ -308,5 +320,6 @@ class BacktestConfig:
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""
         d = self.run.to_dict()
-        d.update(windows=self.windows, step=self.effective_step, season_length=self.season_length)
+        d.update(windows=self.windows, step=self.effective_step, season_length=self.season_length,
+                 models=list(self.models))
         return d

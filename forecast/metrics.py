@@ -1,4 +1,4 @@
-"""Forecast accuracy metrics and the seasonal-naive baseline: pure numpy, no pandas, no Prophet.
+"""Forecast accuracy metrics and MASE's seasonal-naive scale: pure numpy, no pandas, no models.
 
 Every metric takes aligned arrays of actuals and forecasts; points whose actual is missing (NaN) are left out.
 Percentages are returned as fractions (0.12 means 12%). How the per-point errors are pooled into one figure per
@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-
-from .fallback import season_length  # noqa: F401  (one table of seasons for fallbacks, baseline and MASE)
 
 METRICS = ("mae", "rmse", "wape", "smape", "mase", "mape", "coverage")
 
@@ -88,30 +86,6 @@ def naive_scale(y_train, m: int) -> float:
         return np.nan
     scale = float(np.mean(diffs))
     return scale if scale > 0 else np.nan
-
-
-def seasonal_naive(y_train, steps_ahead, m: int) -> np.ndarray:
-    """The seasonal-naive forecast: each point repeats the last observed value one or more seasons earlier.
-
-    Args:
-        y_train: the history on a regular grid (NaN for a missing step), oldest first.
-        steps_ahead: for each point to forecast, how many grid steps after the last history point it is (1, 2, ...).
-        m: the seasonal period in grid steps (1 for plain naive).
-
-    Returns:
-        One forecast per point. Missing history values are carried forward (then backward), so a gap in the
-        history does not leave the baseline without a forecast.
-    """
-    y = np.asarray(y_train, dtype=float).copy()
-    idx = np.where(~np.isnan(y), np.arange(len(y)), 0)
-    np.maximum.accumulate(idx, out=idx)
-    y = y[idx]  # carry forward
-    if np.isnan(y[0]) and (~np.isnan(y)).any():
-        y[np.isnan(y)] = y[~np.isnan(y)][0]  # leading gap: carry the first value backward
-    h = np.asarray(steps_ahead, dtype=int)
-    seasons_back = -(-h // m)  # ceil(h / m): the nearest whole number of seasons that reaches into the history
-    source = len(y) - 1 + h - seasons_back * m
-    return y[np.clip(source, 0, len(y) - 1)]
 
 
 def score(y, yhat, lower=None, upper=None, scale=None) -> dict[str, float]:

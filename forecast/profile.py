@@ -17,9 +17,10 @@ import pandas as pd
 
 from .config import ForecastConfig, TriageRules
 from .errors import ConfigError
-from .model import CALENDAR_DAYS, FIXED_STEPS, SeriesProblem, infer_freq, step_to_freq
+from .freq import CALENDAR_DAYS, FIXED_STEPS, infer_freq, step_to_freq
 from .outputs import default_out_dir, write_table
 from .sources import TableInput, read_table, sort_by_series
+from .types import SeriesProblem
 
 _DAY = FIXED_STEPS["D"]
 _HOUR = FIXED_STEPS["h"]
@@ -240,7 +241,7 @@ def profile_table(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None 
     """One row per series (in key order, as io.split_series) describing its history, without fitting.
 
     Frequency is `freq` (--freq) when given; else the table's frequency (`table_grid`) for a series on its grid,
-    and for a series off it model.infer_freq's rule, as `forecast run` uses them. Every label is a pandas
+    and for a series off it freq.infer_freq's rule, as `forecast run` uses them. Every label is a pandas
     frequency that --freq takes (W-FRI, MS, QS-JAN, D, h, 14D).
 
     Args:

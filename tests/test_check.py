@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from conftest import make_table
 from forecast.config import TriageRules
 from forecast.cli import app
-from forecast.model import SeriesProblem, infer_freq
+from forecast.freq import infer_freq
+from forecast.types import SeriesProblem
 from forecast.profile import profile_table, triage
 
 runner = CliRunner()

@@ -15,7 +15,9 @@ import pytest
 from forecast.config import ModelOptions
 from forecast.engines import fast, fit_params, stan
 from forecast.engines.model import Params, initial_params, log_posterior, predict, stan_data
-from forecast.model import SeriesData, fit_series, make_prophet, quiet_logs
+from forecast.model import fit_series
+from forecast.models.prophet import make_prophet, quiet_logs
+from forecast.types import SeriesData
 
 quiet_logs()
 

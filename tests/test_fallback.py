@@ -9,8 +9,10 @@ from typer.testing import CliRunner
 
 from forecast.cli import app
 from forecast.config import ModelOptions
-from forecast.fallback import FallbackImpossible, season_length, simple_forecast
-from forecast.model import SeriesData, SeriesResult, serve_fallback
+from forecast.freq import season_length
+from forecast.model import serve_fallback
+from forecast.models.simple import FallbackImpossible, simple_forecast
+from forecast.types import SeriesData, SeriesResult
 
 Y = np.arange(1.0, 11.0)  # 1, 2, ..., 10
 

@@ -9,7 +9,10 @@ import pytest
 
 from conftest import make_table
 from forecast.config import ModelOptions
-from forecast.model import SeriesData, fit_series, horizon_dates, infer_freq, quiet_logs, series_seed
+from forecast.freq import horizon_dates, infer_freq
+from forecast.model import fit_series
+from forecast.models.prophet import quiet_logs, series_seed
+from forecast.types import SeriesData
 
 quiet_logs()
 
@@ -159,7 +162,8 @@ sys.path.insert(0, {os.path.dirname(__file__)!r})
 from conftest import make_table
 from test_model import series_of
 from forecast.config import ModelOptions
-from forecast.model import fit_series, init_worker, _cmdstan_tmp
+from forecast.model import fit_series
+from forecast.models.prophet import init_worker, _cmdstan_tmp
 init_worker({str(tmp_path)!r})
 assert _cmdstan_tmp().startswith({str(tmp_path)!r}), _cmdstan_tmp()
 for seed in range(3):
@@ -184,7 +188,9 @@ import sys
 import numpy as np
 import forecast.backends
 from forecast.config import ModelOptions
-from forecast.model import SeriesData, fit_series, init_worker
+from forecast.model import fit_series
+from forecast.models.prophet import init_worker
+from forecast.types import SeriesData
 init_worker(None, False)
 ds = np.arange(np.datetime64("2023-01-01"), np.datetime64("2024-07-01")).astype("datetime64[ns]")
 y = 50 + 5 * np.sin(np.arange(len(ds)) * 2 * np.pi / 7) + np.random.default_rng(0).normal(0, 1, len(ds))

@@ -6,7 +6,7 @@
   does not converge) goes to "stan".
 - "stan": Prophet's compiled Stan optimizer run directly on Stan data built in numpy (engines/stan.py): the same
   parameters as stock Prophet, without cmdstanpy, stanio and pandas around it.
-- "prophet": stock `Prophet().fit().predict()` (model.py), for stock Prophet's answer exactly.
+- "prophet": stock `Prophet().fit().predict()` (models/prophet.py), for stock Prophet's answer exactly.
 
 No pools and no files here, apart from the Stan binary's own input and output.
 """
@@ -102,7 +102,7 @@ def fit_params(data: StanData, engine: str, init: Params | None = None) -> Fit:
                            f"{data.T} points for Prophet's {free_parameters(data)} parameters: fitted with {what}")
             raise fast.NotCovered(f"{data.T} points are too few for any Prophet model with these options (a "
                                   "trend and the holiday and regressor columns); lower --min-obs no further")
-        if not fast.supports(data):
+        if not fast.unsupported_reason(data):
             try:
                 params, _ = fast.fit(data, init=init)
                 return Fit(_fold_dummy_changepoint(params, data), data, "fast")
@@ -115,7 +115,7 @@ def fit_params(data: StanData, engine: str, init: Params | None = None) -> Fit:
 def random_stream(engine: str, seed: int | None):
     """The uncertainty simulation's random numbers for a series fitted by `engine`, from its seed (None: fresh).
 
-    "stan" draws from numpy's legacy RandomState, seeded as model.py seeds stock Prophet's global one, so its
+    "stan" draws from numpy's legacy RandomState, seeded as models/prophet.py seeds stock Prophet's global one, so its
     intervals equal stock Prophet's draw for draw. "fast" fits other (higher-posterior) parameters anyway, so its
     intervals cannot be stock Prophet's: it draws from numpy's Generator (PCG64, ziggurat normals), which takes
     about a fifth off the fast engine's whole cost per series (0.9 of 4.3 ms of prediction at 1,456 days).

@@ -42,7 +42,7 @@ class NotCovered(ValueError):
     """A model or series this solver does not handle; the caller serves it with Stan."""
 
 
-def supports(data: StanData) -> str:
+def unsupported_reason(data: StanData) -> str:
     """Why this solver cannot fit `data` ("" when it can)."""
     if data.T <= free_parameters(data):  # an exact fit through every point: no maximum
         return f"as many parameters as points ({data.T} points)"
@@ -135,12 +135,12 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
             do not match `data`. The optimum does not depend on it (tests check that).
 
     Raises:
-        NotCovered: for a model this solver does not cover (see `supports`).
+        NotCovered: for a model this solver does not cover (see `unsupported_reason`).
 
     A series the model fits exactly (a straight line, say) has no maximum either: sigma_obs goes to its floor,
     1e-12, and the fit through the points is returned.
     """
-    why = supports(data)
+    why = unsupported_reason(data)
     if why:
         raise NotCovered(why)
     if init is not None and (len(init.delta) != data.S or len(init.beta) != data.K):
