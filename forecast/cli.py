@@ -282,7 +282,7 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
                        for n in names])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    skipped = s["overall"]["prophet"]["mape_skipped"]
+    skipped = next(iter(s["overall"].values()))["mape_skipped"]  # the model under test's
     if s["status"] == "interrupted":
         lines.append(f"interrupted: {s['series_done']} of {s['series_total']} series backtested; the scores cover "
                      "those")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .backends import backend_names
 from .errors import ConfigError
-from .models import model_names
+from .models import fallback_names, model_names
 
 GROWTHS = ("linear", "flat", "logistic")
 # Names Prophet gives its own columns; a regressor cannot take one of them.
@@ -21,7 +21,7 @@ SEASONALITY_MODES = ("additive", "multiplicative")
 TOGGLES = ("auto", "on", "off")
 DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
 OUTPUT_FORMATS = ("parquet", "csv")
-FALLBACKS = ("none", "naive", "seasonal-naive", "mean", "zero")
+FALLBACKS = ("none", *fallback_names())  # the --fallback choices: the models registered as fallbacks
 BACKEND_NAMES = backend_names()  # the CLI's choices; a backend registered later is still accepted below
 ENGINES = ("fast", "stan", "prophet")
 # What a backtest scores by default: Prophet, and the seasonal-naive baseline it has to beat (models/).
@@ -307,11 +307,11 @@ class BacktestConfig:
         if self.season_length is not None and self.season_length < 1:
             raise ConfigError(f"--season-length must be at least 1; got {self.season_length}")
         if not self.models:
-            raise ConfigError("--models needs at least one model")
+            raise ConfigError("--model needs at least one model")
         for name in self.models:
-            _choice("--models", name, model_names())
+            _choice("--model", name, model_names())
         if len(set(self.models)) < len(self.models):
-            raise ConfigError(f"--models names a model more than once: {', '.join(self.models)}")
+            raise ConfigError(f"--model names a model more than once: {', '.join(self.models)}")
 
     @property
     def effective_step(self) -> int:

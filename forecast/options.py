@@ -151,6 +151,9 @@ OPTIONS: tuple[Option, ...] = (
            commands=("backtest",), min=1),
     Option("step", "backtest", "int", "Steps between origins [default: the horizon].", commands=("backtest",),
            min=1),
+    Option("models", "backtest", "names", "Model to score, repeatable; the first is the one under test (its "
+           "interval is scored too) [default: prophet, then seasonal-naive].", commands=("backtest",),
+           flags=("--model",)),
     Option("season_length", "backtest", "int", "Seasonal-naive period in steps [default: 7 daily, 24 hourly, 52 "
            "weekly, 12 monthly].", commands=("backtest",), min=1),
     # [run]
@@ -167,8 +170,8 @@ OPTIONS: tuple[Option, ...] = (
            "from its parameters.", commands=("run",)),
     Option("fit_timeout", "run", "float", "Seconds one series may take; past it, it fails with reason timeout "
            "(runs in worker processes, even with --n-jobs 1).", commands=("run",)),
-    Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones): none, "
-           "naive, seasonal-naive, mean or zero.", commands=("run",)),
+    Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones): "
+           f"{', '.join(FALLBACKS)}.", commands=("run",)),
     Option("triage", "run", "bool", "Apply the rules of `forecast check`: fit, fallback (seasonal-naive unless "
            "--fallback) or skip.", commands=("run",), default=False),
     Option("min_obs", "run", "int", "Fewer values than this: a new series, sent to fallback (by run too, without "

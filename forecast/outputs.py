@@ -332,6 +332,12 @@ class RunDir:
     def is_backtest(self) -> bool:
         return self.metrics is not None
 
+    @property
+    def tested_model(self) -> str:
+        """A backtest's model under test, as metrics.csv names it: the first of summary["overall"] (in the order
+        of --model), prophet for a backtest written before models could be chosen."""
+        return next(iter(self.summary.get("overall") or {}), "prophet")
+
 
 def key_label(key: Sequence[Any]) -> str:
     """How a series key is shown and given to --series: its values joined by " / "."""

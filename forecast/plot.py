@@ -177,8 +177,9 @@ def series_figure(run: RunDir, history: pd.DataFrame, key: tuple, why: str = "")
             title += f" (no forecast: {_why_none(run, key)})"
             ax.set_ylim(*axis_limits(past["y"]))
         elif run.is_backtest:
-            label = model_label("prophet", _timing(run, key, "engine"))
-            limits = axis_limits(past["y"], fc[["yhat", "yhat_naive"]].to_numpy())
+            label = model_label(run.tested_model, _timing(run, key, "engine"))
+            baseline = "yhat_naive" in fc.columns  # the seasonal-naive baseline, when the backtest scored it
+            limits = axis_limits(past["y"], fc[["yhat", "yhat_naive"] if baseline else ["yhat"]].to_numpy())
             ax.set_ylim(*limits)
             for w, part in fc.groupby("window"):
                 first = w == fc["window"].min()
@@ -186,12 +187,14 @@ def series_figure(run: RunDir, history: pd.DataFrame, key: tuple, why: str = "")
                         label=label if first else None)
                 ax.fill_between(part["ds"], part["yhat_lower"].clip(*limits), part["yhat_upper"].clip(*limits),
                                 color=PROPHET_COLOR, alpha=0.2)
-                ax.plot(part["ds"], part["yhat_naive"].clip(*limits), color="tab:gray", linestyle=":", linewidth=1,
-                        label="seasonal naive" if first else None)
+                if baseline:
+                    ax.plot(part["ds"], part["yhat_naive"].clip(*limits), color="tab:gray", linestyle=":",
+                            linewidth=1, label="seasonal naive" if first else None)
                 ax.axvline(part["cutoff"].iloc[0], color="tab:red", linestyle="--", linewidth=0.8,
                            label="forecast start" if first else None)
             off_scale += _mark_off_scale(ax, fc["ds"], fc["yhat"], limits, PROPHET_COLOR, label)
-            off_scale += _mark_off_scale(ax, fc["ds"], fc["yhat_naive"], limits, "tab:gray", "seasonal naive")
+            if baseline:
+                off_scale += _mark_off_scale(ax, fc["ds"], fc["yhat_naive"], limits, "tab:gray", "seasonal naive")
         else:
             last = past["ds"].max() if len(past) else fc["ds"].min()
             ahead = fc[fc["ds"] > last] if len(past) else fc
@@ -232,8 +235,8 @@ def _shorten(text: str, width: int = 100) -> str:
 
 
 def worst_reason(run: RunDir, key: tuple) -> str:
-    """Why a series is among the worst of a backtest: its Prophet MASE (and WAPE), as `worst_series` ranks."""
-    row = _rows(run.metrics[run.metrics["model"] == "prophet"], run.id_cols, key)
+    """Why a series is among the worst of a backtest: its MASE (and WAPE) for the model under test, as `worst_series` ranks."""
+    row = _rows(run.metrics[run.metrics["model"] == run.tested_model], run.id_cols, key)
     if row is None or row.empty:
         return ""
     mase, wape = row["mase"].iloc[0], row["wape"].iloc[0]
@@ -242,11 +245,11 @@ def worst_reason(run: RunDir, key: tuple) -> str:
 
 
 def worst_series(run: RunDir, n: int) -> list[tuple]:
-    """The n series with the largest Prophet MASE in the backtest (WAPE where MASE is unknown)."""
+    """The n series with the largest MASE of the model under test (WAPE where MASE is unknown)."""
     if not run.is_backtest:
         raise ConfigError(f"--worst needs a backtest: {run.path} has no metrics.csv; run forecast backtest "
                           f"--out DIR and plot DIR")
-    scores = run.metrics[run.metrics["model"] == "prophet"]
+    scores = run.metrics[run.metrics["model"] == run.tested_model]
     order = scores.assign(_rank=scores["mase"].fillna(scores["wape"])).sort_values("_rank", ascending=False,
                                                                                   na_position="last")
     return [tuple(row) for row in order[run.id_cols].head(n).itertuples(index=False, name=None)]

@@ -195,8 +195,9 @@ _METRIC_COLUMNS = (("n", "n", ""), ("wape", "WAPE", "pct"), ("mase", "MASE", "")
 
 
 def _zero_warning(overall: dict) -> str:
-    zeros = (overall.get("prophet") or {}).get("mape_skipped") or 0
-    n = (overall.get("prophet") or {}).get("n") or 0
+    tested = next(iter(overall.values()), None) or {}  # the model under test's figures
+    zeros = tested.get("mape_skipped") or 0
+    n = tested.get("n") or 0
     if not zeros:
         return ""
     return (f'<p class="warn">&#9888; {zeros:,} of {n:,} actuals are 0. sMAPE scores a 0 actual at its maximum '
@@ -217,18 +218,19 @@ def _accuracy_section(run: RunDir) -> str:
     rows = [[prophet if model == "prophet" else model]
             + [value(figures.get(name)) for name, _, _ in _METRIC_COLUMNS]
             for model, figures in overall.items()]
-    scores = run.metrics[run.metrics["model"] == "prophet"].sort_values("mase", ascending=False).head(TABLE_ROWS)
+    tested = run.tested_model
+    scores = run.metrics[run.metrics["model"] == tested].sort_values("mase", ascending=False).head(TABLE_ROWS)
     engines = {}
     if run.timings is not None and "engine" in run.timings.columns:
         engines = {tuple(r[run.id_cols]): r["engine"] for _, r in run.timings.iterrows()}
-    worst = [[key_label(r[run.id_cols]), model_label("prophet", engines.get(tuple(r[run.id_cols]), ""))]
+    worst = [[key_label(r[run.id_cols]), model_label(tested, engines.get(tuple(r[run.id_cols]), ""))]
              + [value(r[name]) for name, _, _ in _METRIC_COLUMNS] for _, r in scores.iterrows()]
     return ("<h2>Accuracy (backtest)</h2>"
             f"<p>{html.escape(str(run.summary.get('aggregation', '')))}. WAPE, sMAPE, MAPE and coverage in "
             "percent; MASE below 1 beats the seasonal-naive forecast's in-sample error.</p>"
             + _zero_warning(overall)
             + _table(["model"] + headers, rows, kinds)
-            + "<h3>Series with the largest Prophet MASE</h3>"
+            + f"<h3>Series with the largest {'Prophet' if tested == 'prophet' else html.escape(tested)} MASE</h3>"
             + _table(["series", "model"] + headers, worst, {i + 1: k for i, k in kinds.items()}))
 
 

@@ -155,7 +155,7 @@ def test_any_model_is_scored_against_any_other_naive_against_mean():
 def test_backtest_models_are_checked_against_the_registry():
     assert BacktestConfig().models == ("prophet", "seasonal-naive")
     assert BacktestConfig(models=("naive", "mean")).to_dict()["models"] == ["naive", "mean"]
-    with pytest.raises(ConfigError, match="--models must be one of prophet, naive, seasonal-naive, mean, zero"):
+    with pytest.raises(ConfigError, match="--model must be one of prophet, naive, seasonal-naive, mean, zero"):
         BacktestConfig(models=("prophet", "croston"))
     with pytest.raises(ConfigError, match="more than once"):
         BacktestConfig(models=("naive", "naive"))

@@ -47,7 +47,7 @@ def test_the_job_file_keeps_its_tables_and_keys():
     }
     for table, keys in before.items():
         assert {key for key, (_, _, commands) in SPEC[table].items() if "run" in commands} == keys, table
-    assert set(SPEC["backtest"]) == {"windows", "step", "season_length"}
+    assert set(SPEC["backtest"]) == {"windows", "step", "model", "season_length"}
 
 
 def test_choices_are_configs_tuples_on_the_command_line():
