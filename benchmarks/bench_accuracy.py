@@ -48,7 +48,9 @@ sys.path.insert(0, str(ROOT))  # this checkout's forecast
 
 from forecast.config import ModelOptions  # noqa: E402
 from forecast.engines.model import Params, log_posterior, stan_data  # noqa: E402
-from forecast.model import SeriesData, fit_series, quiet_logs  # noqa: E402
+from forecast.model import fit_series  # noqa: E402
+from forecast.models.prophet import quiet_logs  # noqa: E402
+from forecast.types import SeriesData  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 ENGINES = ("prophet", "stan", "fast")

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's forecast
 
 from forecast.config import ModelOptions  # noqa: E402
-from forecast.model import SeriesData, fit_series, quiet_logs  # noqa: E402
+from forecast.model import fit_series  # noqa: E402
+from forecast.models.prophet import quiet_logs  # noqa: E402
+from forecast.types import SeriesData  # noqa: E402
 
 
 def shapes(rng):

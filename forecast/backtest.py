@@ -10,8 +10,6 @@ scored; the others are compared on their point forecasts.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -110,8 +108,7 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
         A BacktestResult; status "failed" with the stage and reason for a problem of this series (too short,
         off-grid timestamps, a window a model cannot fit).
     """
-    result = BacktestResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()),
-                            worker=f"{socket.gethostname()}:{os.getpid()}")
+    result = BacktestResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()))
     cpu0 = series_cpu()
     stage = "validate"
     first = models[0]

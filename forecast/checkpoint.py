@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, RunLockedError
-from .model import SeriesData, SeriesResult
+from .types import SeriesData, SeriesResult
 from .outputs import is_run_file, write_atomic, write_json
 from .sources import TableInput, file_identity, open_source
 

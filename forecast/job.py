@@ -28,7 +28,7 @@ from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, BackendLostErr
                      RunStoppedError)
 from .outputs import default_out_dir, prepare_out_dir, write_json
 from .sources import inputs_read_once, open_source
-from .model import check_options, init_worker
+from .models.prophet import check_options, init_worker
 from .progress import Reporter, SilentReporter
 from .timing import Clock, run_timing
 

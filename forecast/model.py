@@ -7,8 +7,6 @@ series the first did not serve). Knows nothing about pools.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import replace
 
@@ -18,12 +16,8 @@ from .config import ModelOptions
 from .freq import horizon_dates, series_freq
 from .models import get_model
 from .timing import series_cpu
-from .types import SENT_STAGES, SeriesData, SeriesProblem, SeriesResult
-# what other modules import from here
-from .models.prophet import check_options, init_worker, quiet_logs  # noqa: F401
-
-__all__ = ["SENT_STAGES", "SeriesData", "SeriesProblem", "SeriesResult", "check_options", "fit_series",
-           "init_worker", "quiet_logs", "serve_fallback"]
+from .types import SeriesData, SeriesProblem, SeriesResult
+__all__ = ["fit_series", "serve_fallback"]
 
 
 def fit_series(series: SeriesData, opts: ModelOptions, model: str = "prophet") -> SeriesResult:
@@ -37,8 +31,8 @@ def fit_series(series: SeriesData, opts: ModelOptions, model: str = "prophet") -
     Returns:
         A SeriesResult, with status "failed" and the stage and reason for a problem of this series.
     """
-    result = SeriesResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()),
-                          worker=f"{socket.gethostname()}:{os.getpid()}")
+    # the worker's label is the backend's to give (job.py sets it from what the backend reports)
+    result = SeriesResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()))
     cpu0 = series_cpu()
     stage = "validate"
     try:

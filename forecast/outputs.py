@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, OutputExistsError
-from .model import SENT_STAGES, SeriesResult
+from .types import SENT_STAGES, SeriesResult
 from .sources.base import one_line
 
 def default_out_dir(root: Path = Path("outputs")) -> Path:

@@ -21,7 +21,8 @@ from .errors import ConfigError
 from .outputs import (errors_frame, forecast_frame, params_frame, read_params, timings_frame, write_table,
                       written_by_forecast)
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
-from .model import SENT_STAGES, SeriesResult, fit_series, serve_fallback
+from .model import fit_series, serve_fallback
+from .types import SENT_STAGES, SeriesResult
 from .progress import Reporter
 from .sources import Source, key_types, load_series, read_series_subset
 from .timing import Clock

@@ -235,7 +235,7 @@ def test_json_log_reports_a_table_error_as_a_json_record_too(tmp_path):
 
 def test_part_files_give_back_results_as_they_were(tmp_path):
     from forecast.checkpoint import RunState
-    from forecast.model import SeriesData, SeriesResult
+    from forecast.types import SeriesData, SeriesResult
 
     series = [SeriesData(key=(k, 7), ds=np.array([], dtype="datetime64[ns]"), y=np.array([])) for k in "abc"]
     ok = SeriesResult(key=("a", 7), status="ok", n_obs=60, ds=np.array(["2024-03-01", "2024-03-02"],

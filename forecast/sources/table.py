@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..model import SeriesData
+from ..types import SeriesData
 from .base import Source, TableInput, open_source
 
 # Strings that mean "no value" in a target column; anything else that is not a number is an error.
