@@ -78,7 +78,8 @@ def _parameter(option: Option, with_job_file: bool) -> inspect.Parameter:
     if isinstance(kind, tuple):
         python_type: Any = _enum(option)
     else:
-        python_type = {"int": int, "float": float, "str": str, "bool": bool, "path": Path, "names": list[str]}[kind]
+        python_type = {"int": int, "float": float, "str": str, "bool": bool, "path": Path, "table": str,
+                       "names": list[str]}[kind]
     default = option.field_default
     if isinstance(kind, tuple) and default is not None:
         default = python_type(default)
@@ -161,9 +162,9 @@ def _report(result) -> None:
     if s["series_done"] < s["series_total"]:
         lines.insert(lines.index(("series failed", s["series_failed"])) + 1,
                      ("series not done", s["series_total"] - s["series_done"]))
-    if s["backend"]["name"] == "dask":
-        b = s["backend"]
-        lines.insert(3, ("dask workers", f"{b['workers']} ({b['threads']} threads) at {b['scheduler']}"))
+    b = s["backend"]
+    if b.get("scheduler"):  # a cluster's backend: whose workers, and where
+        lines.insert(3, (f"{b['name']} workers", f"{b['workers']} ({b['threads']} threads) at {b['scheduler']}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         _echo(f"{key.ljust(width)}  {value}")

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backends import backend_names
+from .backends import backend_class, backend_names
 from .errors import ConfigError
 from .models import fallback_names, model_names
 
@@ -248,8 +248,7 @@ class ForecastConfig:
         if not 0 <= self.max_failed_frac <= 1:
             raise ConfigError(f"--max-failed-frac must be between 0 and 1; got {self.max_failed_frac}")
         _choice("--backend", self.backend, backend_names())
-        if self.scheduler is not None and self.backend != "dask":
-            raise ConfigError("--scheduler can only be used with --backend dask")
+        backend_class(self.backend).check_config(self)  # what that backend cannot do (backends/<name>.py)
         if not 0 < self.connect_timeout <= MAX_FIT_TIMEOUT:  # inf or nan would reach Dask's timers
             raise ConfigError(f"--connect-timeout must be a positive number of seconds up to {MAX_FIT_TIMEOUT:,.0f}; "
                               f"got {self.connect_timeout}")
@@ -264,9 +263,6 @@ class ForecastConfig:
                               "future values are read by the client")
         if self.min_obs < 1:
             raise ConfigError(f"--min-obs must be at least 1; got {self.min_obs}")
-        if self.fit_timeout is not None and self.backend == "dask":
-            raise ConfigError("--fit-timeout works with --backend local only: a Dask worker cannot be stopped "
-                              "mid-task from here")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""

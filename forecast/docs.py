@@ -18,7 +18,7 @@ WRITE_COMMAND = "python -m forecast.docs"
 # The width --help is wrapped to in a pipe or a log, and the README's promise: every line fits.
 WIDTH = 80
 
-_KIND_WORDS = {"int": "integer", "float": "number", "str": "string", "bool": "true or false", "path": "path",
+_KIND_WORDS = {"int": "integer", "float": "number", "str": "string", "bool": "true or false", "path": "path", "table": "path or URI",
                "names": "name or list of names"}
 
 

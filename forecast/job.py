@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 from . import __version__
-from .backends import Backend, WorkerSetup, open_backend
+from .backends import Backend, WorkerSetup, backend_class, open_backend
 from .checkpoint import PartSchema, PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
@@ -331,7 +331,7 @@ def run_temp_root() -> Iterator[str]:
 
 def above_cores(config: ForecastConfig) -> bool:
     """Whether --n-jobs asks for more local workers than there are usable cores (see `capped_n_jobs`)."""
-    return config.backend == "local" and effective_n_jobs(config.n_jobs) > usable_cores()
+    return backend_class(config.backend).uses_local_cores and effective_n_jobs(config.n_jobs) > usable_cores()
 
 
 def capped_n_jobs(config: ForecastConfig, weights: list[float], notify: Callable[[str], None] | None) -> int:

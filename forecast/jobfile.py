@@ -25,7 +25,7 @@ SPEC: dict[str, dict[str, tuple[str, Any, tuple[Command, ...]]]] = {
 }
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-               "path": "a path (string)", "names": "a column name or a list of names"}
+               "path": "a path (string)", "table": "a path or a URI (string)", "names": "a column name or a list of names"}
 
 
 def _check(file: Path, table: str, key: str, kind: Any, value: Any) -> Any:
@@ -36,6 +36,7 @@ def _check(file: Path, table: str, key: str, kind: Any, value: Any) -> Any:
         "bool": lambda v: isinstance(v, bool),
         "str": lambda v: isinstance(v, str),
         "path": lambda v: isinstance(v, str),
+        "table": lambda v: isinstance(v, str),
         "names": lambda v: isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(x, str) for x in v)),
     }
     if isinstance(kind, tuple):
@@ -47,7 +48,9 @@ def _check(file: Path, table: str, key: str, kind: Any, value: Any) -> Any:
                           f"({type(value).__name__})")
     if kind == "float":
         return float(value)
-    if kind == "path":
+    if kind == "table" and "://" in value:  # a URI names a database, not a file beside the job file
+        return value
+    if kind in ("path", "table"):
         path = Path(value).expanduser()
         return path if path.is_absolute() else file.parent / path
     if kind == "names":

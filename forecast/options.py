@@ -21,7 +21,9 @@ from .progress import LOG_FORMATS
 Command = Literal["run", "backtest", "check"]
 Group = Literal["input", "model", "run", "output", "backtest"]
 # What a value is, for the CLI's type and the job file's check; a tuple of strings is a choice among them.
-Kind = Literal["int", "float", "str", "bool", "path", "names"]
+# "table" is the input: a file's path, or (for a source registered for them) a URI such as postgresql://..., so it
+# is kept as text rather than a Path, which would fold the URI's "//".
+Kind = Literal["int", "float", "str", "bool", "path", "table", "names"]
 
 COMMANDS: tuple[Command, ...] = ("run", "backtest", "check")
 # The job file's tables, in the order its messages name them.
@@ -106,7 +108,7 @@ def _field_names(cls: type) -> set[str]:
 
 OPTIONS: tuple[Option, ...] = (
     # [input]
-    Option("input", "input", "path", "Long table: .csv, .csv.gz or .parquet, one row per series and time.",
+    Option("input", "input", "table", "Long table: .csv, .csv.gz or .parquet, one row per series and time.",
            commands=COMMANDS, key="path", required=True, argument=True),
     Option("id_cols", "input", "names", "Series key column; repeat for a composite key (--id-col store --id-col "
            "item).", commands=COMMANDS, flags=("--id-col",)),

@@ -105,7 +105,12 @@ class ToyBackend:
 
     name = "toy"
     starts_in_background = False
+    uses_local_cores = False
     n_jobs = 1
+
+    @classmethod
+    def check_config(cls, config):
+        pass
 
     def __init__(self, setup):
         self.setup = setup

@@ -67,6 +67,14 @@ class Backend(Protocol):
     name: str
     n_jobs: int  # workers (threads, over a cluster) it runs items on; known once entered
     starts_in_background: bool  # entering returns before the workers are ready, so it may be entered early
+    # its workers are processes of this machine: --n-jobs above the usable cores is cut to what the work needs
+    uses_local_cores: bool
+
+    @classmethod
+    def check_config(cls, config: ForecastConfig) -> None:
+        """Raise ConfigError for an option of `config` this backend cannot honour (checked with the rest of the
+        configuration, before anything runs)."""
+        ...
 
     @classmethod
     def from_config(cls, config: ForecastConfig, setup: WorkerSetup, notify: Callable[[str], None] | None = None

@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..core import Failed, effective_n_jobs
-from ..errors import BackendError, BackendLostError
+from ..errors import BackendError, BackendLostError, ConfigError
 from .base import Chunk, Labelled, WorkerSetup, call_item
 
 if TYPE_CHECKING:
@@ -115,6 +115,15 @@ class DaskBackend:
         self._saved_levels: dict[str, int] = {}
         self.n_jobs = 0
         self.workers: dict[str, int] = {}  # address -> threads, when the run started
+
+    uses_local_cores = False
+
+    @classmethod
+    def check_config(cls, config: ForecastConfig) -> None:
+        """A per-series timeout needs a worker process this process can stop; a Dask worker's is not ours."""
+        if config.fit_timeout is not None:
+            raise ConfigError("--fit-timeout works with --backend local only: a Dask worker cannot be stopped "
+                              "mid-task from here")
 
     @classmethod
     def from_config(cls, config: ForecastConfig, setup: WorkerSetup,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from ..core import effective_n_jobs
+from ..errors import ConfigError
 from .process import ProcessBackend
 from .sequential import SequentialBackend
 
@@ -17,6 +18,13 @@ class LocalBackend:
     """Chooses between the process pool and this process; not a backend itself, only what `--backend local` opens."""
 
     name = "local"
+    uses_local_cores = True
+
+    @classmethod
+    def check_config(cls, config: ForecastConfig) -> None:
+        """A scheduler's address is a cluster's option: here it can only be a mistake."""
+        if config.scheduler is not None:
+            raise ConfigError("--scheduler can only be used with --backend dask")
 
     @classmethod
     def from_config(cls, config: ForecastConfig, setup: WorkerSetup,
