@@ -21,10 +21,10 @@ import pandas as pd
 
 from forecast.config import TriageRules
 from forecast.core import usable_cores
-from forecast.sources import split_series
 from forecast.freq import infer_freq
-from forecast.types import SeriesProblem
 from forecast.profile import profile_table, triage
+from forecast.sources import split_series
+from forecast.types import SeriesProblem
 
 from common import write_rows
 

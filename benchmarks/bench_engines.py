@@ -24,9 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT
+from common import ROOT, make_retail, reference, workload_parser, write_rows
 from common import forecast_run as run_summary
-from common import make_retail, reference, workload_parser, write_rows
 
 
 def subset(data: Path, n: int, out: Path) -> Path:

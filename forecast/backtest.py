@@ -23,7 +23,8 @@ from . import metrics
 from .checkpoint import PartSchema
 from .config import BACKTEST_MODELS, BacktestConfig, ModelOptions
 from .core import Failed
-from .freq import grid_positions, season_length as freq_season_length, series_freq
+from .freq import grid_positions, series_freq
+from .freq import season_length as freq_season_length
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
 from .models import get_model
 from .outputs import _key_frame, errors_frame, timings_frame, write_table

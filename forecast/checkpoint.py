@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ConfigError, RunLockedError
-from .types import SeriesData, SeriesResult
 from .outputs import is_run_file, write_atomic, write_json
 from .sources import TableInput, file_identity, open_source
+from .types import SeriesData, SeriesResult
 
 PARTS_DIR = "parts"
 MANIFEST = "manifest.json"

@@ -24,12 +24,11 @@ from .backends import Backend, WorkerSetup, backend_class, open_backend
 from .checkpoint import PartSchema, PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, BackendLostError, OutputExistsError,
-                     RunStoppedError)
-from .outputs import default_out_dir, prepare_out_dir, write_json
-from .sources import inputs_read_once, open_source
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, BackendLostError, OutputExistsError, RunStoppedError
 from .models.prophet import check_options, init_worker
+from .outputs import default_out_dir, prepare_out_dir, write_json
 from .progress import Reporter, SilentReporter
+from .sources import inputs_read_once, open_source
 from .timing import Clock, run_timing
 
 JobKind = Literal["run", "backtest"]

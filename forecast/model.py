@@ -17,6 +17,7 @@ from .freq import horizon_dates, series_freq
 from .models import get_model
 from .timing import series_cpu
 from .types import SeriesData, SeriesProblem, SeriesResult
+
 __all__ = ["fit_series", "serve_fallback"]
 
 

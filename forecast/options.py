@@ -14,8 +14,20 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-from .config import (BACKEND_NAMES, DUPLICATE_POLICIES, ENGINES, FALLBACKS, GROWTHS, OUTPUT_FORMATS,
-                     SEASONALITY_MODES, TOGGLES, BacktestConfig, ForecastConfig, ModelOptions, TriageRules)
+from .config import (
+    BACKEND_NAMES,
+    DUPLICATE_POLICIES,
+    ENGINES,
+    FALLBACKS,
+    GROWTHS,
+    OUTPUT_FORMATS,
+    SEASONALITY_MODES,
+    TOGGLES,
+    BacktestConfig,
+    ForecastConfig,
+    ModelOptions,
+    TriageRules,
+)
 from .progress import LOG_FORMATS
 
 Command = Literal["run", "backtest", "check"]

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, OutputExistsError
-from .types import SENT_STAGES, SeriesResult
 from .sources.base import one_line
+from .types import SENT_STAGES, SeriesResult
+
 
 def default_out_dir(root: Path = Path("outputs")) -> Path:
     """outputs/<UTC timestamp>, e.g. outputs/20261126T130501Z."""

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, InputError
-from .outputs import (RunDir, key_label, key_title, model_label, natural_key, read_history, read_run_dir,
-                      write_atomic)
+from .outputs import RunDir, key_label, key_title, model_label, natural_key, read_history, read_run_dir, write_atomic
 
 # Longest readable part of a file name; the hash keeps names unique whatever is cut off.
 _SLUG_CHARS = 60

@@ -18,14 +18,21 @@ from .checkpoint import RUN_PARTS
 from .config import ForecastConfig
 from .core import Failed
 from .errors import ConfigError
-from .outputs import (errors_frame, forecast_frame, params_frame, read_params, timings_frame, write_table,
-                      written_by_forecast)
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
 from .model import fit_series, serve_fallback
-from .types import SENT_STAGES, SeriesResult
+from .outputs import (
+    errors_frame,
+    forecast_frame,
+    params_frame,
+    read_params,
+    timings_frame,
+    write_table,
+    written_by_forecast,
+)
 from .progress import Reporter
 from .sources import Source, key_types, load_series, read_series_subset
 from .timing import Clock
+from .types import SENT_STAGES, SeriesResult
 
 # The files a run may write besides timings, errors and the summary: one forecasts file, params with an engine.
 _OUTPUTS = {"forecasts.parquet", "forecasts.csv", "params.parquet"}

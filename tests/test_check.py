@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_table
 from typer.testing import CliRunner
 
-from conftest import make_table
-from forecast.config import TriageRules
 from forecast.cli import app
+from forecast.config import TriageRules
 from forecast.freq import infer_freq
-from forecast.types import SeriesProblem
 from forecast.profile import profile_table, triage
+from forecast.types import SeriesProblem
 
 runner = CliRunner()
 DAYS = 120

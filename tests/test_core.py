@@ -1,8 +1,8 @@
 """The chunk-and-map core and its backends, with tiny fake functions instead of Prophet."""
 
+import fakes
 import pytest
 
-import fakes
 from forecast.backends import backend_class, open_backend
 from forecast.backends.process import ProcessBackend
 from forecast.backends.sequential import SequentialBackend

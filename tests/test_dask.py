@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import make_table
 from typer.testing import CliRunner
 
-from conftest import make_table
 from forecast.cli import app
 
 distributed = pytest.importorskip("distributed")

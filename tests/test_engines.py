@@ -241,9 +241,9 @@ def test_constant_series_gets_prophets_answer_from_every_engine():
 
 
 def test_run_without_engine_uses_fast_and_says_which_engine_served_each_series(tmp_path, write_csv):
+    from conftest import make_table
     from typer.testing import CliRunner
 
-    from conftest import make_table
     from forecast.cli import app
 
     out = tmp_path / "out"
@@ -283,9 +283,9 @@ def test_fast_warm_start_from_yesterday_reaches_the_cold_optimum(opts):
 
 
 def test_run_warm_start_from_an_earlier_run(tmp_path, write_csv):
+    from conftest import make_table
     from typer.testing import CliRunner
 
-    from conftest import make_table
     from forecast.cli import app
 
     table = make_table(n_series=3, days=121)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import make_table
+
 from forecast.errors import EXIT_STOPPED
 
 ROOT = Path(__file__).resolve().parent.parent

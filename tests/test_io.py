@@ -5,8 +5,8 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_table
+
 from forecast.errors import InputError, OutputExistsError
 from forecast.outputs import prepare_out_dir
 from forecast.sources import read_table, split_series

@@ -8,9 +8,9 @@ import socket
 
 import pandas as pd
 import pytest
+from conftest import make_table
 
 import forecast.backends as backends
-from conftest import make_table
 from forecast.backends.base import call_item
 from forecast.backtest import run_backtest
 from forecast.checkpoint import RunLock

@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_table
+
 from forecast.config import ModelOptions
 from forecast.freq import horizon_dates, infer_freq
 from forecast.model import fit_series

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_table
 from typer.testing import CliRunner
 
-from conftest import make_table
 from forecast.cli import app
 
 N_SERIES = 16

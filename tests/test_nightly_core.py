@@ -4,9 +4,9 @@ import os
 import time
 from pathlib import Path
 
+import fakes
 import pytest
 
-import fakes
 from forecast.backends.process import ProcessBackend
 from forecast.backends.sequential import SequentialBackend
 from forecast.core import Failed, map_chunks

@@ -4,9 +4,9 @@ import dataclasses
 import json
 
 import pytest
+from conftest import make_table
 from typer.testing import CliRunner
 
-from conftest import make_table
 from forecast.cli import app
 from forecast.config import BacktestConfig, ForecastConfig, ModelOptions, TriageRules
 from forecast.jobfile import SPEC, read_job_file

@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_table
 from typer.testing import CliRunner
 
-from conftest import make_table
 from forecast.cli import app
 from forecast.outputs import read_run_dir
 from forecast.plot import series_filename

@@ -7,10 +7,10 @@ import os
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import make_table
 from typer.testing import CliRunner
 
 import forecast
-from conftest import make_table
 from forecast.checkpoint import make_manifest, manifest_difference
 from forecast.cli import app
 from forecast.errors import ConfigError, InputError

@@ -5,9 +5,9 @@ import time
 from types import SimpleNamespace
 
 import pandas as pd
+from conftest import make_table
 from typer.testing import CliRunner
 
-from conftest import make_table
 from forecast.cli import app
 from forecast.timing import Clock, run_timing, series_cpu
 

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
+from conftest import make_table
 from typer.testing import CliRunner
 
-from conftest import make_table
 from forecast.cli import app
 from forecast.outputs import read_history, read_run_dir
 

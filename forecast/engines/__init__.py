@@ -21,8 +21,18 @@ import numpy as np
 from ..config import ENGINES, ModelOptions
 from . import fast, stan
 from .blas import one_blas_thread
-from .model import (TREND_INDICATOR, Params, StanData, constant_params, free_parameters, is_constant, predict,
-                    reduced, stan_data)
+from .model import (
+    TREND_INDICATOR,
+    Params,
+    StanData,
+    constant_params,
+    free_parameters,
+    is_constant,
+    predict,
+    reduced,
+    stan_data,
+)
+
 
 @dataclass
 class EngineForecast:

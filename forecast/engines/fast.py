@@ -34,7 +34,6 @@ import numpy as np
 
 from .model import TREND_INDICATOR, Params, StanData, free_parameters, log_posterior
 
-
 _SIGMA_FLOOR = 1e-12
 
 

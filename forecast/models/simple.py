@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ModelOptions
-from ..freq import on_grid, season_length as freq_season_length, series_freq
+from ..freq import on_grid, series_freq
+from ..freq import season_length as freq_season_length
 from ..types import Forecast, SeriesData, SeriesProblem
 
 KINDS = ("naive", "seasonal-naive", "mean", "zero")
