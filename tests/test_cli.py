@@ -139,6 +139,7 @@ def test_every_command_has_help_with_an_example():
     assert "Exit codes" in runner.invoke(app, ["run", "--help"]).output
 
 
+@pytest.mark.slow
 def test_python_dash_m_forecast_runs_and_is_quiet_under_cron(tmp_path, table_csv):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "forecast", "run", str(table_csv), "--horizon", "3", "--out",

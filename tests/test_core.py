@@ -49,6 +49,7 @@ def test_process_equals_sequential_in_input_order(chunks_per_job):
     assert got == expected == [i + 1 for i in items]
 
 
+@pytest.mark.slow
 def test_work_is_spread_over_workers():
     with ProcessBackend(n_jobs=2) as pool:
         pids = map_chunks(fakes.sleep_then_pid, [0.3] * 8, pool, chunks_per_job=4)

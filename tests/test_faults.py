@@ -136,6 +136,7 @@ def feed_fifo(path: Path, data: bytes) -> threading.Thread:
     return thread
 
 
+@pytest.mark.slow
 def test_a_named_pipe_is_read_once_by_check_and_run(tmp_path, small):
     data = small.read_bytes()
     feed_fifo(tmp_path / "check.csv", data)
@@ -152,6 +153,7 @@ def test_a_named_pipe_is_read_once_by_check_and_run(tmp_path, small):
     assert not (out / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_standard_input_is_a_table_and_plots_say_it_cannot_be_read_again(tmp_path, small):
     out = tmp_path / "out"
     proc = forecast("run", "-", "--horizon", "3", "--engine", "fast", "--n-jobs", "1", "--out", out, "-q",
@@ -325,6 +327,7 @@ def test_a_corrupt_part_file_is_fitted_again_on_resume(tmp_path, table, referenc
     pd.testing.assert_frame_equal(pd.read_parquet(out / "forecasts.parquet"), reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pid", ['"abc"', "true"])
 def test_a_lock_whose_pid_is_not_a_number_is_one_line_then_taken_over(tmp_path, small, pid):
     out = tmp_path / "out"
@@ -363,6 +366,7 @@ def damaged_copy(run: Path, tmp_path: Path, name: str, content: bytes | None = N
 @pytest.mark.parametrize("name,content", [
     ("forecasts.parquet", None), ("timings.csv", b"\x00\x01\x02\xff\n"), ("errors.csv", b'"unterminated\n'),
 ])
+@pytest.mark.slow
 def test_report_and_plot_on_a_damaged_output_are_one_line(tmp_path, finished, name, content):
     run = damaged_copy(finished, tmp_path, name, content)
     before = tree(run)
@@ -372,6 +376,7 @@ def test_report_and_plot_on_a_damaged_output_are_one_line(tmp_path, finished, na
     assert tree(run) == before  # nothing written beside the damaged run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [None, b"not parquet"])
 def test_warm_start_from_a_damaged_params_file_is_one_line_and_writes_nothing(tmp_path, small, finished, content):
     run = damaged_copy(finished, tmp_path, "params.parquet", content)
@@ -385,6 +390,7 @@ def test_warm_start_from_a_damaged_params_file_is_one_line_and_writes_nothing(tm
 # ---------------------------------------------------------------------------------------------------------------
 # the cluster: an impossible timeout, a scheduler killed mid-run
 
+@pytest.mark.slow
 def test_an_infinite_connect_timeout_is_one_line_and_leaves_nothing(tmp_path, small):
     out = tmp_path / "out"
     line = one_error_line(forecast("run", small, "--horizon", "3", "--backend", "dask", "--connect-timeout", "inf",
@@ -438,6 +444,7 @@ def test_a_scheduler_killed_mid_run_exits_75_with_one_json_line_and_resume_finis
 # ---------------------------------------------------------------------------------------------------------------
 # a user's directory, a job file typo, a run served by its fallback
 
+@pytest.mark.slow
 def test_a_directory_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_path, small):
     out = tmp_path / "d"
     out.mkdir()
@@ -462,6 +469,7 @@ def test_a_directory_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_pa
     assert not (out / "forecasts.parquet").exists()  # the earlier run's, listed in its summary
 
 
+@pytest.mark.slow
 def test_a_parts_directory_of_someone_elses_is_not_taken_for_a_run_nor_emptied(tmp_path, small):
     out = tmp_path / "d"
     (out / "parts").mkdir(parents=True)
@@ -475,6 +483,7 @@ def test_a_parts_directory_of_someone_elses_is_not_taken_for_a_run_nor_emptied(t
     assert sorted(p.name for p in (out / "parts").iterdir()) == ["mine.txt"]  # the run's own parts are gone
 
 
+@pytest.mark.slow
 def test_n_jobs_far_above_the_cores_is_capped_at_the_chunks_and_said(tmp_path, write_csv):
     table = write_csv(make_table(n_series=3, days=40))
     out = tmp_path / "out"

@@ -174,6 +174,7 @@ def test_a_hostile_input_is_one_line_or_a_record_per_series(tmp_path, case, name
     assert {k: v for k, v in after.items() if not k.startswith(("check/", "run/"))} == before
 
 
+@pytest.mark.slow
 def test_an_escape_sequence_in_a_key_reaches_the_log_escaped(tmp_path):
     """`failed:` lines and the error line of a real process: ESC, BEL and NUL shown as \\x1b, \\x07, \\x00."""
     table = tmp_path / "t.csv"

@@ -24,6 +24,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_item_past_the_timeout_fails_and_its_chunk_goes_on(tmp_path):
     pid_file = tmp_path / "child.pid"
     # one chunk of five: the hanging item is in the middle, so the rest of its chunk must be requeued
@@ -43,12 +44,14 @@ def test_item_past_the_timeout_fails_and_its_chunk_goes_on(tmp_path):
     assert _gone(child)
 
 
+@pytest.mark.slow
 def test_no_timeout_by_default_for_slow_items():
     with ProcessBackend(n_jobs=2) as pool:
         pids = map_chunks(fakes.sleep_then_pid, [0.5, 0.5, 0.5], pool)
     assert all(isinstance(p, int) for p in pids)
 
 
+@pytest.mark.slow
 def test_the_timeout_is_per_item_not_per_chunk():
     # one chunk of 30 quick items takes well over the timeout; no single item does, so none may time out
     with ProcessBackend(n_jobs=1, item_timeout=0.5) as pool:

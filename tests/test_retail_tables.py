@@ -231,6 +231,7 @@ def test_parquet_outputs_have_microsecond_times_and_no_pandas_metadata(retail, t
     assert not schema.metadata or b"pandas" not in schema.metadata
 
 
+@pytest.mark.slow
 def test_the_sample_with_a_one_row_series_forecasts_every_series_with_fallback_naive(tmp_path):
     sample = pd.read_csv(Path(__file__).parents[1] / "data" / "sample.csv", dtype={"store": str, "item": str})
     new = pd.DataFrame({"store": ["S01"], "item": ["I999"], "date": ["2025-12-31"], "sales": [12.0]})

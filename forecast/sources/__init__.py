@@ -6,15 +6,15 @@ A new source (a database query) is one module with a `Source` subclass and one `
 from .base import Source, TableInput, one_line, open_source, register_source, reopen_source
 from .files import STDIN, FileSource, file_identity, inputs_read_once
 from .table import (
-                    attach_future,
-                    key_types,
-                    load_series,
-                    read_future,
-                    read_holidays,
-                    read_series_subset,
-                    read_table,
-                    sort_by_series,
-                    split_series,
+    attach_future,
+    key_types,
+    load_series,
+    read_future,
+    read_holidays,
+    read_series_subset,
+    read_table,
+    sort_by_series,
+    split_series,
 )
 
 register_source("file", "forecast.sources.files:FileSource")

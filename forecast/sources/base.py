@@ -1,7 +1,7 @@
 """What an input source is (`Source`), and the registry that picks one for what the user gave.
 
 A source is where a long table comes from: a file, a table in memory, next a database query. It only gives the
-table's columns as they are; the checks that make them a forecast's input (forecast/sources/checks.py) are the
+table's columns as they are; the checks that make them a forecast's input (forecast/sources/table.py) are the
 same for every source, and name the source by its label.
 """
 
