@@ -72,6 +72,11 @@ def _enum(option: Option) -> type[Enum]:
     return _ENUMS[choices]
 
 
+# What --help shows after an option's name: words for what to type, not Python's types ("<list[str]>"); a choice
+# shows its values and a bool no value.
+_METAVARS = {"int": "<n>", "float": "<number>", "str": "<text>", "path": "<path>", "names": "<name>"}
+
+
 def _parameter(option: Option, with_job_file: bool) -> inspect.Parameter:
     """The typer parameter of one declared option: its type, default, flags, help and range."""
     kind = option.kind
@@ -91,7 +96,7 @@ def _parameter(option: Option, with_job_file: bool) -> inspect.Parameter:
         info = typer.Argument(metavar=option.flag, help=option.help)
     else:
         info = typer.Option(*option.flags, help=option.help, envvar=option.envvar, show_envvar=bool(option.envvar),
-                            min=option.min, max=option.max)
+                            min=option.min, max=option.max, metavar=_METAVARS.get(kind) if isinstance(kind, str) else None)
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[python_type, info])
 
@@ -237,10 +242,11 @@ def run(ctx: typer.Context, **_: Any) -> None:
     raise typer.Exit(code=result.exit_code)
 
 
-@app.command(epilog=EXIT_CODES_HELP, short_help="Score Prophet against a seasonal-naive forecast over past windows.")
+@app.command(epilog=EXIT_CODES_HELP, short_help="Score models over past windows (Prophet against seasonal-naive).")
 @_declared("backtest")
 def backtest(ctx: typer.Context, **_: Any) -> None:
-    """Backtest Prophet against a seasonal-naive baseline over rolling origins and write accuracy metrics.
+    """Backtest models over rolling origins (Prophet against a seasonal-naive baseline unless --model says
+    otherwise) and write accuracy metrics.
 
     \b
     Example:

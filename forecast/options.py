@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from .backends import backend_help
 from .config import (
     BACKEND_NAMES,
     DUPLICATE_POLICIES,
@@ -28,6 +29,7 @@ from .config import (
     ModelOptions,
     TriageRules,
 )
+from .models import model_names
 from .progress import LOG_FORMATS
 
 Command = Literal["run", "backtest", "check"]
@@ -149,7 +151,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("holidays_file", "model", "path", "Table of holidays: holiday, ds, and optionally lower_window, "
            "upper_window."),
     Option("regressors", "model", "names", "Input column to use as an extra regressor; repeatable. Run needs its "
-           "future values in --future.", flags=("--regressor",)),
+           "future values in --future.", flags=("--regressor",),
+           per_command={"backtest": {"help": "Input column to use as an extra regressor; repeatable (the test "
+                                             "windows' values come from INPUT)."}}),
     Option("cap_col", "model", "str", "Column of the capacity for --growth logistic."),
     Option("floor_col", "model", "str", "Column of the floor for --growth logistic."),
     Option("interval_width", "model", "float", "Width of the yhat_lower..yhat_upper interval."),
@@ -165,17 +169,16 @@ OPTIONS: tuple[Option, ...] = (
            commands=("backtest",), min=1),
     Option("step", "backtest", "int", "Steps between origins [default: the horizon].", commands=("backtest",),
            min=1),
-    Option("models", "backtest", "names", "Model to score, repeatable; the first is the one under test (its "
-           "interval is scored too) [default: prophet, then seasonal-naive].", commands=("backtest",),
-           flags=("--model",)),
+    Option("models", "backtest", "names", f"Model to score ({', '.join(model_names())}), repeatable; the first "
+           "is the one under test, its interval scored too [default: prophet, then seasonal-naive].",
+           commands=("backtest",), flags=("--model",)),
     Option("season_length", "backtest", "int", "Seasonal-naive period in steps [default: 7 daily, 24 hourly, 52 "
            "weekly, 12 monthly].", commands=("backtest",), min=1),
     # [run]
     Option("n_jobs", "run", "int", "Worker processes: -1 all usable cores, 1 in-process.", envvar="FORECAST_N_JOBS"),
-    Option("backend", "run", BACKEND_NAMES, "local: this machine's cores; dask: a Dask cluster (--scheduler, or a "
-           "local one)."),
-    Option("scheduler", "run", "str", "Dask scheduler address, e.g. tcp://host:8786 [env: FORECAST_SCHEDULER]; "
-           "needs --backend dask."),
+    Option("backend", "run", BACKEND_NAMES, backend_help()),
+    Option("scheduler", "run", "str", "Dask scheduler address, e.g. tcp://host:8786; needs --backend dask.  [env "
+           "var: FORECAST_SCHEDULER]"),
     Option("connect_timeout", "run", "float", "Seconds to wait for the Dask scheduler and a first worker.",
            min=0.1),
     Option("workers_read", "run", "bool", "Workers read their own series from INPUT (Parquet, at the same path on "
@@ -183,7 +186,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("warm_start", "run", "path", "Output directory of an earlier --engine stan/fast run: start each series "
            "from its parameters.", commands=("run",)),
     Option("fit_timeout", "run", "float", "Seconds one series may take; past it, it fails with reason timeout "
-           "(runs in worker processes, even with --n-jobs 1).", commands=("run",)),
+           "(runs in worker processes, even with --n-jobs 1; --backend local only).", commands=("run",)),
     Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones): "
            f"{', '.join(FALLBACKS)}.", commands=("run",)),
     Option("triage", "run", "bool", "Apply the rules of `forecast check`: fit, fallback (seasonal-naive unless "

@@ -80,7 +80,23 @@ def test_a_new_source_is_one_class_and_one_registration():
     finally:
         from forecast.sources import base
 
-        del base._REGISTRY["rows"]
+        del base._REGISTRY["rows"], base._SCHEMES["rows"]
+
+
+def test_a_source_for_uris_is_imported_only_for_its_own_scheme(tmp_path):
+    # a database source (and its driver) must cost nothing to a run of a CSV: registered with its scheme, it is
+    # not imported for a path, nor for another scheme; for its own it is (here: a module that does not exist)
+    from forecast.sources import base
+
+    register_source("nodb", "forecast_no_such_module:NoSource", schemes=("nodb",))
+    try:
+        (tmp_path / "t.csv").write_text("unique_id,ds,y\na,2024-01-01,1\n")
+        assert isinstance(open_source(str(tmp_path / "t.csv")), FileSource)
+        assert isinstance(open_source("otherdb://host/t.csv"), FileSource)  # the file source still reads the rest
+        with pytest.raises(ModuleNotFoundError, match="forecast_no_such_module"):
+            open_source("nodb://host/db")
+    finally:
+        del base._REGISTRY["nodb"], base._SCHEMES["nodb"]
 
 
 def test_a_dataframe_and_an_arrow_table_are_read_as_the_same_csv_is(tmp_path):

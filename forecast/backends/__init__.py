@@ -21,20 +21,28 @@ from .base import Backend, Chunk, Labelled, WorkerSetup
 if TYPE_CHECKING:
     from ..config import ForecastConfig
 
-__all__ = ["Backend", "Chunk", "Labelled", "WorkerSetup", "backend_class", "backend_names", "open_backend",
-           "register_backend"]
+__all__ = ["Backend", "Chunk", "Labelled", "WorkerSetup", "backend_class", "backend_help", "backend_names",
+           "open_backend", "register_backend"]
 
 _REGISTRY: dict[str, type | str] = {}
+_HELP: dict[str, str] = {}
 
 
-def register_backend(name: str, target: type | str) -> None:
-    """Make `name` a backend: `target` is its class, or "module:Class" to import when it is first opened.
+def register_backend(name: str, target: type | str, help: str = "") -> None:
+    """Make `name` a backend: `target` is its class, or "module:Class" to import when it is first opened; `help`
+    says in a few words where it runs, for --backend's help.
 
     Registering a name again replaces it.
     """
     if not isinstance(target, (type, str)) or (isinstance(target, str) and ":" not in target):
         raise ValueError(f"a backend is a class or a 'module:Class' string; got {target!r}")
     _REGISTRY[name] = target
+    _HELP[name] = help
+
+
+def backend_help() -> str:
+    """What --backend's help says: each backend's name and where it runs."""
+    return "; ".join(f"{name}: {text}" if text else name for name, text in _HELP.items()) + "."
 
 
 def backend_names() -> tuple[str, ...]:
@@ -71,5 +79,5 @@ def open_backend(config: ForecastConfig, setup: WorkerSetup = WorkerSetup(),
     return backend_class(config.backend).from_config(config, setup, notify)
 
 
-register_backend("local", "forecast.backends.local:LocalBackend")
-register_backend("dask", "forecast.backends.dask:DaskBackend")
+register_backend("local", "forecast.backends.local:LocalBackend", "this machine's cores")
+register_backend("dask", "forecast.backends.dask:DaskBackend", "a Dask cluster (--scheduler, or a local one)")

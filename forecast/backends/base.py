@@ -6,9 +6,12 @@ raised or its worker died while on that item; worker is the label of the worker 
 process, a Dask worker's address), "" when no single worker can be named. Labelling is the backend's job, so the
 per-item function need not know where it runs.
 
-A backend is opened (`with backend:`) before `map` and closed after it, on every path; `info()` is what the
-summary says about it. `open_backend` (in the package) builds one from a run's configuration through its class's
-`from_config`.
+A worker runs one item at a time: the per-series function may keep per-process state between items (a model's
+scratch directory, the CPU clock a series' time is read from), so a backend that runs items side by side in one
+process must not be used with it. A backend is opened (`with backend:`) before `map` and closed after it, on every
+path; closing it stops its work promptly (an interrupted run waits for nothing but the items in flight).
+`info()` is what the summary says about it. `open_backend` (in the package) builds one from a run's
+configuration through its class's `from_config`.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ class Backend(Protocol):
     def __exit__(self, *exc) -> None: ...
 
     def info(self) -> dict:
-        """What the summary says about the executor: at least name, workers and threads."""
+        """What the summary says about the executor: at least name, workers (processes or cluster workers) and
+        threads (items it runs at once, over all workers); a cluster's address as "scheduler"."""
         ...
 
     def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[Labelled]: ...

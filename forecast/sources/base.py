@@ -83,12 +83,25 @@ class Source(ABC):
 # kind -> the source class, or "module:Class" imported on first use, so that an optional source (a database
 # driver) costs nothing until a run uses it. Newer registrations are asked first (see `open_source`).
 _REGISTRY: dict[str, Any] = {}
+_SCHEMES: dict[str, tuple[str, ...]] = {}
 
 
-def register_source(kind: str, source: type | str) -> None:
+def register_source(kind: str, source: type | str, schemes: Sequence[str] = ()) -> None:
     """Register a `Source` subclass under `kind`: the class, or "package.module:Class" to import when first
-    needed. Its constructor takes what `accepts` accepted."""
+    needed. Its constructor takes what `accepts` accepted.
+
+    A source that reads URIs names their schemes ("postgresql", "sqlite"): it is then asked (and imported, with
+    its driver) only for an input that is such a URI, so opening a CSV never imports a database driver.
+    """
     _REGISTRY[kind] = source
+    _SCHEMES[kind] = tuple(s.lower() for s in schemes)
+
+
+def _scheme(obj: Any) -> str | None:
+    """The scheme of a URI given as text ("postgresql" of "postgresql://host/db"), None for anything else."""
+    if isinstance(obj, str) and "://" in obj:
+        return obj.split("://", 1)[0].lower()
+    return None
 
 
 def _class(kind: str) -> type:
@@ -110,7 +123,10 @@ def open_source(obj: TableInput) -> Source:
     """
     if isinstance(obj, Source):
         return obj
+    scheme = _scheme(obj)
     for kind in reversed(list(_REGISTRY)):
+        if _SCHEMES[kind] and scheme not in _SCHEMES[kind]:
+            continue
         cls = _class(kind)
         if cls.accepts(obj):
             return cls(obj)
