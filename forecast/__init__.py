@@ -11,6 +11,8 @@ Library use::
     result.out_dir, result.summary["series_per_second"]
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 # The names below are loaded on first use (PEP 562), so that a worker process, which imports forecast.backends and
@@ -27,7 +29,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'forecast' has no attribute {name!r}")
     from importlib import import_module

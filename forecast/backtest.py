@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,9 @@ from .models import get_model
 from .outputs import _key_frame, errors_frame, timings_frame, write_table
 from .progress import Reporter
 from .runner import _table_grid
-from .sources import key_types, load_series
+from .sources import Source, TableInput, key_types, load_series
 from .timing import Clock, series_cpu
-from .types import SeriesData, SeriesProblem, Status
+from .types import Engine, SeriesData, SeriesProblem, Stage, Status, Verdict
 
 AGGREGATION = ("MAE, RMSE, WAPE, sMAPE, MAPE and coverage pool every scored point of every series (WAPE = sum of "
                "absolute errors / sum of absolute actuals); MASE is the mean of the per-series MASE")
@@ -78,8 +78,8 @@ class BacktestResult:
     stage: str = ""
     error: str = ""
     model: str = ""  # timings.csv says which model was timed, as for a run: the first model once scored, else empty
-    verdict: str = ""  # a backtest does not triage
-    engine: str = ""  # which engine fitted the first model's windows (fast, stan or prophet); empty when none did
+    verdict: Verdict = ""  # a backtest does not triage
+    engine: Engine | Literal[""] = ""  # which engine fitted the first model's windows; empty when none did
     engines: dict[str, str] = field(default_factory=dict)  # each model's engine, by name ("" for the simple ones)
 
 
@@ -168,15 +168,16 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
     return result
 
 
-def _as_result(series: SeriesData, outcome) -> BacktestResult:
+def _as_result(series: SeriesData, outcome: BacktestResult | Failed) -> BacktestResult:
     if isinstance(outcome, Failed):
-        stage = "worker" if outcome.kind == "worker-died" else "internal"
+        stage: Stage = "worker" if outcome.kind == "worker-died" else "internal"
         return BacktestResult(key=series.key, status="failed", n_obs=int((~np.isnan(series.y)).sum()),
                               stage=stage, error=outcome.reason)
     return outcome
 
 
-def backtest_frame(results: list[BacktestResult], id_cols, models: Sequence[str] = BACKTEST_MODELS) -> pd.DataFrame:
+def backtest_frame(results: list[BacktestResult], id_cols: Sequence[str],
+                   models: Sequence[str] = BACKTEST_MODELS) -> pd.DataFrame:
     """Every scored row: key columns, window, cutoff, ds, y, the first model's yhat, yhat_lower and yhat_upper,
     then each other model's point forecast (forecast_column: yhat_naive for the seasonal-naive baseline)."""
     ok = [r for r in results if r.status == "ok"]
@@ -195,7 +196,7 @@ def backtest_frame(results: list[BacktestResult], id_cols, models: Sequence[str]
     return frame
 
 
-def metrics_frame(results: list[BacktestResult], id_cols,
+def metrics_frame(results: list[BacktestResult], id_cols: Sequence[str],
                   models: Sequence[str] = BACKTEST_MODELS) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Per series and model, every metric (metrics.csv); and the overall figures per model.
 
@@ -258,27 +259,28 @@ class BacktestJob(Job):
     map_stage = "backtest"
     schema = BACKTEST_PARTS
 
-    def __init__(self, config: BacktestConfig):
+    def __init__(self, config: BacktestConfig) -> None:
         super().__init__(config.run)
         self.backtest = config
 
     def settings(self) -> dict:
         return self.backtest.to_dict()
 
-    def load(self, source) -> Loaded:
+    def load(self, source: Source) -> Loaded:
         table, series, notes, model = load_series(source, self.config, with_future=False)
         self.grid = _table_grid(table, series, self.config)
         return Loaded(table, series, notes, model)
 
-    def work(self, source, loaded: Loaded, items: list, chunks: list[list[int]]):
+    def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
+             ) -> tuple[Sequence, Callable]:
         bt = self.backtest
         return items, partial(backtest_series, opts=loaded.model, windows=bt.windows, step=bt.effective_step,
                               season_length=bt.season_length, models=bt.models)
 
-    def as_result(self, series, outcome) -> BacktestResult:
+    def as_result(self, series: SeriesData, outcome: Any) -> BacktestResult:
         return _as_result(series, outcome)
 
-    def finish(self, source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
+    def finish(self, source: Source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
                reporter: Reporter) -> Written:
         run, model = self.config, loaded.model
         by_index = {**mapped.done, **mapped.new}
@@ -320,7 +322,7 @@ class BacktestJob(Job):
         return _json_ready(summary)
 
 
-def run_backtest(path, config: BacktestConfig, reporter: Reporter | None = None) -> RunResult:
+def run_backtest(path: TableInput, config: BacktestConfig, reporter: Reporter | None = None) -> RunResult:
     """Backtest every series of a long table; write metrics.csv, backtest.parquet, timings, errors, summary.
 
     Finished series are checkpointed as part files as a run's are, so an interrupted backtest is finished with
@@ -343,7 +345,7 @@ def run_backtest(path, config: BacktestConfig, reporter: Reporter | None = None)
     return run_job(BacktestJob(config), path, reporter)
 
 
-def _json_ready(value):
+def _json_ready(value: Any) -> Any:
     """NaN (a metric that cannot be computed) as null, so summary.json stays valid JSON."""
     if isinstance(value, dict):
         return {k: _json_ready(v) for k, v in value.items()}

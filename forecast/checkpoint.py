@@ -76,7 +76,7 @@ class RunLock:
         RunLockedError: when a live run holds the directory.
     """
 
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / LOCK
         self._created = False
@@ -122,7 +122,7 @@ class RunLock:
             )
         self.path.unlink(missing_ok=True)  # stale: its run crashed or was killed
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self.path.unlink(missing_ok=True)
         except OSError:  # the directory became read-only: the lock stays, and the next run finds it stale
@@ -259,7 +259,7 @@ class RunState:
     """The parts and manifest of one run directory (hold its RunLock while using this); `schema` says what a part
     row holds."""
 
-    def __init__(self, out_dir: Path, schema: PartSchema = RUN_PARTS):
+    def __init__(self, out_dir: Path, schema: PartSchema = RUN_PARTS) -> None:
         self.out_dir = Path(out_dir)
         self.schema = schema
         self.parts_dir = self.out_dir / PARTS_DIR
@@ -370,7 +370,7 @@ class RunState:
             pass
 
 
-def _split_list_column(column) -> list[np.ndarray]:
+def _split_list_column(column: pa.ChunkedArray) -> list[np.ndarray]:
     arr = column.combine_chunks()
     offsets = arr.offsets.to_numpy()
     values = arr.values.to_numpy(zero_copy_only=False)
@@ -391,7 +391,7 @@ class PartWriter:
     # even a week-long run makes only a few thousand small files.
     flush_seconds = 60.0
 
-    def __init__(self, state: RunState, chunks: list[list[int]], to_global: Sequence[int]):
+    def __init__(self, state: RunState, chunks: list[list[int]], to_global: Sequence[int]) -> None:
         self._state = state
         self._to_global = to_global
         self._chunk_of = {i: c for c, chunk in enumerate(chunks) for i in chunk}

@@ -5,13 +5,16 @@ from __future__ import annotations
 import inspect
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 
 from .config import REPORT_PLOTS
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ForecastError, exit_codes_text
 from .options import OPTIONS, Command, Option, backtest_config, forecast_config, options_of, triage_rules
+
+if TYPE_CHECKING:
+    from .job import RunResult
 
 EXIT_CODES_HELP = exit_codes_text()
 # Every environment variable an option reads, named once in the app's help
@@ -36,7 +39,7 @@ def _unbroken_option_names() -> None:
         class _Wrapper(wrapper):
             _no_hyphen_breaks = True
 
-            def __init__(self, *args, **kwargs):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
                 kwargs.setdefault("break_on_hyphens", False)
                 super().__init__(*args, **kwargs)
 
@@ -146,7 +149,7 @@ def _fail(e: ForecastError | OSError, json_log: bool = False) -> typer.Exit:
     return _say_error(f"{where}{e.strerror or e}", EXIT_ERROR, json_log)
 
 
-def _report(result) -> None:
+def _report(result: RunResult) -> None:
     s = result.summary
     lines = [
         ("status", s["status"]),

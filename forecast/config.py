@@ -9,21 +9,28 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from .backends import backend_class, backend_names
 from .errors import ConfigError
 from .models import fallback_names, model_names
+from .types import Engine
 
-GROWTHS = ("linear", "flat", "logistic")
+Growth = Literal["linear", "flat", "logistic"]
+GROWTHS: tuple[Growth, ...] = get_args(Growth)
 # Names Prophet gives its own columns; a regressor cannot take one of them.
 _RESERVED = ("ds", "y", "cap", "floor", "t", "trend", "yhat", "yhat_lower", "yhat_upper", "holidays")
-SEASONALITY_MODES = ("additive", "multiplicative")
-TOGGLES = ("auto", "on", "off")
-DUPLICATE_POLICIES = ("error", "sum", "mean", "last")
-OUTPUT_FORMATS = ("parquet", "csv")
+SeasonalityMode = Literal["additive", "multiplicative"]
+SEASONALITY_MODES: tuple[SeasonalityMode, ...] = get_args(SeasonalityMode)
+Toggle = Literal["auto", "on", "off"]
+TOGGLES: tuple[Toggle, ...] = get_args(Toggle)
+DuplicatePolicy = Literal["error", "sum", "mean", "last"]
+DUPLICATE_POLICIES: tuple[DuplicatePolicy, ...] = get_args(DuplicatePolicy)
+OutputFormat = Literal["parquet", "csv"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 FALLBACKS = ("none", *fallback_names())  # the --fallback choices: the models registered as fallbacks
 BACKEND_NAMES = backend_names()  # the CLI's choices; a backend registered later is still accepted below
-ENGINES = ("fast", "stan", "prophet")
+ENGINES: tuple[Engine, ...] = get_args(Engine)
 # What a backtest scores by default: Prophet, and the seasonal-naive baseline it has to beat (models/).
 BACKTEST_MODELS = ("prophet", "seasonal-naive")
 # How many series `forecast report` plots (--plots); each costs ~0.1 s and ~40 kB of base64.
@@ -41,11 +48,11 @@ class ModelOptions:
 
     horizon: int = 28
     freq: str | None = None
-    growth: str = "linear"
-    seasonality_mode: str = "additive"
-    yearly_seasonality: str = "auto"
-    weekly_seasonality: str = "auto"
-    daily_seasonality: str = "auto"
+    growth: Growth = "linear"
+    seasonality_mode: SeasonalityMode = "additive"
+    yearly_seasonality: Toggle = "auto"
+    weekly_seasonality: Toggle = "auto"
+    daily_seasonality: Toggle = "auto"
     changepoint_prior_scale: float = 0.05
     seasonality_prior_scale: float = 10.0
     holidays: str | None = None
@@ -59,7 +66,7 @@ class ModelOptions:
     floor_col: str | None = None
     # (holiday, ds as ISO text, lower_window, upper_window) rows from --holidays-file; read by io.read_holidays
     holiday_table: tuple[tuple[str, str, int, int], ...] = ()
-    engine: str = "fast"  # fast (in-process exact MAP), stan (Prophet's optimizer, direct) or prophet (stock)
+    engine: Engine = "fast"  # fast (in-process exact MAP), stan (Prophet's optimizer, direct) or prophet (stock)
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
@@ -196,7 +203,7 @@ class ForecastConfig:
     id_cols: tuple[str, ...] = ("unique_id",)
     time_col: str = "ds"
     target_col: str = "y"
-    duplicates: str = "error"
+    duplicates: DuplicatePolicy = "error"
     model: ModelOptions = field(default_factory=ModelOptions)
     n_jobs: int = -1
     # 4 chunks per worker: a long series in one chunk cannot leave a core idle for more than ~1/4 of its share,
@@ -206,7 +213,7 @@ class ForecastConfig:
     chunk_rows: int = 1_000_000
     out_dir: Path | None = None
     overwrite: bool = False
-    output_format: str = "parquet"
+    output_format: OutputFormat = "parquet"
     max_failed_frac: float = 0.0
     fallback: str = "none"
     triage: TriageRules | None = None

@@ -14,7 +14,10 @@ import heapq
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 FailedKind = Literal["error", "worker-died", "timeout", "not-run"]
 
@@ -38,7 +41,7 @@ class MapInterrupted(KeyboardInterrupt):
     """Raised by `map_chunks` on Ctrl-C or SIGTERM; `partial` holds the results finished so far by item index,
     `workers` the label of the worker that ran each."""
 
-    def __init__(self, partial: dict[int, Any], workers: dict[int, str] | None = None):
+    def __init__(self, partial: dict[int, Any], workers: dict[int, str] | None = None) -> None:
         super().__init__("interrupted")
         self.partial = partial
         self.workers = workers if workers is not None else {}
@@ -131,7 +134,7 @@ def split_into_chunks(weights: Sequence[float], n_chunks: int) -> list[list[int]
 def map_chunks(
     func: Callable[[Any], Any],
     items: Sequence[Any],
-    backend,
+    backend: Backend,
     *,
     chunks: list[list[int]] | None = None,
     weights: Sequence[float] | None = None,

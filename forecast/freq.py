@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import ModelOptions
 from .engines.model import regular_step
 from .types import SeriesData, SeriesProblem
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Offsets of a fixed length, in nanoseconds; and the steps of calendar grids, which vary in length, as (shortest,
 # longest) in days.
@@ -71,7 +75,7 @@ _CALENDAR_OFFSETS = {"month": ("MS", "ME"), "quarter": ("QS-{month}", "QE-{month
                      "year": ("YS-{month}", "YE-{month}")}
 
 
-def _calendar_freq(idx, steps: np.ndarray) -> str | None:
+def _calendar_freq(idx: pd.DatetimeIndex, steps: np.ndarray) -> str | None:
     """A month, quarter or year grid that holds every timestamp, when at least half the steps are one such
     period: a monthly series with a missing month steps 31 days most often, but its next date is the 1st."""
     import pandas as pd
@@ -129,7 +133,7 @@ def season_length(freq: str | None) -> int:
     return _SEASONS.get(match.group(2).upper(), 1)
 
 
-def horizon_dates(last, freq: str, horizon: int) -> np.ndarray:
+def horizon_dates(last: np.datetime64 | pd.Timestamp, freq: str, horizon: int) -> np.ndarray:
     """The first `horizon` timestamps after `last` on the grid of `freq` (datetime64[ns]), as Prophet's
     make_future_dataframe gives them: the grid's points after `last`, so a `last` off an anchored grid (a Thursday
     with W-SUN) is followed by the grid's next point, not the one after.
@@ -157,7 +161,7 @@ def horizon_dates(last, freq: str, horizon: int) -> np.ndarray:
     return dates[dates > last][:horizon].to_numpy(dtype="datetime64[ns]")
 
 
-def _past_last_timestamp(last, freq: str, horizon: int) -> SeriesProblem:
+def _past_last_timestamp(last: np.datetime64 | pd.Timestamp, freq: str, horizon: int) -> SeriesProblem:
     return SeriesProblem("future", f"{horizon} steps of {freq} after {str(last)[:19]} pass 2262-04-11, the last date "
                                    "pandas can hold; use a shorter --horizon")
 

@@ -17,6 +17,7 @@ import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 from . import __version__
@@ -28,8 +29,9 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, BackendLostErro
 from .models.prophet import check_options, init_worker
 from .outputs import default_out_dir, prepare_out_dir, write_json
 from .progress import Reporter, SilentReporter
-from .sources import inputs_read_once, open_source
-from .timing import Clock, run_timing
+from .sources import Source, TableInput, inputs_read_once, open_source
+from .timing import Clock, ClockStage, run_timing
+from .types import SeriesData
 
 JobKind = Literal["run", "backtest"]
 Status = Literal["ok", "failed", "interrupted"]
@@ -92,13 +94,13 @@ class Job:
     """The parts of a job that differ between `run` and `backtest`; `run_job` calls them in order."""
 
     kind: JobKind = "run"
-    map_stage = "fit_predict"  # the clock's name for the map
+    map_stage: ClockStage = "fit_predict"  # the clock's name for the map
     schema: PartSchema
 
-    def __init__(self, config: ForecastConfig):
+    def __init__(self, config: ForecastConfig) -> None:
         self.config = config
 
-    def check(self, source) -> None:
+    def check(self, source: Source) -> None:
         """Refuse a source this job cannot use, before anything is created."""
 
     def settings(self) -> dict:
@@ -109,7 +111,7 @@ class Job:
         """The files besides the input that shape the results, by option (None when not given)."""
         return {"--holidays-file": self.config.holidays_file}
 
-    def load(self, source) -> Loaded:
+    def load(self, source: Source) -> Loaded:
         """Read the input (inside the clock's "read" stage)."""
         raise NotImplementedError
 
@@ -117,15 +119,16 @@ class Job:
         """The indices of the series to map, before any a resumed job has done."""
         return list(range(len(loaded.series)))
 
-    def work(self, source, loaded: Loaded, items: list, chunks: list[list[int]]) -> tuple[Sequence, Callable]:
+    def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
+             ) -> tuple[Sequence, Callable]:
         """What the backend maps: the items (the series, or what a worker reads them by) and the function."""
         raise NotImplementedError
 
-    def as_result(self, series, outcome) -> Any:
+    def as_result(self, series: SeriesData, outcome: Any) -> Any:
         """The result of one mapped series: the function's, or one made from the backend's `Failed`."""
         raise NotImplementedError
 
-    def finish(self, source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
+    def finish(self, source: Source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
                reporter: Reporter) -> Written:
         """Write the outputs into out_dir; return the status and the summary fields of this kind of job."""
         raise NotImplementedError
@@ -135,7 +138,7 @@ class Job:
         return summary
 
 
-def run_job(job: Job, source, reporter: Reporter | None = None) -> RunResult:
+def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> RunResult:
     """Run a job on one input into config.out_dir (see the module docstring).
 
     Args:
@@ -195,7 +198,7 @@ def run_job(job: Job, source, reporter: Reporter | None = None) -> RunResult:
             raise
 
 
-def _map(job: Job, source, loaded: Loaded, state: RunState, done: dict, todo: list[int], backend: Backend,
+def _map(job: Job, source: Source, loaded: Loaded, state: RunState, done: dict, todo: list[int], backend: Backend,
          out_dir: Path, clock: Clock, reporter: Reporter) -> Mapped:
     """Map the job's function over the series in `todo`, checkpointing results in part files as they finish."""
     config = job.config
@@ -208,7 +211,7 @@ def _map(job: Job, source, loaded: Loaded, state: RunState, done: dict, todo: li
     status: Status = "ok"
     writer = None
 
-    def record(item: int, outcome, worker: str) -> None:
+    def record(item: int, outcome: Any, worker: str) -> None:
         result = job.as_result(items[item], outcome)
         if not isinstance(outcome, Failed):
             result.worker = worker
@@ -252,7 +255,7 @@ def _map(job: Job, source, loaded: Loaded, state: RunState, done: dict, todo: li
                   backend=backend_info)
 
 
-def _write(job: Job, source, loaded: Loaded, mapped: Mapped, state: RunState, clock: Clock,
+def _write(job: Job, source: Source, loaded: Loaded, mapped: Mapped, state: RunState, clock: Clock,
            reporter: Reporter) -> RunResult:
     """The job's outputs, then the summary around its fields; the parts go once the outputs hold everything."""
     config = job.config
@@ -289,7 +292,7 @@ def _write(job: Job, source, loaded: Loaded, mapped: Mapped, state: RunState, cl
     return RunResult(out_dir=out_dir, summary=summary, files=files)
 
 
-def key_fields(key: tuple, id_cols) -> dict:
+def key_fields(key: tuple, id_cols: Sequence[str]) -> dict:
     """A series' key as {column: text}, for a log record."""
     return {c: str(v) for c, v in zip(id_cols, key)}
 
@@ -308,7 +311,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)

@@ -7,38 +7,41 @@ series and one overall is in `score` and `overall`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 METRICS = ("mae", "rmse", "wape", "smape", "mase", "mape", "coverage")
 
-def _clean(y: np.ndarray, yhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _clean(y: ArrayLike, yhat: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     y, yhat = np.asarray(y, dtype=float), np.asarray(yhat, dtype=float)
     ok = ~np.isnan(y)
     return y[ok], yhat[ok]
 
 
-def mae(y, yhat) -> float:
+def mae(y: ArrayLike, yhat: ArrayLike) -> float:
     """Mean absolute error."""
     y, yhat = _clean(y, yhat)
     return float(np.mean(np.abs(y - yhat))) if len(y) else np.nan
 
 
-def rmse(y, yhat) -> float:
+def rmse(y: ArrayLike, yhat: ArrayLike) -> float:
     """Root mean squared error."""
     y, yhat = _clean(y, yhat)
     return float(np.sqrt(np.mean((y - yhat) ** 2))) if len(y) else np.nan
 
 
-def wape(y, yhat) -> float:
+def wape(y: ArrayLike, yhat: ArrayLike) -> float:
     """Weighted absolute percentage error: sum |y - yhat| / sum |y|; NaN when every actual is 0."""
     y, yhat = _clean(y, yhat)
     denom = np.sum(np.abs(y))
     return float(np.sum(np.abs(y - yhat)) / denom) if denom > 0 else np.nan
 
 
-def smape(y, yhat) -> float:
+def smape(y: ArrayLike, yhat: ArrayLike) -> float:
     """Symmetric MAPE: mean of 2|y - yhat| / (|y| + |yhat|), in 0..2; a point where both are 0 counts as 0."""
     y, yhat = _clean(y, yhat)
     if not len(y):
@@ -48,7 +51,7 @@ def smape(y, yhat) -> float:
     return float(np.mean(terms))
 
 
-def mape(y, yhat) -> tuple[float, int]:
+def mape(y: ArrayLike, yhat: ArrayLike) -> tuple[float, int]:
     """Mean absolute percentage error over the non-zero actuals.
 
     Returns:
@@ -62,7 +65,7 @@ def mape(y, yhat) -> tuple[float, int]:
     return float(np.mean(np.abs(y[nonzero] - yhat[nonzero]) / np.abs(y[nonzero]))), skipped
 
 
-def coverage(y, lower, upper) -> float:
+def coverage(y: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> float:
     """Share of actuals inside [lower, upper]; NaN when there are no intervals."""
     y, lower, upper = (np.asarray(a, dtype=float) for a in (y, lower, upper))
     ok = ~(np.isnan(y) | np.isnan(lower) | np.isnan(upper))
@@ -71,7 +74,7 @@ def coverage(y, lower, upper) -> float:
     return float(np.mean((y[ok] >= lower[ok]) & (y[ok] <= upper[ok])))
 
 
-def naive_scale(y_train, m: int) -> float:
+def naive_scale(y_train: ArrayLike, m: int) -> float:
     """MASE's denominator: the mean absolute error of the seasonal-naive forecast in-sample, |y[t] - y[t-m]|.
 
     Pairs with a missing value are left out. NaN when no pair is left or the series never changes (the scaled
@@ -88,7 +91,8 @@ def naive_scale(y_train, m: int) -> float:
     return scale if scale > 0 else np.nan
 
 
-def score(y, yhat, lower=None, upper=None, scale=None) -> dict[str, float]:
+def score(y: ArrayLike, yhat: ArrayLike, lower: ArrayLike | None = None, upper: ArrayLike | None = None,
+          scale: ArrayLike | None = None) -> dict[str, float]:
     """Every metric for one set of points (one series over all its windows, or everything pooled).
 
     Args:
@@ -115,7 +119,8 @@ def score(y, yhat, lower=None, upper=None, scale=None) -> dict[str, float]:
     return out
 
 
-def overall(y, yhat, lower, upper, series_mase: Sequence[float]) -> dict[str, float]:
+def overall(y: ArrayLike, yhat: ArrayLike, lower: ArrayLike | None, upper: ArrayLike | None,
+            series_mase: Sequence[float]) -> dict[str, float]:
     """The overall figures of a backtest: every point of every series pooled, except MASE.
 
     MAE, RMSE, WAPE (sum of absolute errors over sum of absolute actuals), sMAPE, MAPE and coverage are computed

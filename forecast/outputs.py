@@ -12,7 +12,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ import pandas as pd
 from .errors import InputError, OutputExistsError
 from .sources.base import one_line
 from .types import SENT_STAGES, SeriesResult
+
+if TYPE_CHECKING:
+    from .sources.table import KeyType
 
 
 def default_out_dir(root: Path = Path("outputs")) -> Path:
@@ -375,7 +378,7 @@ def natural_key(key: Sequence[Any]) -> tuple:
     return tuple(parts)
 
 
-def _read_output(path: Path, id_cols: Sequence[str], types: dict[str, str]) -> pd.DataFrame | None:
+def _read_output(path: Path, id_cols: Sequence[str], types: dict[str, KeyType]) -> pd.DataFrame | None:
     """One output table of a run read back, its key columns as the run had them; None when it is not there.
 
     Raises:
@@ -390,14 +393,14 @@ def _read_output(path: Path, id_cols: Sequence[str], types: dict[str, str]) -> p
                          f"({one_line(e)}); run again with --overwrite to rewrite it") from None
 
 
-def _key_as(column: pd.Series, kind: str) -> pd.Series:
+def _key_as(column: pd.Series, kind: KeyType) -> pd.Series:
     """A key column as the run had it: integers for "int", else text."""
     if kind == "int":
         return pd.to_numeric(column.astype(str)).astype("int64")
     return column.astype(str)
 
 
-def _read_output_file(path: Path, id_cols: Sequence[str], types: dict[str, str]) -> pd.DataFrame:
+def _read_output_file(path: Path, id_cols: Sequence[str], types: dict[str, KeyType]) -> pd.DataFrame:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     else:

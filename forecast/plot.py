@@ -11,13 +11,19 @@ import io as _io
 import re
 import warnings
 from pathlib import Path
-from typing import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, InputError
 from .outputs import RunDir, key_label, key_title, model_label, natural_key, read_history, read_run_dir, write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
 
 # Longest readable part of a file name; the hash keeps names unique whatever is cut off.
 _SLUG_CHARS = 60
@@ -36,7 +42,7 @@ def series_filename(key: Sequence) -> str:
     return f"{slug}-{digest}.png"
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
     except ImportError:
@@ -47,7 +53,7 @@ def _pyplot():
     return plt
 
 
-def png_bytes(fig) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     """A finished figure as PNG bytes (laid out tightly), for a file or an HTML page."""
     buffer = _io.BytesIO()
     with warnings.catch_warnings():  # a key in a script the font lacks (CJK, emoji) draws as boxes; no warning
@@ -92,7 +98,7 @@ OFF_SCALE_SHARE = 0.5
 PROPHET_COLOR, FALLBACK_COLOR = "tab:blue", "tab:orange"
 
 
-def axis_limits(history_y, forecast_values=()) -> tuple[float, float]:
+def axis_limits(history_y: ArrayLike, forecast_values: ArrayLike = ()) -> tuple[float, float]:
     """The y-axis of a series' plot: the history's range with a margin, widened to hold the forecasts and their
     bands only as far as OFF_SCALE_SHARE of the history's range beyond it; what lies further is off-scale."""
     h = np.asarray(history_y, dtype=float)
@@ -113,7 +119,8 @@ def _number(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.3g}"
 
 
-def _mark_off_scale(ax, ds, values, limits, color, what: str) -> list[str]:
+def _mark_off_scale(ax: Axes, ds: ArrayLike, values: ArrayLike, limits: tuple[float, float], color: str, what: str
+                    ) -> list[str]:
     """Draw a forecast line clipped to the axis, with triangles where it leaves it; return the notes that say how
     far it went (written on the plot)."""
     values = np.asarray(values, dtype=float)
@@ -155,7 +162,7 @@ def render_series(run: RunDir, history: pd.DataFrame, key: tuple, why: str = "")
         plt.close(fig)
 
 
-def series_figure(run: RunDir, history: pd.DataFrame, key: tuple, why: str = ""):
+def series_figure(run: RunDir, history: pd.DataFrame, key: tuple, why: str = "") -> Figure:
     """One series' matplotlib figure: history (broken where periods are missing), forecast (every window's, for
     a backtest), band, start line; the y-axis from the history (see `axis_limits`), with off-scale forecasts
     marked and their extremes written on the plot. The title names the key columns, `why` (e.g. the metric

@@ -36,7 +36,8 @@ RULES = (("empty", "skip"), ("frequency", "skip"), ("stale", "skip"), ("new", "f
 _EXAMPLES = 3
 
 
-def _sorted_arrays(table: pd.DataFrame, id_cols: list[str]):
+def _sorted_arrays(table: pd.DataFrame, id_cols: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame, np.ndarray]:
     """ds (int64 ns) and y in (key, time) order, the first row of each series, its key values, and the steps
     between consecutive rows (np.diff of ds, so the last row of a series holds the step into the next one)."""
     table, codes = sort_by_series(table, id_cols)  # read_table's output is in order already: only checked
@@ -49,7 +50,8 @@ def _sorted_arrays(table: pd.DataFrame, id_cols: list[str]):
     return ds, y, starts, keys, step
 
 
-def _modal_steps(step: np.ndarray, starts: np.ndarray, n_rows: np.ndarray, irregular: np.ndarray):
+def _modal_steps(step: np.ndarray, starts: np.ndarray, n_rows: np.ndarray, irregular: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Most common step and its share for the series flagged irregular (ties: the smallest step)."""
     n_series = len(starts)
     mode = np.zeros(n_series, dtype=np.int64)
@@ -72,7 +74,8 @@ def _modal_steps(step: np.ndarray, starts: np.ndarray, n_rows: np.ndarray, irreg
     return mode, share
 
 
-def _series_steps(step: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+def _series_steps(step: np.ndarray, starts: np.ndarray, ends: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per series: its most common step (calendar steps coded as _MONTH, _QUARTER, _YEAR; 0 for a single row),
     that step's share of its steps, and its smallest and largest step. `step` is _sorted_arrays' (changed in
     place)."""

@@ -10,11 +10,14 @@ import json
 import re
 import sys
 import time
-from typing import Literal, Protocol, TextIO
+from typing import Literal, Protocol, TextIO, get_args
 
-LOG_FORMATS = ("text", "json")
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 
 EventName = Literal["start", "failed", "end"]
+# A JSON log line's "event": an event, a note, a progress line, or the CLI's error line.
+RecordName = EventName | Literal["note", "progress", "error"]
 
 
 class Reporter(Protocol):
@@ -64,7 +67,7 @@ class PlainProgress:
     # A line a minute at most keeps a nightly log readable while still showing the job is alive.
     every_seconds = 60.0
 
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False):
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self._t0 = time.perf_counter()
@@ -74,7 +77,7 @@ class PlainProgress:
     def __enter__(self) -> "PlainProgress":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
     def _write(self, line: str) -> None:
@@ -113,7 +116,7 @@ class PlainProgress:
                         f"{f['series_done']}/{f['series_total']} done, {f['wall_seconds']:.1f} s")
 
 
-def json_line(event: str, fields: dict) -> str:
+def json_line(event: RecordName, fields: dict) -> str:
     """One record of the JSON log: {"time": ..., "event": ..., **fields}."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     # json escapes every other control character itself (and, ASCII only, C1 and the bidi overrides)
@@ -123,7 +126,7 @@ def json_line(event: str, fields: dict) -> str:
 class JsonProgress(PlainProgress):
     """The same events as PlainProgress, as one JSON object per line: {"time": ..., "event": ..., ...}."""
 
-    def _emit(self, event: str, fields: dict) -> None:
+    def _emit(self, event: RecordName, fields: dict) -> None:
         self._write(json_line(event, fields))
 
     def note(self, message: str) -> None:
@@ -143,7 +146,7 @@ class JsonProgress(PlainProgress):
 class RichProgress:
     """A live bar: series done / total, rate, elapsed and ETA; failed series printed above it."""
 
-    def __init__(self, description: str = "forecasting"):
+    def __init__(self, description: str = "forecasting") -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -169,7 +172,7 @@ class RichProgress:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._progress.__exit__(*exc)
 
     def note(self, message: str) -> None:
@@ -188,7 +191,7 @@ class RichProgress:
         self._progress.update(self._task, completed=done, rate=rate)
 
 
-def make_progress(quiet: bool, log_format: str = "text") -> PlainProgress | JsonProgress | RichProgress:
+def make_progress(quiet: bool, log_format: LogFormat = "text") -> PlainProgress | JsonProgress | RichProgress:
     """The display for where stderr goes: JSON lines for log_format "json"; for "text" a bar on a terminal,
     plain lines otherwise."""
     if log_format == "json":

@@ -10,7 +10,7 @@ import base64
 import html
 import math
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import pandas as pd
 
@@ -23,6 +23,8 @@ from .plot import _pyplot, all_series, png_bytes, render_series, worst_reason, w
 PLOTS = REPORT_PLOTS
 # Rows shown in the slowest-series and failures tables; the full lists are in timings.csv and errors.csv.
 TABLE_ROWS = 20
+# How a table column of numbers is shown: as it is, or "pct" (fractions as percentages).
+ColumnKind = Literal["", "pct"]
 
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
@@ -42,7 +44,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _column_formatter(values: Sequence[Any], kind: str = "") -> Callable[[Any], str] | None:
+def _column_formatter(values: Sequence[Any], kind: ColumnKind = "") -> Callable[[Any], str] | None:
     """One format for a whole column of numbers: integers with thousands separators; other numbers with the
     same number of decimals (chosen from the column's largest value), or as percentages for kind "pct"
     (fractions: 0.123 is 12.3 %). None for a column that is not numbers."""
@@ -65,7 +67,7 @@ def _column_formatter(values: Sequence[Any], kind: str = "") -> Callable[[Any], 
     return fmt
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], kinds: dict[int, str] | None = None) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], kinds: dict[int, ColumnKind] | None = None) -> str:
     """An HTML table; each column of numbers gets one format (see `_column_formatter`), right-aligned; kinds
     maps a column's index to "pct" for fractions shown as percentages."""
     kinds = kinds or {}

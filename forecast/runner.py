@@ -11,11 +11,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from .checkpoint import RUN_PARTS
-from .config import ForecastConfig
+from .config import DuplicatePolicy, ForecastConfig, ModelOptions
 from .core import Failed
 from .errors import ConfigError
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
@@ -30,17 +31,23 @@ from .outputs import (
     written_by_forecast,
 )
 from .progress import Reporter
-from .sources import Source, key_types, load_series, read_series_subset
+from .sources import Source, TableInput, key_types, load_series, read_series_subset
 from .timing import Clock
-from .types import SENT_STAGES, SeriesResult
+from .types import SENT_STAGES, SeriesData, SeriesResult, Stage, Verdict
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .profile import TableGrid
 
 # The files a run may write besides timings, errors and the summary: one forecasts file, params with an engine.
 _OUTPUTS = {"forecasts.parquet", "forecasts.csv", "params.parquet"}
 
 
-def _as_series_result(series, outcome, fit_timeout: float | None = None) -> SeriesResult:
+def _as_series_result(series: SeriesData, outcome: SeriesResult | Failed,
+                      fit_timeout: float | None = None) -> SeriesResult:
     if isinstance(outcome, Failed):
-        stage = {"worker-died": "worker", "timeout": "fit"}.get(outcome.kind, "internal")
+        stage: Stage = {"worker-died": "worker", "timeout": "fit"}.get(outcome.kind, "internal")
         reason = outcome.reason
         if outcome.kind == "timeout":
             reason = f"timeout: ran longer than --fit-timeout {fit_timeout:g} s; its worker was stopped"
@@ -49,7 +56,7 @@ def _as_series_result(series, outcome, fit_timeout: float | None = None) -> Seri
     return outcome
 
 
-def _table_grid(table, series, config: ForecastConfig):
+def _table_grid(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfig) -> TableGrid:
     """The table's frequency (inferred once, or --freq), given to every series on its grid (series.freq)."""
     from .profile import table_grid
 
@@ -63,7 +70,8 @@ def _table_grid(table, series, config: ForecastConfig):
     return grid
 
 
-def _triage(table, series, config: ForecastConfig, grid) -> list[tuple[str, str]]:
+def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfig, grid: TableGrid
+            ) -> list[tuple[Verdict, str]]:
     """(verdict, reason) per series, in the order of `series`. Without --triage a series with fewer than
     --min-obs values (but at least one) is sent to the fallback, every other one is "fit"."""
     if config.triage is None:
@@ -79,7 +87,7 @@ def _triage(table, series, config: ForecastConfig, grid) -> list[tuple[str, str]
     return list(zip(profile["verdict"], profile["reason"]))
 
 
-def _not_fitted(series, verdict: str, reason: str, config: ForecastConfig) -> SeriesResult:
+def _not_fitted(series: SeriesData, verdict: Verdict, reason: str, config: ForecastConfig) -> SeriesResult:
     """The result of a series kept from Prophet: skipped by triage, or served by the fallback (by triage, or
     without --triage for having fewer than --min-obs values: stage "min-obs")."""
     n_obs = int((series.y == series.y).sum())
@@ -113,13 +121,13 @@ class TableSource:
     id_cols: tuple
     time_col: str
     target_col: str
-    duplicates: str
+    duplicates: DuplicatePolicy
 
 
 _chunk_cache: tuple[tuple, dict] = ((), {})  # the last chunk a worker read: (its keys, series by key)
 
 
-def fit_from_source(ref: SeriesRef, source: TableSource, opts) -> SeriesResult:
+def fit_from_source(ref: SeriesRef, source: TableSource, opts: ModelOptions) -> SeriesResult:
     """Fit one series that the worker reads itself, reading its whole chunk on the chunk's first series."""
     global _chunk_cache
     if _chunk_cache[0] is not ref.chunk:
@@ -131,7 +139,8 @@ def fit_from_source(ref: SeriesRef, source: TableSource, opts) -> SeriesResult:
     return fit_series(series, opts)
 
 
-def _worker_items(series, chunks, config: ForecastConfig, source: Source, model):
+def _worker_items(series: list[SeriesData], chunks: list[list[int]], config: ForecastConfig, source: Source,
+                  model: ModelOptions) -> tuple[Sequence, Callable]:
     """With --workers-read, each series becomes a SeriesRef and the function reads it; otherwise as they are."""
     func = partial(fit_series, opts=model)
     if not config.workers_read:
@@ -167,7 +176,7 @@ class ForecastJob(Job):
     def other_files(self) -> dict:
         return {"--future": self.config.future_path, "--holidays-file": self.config.holidays_file}
 
-    def load(self, source) -> Loaded:
+    def load(self, source: Source) -> Loaded:
         config = self.config
         warm = read_params(config.warm_start, config.id_cols) if config.warm_start is not None else {}
         table, series, notes, model = load_series(source, config)
@@ -182,13 +191,14 @@ class ForecastJob(Job):
             self.verdicts = _triage(loaded.table, loaded.series, config, self.grid)
         return [i for i, (verdict, _) in enumerate(self.verdicts) if verdict == "fit"]
 
-    def work(self, source, loaded: Loaded, items: list, chunks: list[list[int]]):
+    def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
+             ) -> tuple[Sequence, Callable]:
         return _worker_items(items, chunks, self.config, source, loaded.model)
 
-    def as_result(self, series, outcome) -> SeriesResult:
+    def as_result(self, series: SeriesData, outcome: Any) -> SeriesResult:
         return _as_series_result(series, outcome, self.config.fit_timeout)
 
-    def finish(self, source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
+    def finish(self, source: Source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
                reporter: Reporter) -> Written:
         config, series, notes, verdicts, grid = self.config, loaded.series, loaded.notes, self.verdicts, self.grid
         by_index = {**mapped.done, **mapped.new}
@@ -261,7 +271,7 @@ class ForecastJob(Job):
         return Written(status=status, fields=fields, files=files, results=results, timed=timed)
 
 
-def run_forecast(path, config: ForecastConfig, reporter: Reporter | None = None) -> RunResult:
+def run_forecast(path: TableInput, config: ForecastConfig, reporter: Reporter | None = None) -> RunResult:
     """Forecast every series of a long table and write forecasts, timings, errors and a summary.
 
     Finished series are checkpointed as part files in the output directory while the run goes on, so a run that

@@ -9,7 +9,11 @@ import numbers
 import resource
 import time
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
+
+# The stages a job's clock times (summary.json's stage seconds); the map is fit_predict for a run, backtest for a
+# backtest.
+ClockStage = Literal["read", "triage", "fit_predict", "backtest", "fallback", "write"]
 
 
 def cpu_seconds() -> float:
@@ -36,7 +40,7 @@ class Clock:
         self.stages: dict[str, float] = {}
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def stage(self, name: ClockStage) -> Iterator[None]:
         t0 = time.perf_counter()
         try:
             yield
@@ -77,7 +81,7 @@ def slowest(keys: Sequence[tuple], seconds: Sequence[float], id_cols: Sequence[s
     return [dict(zip(id_cols, (_key_value(v) for v in keys[i])), seconds=round(seconds[i], 4)) for i in order]
 
 
-def _key_value(v):
+def _key_value(v: object) -> int | str:
     """A key value for JSON: an integer key stays an integer, anything else is text."""
     if isinstance(v, numbers.Integral) and not isinstance(v, bool):
         return int(v)

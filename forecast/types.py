@@ -20,6 +20,9 @@ Stage = Literal["", "validate", "frequency", "future", "fit", "predict", "triage
 # What --triage decided for a series ("" when the run did not triage).
 Verdict = Literal["", "fit", "fallback", "skip"]
 
+# The engines that fit Prophet's model (see engines/): a result's engine, or "" for a model without engines.
+Engine = Literal["fast", "stan", "prophet"]
+
 # The stages of a series sent to a fallback on purpose, before any fit: by --triage, or for having fewer values
 # than --min-obs. Such a series did not fail (errors.csv does not list it; timings.csv has its reason).
 SENT_STAGES: tuple[Stage, ...] = ("triage", "min-obs")
@@ -28,7 +31,7 @@ SENT_STAGES: tuple[Stage, ...] = ("triage", "min-obs")
 class SeriesProblem(Exception):
     """A problem of one series; carries the stage it was found at."""
 
-    def __init__(self, stage: Stage, reason: str):
+    def __init__(self, stage: Stage, reason: str) -> None:
         super().__init__(reason)
         self.stage = stage
 
@@ -63,7 +66,7 @@ class Forecast:
     model: str  # the model that served it: "prophet", "prophet:reduced", "naive" (a seasonal-naive short of a season)
     fit_seconds: float = 0.0
     predict_seconds: float = 0.0
-    engine: str = ""  # Prophet's engine (fast, stan, prophet); empty for a model without engines
+    engine: Engine | Literal[""] = ""  # empty for a model without engines
     params: dict | None = None  # the engines' fitted parameters (engines.params_dict), for --warm-start
     note: str = ""  # why the model served differs from the one asked for (fewer terms, no whole season); else ""
 
@@ -87,6 +90,6 @@ class SeriesResult:
     error: str = ""
     model: str = ""  # what made the forecast: "prophet", "fallback:naive", ...; empty when there is none
     verdict: Verdict = ""  # the triage verdict when the run triaged its series
-    engine: str = ""  # the engine that fitted the series: prophet, stan or fast (see engines/)
+    engine: Engine | Literal[""] = ""  # the engine that fitted the series (see engines/)
     params: dict | None = None  # the stan/fast engines' fitted parameters (engines.params_dict), for --warm-start
     cutoff: Any = None  # the series' last timestamp (the forecast starts after it); set when the run assembles

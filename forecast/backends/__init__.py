@@ -50,7 +50,7 @@ def backend_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def backend_class(name: str) -> type:
+def backend_class(name: str) -> type[Backend]:
     """The class registered as `name`, imported now if it was registered as a string.
 
     Raises:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..core import Failed, effective_n_jobs
@@ -15,6 +16,8 @@ from ..errors import BackendError, BackendLostError, ConfigError
 from .base import Chunk, Labelled, WorkerSetup, call_item
 
 if TYPE_CHECKING:
+    import distributed
+
     from ..config import ForecastConfig
 
 _DASK_MISSING = "the dask backend needs dask.distributed: pip install 'forecast[dask]'"
@@ -22,7 +25,7 @@ _DASK_MISSING = "the dask backend needs dask.distributed: pip install 'forecast[
 _PLUGIN_NAME = "forecast-init"
 
 
-def _import_distributed():
+def _import_distributed() -> ModuleType:
     try:
         import distributed
     except ImportError:
@@ -42,7 +45,8 @@ def _run_chunk(func: Callable, chunk: Chunk) -> tuple[str, list[tuple[int, Any]]
     return get_worker().address, [(index, call_item(func, item)) for index, item in chunk]
 
 
-def _setup_worker(initializer: Callable | None, initargs: tuple, dask_worker=None) -> None:
+def _setup_worker(initializer: Callable | None, initargs: tuple, dask_worker: distributed.Worker | None = None
+                  ) -> None:
     """Prepare one Dask worker: a temporary directory of its own, then the initializer.
 
     The directory is inside the worker's Dask scratch space, which Dask removes when the worker closes (and purges
@@ -63,14 +67,14 @@ def _setup_worker(initializer: Callable | None, initargs: tuple, dask_worker=Non
         initializer(*initargs)
 
 
-def _init_plugin(initializer: Callable | None, initargs: tuple):
+def _init_plugin(initializer: Callable | None, initargs: tuple) -> distributed.WorkerPlugin:
     """A WorkerPlugin running `_setup_worker` once in every worker that joins or restarts after the run started."""
     from distributed import WorkerPlugin
 
     class _Init(WorkerPlugin):
         name = _PLUGIN_NAME
 
-        def setup(self, worker) -> None:
+        def setup(self, worker: distributed.Worker) -> None:
             _setup_worker(initializer, initargs, worker)
 
     return _Init()
@@ -103,7 +107,7 @@ class DaskBackend:
 
     def __init__(self, n_jobs: int = -1, initializer: Callable | None = None, initargs: tuple = (),
                  scheduler: str | None = None, connect_timeout: float = 10.0,
-                 notify: Callable[[str], None] | None = None):
+                 notify: Callable[[str], None] | None = None) -> None:
         _import_distributed()
         self._local_workers = effective_n_jobs(n_jobs)
         self._initializer, self._initargs = initializer, initargs
@@ -151,7 +155,7 @@ class DaskBackend:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -231,7 +235,7 @@ class DaskBackend:
 
         pending: dict[Any, Chunk] = {}
 
-        def submit(chunk: Chunk, priority: int):
+        def submit(chunk: Chunk, priority: int) -> distributed.Future:
             future = self._client.submit(_run_chunk, func, chunk, pure=False, priority=priority)
             pending[future] = chunk
             return future

@@ -26,13 +26,16 @@ import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, MutableSequence
 
 from ..core import Failed, effective_n_jobs
 from ..errors import BackendError
 from .base import Chunk, Labelled, WorkerSetup, call_item, process_label
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import BaseContext
+
     from ..config import ForecastConfig
 
 # How long a worker may hold finished results before sending them: progress on a terminal still moves 20 times a
@@ -60,7 +63,8 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_main(conn, on_item, initializer: Callable | None, initargs: tuple) -> None:
+def _worker_main(conn: Connection, on_item: MutableSequence[float], initializer: Callable | None,
+                 initargs: tuple) -> None:
     """A worker's whole life: initialise once, then run chunks sent by the main process until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:
@@ -74,7 +78,7 @@ def _worker_main(conn, on_item, initializer: Callable | None, initargs: tuple) -
         pass
 
 
-def _serve(conn, on_item, initializer: Callable | None, initargs: tuple) -> None:
+def _serve(conn: Connection, on_item: MutableSequence[float], initializer: Callable | None, initargs: tuple) -> None:
     """Initialise, then run the chunks the main process sends until it sends None. `on_item` is shared memory:
     [index of the item being worked on, time.monotonic() when it began]."""
     try:
@@ -100,7 +104,7 @@ def _serve(conn, on_item, initializer: Callable | None, initargs: tuple) -> None
                 done, sent = [], time.monotonic()
 
 
-def _report(conn, done: list[tuple[int, Any]]) -> None:
+def _report(conn: Connection, done: list[tuple[int, Any]]) -> None:
     """Send finished items to the main process in one message; an unpicklable result fails that item, not the
     worker (pickling happens before anything is written, so a failed send sends nothing)."""
     try:
@@ -125,7 +129,7 @@ def _death_reason(exitcode: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, ctx, initializer, initargs):
+    def __init__(self, ctx: BaseContext, initializer: Callable | None, initargs: tuple) -> None:
         self.conn, child = ctx.Pipe()
         self.on_item = ctx.RawArray("d", [-1.0, 0.0])  # written by the worker: see _serve
         self.process = ctx.Process(target=_worker_main, args=(child, self.on_item, initializer, initargs),
@@ -214,7 +218,7 @@ class ProcessBackend:
 
     def __init__(self, n_jobs: int = -1, initializer: Callable | None = None, initargs: tuple = (),
                  max_attempts: int = 2, item_timeout: float | None = None,
-                 max_items_per_worker: int | None = default_max_items_per_worker):
+                 max_items_per_worker: int | None = default_max_items_per_worker) -> None:
         self.n_jobs = effective_n_jobs(n_jobs)
         self._initializer, self._initargs = initializer, initargs
         self._max_attempts = max_attempts
@@ -246,7 +250,7 @@ class ProcessBackend:
             self._workers = [self._start() for _ in range(self.n_jobs)]
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         workers, self._workers = self._workers, []  # exiting again does nothing
         for w in workers:  # tell them all first, so they wind down side by side
             w.ask_to_stop()

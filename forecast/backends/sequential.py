@@ -17,7 +17,7 @@ class SequentialBackend:
     name = "sequential"
     starts_in_background = False  # entering runs the initializer here, before it returns
 
-    def __init__(self, n_jobs: int = 1, initializer: Callable | None = None, initargs: tuple = ()):
+    def __init__(self, n_jobs: int = 1, initializer: Callable | None = None, initargs: tuple = ()) -> None:
         self.n_jobs = 1
         self._initializer, self._initargs = initializer, initargs
 
@@ -32,7 +32,7 @@ class SequentialBackend:
             self._initializer(*self._initargs)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
     def info(self) -> dict:

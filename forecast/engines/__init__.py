@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ENGINES, ModelOptions
+from ..types import Engine
 from . import fast, stan
 from .blas import one_blas_thread
 from .model import (
@@ -41,7 +42,7 @@ class EngineForecast:
     yhat: np.ndarray
     yhat_lower: np.ndarray
     yhat_upper: np.ndarray
-    engine: str
+    engine: Engine
     fit_seconds: float
     predict_seconds: float
     params: dict  # params_dict: what a later run can warm-start from
@@ -83,11 +84,11 @@ class Fit:
 
     params: Params
     data: StanData
-    engine: str
+    engine: Engine
     reduced: str = ""
 
 
-def fit_params(data: StanData, engine: str, init: Params | None = None) -> Fit:
+def fit_params(data: StanData, engine: Engine, init: Params | None = None) -> Fit:
     """MAP parameters for one series by `engine` ("stan" or "fast").
 
     `init` (a warm start) changes where the optimizers start: for "fast" not the optimum it reaches; for "stan"
@@ -122,7 +123,7 @@ def fit_params(data: StanData, engine: str, init: Params | None = None) -> Fit:
     return Fit(_fold_dummy_changepoint(params, data), data, "stan")
 
 
-def random_stream(engine: str, seed: int | None):
+def random_stream(engine: Engine, seed: int | None) -> np.random.RandomState | np.random.Generator:
     """The uncertainty simulation's random numbers for a series fitted by `engine`, from its seed (None: fresh).
 
     "stan" draws from numpy's legacy RandomState, seeded as models/prophet.py seeds stock Prophet's global one, so its
@@ -133,7 +134,7 @@ def random_stream(engine: str, seed: int | None):
     return np.random.RandomState(seed) if engine == "stan" else np.random.default_rng(seed)
 
 
-def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelOptions, engine: str,
+def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelOptions, engine: Engine,
                  seed: int | None, warm: dict | None = None,
                  extra: dict[str, np.ndarray] | None = None,
                  future_extra: dict[str, np.ndarray] | None = None) -> EngineForecast:

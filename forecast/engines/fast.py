@@ -30,6 +30,8 @@ _fit_logistic) and keeps the highest.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .model import TREND_INDICATOR, Params, StanData, free_parameters, log_posterior
@@ -151,10 +153,10 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     D, ridge, l1 = _design(data)
     S, T = data.S, data.T
     DtD, Dty, yty = D.T @ D, D.T @ data.y, float(data.y @ data.y)
-    def rss_of(x):
+    def rss_of(x: np.ndarray) -> float:
         return max(float(x @ DtD @ x - 2 * Dty @ x + yty), 0.0)
 
-    def lp_of(x, s):
+    def lp_of(x: np.ndarray, s: float) -> float:
         return (-T * np.log(s) - 0.5 * rss_of(x) / s**2 - 2 * s**2 - 0.5 * ridge @ x**2 - l1 @ np.abs(x))
 
     if init is not None:
@@ -166,7 +168,7 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
         x[l1 > 0] = 0.0  # then the deltas at 0: the active-set steps add the few that matter (fewer solves)
 
-    def round_from(x, s):
+    def round_from(x: np.ndarray, s: float) -> tuple[np.ndarray, float, float]:
         # theta given s: minimise s^2 * (-lp) = 0.5 x'(D'D + s^2 R)x - D'y x + s^2 |delta|/tau; then s given theta
         x = lasso_qp(DtD + s * s * np.diag(ridge), Dty, s * s * l1, x0=x)
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
@@ -191,14 +193,16 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     return params, log_posterior(params, data)
 
 
-def _sigma_fixed_point(DtD, Dty, ridge, l1, x, s, rss_of, T, max_steps: int = 20):
+def _sigma_fixed_point(DtD: np.ndarray, Dty: np.ndarray, ridge: np.ndarray, l1: np.ndarray, x: np.ndarray, s: float,
+                       rss_of: Callable[[np.ndarray], float], T: int, max_steps: int = 20
+                       ) -> tuple[np.ndarray, float] | None:
     """(x, s) where s = best_sigma(rss(x)) and x is the lasso solution for that s on x's active set and signs
     (a ridge solve), by the secant method on u = s^2; None when it does not settle."""
     idx = np.flatnonzero((l1 == 0) | (x != 0))
     G, b, R, c = DtD[np.ix_(idx, idx)], Dty[idx], ridge[idx], (l1 * np.sign(x))[idx]
     full = np.zeros_like(x)
 
-    def image(u):  # best_sigma(rss(x(u)))^2 - u, and x(u)
+    def image(u: float) -> float:  # best_sigma(rss(x(u)))^2 - u, and x(u)
         full[idx] = np.linalg.solve(G + u * np.diag(R), b - u * c)
         return max(_best_sigma(rss_of(full), T), _SIGMA_FLOOR) ** 2 - u
 
@@ -287,13 +291,13 @@ def _logistic_rounds(data: StanData, hinge: np.ndarray, ridge: np.ndarray, l1: n
     S, T, y, t, cap = data.S, data.T, data.y, data.t, data.cap
     X_m, X_a = data.X * data.s_m, data.X * data.s_a
 
-    def mean(x):
+    def mean(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         sig = inv_logit(x[0] * (t - x[1]) + hinge @ x[2:2 + S])
         g = cap * sig
         mult = 1 + X_m @ x[2 + S:]
         return g * mult + X_a @ x[2 + S:], g, sig, mult
 
-    def lp_of(x, s, r):
+    def lp_of(x: np.ndarray, s: float, r: np.ndarray) -> float:
         return float(-T * np.log(s) - 0.5 * (r @ r) / (s * s) - 2 * s * s - 0.5 * ridge @ x**2 - l1 @ np.abs(x))
 
     mu, g, sig, mult = mean(x)

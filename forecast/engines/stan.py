@@ -14,10 +14,14 @@ import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .model import Params, StanData, initial_params
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 class StanFailed(RuntimeError):
@@ -33,7 +37,7 @@ def binary_path() -> Path:
     return Path(spec.origin).parent / "stan_model" / "prophet_model.bin"
 
 
-def _vec(a) -> str:
+def _vec(a: ArrayLike) -> str:
     return "[" + ",".join(map(repr, np.asarray(a, dtype=float).tolist())) + "]"
 
 

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from ..config import ModelOptions
+from ..config import ModelOptions, Toggle
 from ..types import Forecast, SeriesData, SeriesProblem
 
 if TYPE_CHECKING:  # pandas is imported where it is used (see the module doc)
     import pandas as pd
+    from prophet import Prophet
 
 _QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models", "prophet.forecaster")
 
@@ -100,11 +101,11 @@ def series_seed(seed: int, key: tuple) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
-def _toggle(value: str) -> Any:
+def _toggle(value: Toggle) -> Any:
     return {"auto": "auto", "on": True, "off": False}[value]
 
 
-def make_prophet(opts: ModelOptions):
+def make_prophet(opts: ModelOptions) -> Prophet:
     """A new Prophet object for one series (Prophet refuses to fit the same object twice)."""
     import pandas as pd
     from prophet import Prophet

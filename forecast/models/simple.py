@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -21,13 +22,14 @@ from ..freq import on_grid, series_freq
 from ..freq import season_length as freq_season_length
 from ..types import Forecast, SeriesData, SeriesProblem
 
-KINDS = ("naive", "seasonal-naive", "mean", "zero")
+SimpleKind = Literal["naive", "seasonal-naive", "mean", "zero"]
+KINDS: tuple[SimpleKind, ...] = get_args(SimpleKind)
 
 
 class FallbackImpossible(SeriesProblem, ValueError):
     """The series has no value to base the chosen simple forecast on."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         super().__init__("fit", reason)
 
 
@@ -43,7 +45,7 @@ def _last_value(y: np.ndarray) -> float:
     return float(y[ok[-1]])
 
 
-def used_kind(kind: str, n: int, season: int) -> str:
+def used_kind(kind: SimpleKind, n: int, season: int) -> SimpleKind:
     """The method that actually serves a history of `n` periods: seasonal-naive needs one whole season (`season`
     periods, more than 1); with less it is naive."""
     if kind == "seasonal-naive" and (season <= 1 or n < season):
@@ -83,7 +85,7 @@ def seasonal_naive(y: np.ndarray, steps: np.ndarray, season: int) -> np.ndarray:
     return profile[(h - 1) % season]
 
 
-def point_forecast(kind: str, y: np.ndarray, horizon: int, season: int = 1,
+def point_forecast(kind: SimpleKind, y: np.ndarray, horizon: int, season: int = 1,
                    steps: np.ndarray | None = None) -> np.ndarray:
     """The point forecast of one simple method for `horizon` steps past the end of `y`.
 
@@ -111,7 +113,7 @@ def point_forecast(kind: str, y: np.ndarray, horizon: int, season: int = 1,
     raise ValueError(f"unknown fallback {kind!r}; expected one of {', '.join(KINDS)}")
 
 
-def in_sample_errors(kind: str, y: np.ndarray, season: int = 1) -> np.ndarray:
+def in_sample_errors(kind: SimpleKind, y: np.ndarray, season: int = 1) -> np.ndarray:
     """The method's own errors over the history (finite ones only), the basis of its interval."""
     y = _finite(y)
     if kind == "seasonal-naive" and season > 1 and len(y) >= season:
@@ -125,7 +127,7 @@ def in_sample_errors(kind: str, y: np.ndarray, season: int = 1) -> np.ndarray:
     return errors[~np.isnan(errors)]
 
 
-def simple_forecast(kind: str, y: np.ndarray, horizon: int, season: int = 1, interval_width: float = 0.8,
+def simple_forecast(kind: SimpleKind, y: np.ndarray, horizon: int, season: int = 1, interval_width: float = 0.8,
                     steps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(yhat, yhat_lower, yhat_upper) of one simple method; see point_forecast and the module docstring.
 
@@ -150,7 +152,7 @@ class SimpleModel:
     """One simple method as a model: the history on its grid (the series' frequency), the forecast at the future
     dates' grid steps, with the empirical band; clipped at 0 with opts.non_negative."""
 
-    name: str
+    name: SimpleKind
 
     def check(self, series: SeriesData, opts: ModelOptions) -> None:
         """Nothing to check before the frequency: a series with one value is forecast too."""

@@ -14,18 +14,23 @@ import stat
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 import pandas as pd
 
 from ..errors import InputError
 from .base import Source, one_line
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 # The input name that means standard input (CSV, or Parquet / gzip-compressed CSV told by their first bytes).
 STDIN = "-"
+# What a file is read as (a gzip-compressed CSV is "csv").
+FileFormat = Literal["csv", "parquet"]
 
 
-def _kind(path: Path) -> str:
+def _kind(path: Path) -> FileFormat:
     if str(path) == STDIN:
         return "csv"
     name = path.name.lower()
@@ -43,7 +48,7 @@ _OTHER_FORMATS = ((b"PK\x03\x04", "a ZIP archive (an Excel workbook?), not CSV; 
                   (b"\xfe\xff", "UTF-16 text, not UTF-8; save it as CSV UTF-8"))
 
 
-def _content_kind(path: Path, kind: str, head: bytes) -> tuple[str, bool]:
+def _content_kind(path: Path, kind: FileFormat, head: bytes) -> tuple[FileFormat, bool]:
     """(kind, gzip) as the file's first bytes say, checked against its name: a Parquet file named .csv, a gzip
     file named .csv or .parquet, or a spreadsheet are one line naming what the file is. Standard input has no
     name: its first bytes decide."""
@@ -74,7 +79,7 @@ _read_once: dict[str, bytes] | None = None
 
 
 @contextmanager
-def inputs_read_once():
+def inputs_read_once() -> Iterator[None]:
     """While on, an input that is not a regular file (a named pipe, standard input) is read only once and its
     bytes kept for every later read: a run reads its input's header, its table and its fingerprint."""
     global _read_once
@@ -123,14 +128,14 @@ def _head(path: Path, data: bytes | None) -> bytes:
         return f.read(4)
 
 
-def _stream(path: Path, data: bytes | None):
+def _stream(path: Path, data: bytes | None) -> Path | IO[bytes]:
     """What the readers open: the path of a regular file, or a fresh stream over the bytes of a pipe."""
     import io as _io
 
     return path if data is None else _io.BytesIO(data)
 
 
-def _columns(path: Path, kind: str, data: bytes | None = None) -> list[str]:
+def _columns(path: Path, kind: FileFormat, data: bytes | None = None) -> list[str]:
     """The header's column names, refused with one line when one name is given to two columns."""
     if kind == "parquet":
         import pyarrow.parquet as pq
@@ -148,7 +153,7 @@ def _columns(path: Path, kind: str, data: bytes | None = None) -> list[str]:
     return names
 
 
-def _read(path: Path, kind: str, columns: list[str], id_cols: Sequence[str], time_col: str,
+def _read(path: Path, kind: FileFormat, columns: list[str], id_cols: Sequence[str], time_col: str,
           filters: list | None = None, data: bytes | None = None) -> pd.DataFrame:
     if kind == "parquet":
         return _read_parquet(path, columns, list(id_cols) + [time_col], filters, data)
@@ -195,7 +200,7 @@ def _read_parquet(path: Path, columns: list[str], text_cols: list[str], filters:
                         [c for c in as_dict if c != text_cols[-1]])
 
 
-def _arrow_frame(table, sorted_cols: list[str]) -> pd.DataFrame:
+def _arrow_frame(table: pa.Table, sorted_cols: list[str]) -> pd.DataFrame:
     """An Arrow table as a DataFrame, freeing the table's memory column by column as it goes, with the categories
     of `sorted_cols` (the keys read as dictionaries) sorted, so their codes follow the keys' text order."""
     import pyarrow as pa
@@ -268,10 +273,10 @@ class FileSource(Source):
 
     kind = "file"
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str) -> None:
         self.label = str(path)
         self.given = Path(path)
-        self._format: tuple[str, bytes | None] | None = None  # (csv or parquet, a pipe's bytes) once opened
+        self._format: tuple[FileFormat, bytes | None] | None = None  # (csv or parquet, a pipe's bytes) once opened
 
     @classmethod
     def accepts(cls, obj: Any) -> bool:
@@ -297,7 +302,7 @@ class FileSource(Source):
     def keys_as_text(self) -> bool:
         return self._open()[0] == "csv"
 
-    def _open(self) -> tuple[str, bytes | None]:
+    def _open(self) -> tuple[FileFormat, bytes | None]:
         """(csv or parquet, the bytes of a pipe or standard input; None for a file on disk), checked once."""
         if self._format is None:
             path = self.given
@@ -349,7 +354,7 @@ class FileSource(Source):
             return pq.read_table(path, columns=list(columns)).to_pandas()
         return pd.read_csv(path, usecols=list(columns), dtype=str, keep_default_na=False)
 
-    def read_whole(self, **csv_options) -> pd.DataFrame:
+    def read_whole(self, **csv_options: Any) -> pd.DataFrame:
         """Every column, by pandas' readers (`csv_options` for a CSV's): a small side table such as the holidays.
 
         Raises:

@@ -31,7 +31,7 @@ class FrameSource(Source):
     path: Path | None = None  # nothing on disk: --workers-read cannot use it
     keys_as_text = False
 
-    def __init__(self, table: Any):
+    def __init__(self, table: Any) -> None:
         self.table = table
         self.label = "Arrow table" if _is_arrow_table(table) else "DataFrame"
 

@@ -14,7 +14,7 @@ import re
 import shlex
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,12 @@ import pandas as pd
 from ..errors import InputError
 from ..types import SeriesData
 from .base import Source, TableInput, open_source
+
+if TYPE_CHECKING:
+    from ..config import DuplicatePolicy, ForecastConfig, ModelOptions
+
+# How a key column is written back (summary.json's key_types): as integers, or as text.
+KeyType = Literal["int", "text"]
 
 # Strings that mean "no value" in a target column; anything else that is not a number is an error.
 _NA_STRINGS = {"", "na", "n/a", "nan", "null", "none", "nil", "-", "?"}
@@ -89,7 +95,7 @@ _NUMERIC_DATE = re.compile(r"^\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
 _TIME_AND_OFFSET = re.compile(r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
 
 
-def _to_datetime(distinct: pd.Series, **options) -> pd.Series:
+def _to_datetime(distinct: pd.Series, **options: Any) -> pd.Series:
     with warnings.catch_warnings():  # pandas warns that it parses element by element; the checks here say more
         warnings.simplefilter("ignore")
         return pd.to_datetime(distinct, errors="coerce", **options)
@@ -256,7 +262,7 @@ def sort_by_series(table: pd.DataFrame, id_cols: Sequence[str]) -> tuple[pd.Data
     return table, codes
 
 
-def _handle_duplicates(label: str, df: pd.DataFrame, id_cols: list[str], policy: str, time_col: str,
+def _handle_duplicates(label: str, df: pd.DataFrame, id_cols: list[str], policy: DuplicatePolicy, time_col: str,
                        suggest: Callable[[], str] | None = None) -> pd.DataFrame:
     """The table sorted by (key, time) (see `sort_by_series`), with repeated (key, time) rows refused or combined;
     `suggest()` adds to the refusal which columns would make the rows unique."""
@@ -346,9 +352,9 @@ def _integer_keys(col: pd.Series) -> pd.Series:
     return col.cat.rename_categories(numbers).cat.reorder_categories(np.sort(numbers))
 
 
-def key_types(table: pd.DataFrame, id_cols: Sequence[str]) -> dict[str, str]:
+def key_types(table: pd.DataFrame, id_cols: Sequence[str]) -> dict[str, KeyType]:
     """Per key column, "int" when it holds integers (written back as integers by `read_run_dir`), else "text"."""
-    types = {}
+    types: dict[str, KeyType] = {}
     for c in id_cols:
         dtype = table[c].dtype
         values = dtype.categories.dtype if isinstance(dtype, pd.CategoricalDtype) else dtype
@@ -398,7 +404,7 @@ def _load(source: Source, id_cols: Sequence[str], time_col: str,
 
 
 def read_table(source: TableInput, id_cols: Sequence[str], time_col: str, target_col: str,
-               duplicates: str = "error", extra_cols: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
+               duplicates: DuplicatePolicy = "error", extra_cols: Sequence[str] = ()) -> tuple[pd.DataFrame, list[str]]:
     """Read and check a long table of many series.
 
     Args:
@@ -433,8 +439,8 @@ def read_table(source: TableInput, id_cols: Sequence[str], time_col: str, target
     return table, notes
 
 
-def read_series_subset(source: TableInput, id_cols: Sequence[str], time_col: str, target_col: str, duplicates: str,
-                       keys: Sequence[tuple]) -> dict[tuple, SeriesData]:
+def read_series_subset(source: TableInput, id_cols: Sequence[str], time_col: str, target_col: str,
+                       duplicates: DuplicatePolicy, keys: Sequence[tuple]) -> dict[tuple, SeriesData]:
     """Read only the series with these keys from a Parquet table, checked and split as read_table does.
 
     What a worker does with --workers-read: one filtered read per chunk (row groups whose statistics exclude
@@ -533,8 +539,8 @@ def split_series(table: pd.DataFrame, id_cols: Sequence[str], extra_cols: Sequen
             for k, s, e in zip(keys, starts, ends)]
 
 
-def load_series(source: TableInput, config, with_future: bool = True
-                ) -> tuple[pd.DataFrame, list[SeriesData], list[str], Any]:
+def load_series(source: TableInput, config: ForecastConfig, with_future: bool = True
+                ) -> tuple[pd.DataFrame, list[SeriesData], list[str], ModelOptions]:
     """Read everything a run needs: the table split into series, their future values, the holidays file.
 
     Args:
