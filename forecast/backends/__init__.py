@@ -12,10 +12,10 @@ package: it must stay cheap).
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import BackendError
+from ..registry import resolve
 from .base import Backend, Chunk, Labelled, WorkerSetup
 
 if TYPE_CHECKING:
@@ -60,10 +60,7 @@ def backend_class(name: str) -> type[Backend]:
         target = _REGISTRY[name]
     except KeyError:
         raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(_REGISTRY)}") from None
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = getattr(import_module(module), attr)
-        _REGISTRY[name] = target
+    target = _REGISTRY[name] = resolve(target)
     return target
 
 

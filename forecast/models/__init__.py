@@ -10,10 +10,10 @@ A new model is one new file holding it and one `register_model` line below.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError
+from ..registry import resolve
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,8 +81,7 @@ def get_model(name: str) -> Model:
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; expected one of {', '.join(model_names())}") from None
     if isinstance(model, str):
-        module, _, attribute = model.partition(":")
-        model = getattr(importlib.import_module(module), attribute)
+        model = resolve(model)
         if isinstance(model, type):
             model = model()
         _REGISTRY[name] = model

@@ -8,13 +8,13 @@ same for every source, and name the source by its label.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from importlib import import_module
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
 from ..errors import InputError
+from ..registry import resolve
 
 # What a run's input may be given as: a path (str or Path; "-" for standard input), a pandas DataFrame, a pyarrow
 # Table, or a Source; whatever a registered source accepts (see `open_source`).
@@ -105,10 +105,7 @@ def _scheme(obj: Any) -> str | None:
 
 
 def _class(kind: str) -> type:
-    target = _REGISTRY[kind]
-    if isinstance(target, str):
-        module, _, name = target.partition(":")
-        target = _REGISTRY[kind] = getattr(import_module(module), name)
+    target = _REGISTRY[kind] = resolve(_REGISTRY[kind])
     return target
 
 
@@ -144,6 +141,16 @@ def reopen_source(record: dict) -> Source:
     if kind not in _REGISTRY:
         raise InputError(f"the run's input source {kind!r} is not one this version of forecast reads")
     return _class(kind).reopen(record)
+
+
+def unique_columns(label: str, names: list[str]) -> list[str]:
+    """The column names, or one line naming a name given twice: which column is meant would be a guess."""
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == name)
+            raise InputError(f"{label}: the header names column {name!r} more than once (columns {where}); give "
+                             "each column its own name")
+    return names
 
 
 def one_line(e: Exception) -> str:

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, Iterator, Literal, Sequence
 import pandas as pd
 
 from ..errors import InputError
-from .base import Source, one_line
+from .base import Source, one_line, unique_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -145,12 +145,7 @@ def _columns(path: Path, kind: FileFormat, data: bytes | None = None) -> list[st
         # the header as a row, not as names: pandas would rename a repeated "y" to "y.1"
         row = pd.read_csv(_stream(path, data), header=None, nrows=1, dtype=str, keep_default_na=False)
         names = [n if n != "" else f"Unnamed: {i}" for i, n in enumerate(row.iloc[0].tolist())]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == name)
-            raise InputError(f"{path}: the header names column {name!r} more than once (columns {where}); give "
-                             "each column its own name")
-    return names
+    return unique_columns(str(path), names)
 
 
 def _read(path: Path, kind: FileFormat, columns: list[str], id_cols: Sequence[str], time_col: str,

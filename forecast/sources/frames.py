@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..errors import InputError
-from .base import Source
+from .base import Source, unique_columns
 
 
 def _is_arrow_table(obj: Any) -> bool:
@@ -48,12 +48,7 @@ class FrameSource(Source):
 
     def columns(self) -> list[str]:
         names = [str(n) for n in (self.table.column_names if _is_arrow_table(self.table) else self.table.columns)]
-        for i, name in enumerate(names):
-            if name in names[:i]:
-                where = ", ".join(str(j + 1) for j, n in enumerate(names) if n == name)
-                raise InputError(f"{self.label}: the header names column {name!r} more than once (columns {where}); "
-                                 "give each column its own name")
-        return names
+        return unique_columns(self.label, names)
 
     def _by_name(self) -> dict[str, Any]:
         names = self.table.column_names if _is_arrow_table(self.table) else list(self.table.columns)
