@@ -3,6 +3,8 @@ checks and the same forecasts, and leaves no files unless asked."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pyarrow as pa
@@ -224,3 +226,24 @@ def test_a_run_without_files_is_named_by_its_time_or_its_run_id():
     frame = two_key_table()
     assert forecast.forecast(frame, **ARGS)["run_id"].str.fullmatch(r"\d{8}T\d{6}Z").all()
     assert (forecast.forecast(frame, run_id="nightly", **ARGS)["run_id"] == "nightly").all()
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_can_call_forecast_with_worker_processes(tmp_path):
+    # spawn imports the main script again in each worker; a script that calls forecast.forecast at its top level
+    # (as the README's example reads) would start a run in every worker, and every worker would die at start
+    two_key_table().to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "script.py").write_text(
+        "import pandas as pd\nimport forecast\n\n"
+        "df = pd.read_csv('t.csv')\n"
+        "out = forecast.forecast(df, horizon=3, id_cols=['store', 'item'], time_col='date', target_col='sales', "
+        "n_jobs=2, min_obs=2)\n"
+        "print(len(out), out['model'].unique().tolist())\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    n_series = two_key_table().groupby(["store", "item"]).ngroups
+    assert proc.stdout.split()[0] == str(3 * n_series) and "prophet" in proc.stdout
+    assert "Traceback" not in proc.stderr

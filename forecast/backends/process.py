@@ -22,9 +22,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any, Callable, Iterator, MutableSequence
 
@@ -128,6 +130,29 @@ def _death_reason(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+@contextmanager
+def _script_not_rerun() -> Iterator[None]:
+    """Start workers without running the user's script again.
+
+    spawn starts a worker by importing the main module once more, so that what it defines can be unpickled there;
+    a script that calls forecast.forecast(...) at its top level, without `if __name__ == "__main__":`, would then
+    start a run inside every worker, which multiprocessing refuses: every worker would die while starting. What
+    this backend runs are functions of importable modules (the package's own), so its workers never need the
+    script: its path is hidden from spawn while a worker starts. A module run with -m is imported by name, as
+    before (forecast's and pytest's __main__ guard themselves).
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 class _Worker:
     def __init__(self, ctx: BaseContext, initializer: Callable | None, initargs: tuple) -> None:
         self.conn, child = ctx.Pipe()
@@ -137,7 +162,8 @@ class _Worker:
         saved = {k: os.environ.get(k) for k in _WORKER_ENV}
         os.environ.update(_WORKER_ENV)
         try:
-            self.process.start()
+            with _script_not_rerun():
+                self.process.start()
         finally:
             for k, v in saved.items():
                 if v is None:
