@@ -182,7 +182,7 @@ class ForecastConfig:
         triage: rules that decide per series between Prophet, a fallback and skipping; None fits every series.
         future_path: the table of future regressor / cap / floor values (same key and time columns).
         holidays_file: a table of holidays (holiday, ds, lower_window, upper_window); read into
-            model.holiday_table by io.load_series.
+            model.holiday_table by sources.load_series.
         backend: "local" (this machine's cores) or "dask" (a Dask cluster).
         scheduler: the Dask scheduler's address (tcp://host:8786); None with "dask" starts a local cluster.
         connect_timeout: seconds to wait for the Dask scheduler and its first worker.

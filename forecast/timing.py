@@ -1,6 +1,6 @@
 """Run-level timing: wall and CPU clocks for the run and its stages, and the figures derived from per-series times.
 
-Per-series seconds are measured inside the workers (model.py) and only added up here.
+Per-series seconds are measured inside the workers (model.py, backtest.py) and only added up here.
 """
 
 from __future__ import annotations

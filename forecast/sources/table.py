@@ -3,7 +3,7 @@ values, the holidays file.
 
 Table-level checks happen here, before any worker starts; each raises `InputError` with one line that names the
 source (a file's path as given, or "DataFrame"), the column and the offending value and row. Problems of one
-series are not checked here (see model.py).
+series are checked by the models, in the workers (models/, model.py).
 """
 
 from __future__ import annotations
