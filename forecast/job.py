@@ -26,7 +26,7 @@ from .checkpoint import PartSchema, PartWriter, RunLock, RunState, make_manifest
 from .config import ForecastConfig, ModelOptions
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, BackendLostError, OutputExistsError, RunStoppedError
-from .models.prophet import check_options, init_worker
+from .models import check_options, worker_init
 from .outputs import default_out_dir, prepare_out_dir, write_json
 from .progress import Reporter, SilentReporter
 from .sources import Source, TableInput, inputs_read_once, open_source
@@ -298,10 +298,10 @@ def key_fields(key: tuple, id_cols: Sequence[str]) -> dict:
 
 
 def worker_setup(model: ModelOptions, tmp_root: str) -> WorkerSetup:
-    """What every worker of a run or a backtest runs first: `init_worker`, with the run's temp root for workers of
-    this machine, and whether to import Prophet."""
-    # the stan and fast engines need Prophet only for a country's holidays
-    return WorkerSetup(init_worker, (model.engine == "prophet" or bool(model.holidays),), tmp_root)
+    """What every worker of a run or a backtest runs first (the models' `worker_init`), with the run's temp root
+    for workers of this machine."""
+    func, args = worker_init(model)
+    return WorkerSetup(func, args, tmp_root)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ A new model is one new file holding it and one `register_model` line below.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from ..errors import ConfigError
 from ..registry import resolve
@@ -96,6 +96,27 @@ def model_names() -> tuple[str, ...]:
 def fallback_names() -> tuple[str, ...]:
     """The models a series can fall back to (config's --fallback choices, after "none")."""
     return tuple(_FALLBACKS)
+
+
+def check_options(opts: ModelOptions) -> None:
+    """Checks of the model options that need the models' own dependencies (a --holidays country), run once before
+    any worker starts.
+
+    Raises:
+        ConfigError: one line naming the option.
+    """
+    from .prophet import check_options as check_prophet_options
+
+    check_prophet_options(opts)
+
+
+def worker_init(opts: ModelOptions) -> tuple[Callable[..., None], tuple]:
+    """What every worker runs once before its first series, for these options: (function, its arguments after the
+    worker's temp root). Prophet itself is imported up front only where a series will need it (stock Prophet, or
+    a country's holidays); the engines do without."""
+    from .prophet import init_worker
+
+    return init_worker, (opts.engine == "prophet" or bool(opts.holidays),)
 
 
 register_model("prophet", "forecast.models.prophet:ProphetModel")
