@@ -58,6 +58,7 @@ class SparkForecasts:
     timings: SparkFrame
     errors: SparkFrame
     table_freq: str | None
+    series_total: int  # the groups of the input (a count the driver asks Spark for)
     _all: SparkFrame
 
     def unpersist(self) -> None:
@@ -304,7 +305,10 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
     if config.model.freq is None:
         stats = sdf.groupBy(*id_cols).applyInPandas(lambda pdf: _series_stats(pdf, config),
                                                     _schema(sdf, id_cols, _STATS))
-        grid = _grid_of(stats.drop(*id_cols).toPandas())  # one row per series: what the driver holds
+        stats = stats.drop(*id_cols).toPandas()  # one row per series: what the driver holds
+        grid, n_series = _grid_of(stats), len(stats)
+    else:
+        n_series = sdf.select(*id_cols).distinct().count()
     model = config.model
     columns = tuple(id_cols) + tuple(n for n, _ in _RESULT)
     plan = _Plan(config, model, grid, run_id, label, columns)
@@ -316,7 +320,7 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
         forecasts=result.filter(row == "forecast").select(*id_cols, *_FORECAST_COLS),
         timings=result.filter(row == "timing").select(*id_cols, *_TIMING_COLS),
         errors=result.filter(row == "error").select(*id_cols, "stage", "reason"),
-        table_freq=grid.freq, _all=result)
+        table_freq=grid.freq, series_total=n_series, _all=result)
 
 
 def forecast_spark(sdf: SparkFrame, horizon: int = ModelOptions.horizon,
@@ -377,6 +381,7 @@ def _session(config: ForecastConfig) -> tuple[SparkSession, bool]:
         builder = builder.master(config.master)
     # naive timestamps stay what they read: TimestampType columns come to pandas at UTC wall time
     spark = (builder.config("spark.sql.session.timeZone", "UTC")
+             .config("spark.sql.legacy.parquet.nanosAsLong", "true")  # pandas' nanosecond times: see _read
              .config("spark.ui.showConsoleProgress", "false")  # the run reports itself; bars would break JSON logs
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
@@ -469,9 +474,12 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             sdf = _read(spark, label, config)
             run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
             result = _forecast_frame(sdf, config, run_id, label)
-            info = {"name": "spark", "master": spark.sparkContext.master, "executors": _executors(spark),
-                    "workers": _executors(spark), "threads": spark.sparkContext.defaultParallelism}
-            reporter.event("start", {"input": label, "out": str(out_dir), "n_jobs": info["threads"]})
+            executors = _executors(spark)
+            # "scheduler" is where the report says a cluster's workers are (as a Dask run's)
+            info = {"name": "spark", "master": spark.sparkContext.master, "scheduler": spark.sparkContext.master,
+                    "executors": executors, "workers": executors, "threads": spark.sparkContext.defaultParallelism}
+            reporter.event("start", {"input": label, "out": str(out_dir), "series_total": result.series_total,
+                                     "series_resumed": 0, "n_jobs": info["threads"]})
             timing = result._all.filter(F.col("_row") == "timing")
             status_col, stage_col = F.col("status"), F.col("stage")
 
@@ -530,6 +538,7 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             "key_types": key_types,
             "series_warm_started": None,
             "verdicts": None,
+            "cores": info["threads"],  # the cluster's, which run the series
             "n_jobs": info["threads"],
             "backend": info,
             "chunks": spark_partitions(config, info["threads"]),
