@@ -49,9 +49,16 @@ def _alive_workers(ui_port: int) -> int:
         return 0
 
 
+class Cluster(str):
+    """spark://127.0.0.1:PORT, and the pid of its one worker (whose child is the executor)."""
+
+    worker_pid: int
+    work_dir: Path  # the worker's: app-ID/N per executor it started for an application
+
+
 @pytest.fixture(scope="module")
-def master(tmp_path_factory):
-    """spark://127.0.0.1:PORT of a standalone master with one 2-core worker; both stopped at the end."""
+def master(tmp_path_factory) -> Cluster:
+    """A standalone master with one 2-core worker; both stopped at the end."""
     tmp = tmp_path_factory.mktemp("spark")
     spark_class = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
     port, ui = _free_port(), _free_port()
@@ -71,7 +78,10 @@ def master(tmp_path_factory):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError("the Spark master or worker did not start: " + (tmp / "worker.log").read_text())
             time.sleep(0.5)
-        yield url
+        cluster = Cluster(url)
+        cluster.worker_pid = procs[1].pid  # spark-class execs java: the worker JVM itself
+        cluster.work_dir = tmp / "work"
+        yield cluster
     finally:
         for p in reversed(procs):  # the worker (and its executors) first, then the master
             try:
@@ -210,3 +220,66 @@ def test_spark_refuses_what_it_cannot_honour(table, tmp_path):
     assert "--triage cannot be used with --backend spark" in done.stderr and "Traceback" not in done.stderr
     done = _cli("run", str(table), *OPTIONS, "--master", "local[1]", "--out", str(tmp_path / "o"))
     assert done.returncode == 1 and "--master can only be used with --backend spark" in done.stderr
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _active_fit_stage(ui_port: int) -> bool:
+    """Whether the driver at ui_port runs the stage that fits the series: the aggregate over the grouped series
+    (one task per partition: 2 cores x 4), with tasks running."""
+    base = f"http://127.0.0.1:{ui_port}/api/v1/applications"
+    try:
+        with urllib.request.urlopen(base, timeout=2) as r:
+            app = json.load(r)[0]["id"]
+        with urllib.request.urlopen(f"{base}/{app}/stages?status=active", timeout=2) as r:
+            stages = json.load(r)
+    except (OSError, IndexError, KeyError, ValueError):
+        return False
+    return any(st["name"].startswith("collect at") and st["numTasks"] == 8 and st["numActiveTasks"] > 0
+               and st["numCompleteTasks"] < 4 for st in stages)
+
+
+def test_a_lost_executor_still_gives_every_series_once(master, tmp_path):
+    """The executor is killed while it fits the series: Spark starts another and runs the lost tasks again."""
+    out, ui = tmp_path / "out", _free_port()
+    env = _env()
+    env["PYSPARK_SUBMIT_ARGS"] = f"--conf spark.ui.port={ui} pyspark-shell"  # where the test sees the stages
+    run = subprocess.Popen([sys.executable, "-m", "forecast", "run", str(SAMPLE), *OPTIONS, "--engine", "prophet",
+                            "--backend", "spark", "--master", master, "--out", str(out)],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _active_fit_stage(ui):
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended before its fits were seen"
+            time.sleep(0.2)
+        executors = [pid for pid, cmd in _children(master.worker_pid) if "CoarseGrainedExecutorBackend" in cmd]
+        assert len(executors) == 1
+        os.kill(executors[0], 9)
+        _, stderr = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr
+    app = max(master.work_dir.iterdir(), key=lambda d: d.stat().st_mtime)
+    assert len(list(app.iterdir())) == 2  # the executor killed, and the one the worker started instead
+    timings = pd.read_parquet(out / "timings.parquet")
+    keys = pd.read_csv(SAMPLE, usecols=KEYS).drop_duplicates()
+    assert len(timings) == len(keys) == 50
+    assert not timings.duplicated(KEYS).any() and set(timings["status"]) == {"ok"}
+    forecasts = pd.read_parquet(out / "forecasts.parquet")
+    assert len(forecasts) == 50 * 7 and not forecasts.duplicated(KEYS + ["ds"]).any()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["series_total"] == summary["series_ok"] == 50
