@@ -200,15 +200,19 @@ def _on_grid(ds: np.ndarray, grid: _Grid) -> bool:
 _worker_ready = False  # the models' worker set-up has run in this Python worker (Spark reuses them)
 
 
-_TEXT = {n for n, t in _RESULT if t == "string"}
+_TYPES = dict(_RESULT)
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns as Python objects, None where missing: pyspark's Arrow conversion takes neither pandas 3's
-    Arrow-backed strings nor a text column that is all NaN (a float column)."""
+    """Columns as pyspark's Arrow conversion takes them: text and flags as Python objects with None where missing
+    (it takes neither pandas 3's Arrow-backed strings nor an all-NaN float column as text), times as datetimes
+    (a column a group left empty is NaN)."""
     for c, t in frame.dtypes.items():
-        if c in _TEXT or pd.api.types.is_string_dtype(t):
+        kind = _TYPES.get(c)
+        if kind in ("string", "boolean") or pd.api.types.is_string_dtype(t):
             frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+        elif kind == "timestamp_ntz" and not pd.api.types.is_datetime64_dtype(t):
+            frame[c] = pd.to_datetime(frame[c])
     return frame
 
 
@@ -373,8 +377,13 @@ def raise_input_errors(result: SparkForecasts) -> None:
 
 def _session(config: ForecastConfig) -> tuple[SparkSession, bool]:
     """The Spark session (config.master's, else the one spark-submit set up), and whether this run started it."""
+    import warnings
+
     from pyspark.sql import SparkSession
 
+    # pyspark warns at every pandas conversion that it does not yet know pandas 3; the columns it is given are the
+    # plain types it does know (see _plain)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyspark\.")
     started = SparkSession.getActiveSession() is None
     builder = SparkSession.builder.appName("forecast")
     if config.master is not None:
