@@ -61,7 +61,8 @@ class SparkForecasts:
     timings: SparkFrame
     errors: SparkFrame
     table_freq: str | None
-    series_total: int  # the groups of the input (a count the driver asks Spark for)
+    series_total: int  # the series of the input (a count the driver asks Spark for)
+    partitions: int  # the tasks the series were cut into
     _all: SparkFrame
 
     def unpersist(self) -> None:
@@ -338,9 +339,11 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
     id_cols = list(config.id_cols)
     sdf = sdf.select(*id_cols, config.time_col, config.target_col)
     spark = sdf.sparkSession
-    # whole series per partition, --chunks-per-job of them per core (as a local run's chunks), each one task;
-    # `repartition` also keeps adaptive execution from merging a small table's partitions onto one core
-    sdf = sdf.repartition(spark_partitions(config, spark.sparkContext.defaultParallelism), *id_cols)
+    # whole series per partition, --chunks-per-job of them per core (as a local run's chunks), each one task, and
+    # no fewer than the input's own splits (about 128 MB each), so what one task holds does not grow with the
+    # table; `repartition` also keeps adaptive execution from merging a small table's partitions onto one core
+    parts = max(spark_partitions(config, spark.sparkContext.defaultParallelism), sdf.rdd.getNumPartitions())
+    sdf = sdf.repartition(parts, *id_cols)
     grid = _Grid()
     if config.model.freq is None:
         stats = sdf.mapInPandas(lambda chunks: _chunk_stats(chunks, config), ", ".join(f"`{n}` {t}" for n, t in _STATS))
@@ -358,7 +361,7 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
         forecasts=result.filter(row == "forecast").select(*id_cols, *_FORECAST_COLS),
         timings=result.filter(row == "timing").select(*id_cols, *_TIMING_COLS),
         errors=result.filter(row == "error").select(*id_cols, "stage", "reason"),
-        table_freq=grid.freq, series_total=n_series, _all=result)
+        table_freq=grid.freq, series_total=n_series, partitions=parts, _all=result)
 
 
 def forecast_spark(sdf: SparkFrame, horizon: int = ModelOptions.horizon,
@@ -397,7 +400,7 @@ def check_model(model: ModelOptions) -> None:
 
 
 def raise_input_errors(result: SparkForecasts) -> None:
-    """Raise the first table check a group failed, as a local run refuses such a table: one line.
+    """Raise the first table check a partition failed, as a local run refuses such a table: one line.
 
     Raises:
         InputError: naming the input, the series and the fault.
@@ -584,7 +587,7 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             "cores": info["threads"],  # the cluster's, which run the series
             "n_jobs": info["threads"],
             "backend": info,
-            "chunks": spark_partitions(config, info["threads"]),
+            "chunks": result.partitions,
             "wall_seconds": wall,
             "cpu_seconds": time.process_time() - cpu0,
             "stage_seconds": {"fit_predict": fit_seconds, "write": write_seconds},
