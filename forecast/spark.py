@@ -64,10 +64,12 @@ class SparkForecasts:
     series_total: int  # the series of the input (a count the driver asks Spark for)
     partitions: int  # the tasks the series were cut into
     _all: SparkFrame
+    _input: SparkFrame
 
     def unpersist(self) -> None:
-        """Free the cached results."""
+        """Free the cached results and input."""
         self._all.unpersist()
+        self._input.unpersist()
 
 
 @dataclass(frozen=True)
@@ -330,8 +332,10 @@ def integer_text_keys(sdf: SparkFrame, id_cols: Sequence[str]) -> SparkFrame:
     return sdf
 
 
-def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label: str) -> SparkForecasts:
-    """The lazy, persisted result of every series of `sdf` (see the module docstring)."""
+def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label: str,
+                    text_keys: bool = False) -> SparkForecasts:
+    """The lazy, persisted result of every series of `sdf` (see the module docstring); with `text_keys` (a CSV),
+    key columns of integers become integers (`integer_text_keys`)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -343,7 +347,10 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
     # no fewer than the input's own splits (about 128 MB each), so what one task holds does not grow with the
     # table; `repartition` also keeps adaptive execution from merging a small table's partitions onto one core
     parts = max(spark_partitions(config, spark.sparkContext.defaultParallelism), sdf.rdd.getNumPartitions())
-    sdf = sdf.repartition(parts, *id_cols)
+    # kept, so the passes below (keys, frequency, fits) read and shuffle the input once
+    sdf = sdf.repartition(parts, *id_cols).persist(StorageLevel.MEMORY_AND_DISK)
+    if text_keys:  # a cast keeps every series in its partition
+        sdf = integer_text_keys(sdf, id_cols)
     grid = _Grid()
     if config.model.freq is None:
         stats = sdf.mapInPandas(lambda chunks: _chunk_stats(chunks, config), ", ".join(f"`{n}` {t}" for n, t in _STATS))
@@ -361,7 +368,7 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
         forecasts=result.filter(row == "forecast").select(*id_cols, *_FORECAST_COLS),
         timings=result.filter(row == "timing").select(*id_cols, *_TIMING_COLS),
         errors=result.filter(row == "error").select(*id_cols, "stage", "reason"),
-        table_freq=grid.freq, series_total=n_series, partitions=parts, _all=result)
+        table_freq=grid.freq, series_total=n_series, partitions=parts, _all=result, _input=sdf)
 
 
 def forecast_spark(sdf: SparkFrame, horizon: int = ModelOptions.horizon,
@@ -434,9 +441,9 @@ def _session(config: ForecastConfig) -> tuple[SparkSession, bool]:
     return spark, started
 
 
-def _read(spark: SparkSession, path: str, config: ForecastConfig) -> SparkFrame:
+def _read(spark: SparkSession, path: str, config: ForecastConfig) -> tuple[SparkFrame, bool]:
     """The input as Spark reads it on the executors: Parquet (a file, a partitioned directory) or CSV (as text,
-    checked per series as a local run checks a CSV)."""
+    checked as a local run checks a CSV), and whether it is text (a CSV)."""
     from pyspark.sql import functions as F
 
     local = Path(path)
@@ -448,7 +455,7 @@ def _read(spark: SparkSession, path: str, config: ForecastConfig) -> SparkFrame:
                                                   and any(local.rglob("*.csv")) and not any(local.rglob("*.parquet")))
     try:
         if csv:
-            return integer_text_keys(spark.read.csv(path, header=True, inferSchema=False), config.id_cols)
+            return spark.read.csv(path, header=True, inferSchema=False), True
         sdf = spark.read.parquet(path)
     except Exception as e:  # Spark's AnalysisException: an unreadable file, a schema it refuses
         raise InputError(f"{path}: Spark cannot read it as {'CSV' if csv else 'Parquet'}: "
@@ -457,7 +464,7 @@ def _read(spark: SparkSession, path: str, config: ForecastConfig) -> SparkFrame:
         # nanoseconds (pandas' default), which Spark reads only as numbers (nanosAsLong)
         sdf = sdf.withColumn(config.time_col, F.timestamp_micros(F.floor(F.col(config.time_col) / 1000))
                              .cast("timestamp_ntz"))
-    return sdf
+    return sdf, False
 
 
 def _nanosecond_times(path: Path, col: str) -> bool:
@@ -517,9 +524,9 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
         prepare_out_dir(out_dir, config.overwrite)
         spark, started = _session(config)
         try:
-            sdf = _read(spark, label, config)
+            sdf, text = _read(spark, label, config)
             run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
-            result = _forecast_frame(sdf, config, run_id, label)
+            result = _forecast_frame(sdf, config, run_id, label, text_keys=text)
             executors = _executors(spark)
             # "scheduler" is where the report says a cluster's workers are (as a Dask run's)
             info = {"name": "spark", "master": spark.sparkContext.master, "scheduler": spark.sparkContext.master,
@@ -554,7 +561,7 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
                 files[name] = target
             write_seconds = time.perf_counter() - t_write
             key_types = {c: "int" if t in ("tinyint", "smallint", "int", "bigint") else "text"
-                         for c, t in sdf.select(*config.id_cols).dtypes}
+                         for c, t in result.forecasts.select(*config.id_cols).dtypes}
             result.unpersist()
         finally:
             if started:
