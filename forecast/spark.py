@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ForecastConfig, ModelOptions
-from .errors import ConfigError, InputError
+from .errors import BackendError, ConfigError, ForecastError, InputError
 from .freq import step_to_freq
 from .types import SENT_STAGES
 
@@ -419,8 +419,27 @@ def raise_input_errors(result: SparkForecasts) -> None:
         raise InputError(bad[0]["reason"])
 
 
+def spark_failure(e: BaseException) -> str:
+    """The line of a Spark failure that says what went wrong: the Python error of a task (the last line of its
+    traceback, e.g. "ModuleNotFoundError: No module named 'forecast'"), else the JVM's exception, first line."""
+    text = str(getattr(e, "java_exception", None) or e)
+    python = text.split("JVM stacktrace")[0]
+    lines = [ln.strip() for ln in python.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)]
+    return (errors[-1] if errors else lines[0] if lines else type(e).__name__)[:500]
+
+
+# The driver JVM's own logging (connection retries, a stack trace per lost executor) would bury the run's one
+# line; its errors reach the user through the exception this package turns into that line (spark_failure).
+_LOG4J = "rootLogger.level = fatal\nrootLogger.appenderRef.stderr.ref = console\nappender.console.type = Console\n" \
+         "appender.console.name = console\nappender.console.target = SYSTEM_ERR\n" \
+         "appender.console.layout.type = PatternLayout\nappender.console.layout.pattern = %m%n\n"
+
+
 def _session(config: ForecastConfig) -> tuple[SparkSession, bool]:
     """The Spark session (config.master's, else the one spark-submit set up), and whether this run started it."""
+    import os
+    import tempfile
     import warnings
 
     from pyspark.sql import SparkSession
@@ -429,14 +448,26 @@ def _session(config: ForecastConfig) -> tuple[SparkSession, bool]:
     # plain types it does know (see _plain)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyspark\.")
     started = SparkSession.getActiveSession() is None
-    builder = SparkSession.builder.appName("forecast")
+    fd, log4j = tempfile.mkstemp(prefix="forecast-log4j2-", suffix=".properties")
+    with os.fdopen(fd, "w") as f:
+        f.write(_LOG4J)
+    builder = (SparkSession.builder.appName("forecast")
+               .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
+               # naive timestamps stay what they read: TimestampType columns come to pandas at UTC wall time
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.legacy.parquet.nanosAsLong", "true")  # pandas' nanosecond times: see _read
+               .config("spark.ui.showConsoleProgress", "false"))  # the run reports itself; bars would break JSON logs
     if config.master is not None:
         builder = builder.master(config.master)
-    # naive timestamps stay what they read: TimestampType columns come to pandas at UTC wall time
-    spark = (builder.config("spark.sql.session.timeZone", "UTC")
-             .config("spark.sql.legacy.parquet.nanosAsLong", "true")  # pandas' nanosecond times: see _read
-             .config("spark.ui.showConsoleProgress", "false")  # the run reports itself; bars would break JSON logs
-             .getOrCreate())
+    try:
+        spark = builder.getOrCreate()
+    except Exception as e:  # no Java, a master that does not answer (Spark gives up after its retries)
+        why = spark_failure(e)
+        if "stopped SparkContext" in why:
+            why = "no master answered (is it running, and is that its address and port?)"
+        raise BackendError(f"--master {config.master or 'of the session'}: Spark could not start: {why}") from None
+    finally:
+        os.unlink(log4j)  # read once, when the driver's JVM starts
     spark.sparkContext.setLogLevel("ERROR")
     return spark, started
 
@@ -563,6 +594,11 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             key_types = {c: "int" if t in ("tinyint", "smallint", "int", "bigint") else "text"
                          for c, t in result.forecasts.select(*config.id_cols).dtypes}
             result.unpersist()
+        except ForecastError:
+            raise
+        except Exception as e:  # a task that failed (e.g. an executor without forecast installed), a lost master
+            raise BackendError(f"Spark ({spark.sparkContext.master}): the run failed: {spark_failure(e)}; see "
+                               "docs/scaling.md for the executors' set-up") from None
         finally:
             if started:
                 spark.stop()
