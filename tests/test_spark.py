@@ -191,9 +191,11 @@ def test_partitioned_parquet_is_one_table(table, local_run, master, tmp_path):
 
 
 def test_library_function_returns_the_cli_rows(table, spark_run, master):
+    """The same rows as the CLI's; a value that is not a number is one line naming the series and the value."""
     from pyspark.sql import SparkSession
 
-    from forecast.spark import forecast_spark, integer_text_keys
+    from forecast.errors import InputError
+    from forecast.spark import forecast_spark, integer_text_keys, raise_input_errors
 
     out, done = spark_run
     assert done.returncode == 0, done.stderr
@@ -206,6 +208,11 @@ def test_library_function_returns_the_cli_rows(table, spark_run, master):
         rows = _sorted(result.forecasts.toPandas(), KEYS + ["ds"])
         timings = result.timings.toPandas()
         result.unpersist()
+        bad = spark.createDataFrame(pd.DataFrame({"store": ["S1"] * 3, "item": [1, 1, 1],
+                                                  "date": ["2025-01-01", "2025-01-02", "2025-01-03"],
+                                                  "sales": ["1", "x", "3"]}))
+        with pytest.raises(InputError, match=r"Spark DataFrame: .*store=S1, item=1.*'sales'.*'x'"):
+            raise_input_errors(forecast_spark(bad, horizon=2, id_cols=KEYS, time_col="date", target_col="sales"))
     finally:
         spark.stop()
     cli = _sorted(pd.read_parquet(out / "forecasts.parquet"), KEYS + ["ds"])
