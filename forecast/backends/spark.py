@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ..errors import ConfigError
+from ..errors import BackendError, ConfigError
 
 if TYPE_CHECKING:
     from ..config import ForecastConfig
@@ -56,7 +56,16 @@ class SparkBackend:
 
     @staticmethod
     def run_forecast(path: TableInput, config: ForecastConfig, reporter: Reporter | None = None) -> RunResult:
-        """The whole run on Spark (forecast/spark.py's run_spark)."""
+        """The whole run on Spark (forecast/spark.py's run_spark).
+
+        Raises:
+            BackendError: pyspark is not installed.
+        """
+        try:
+            import pyspark  # noqa: F401
+        except ImportError:
+            raise BackendError("--backend spark needs pyspark: pip install 'forecast[spark]' (and Java 17; see "
+                               "docs/scaling.md)") from None
         from ..spark import run_spark
 
         return run_spark(path, config, reporter)
