@@ -245,12 +245,15 @@ def _children(pid: int) -> list[tuple[int, str]]:
 
 
 def _active_fit_stage(ui_port: int) -> bool:
-    """Whether the driver at ui_port runs the stage that fits the series: the aggregate over the grouped series
-    (one task per partition: 2 cores x 4), with tasks running."""
+    """Whether the driver at ui_port runs the stage that fits the series: after the frequency pass (toPandas) is
+    done, the aggregate over the partitions (one task each: 2 cores x 4), with tasks running."""
     base = f"http://127.0.0.1:{ui_port}/api/v1/applications"
     try:
         with urllib.request.urlopen(base, timeout=2) as r:
             app = json.load(r)[0]["id"]
+        with urllib.request.urlopen(f"{base}/{app}/stages?status=complete", timeout=2) as r:
+            if not any(st["name"].startswith("toPandas at") for st in json.load(r)):
+                return False
         with urllib.request.urlopen(f"{base}/{app}/stages?status=active", timeout=2) as r:
             stages = json.load(r)
     except (OSError, IndexError, KeyError, ValueError):
