@@ -183,3 +183,38 @@ def test_bad_holidays_files_and_columns_are_one_line_each(tmp_path, write_csv):
     one_line_error(run(write_csv(countries_table, "countries.csv"), *common, "--holidays-col", "country"),
                    "column 'country' (--holidays-col) holds 'England' for series store=gb1, not a country the holidays "
                    "package knows")
+
+
+def test_series_of_one_region_share_its_rows_and_a_key_column_can_be_an_id_col(tmp_path, write_csv):
+    from forecast.config import ForecastConfig
+    from forecast.sources import load_series
+
+    table = pd.concat([stores(), stores().query("store == 's1'").assign(store="s4")])  # s4: north too
+    keyed = write_csv(holidays_frame(), "holidays.csv")
+    _, series, notes, model = load_series(table, ForecastConfig(id_cols=("store",), holidays_file=keyed,
+                                                                holidays_keys=("region",)))
+    by_store = {s.key[0]: s.holiday_table for s in series}
+    assert model.holiday_table == ()  # nothing for every series: each its own
+    assert by_store["s1"] is by_store["s4"] and len(by_store["s1"]) == len(EVENTS["north"])  # one tuple, shared
+    assert {h for h, _, _, _ in by_store["s2"]} == {"event_south"} and by_store["s3"] == ()
+    assert notes == [f"1 series have no rows in {keyed} (e.g. region='west'): they get no holidays from it"]
+
+    by_id = write_csv(pd.DataFrame({"store": ["s2"], "holiday": ["refit"], "ds": ["2024-02-01"]}), "by_store.csv")
+    _, series, notes, _ = load_series(table, ForecastConfig(id_cols=("store",), holidays_file=by_id,
+                                                            holidays_keys=("store",)))
+    assert {s.key[0]: s.holiday_table for s in series}["s2"] == (("refit", "2024-02-01", 0, 0),)
+    assert sum(s.holiday_table == () for s in series) == 3
+
+
+@pytest.mark.slow
+def test_workers_that_read_their_own_series_get_their_holidays_too(tmp_path, write_csv):
+    path = tmp_path / "stores.parquet"
+    stores().to_parquet(path)
+    keyed = write_csv(holidays_frame(), "holidays.csv")
+    args = ("--id-col", "store", "--horizon", HORIZON, "--holidays-file", keyed, "--holidays-key", "region")
+    result = runner.invoke(app, ["run", str(path), *map(str, args), "--n-jobs", "2", "-q", "--workers-read",
+                                 "--uncertainty-samples", "0", "--out", str(tmp_path / "wr")])
+    assert result.exit_code == 0, result.output
+    assert run(path, *args, "--out", tmp_path / "local").exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "wr" / "forecasts.parquet").drop(columns="run_id"),
+                                  pd.read_parquet(tmp_path / "local" / "forecasts.parquet").drop(columns="run_id"))
