@@ -155,28 +155,6 @@ class TriageRules:
     def __post_init__(self) -> None:
         if self.min_obs < 1:
             raise ConfigError(f"--min-obs must be at least 1; got {self.min_obs}")
-        self._check_holidays()
-
-    def _check_holidays(self) -> None:
-        """The checks of --holidays-key and --holidays-col, which read labels from the input."""
-        if self.holidays_keys and self.holidays_file is None:
-            raise ConfigError("--holidays-key names the key column of a holidays file: pass --holidays-file too")
-        if len(set(self.holidays_keys)) < len(self.holidays_keys):
-            raise ConfigError(f"--holidays-key names a column more than once: {', '.join(self.holidays_keys)}")
-        for col in self.holidays_keys:
-            if col in HOLIDAY_COLUMNS:  # the file's own columns cannot also be its key
-                raise ConfigError(f"--holidays-key {col!r} is one of the holidays file's own columns "
-                                  f"({', '.join(HOLIDAY_COLUMNS)}); name the key column otherwise")
-        if self.holidays_col is not None and self.model.holidays:
-            raise ConfigError("--holidays and --holidays-col both give the country: use --holidays for one country "
-                              "for every series, or --holidays-col for each series' own")
-        roles = {self.time_col: "--time-col", self.target_col: "--target-col",
-                 **{c: "--regressor/--cap-col/--floor-col" for c in self.extra_cols}}
-        labels = [(c, "--holidays-key") for c in self.holidays_keys] + [(self.holidays_col, "--holidays-col")]
-        for col, flag in labels:
-            if col in roles:
-                raise ConfigError(f"column {col!r} is given as {flag} and {roles[col]}; {flag} names a column of "
-                                  "labels, such as a region or a country code")
         for name in ("max_zero_share", "max_gap_share", "max_negative_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1; got {getattr(self, name)}")
