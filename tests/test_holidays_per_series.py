@@ -218,3 +218,14 @@ def test_workers_that_read_their_own_series_get_their_holidays_too(tmp_path, wri
     assert run(path, *args, "--out", tmp_path / "local").exit_code == 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "wr" / "forecasts.parquet").drop(columns="run_id"),
                                   pd.read_parquet(tmp_path / "local" / "forecasts.parquet").drop(columns="run_id"))
+
+
+def test_a_country_column_that_changes_within_a_series_is_one_line(tmp_path, write_csv):
+    table = countries()
+    table.loc[(table["store"] == "us1") & (table["ds"] >= "2024-01-01"), "country"] = "CA"
+    one_line_error(run(write_csv(table), "--id-col", "store", "--horizon", 7, "--holidays-col", "country", "--out",
+                       tmp_path / "o"),
+                   "column 'country' (--holidays-col) has more than one value in series store=us1: 'US' and 'CA'")
+    one_line_error(run(write_csv(table), "--id-col", "store", "--horizon", 7, "--holidays-col", "country",
+                       "--holidays", "US", "--out", tmp_path / "o"),
+                   "--holidays and --holidays-col both give the country")

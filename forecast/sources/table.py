@@ -551,8 +551,10 @@ def _holiday_frame(path: Path, keys: Sequence[str] = ()) -> tuple[list[HolidayRo
         raise InputError(f"{path}: key column {missing[0]!r} (--holidays-key) not found; columns are: {shown}; the "
                          "file needs a column of each series' region (or key) named as in the input")
     for col in ("holiday", *keys):
-        empty = frame[col].isna().to_numpy() | (frame[col].astype("string").str.strip() == "").fillna(False)\
-            .to_numpy(dtype=bool)
+        empty = frame[col].isna()
+        if col != "holiday":  # a blank key names no region
+            empty |= frame[col].astype("string").str.strip().eq("").fillna(False)
+        empty = empty.to_numpy(dtype=bool)
         if empty.any():
             row = int(np.flatnonzero(empty)[0])
             what = "a holiday name" if col == "holiday" else f"its {col} (--holidays-key)"
