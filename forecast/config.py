@@ -290,6 +290,8 @@ class ForecastConfig:
 
     def _check_holidays(self) -> None:
         """The checks of --holidays-key and --holidays-col, which read labels from the input."""
+        if isinstance(self.holidays_keys, str):  # tuple("region") would be its letters
+            raise ConfigError(f"holidays_keys takes a tuple of column names, e.g. ({self.holidays_keys!r},)")
         if self.holidays_keys and self.holidays_file is None:
             raise ConfigError("--holidays-key names the key column of a holidays file: pass --holidays-file too")
         if len(set(self.holidays_keys)) < len(self.holidays_keys):
