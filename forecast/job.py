@@ -329,8 +329,9 @@ def check_countries(series: Sequence[SeriesData], config: ForecastConfig, label:
     for code, s in first.items():
         hint = unknown_country(code)
         if hint is not None:
+            key = ", ".join(f"{c}={v}" for c, v in zip(config.id_cols, s.key))
             raise InputError(f"{label}: column {config.holidays_col!r} (--holidays-col) holds {code!r} for series "
-                             f"{', '.join(f'{c}={v}' for c, v in zip(config.id_cols, s.key))}, not a country the holidays package knows; {hint}")
+                             f"{key}, not a country the holidays package knows; {hint}")
 
 
 @contextmanager
