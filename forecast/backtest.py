@@ -133,7 +133,8 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
                                extra={c: v[:start] for c, v in series.extra.items()},
                                future_ds=series.ds[start:], future_extra={c: v[start:] for c, v in
                                                                           series.extra.items()},
-                               freq=freq, table_freq=series.table_freq)
+                               freq=freq, table_freq=series.table_freq, holiday_table=series.holiday_table,
+                               country=series.country)
             for name, fitter in fitters.items():
                 fitter.check(train, opts)
                 fc = fitter.forecast(train, series.ds[start:end], opts, season_length=m, source="the input table")

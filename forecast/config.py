@@ -33,6 +33,8 @@ BACKEND_NAMES = backend_names()  # the CLI's choices; a backend registered later
 ENGINES: tuple[Engine, ...] = get_args(Engine)
 # What a backtest scores by default: Prophet, and the seasonal-naive baseline it has to beat (models/).
 BACKTEST_MODELS = ("prophet", "seasonal-naive")
+# A holidays file's own columns (sources/table.py read_holidays).
+HOLIDAY_COLUMNS = ("holiday", "ds", "lower_window", "upper_window")
 # How many series `forecast report` plots (--plots); each costs ~0.1 s and ~40 kB of base64.
 REPORT_PLOTS = 6
 
@@ -182,7 +184,12 @@ class ForecastConfig:
         triage: rules that decide per series between Prophet, a fallback and skipping; None fits every series.
         future_path: the table of future regressor / cap / floor values (same key and time columns).
         holidays_file: a table of holidays (holiday, ds, lower_window, upper_window); read into
-            model.holiday_table by sources.load_series.
+            model.holiday_table by sources.load_series, or, with holidays_keys, into each series' own rows.
+        holidays_keys: the holidays file's key columns (a region, a state, or the series' own key columns): each
+            series gets the rows whose keys are its own, where each key is an id column or an input column
+            constant per series; () applies every row to every series.
+        holidays_col: the input column holding each series' country code (constant per series) for Prophet's
+            built-in holidays of that country; a series with a blank gets none.
         backend: "local" (this machine's cores) or "dask" (a Dask cluster).
         scheduler: the Dask scheduler's address (tcp://host:8786); None with "dask" starts a local cluster.
         connect_timeout: seconds to wait for the Dask scheduler and its first worker.
@@ -219,6 +226,8 @@ class ForecastConfig:
     triage: TriageRules | None = None
     future_path: Path | None = None
     holidays_file: Path | None = None
+    holidays_keys: tuple[str, ...] = ()
+    holidays_col: str | None = None
     backend: str = "local"
     scheduler: str | None = None
     connect_timeout: float = 10.0
@@ -234,6 +243,13 @@ class ForecastConfig:
         """Input columns read besides key, time and target: regressors, cap, floor."""
         m = self.model
         return tuple(m.regressors) + tuple(c for c in (m.cap_col, m.floor_col) if c)
+
+    @property
+    def label_cols(self) -> tuple[str, ...]:
+        """Input columns read as labels constant per series, besides the keys: the --holidays-key columns that are
+        not id columns, and the --holidays-col."""
+        cols = [c for c in (*self.holidays_keys, self.holidays_col) if c is not None and c not in self.id_cols]
+        return tuple(dict.fromkeys(cols))
 
     def __post_init__(self) -> None:
         if not self.id_cols:
@@ -270,11 +286,36 @@ class ForecastConfig:
                               "future values are read by the client")
         if self.min_obs < 1:
             raise ConfigError(f"--min-obs must be at least 1; got {self.min_obs}")
+        self._check_holidays()
+
+    def _check_holidays(self) -> None:
+        """The checks of --holidays-key and --holidays-col, which read labels from the input."""
+        if isinstance(self.holidays_keys, str):  # tuple("region") would be its letters
+            raise ConfigError(f"holidays_keys takes a tuple of column names, e.g. ({self.holidays_keys!r},)")
+        if self.holidays_keys and self.holidays_file is None:
+            raise ConfigError("--holidays-key names the key column of a holidays file: pass --holidays-file too")
+        if len(set(self.holidays_keys)) < len(self.holidays_keys):
+            raise ConfigError(f"--holidays-key names a column more than once: {', '.join(self.holidays_keys)}")
+        for col in self.holidays_keys:
+            if col in HOLIDAY_COLUMNS:  # the file's own columns cannot also be its key
+                raise ConfigError(f"--holidays-key {col!r} is one of the holidays file's own columns "
+                                  f"({', '.join(HOLIDAY_COLUMNS)}); name the key column otherwise")
+        if self.holidays_col is not None and self.model.holidays:
+            raise ConfigError("--holidays and --holidays-col both give the country: use --holidays for one country "
+                              "for every series, or --holidays-col for each series' own")
+        roles = {self.time_col: "--time-col", self.target_col: "--target-col",
+                 **{c: "--regressor/--cap-col/--floor-col" for c in self.extra_cols}}
+        labels = [(c, "--holidays-key") for c in self.holidays_keys] + [(self.holidays_col, "--holidays-col")]
+        for col, flag in labels:
+            if col in roles:
+                raise ConfigError(f"column {col!r} is given as {flag} and {roles[col]}; {flag} names a column of "
+                                  "labels, such as a region or a country code")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""
         d = dataclasses.asdict(self)
         d["id_cols"] = list(self.id_cols)
+        d["holidays_keys"] = list(self.holidays_keys)
         d["out_dir"] = str(self.out_dir) if self.out_dir is not None else None
         for name in ("future_path", "holidays_file"):
             d[name] = str(d[name]) if d[name] is not None else None

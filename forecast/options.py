@@ -150,6 +150,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("holidays", "model", "str", "Country code for Prophet's built-in holidays, e.g. US."),
     Option("holidays_file", "model", "path", "Table of holidays: holiday, ds, and optionally lower_window, "
            "upper_window."),
+    Option("holidays_keys", "model", "names", "Key column of --holidays-file (a region, a state, an --id-col): each "
+           "series gets the rows of its own value; an --id-col or an INPUT column constant per series. Repeatable.",
+           flags=("--holidays-key",)),
+    Option("holidays_col", "model", "str", "INPUT column of each series' country code for Prophet's built-in "
+           "holidays (constant per series; blank: none)."),
     Option("regressors", "model", "names", "Input column to use as an extra regressor; repeatable. Run needs its "
            "future values in --future.", flags=("--regressor",),
            per_command={"backtest": {"help": "Input column to use as an extra regressor; repeatable (the test "

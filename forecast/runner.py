@@ -111,6 +111,8 @@ class SeriesRef:
     warm: dict | None = None  # --warm-start parameters, which the worker's own read cannot know
     freq: str | None = None  # the table's frequency when the series lies on its grid (the client's inference)
     table_freq: str | None = None  # the table's frequency, named when an off-grid series has none of its own
+    holiday_table: tuple | None = None  # its own holiday rows (--holidays-key), shared by the series of a region
+    country: str | None = None  # its own country (--holidays-col)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ def fit_from_source(ref: SeriesRef, source: TableSource, opts: ModelOptions) -> 
                                                       source.target_col, source.duplicates, ref.chunk))
     series = _chunk_cache[1][ref.key]
     series.warm, series.freq, series.table_freq = ref.warm, ref.freq, ref.table_freq
+    series.holiday_table, series.country = ref.holiday_table, ref.country
     return fit_series(series, opts)
 
 
@@ -149,7 +152,8 @@ def _worker_items(series: list[SeriesData], chunks: list[list[int]], config: For
     for chunk in chunks:
         keys = tuple(series[i].key for i in chunk)
         for i in chunk:
-            refs[i] = SeriesRef(series[i].key, keys, series[i].warm, series[i].freq, series[i].table_freq)
+            s = series[i]
+            refs[i] = SeriesRef(s.key, keys, s.warm, s.freq, s.table_freq, s.holiday_table, s.country)
     table = TableSource(str(source.path.resolve()), tuple(config.id_cols), config.time_col, config.target_col,
                         config.duplicates)
     return refs, partial(fit_from_source, source=table, opts=model)

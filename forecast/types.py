@@ -42,6 +42,7 @@ class SeriesData:
 
     `extra` holds the regressor / cap / floor columns over the history (by input column name); `future_ds` and
     `future_extra` their values past the history, from --future (None and empty when there is no such file).
+    `holiday_table` and `country` are its own holidays when they differ between series (None: the run's).
     """
 
     key: tuple
@@ -53,6 +54,11 @@ class SeriesData:
     warm: dict | None = None  # parameters of a previous run's fit of this series (--warm-start), engines only
     freq: str | None = None  # the table's frequency when the series lies on its grid; None: infer its own
     table_freq: str | None = None  # the table's frequency, on its grid or not (for the reason of an off-grid one)
+    # Its own holidays, where they differ between series: the rows of a --holidays-file keyed by --holidays-key
+    # that are this series' (holiday, ISO date, lower_window, upper_window; series of one region share one
+    # tuple), and its country from --holidays-col ("" none). None: the run's (ModelOptions.holiday_table, .holidays).
+    holiday_table: tuple[tuple[str, str, int, int], ...] | None = None
+    country: str | None = None
 
 
 @dataclass

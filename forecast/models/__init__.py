@@ -110,13 +110,21 @@ def check_options(opts: ModelOptions) -> None:
     check_prophet_options(opts)
 
 
-def worker_init(opts: ModelOptions) -> tuple[Callable[..., None], tuple]:
+def worker_init(opts: ModelOptions, countries: bool = False) -> tuple[Callable[..., None], tuple]:
     """What every worker runs once before its first series, for these options: (function, its arguments after the
     worker's temp root). Prophet itself is imported up front only where a series will need it (stock Prophet, or
-    a country's holidays); the engines do without."""
+    a country's holidays: the run's, or with `countries` each series' own); the engines do without."""
     from .prophet import init_worker
 
-    return init_worker, (opts.engine == "prophet" or bool(opts.holidays),)
+    return init_worker, (opts.engine == "prophet" or bool(opts.holidays) or countries,)
+
+
+def unknown_country(code: str) -> str | None:
+    """None for a country whose built-in holidays the models know (a --holidays-col value), else the hint to give:
+    the closest code, or what a code looks like."""
+    from .prophet import unknown_country as prophet_unknown_country
+
+    return prophet_unknown_country(code)
 
 
 register_model("prophet", "forecast.models.prophet:ProphetModel")

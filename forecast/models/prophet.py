@@ -18,6 +18,7 @@ import tempfile
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -142,6 +143,20 @@ def extra_columns(opts: ModelOptions) -> dict[str, str]:
     return cols
 
 
+def unknown_country(code: str) -> str | None:
+    """None for a country code the holidays package knows (Prophet's built-in holidays), else the hint to give:
+    the closest code, or what a code looks like."""
+    import holidays
+
+    supported = holidays.list_supported_countries()
+    if code in supported:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(code.upper(), list(supported), n=1)
+    return f"did you mean {close[0]}?" if close else "use an ISO country code such as US, GB, DE"
+
+
 def check_options(opts: ModelOptions) -> None:
     """Checks that need Prophet's dependencies, run once before any worker starts.
 
@@ -151,15 +166,21 @@ def check_options(opts: ModelOptions) -> None:
     from ..errors import ConfigError
 
     if opts.holidays:
-        import holidays
+        hint = unknown_country(opts.holidays)
+        if hint is not None:
+            raise ConfigError(f"--holidays {opts.holidays!r} is not a country the holidays package knows; {hint}")
 
-        supported = holidays.list_supported_countries()
-        if opts.holidays not in supported:
-            import difflib
 
-            close = difflib.get_close_matches(opts.holidays.upper(), list(supported), n=1)
-            hint = f"; did you mean {close[0]}?" if close else "; use an ISO country code such as US, GB, DE"
-            raise ConfigError(f"--holidays {opts.holidays!r} is not a country the holidays package knows{hint}")
+def series_options(series: SeriesData, opts: ModelOptions) -> ModelOptions:
+    """The options with the series' own holidays in place of the run's, where it has them (a keyed holidays file,
+    --holidays-col): the same options as a run of this series alone with those holidays, so every engine fits the
+    same model."""
+    changes: dict[str, Any] = {}
+    if series.holiday_table is not None:
+        changes["holiday_table"] = series.holiday_table
+    if series.country is not None:
+        changes["holidays"] = series.country or None
+    return replace(opts, **changes) if changes else opts
 
 
 def _observed(series: SeriesData) -> np.ndarray:
@@ -332,7 +353,7 @@ class ProphetModel:
 
     def check(self, series: SeriesData, opts: ModelOptions) -> None:
         """Raise SeriesProblem (stage "validate") for a series Prophet cannot fit (see checked_frame)."""
-        checked_frame(series, opts)
+        checked_frame(series, series_options(series, opts))
 
     def forecast(self, series: SeriesData, future: np.ndarray, opts: ModelOptions, *,
                  season_length: int | None = None, source: str = "--future") -> Forecast:
@@ -342,6 +363,7 @@ class ProphetModel:
         Raises:
             SeriesProblem: stage "validate", "future", "fit" or "predict".
         """
+        opts = series_options(series, opts)
         with scratch_cleanup():
             if uses_engine(opts):
                 return engine_fit_predict(series, future, opts, source)
