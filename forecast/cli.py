@@ -77,7 +77,8 @@ def _enum(option: Option) -> type[Enum]:
 
 # What --help shows after an option's name: words for what to type, not Python's types ("<list[str]>"); a choice
 # shows its values and a bool no value.
-_METAVARS = {"int": "<n>", "float": "<number>", "str": "<text>", "path": "<path>", "names": "<name>"}
+_METAVARS = {"int": "<n>", "float": "<number>", "str": "<text>", "path": "<path>", "names": "<name>",
+             "numbers": "<number>"}
 
 
 def _parameter(option: Option, with_job_file: bool) -> inspect.Parameter:
@@ -87,7 +88,7 @@ def _parameter(option: Option, with_job_file: bool) -> inspect.Parameter:
         python_type: Any = _enum(option)
     else:
         python_type = {"int": int, "float": float, "str": str, "bool": bool, "path": Path, "table": str,
-                       "names": list[str]}[kind]
+                       "names": list[str], "numbers": list[float]}[kind]
     default = option.field_default
     if isinstance(kind, tuple) and default is not None:
         default = python_type(default)
