@@ -45,6 +45,7 @@ def test_the_job_file_keeps_its_tables_and_keys():
                 "stale_after", "allow_negative", "max_negative_share", "workers_read", "warm_start"},
         "output": {"dir", "format", "overwrite", "run_id"},
     }
+    before["model"] |= {"level", "quantile"}  # since: --level, --quantile
     for table, keys in before.items():
         assert {key for key, (_, _, commands) in SPEC[table].items() if "run" in commands} == keys, table
     assert set(SPEC["backtest"]) == {"windows", "step", "model", "season_length"}
