@@ -26,7 +26,7 @@ from .core import Failed
 from .freq import grid_positions, series_freq
 from .freq import season_length as freq_season_length
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
-from .levels import band_columns, coverage_label, lower_column, upper_column
+from .levels import band_columns, below_label, coverage_label, lower_column, quantile_column, upper_column
 from .models import get_model
 from .outputs import _key_frame, errors_frame, timings_frame, write_table
 from .progress import Reporter
@@ -207,17 +207,18 @@ def backtest_frame(results: list[BacktestResult], id_cols: Sequence[str],
 
 def metrics_frame(results: list[BacktestResult], id_cols: Sequence[str],
                   models: Sequence[str] = BACKTEST_MODELS,
-                  levels: Sequence[float] = ()) -> tuple[pd.DataFrame, dict[str, dict]]:
+                  levels: Sequence[float] = (), quantiles: Sequence[float] = ()
+                  ) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Per series and model, every metric (metrics.csv); and the overall figures per model.
 
     Every model is scored on the same points with the same MASE scale; only the first model has its interval
-    scored (coverage, and with --level each level's coverage), the others being compared on their point
-    forecasts.
+    scored (coverage, and with --level each level's coverage, with --quantile each quantile's share of actuals
+    at or below it), the others being compared on their point forecasts.
 
     Returns:
         (frame, overall): frame has the key columns, model (score_label), engine, season_length, then n, mae,
-        rmse, wape, smape, mase, mape, mape_skipped, coverage, and coverage_<level> per level; overall maps each
-        model's label to the same figures over all series.
+        rmse, wape, smape, mase, mape, mape_skipped, coverage, coverage_<level> per level and below_q<percent>
+        per quantile; overall maps each model's label to the same figures over all series.
     """
     ok = [r for r in results if r.status == "ok"]
     rows, overall = [], {}
@@ -231,33 +232,37 @@ def metrics_frame(results: list[BacktestResult], id_cols: Sequence[str],
             yhat = r.yhat if i == 0 else r.points[model]
             bounds = (r.yhat_lower, r.yhat_upper) if i == 0 else (None, None)
             figures = metrics.score(r.y, yhat, *bounds, scale=r.scale)
-            figures.update(_level_coverage(r.y, [r.bands] if i == 0 else [], levels))
+            figures.update(_band_scores(r.y, [r.bands] if i == 0 else [], levels, quantiles))
             series_mase.append(figures["mase"])
             rows.append({**dict(zip(id_cols, r.key)), "model": label, "engine": r.engines.get(model, ""),
                          "season_length": r.season_length, **figures})
         yhat = cat([r.yhat for r in ok]) if i == 0 else cat([r.points[model] for r in ok])
         lower, upper = (cat([r.yhat_lower for r in ok]), cat([r.yhat_upper for r in ok])) if i == 0 else (None, None)
         overall[label] = metrics.overall(cat([r.y for r in ok]), yhat, lower, upper, series_mase)
-        overall[label].update(_level_coverage(cat([r.y for r in ok]), [r.bands for r in ok] if i == 0 else [],
-                                              levels))
+        overall[label].update(_band_scores(cat([r.y for r in ok]), [r.bands for r in ok] if i == 0 else [],
+                                           levels, quantiles))
     columns = list(id_cols) + ["model", "engine", "season_length", "n", *metrics.METRICS[:-2], "mape", "mape_skipped",
-                               "coverage", *(coverage_label(level) for level in levels)]
+                               "coverage", *(coverage_label(level) for level in levels),
+                               *(below_label(q) for q in quantiles)]
     frame = pd.DataFrame(rows, columns=columns)
     return frame, overall
 
 
-def _level_coverage(y: np.ndarray, bands: list[dict[str, np.ndarray]], levels: Sequence[float]) -> dict[str, float]:
-    """Each level's coverage (coverage_80: the share of actuals inside yhat_lower_80..yhat_upper_80) over the
-    points whose bands are given in order (one dict per series, or one for a series alone); NaN for a model whose
-    interval is not scored (no bands given)."""
+def _band_scores(y: np.ndarray, bands: list[dict[str, np.ndarray]], levels: Sequence[float],
+                 quantiles: Sequence[float]) -> dict[str, float]:
+    """Each level's coverage (coverage_80: the share of actuals inside yhat_lower_80..yhat_upper_80) and each
+    quantile's share of actuals at or below it (below_q90, which a calibrated 0.9 quantile keeps near 0.9), over
+    the points whose bands are given in order (one dict per series, or one for a series alone); NaN for a model
+    whose interval is not scored (no bands given)."""
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([b[name] for b in bands])
+
     out = {}
     for level in levels:
-        lower, upper = lower_column(level), upper_column(level)
-        if bands:
-            out[coverage_label(level)] = metrics.coverage(y, np.concatenate([b[lower] for b in bands]),
-                                                          np.concatenate([b[upper] for b in bands]))
-        else:
-            out[coverage_label(level)] = np.nan
+        out[coverage_label(level)] = (metrics.coverage(y, column(lower_column(level)), column(upper_column(level)))
+                                      if bands else np.nan)
+    for q in quantiles:
+        out[below_label(q)] = metrics.share_below(y, column(quantile_column(q))) if bands else np.nan
     return out
 
 
@@ -321,7 +326,8 @@ class BacktestJob(Job):
         if status == "ok" and n_failed > run.max_failed_frac * len(loaded.series):
             status = "failed"
         with clock.stage("write"):
-            scores, overall = metrics_frame(results, run.id_cols, self.backtest.models, model.levels)
+            scores, overall = metrics_frame(results, run.id_cols, self.backtest.models, model.levels,
+                                            model.quantiles)
             files = {
                 "metrics": write_table(scores, out_dir / "metrics.csv"),
                 "backtest": write_table(backtest_frame(results, run.id_cols, self.backtest.models,

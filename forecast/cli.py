@@ -282,8 +282,8 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
     from .outputs import model_label
 
     names = ["n", "wape", "mase", "mae", "rmse", "smape", "mape", "coverage"]
-    # each --level's coverage (coverage_80, ...), in the order given
-    names += [n for n in next(iter(s["overall"].values()), {}) if n.startswith("coverage_")]
+    # each --level's coverage (coverage_80, ...) and each --quantile's share below it (below_q90), in order given
+    names += [n for n in next(iter(s["overall"].values()), {}) if n.startswith(("coverage_", "below_q"))]
     engines = s.get("engines") or {}
     engine = "; ".join(f"{e}" if i == 0 else f"{e}: {n} series" for i, (e, n) in
                        enumerate(sorted(engines.items(), key=lambda item: -item[1])))

@@ -102,3 +102,8 @@ def clipped(bands: dict[str, np.ndarray], non_negative: bool) -> dict[str, np.nd
 def coverage_label(level: float) -> str:
     """metrics.csv's and the summary's name for a level's coverage: coverage_80."""
     return f"coverage_{label(level)}"
+
+
+def below_label(q: float) -> str:
+    """metrics.csv's and the summary's name for a quantile's share of actuals at or below it: below_q90."""
+    return f"below_q{label(q * 100)}"

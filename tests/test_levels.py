@@ -149,7 +149,7 @@ def test_resume_keeps_the_bands_of_the_series_finished_before_the_interrupt(tmp_
         run_forecast(path, ForecastConfig(model=model, n_jobs=1, out_dir=tmp_path / "part", resume=True))
 
 
-def test_backtest_scores_each_levels_coverage(tmp_path, table):
+def test_backtest_scores_each_levels_coverage_and_each_quantiles_share_below(tmp_path, table):
     model = ModelOptions(horizon=7, seed=1, uncertainty_samples=100, levels=(50, 95), quantiles=(0.9,))
     result = run_backtest(table, BacktestConfig(run=ForecastConfig(model=model, n_jobs=1, out_dir=tmp_path),
                                                 windows=2))
@@ -163,6 +163,8 @@ def test_backtest_scores_each_levels_coverage(tmp_path, table):
             inside = (part["y"] >= part[f"yhat_lower_{level}"]) & (part["y"] <= part[f"yhat_upper_{level}"])
             assert tested.loc[key, f"coverage_{level}"] == pytest.approx(inside.mean())
     assert scores[scores["model"] == "seasonal_naive"][["coverage_50", "coverage_95"]].isna().all().all()
+    for key, part in rows.groupby("unique_id"):  # the 0.9 quantile's calibration: the share at or below it
+        assert tested.loc[key, "below_q90"] == pytest.approx((part["y"] <= part["yhat_q90"]).mean())
     overall = result.summary["overall"]["prophet"]
     inside_95 = (rows["y"] >= rows["yhat_lower_95"]) & (rows["y"] <= rows["yhat_upper_95"])
     assert overall["coverage_95"] == pytest.approx(inside_95.mean())
