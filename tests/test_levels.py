@@ -18,6 +18,7 @@ from forecast.config import BacktestConfig, ForecastConfig, ModelOptions
 from forecast.errors import ConfigError
 from forecast.jobfile import read_job_file
 from forecast.progress import JsonProgress
+from forecast.report import build_report
 from forecast.runner import run_forecast
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,12 @@ def test_non_negative_clips_every_band_at_zero():
     np.testing.assert_array_equal(clipped["yhat_lower_95"], raw["yhat_lower_95"].clip(lower=0))
 
 
+def test_without_uncertainty_samples_the_band_columns_are_there_and_empty(table):
+    fc = _run(table, levels=[80], quantiles=[0.9], uncertainty_samples=0)
+    assert fc[["yhat_lower", "yhat_lower_80", "yhat_upper_80", "yhat_q90"]].isna().all().all()
+    assert fc["yhat"].notna().all()
+
+
 class _StopAfter(JsonProgress):
     """A reporter whose progress raises KeyboardInterrupt, as Ctrl-C would, once `n` series are done."""
 
@@ -169,6 +176,8 @@ def test_backtest_scores_each_levels_coverage_and_each_quantiles_share_below(tmp
     inside_95 = (rows["y"] >= rows["yhat_lower_95"]) & (rows["y"] <= rows["yhat_upper_95"])
     assert overall["coverage_95"] == pytest.approx(inside_95.mean())
     assert overall["coverage_50"] <= overall["coverage_95"]
+    page = build_report(tmp_path, plots=0).read_text()  # the report's accuracy table has them too
+    assert all(f"<th>{title}</th>" in page for title in ("coverage 50", "coverage 95", "below q90"))
 
 
 def test_level_and_quantile_options_from_the_command_line_and_a_job_file(tmp_path, table):
