@@ -113,6 +113,20 @@ def test_non_negative_clips_every_band_at_zero():
     np.testing.assert_array_equal(clipped["yhat_lower_95"], raw["yhat_lower_95"].clip(lower=0))
 
 
+@pytest.mark.slow
+def test_plot_shades_each_level(tmp_path, table):
+    from forecast.outputs import read_run_dir
+    from forecast.plot import _levels, plot_run
+
+    path = tmp_path / "table.csv"
+    table[table["unique_id"] == "S0"].to_csv(path, index=False)
+    model = ModelOptions(horizon=5, seed=2, uncertainty_samples=100, levels=(95, 80))
+    assert run_forecast(path, ForecastConfig(model=model, n_jobs=1, out_dir=tmp_path / "out")).exit_code == 0
+    assert _levels(read_run_dir(tmp_path / "out").forecasts) == ["95", "80"]  # the bands it shades, as given
+    (png,) = plot_run(tmp_path / "out")
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
 def test_without_uncertainty_samples_the_band_columns_are_there_and_empty(table):
     fc = _run(table, levels=[80], quantiles=[0.9], uncertainty_samples=0)
     assert fc[["yhat_lower", "yhat_lower_80", "yhat_upper_80", "yhat_q90"]].isna().all().all()
