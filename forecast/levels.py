@@ -74,11 +74,13 @@ def band_percents(opts: ModelOptions) -> dict[str, float]:
     return out
 
 
-def empirical_bands(yhat: np.ndarray, errors: np.ndarray, opts: ModelOptions) -> dict[str, np.ndarray]:
+def empirical_bands(yhat: np.ndarray, errors: np.ndarray, opts: ModelOptions,
+                    floor: float | None = None) -> dict[str, np.ndarray]:
     """The band columns of a model whose interval is the quantiles of its in-sample errors added to the forecast
     (models/simple.py): each probability's quantile of the same `errors`. Like that interval, a bound below the
     median is at most yhat and one above it at least yhat, so every band holds the forecast (and a quantile
-    column stays equal to the bound with its tail); NaN when fewer than 2 errors exist.
+    column stays equal to the bound with its tail); NaN when fewer than 2 errors exist. `floor`: no column goes
+    below it (0 for a model that keeps the bounds of never-negative demand at or above 0, as its interval's).
     """
     probabilities = band_probabilities(opts)
     if len(errors) < 2:
@@ -90,7 +92,7 @@ def empirical_bands(yhat: np.ndarray, errors: np.ndarray, opts: ModelOptions) ->
             offset = min(offset, 0.0)
         elif p > 0.5:
             offset = max(offset, 0.0)
-        out[name] = yhat + offset
+        out[name] = yhat + offset if floor is None else np.maximum(yhat + offset, floor)
     return out
 
 

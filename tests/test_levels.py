@@ -222,3 +222,19 @@ def test_level_and_quantile_options_from_the_command_line_and_a_job_file(tmp_pat
 def test_a_level_or_quantile_out_of_range_or_given_twice_is_one_clear_error(options, message):
     with pytest.raises(ConfigError, match=message):
         ModelOptions(**options)
+
+
+def test_empirical_bands_follow_the_interval_of_the_same_errors_and_keep_to_a_floor():
+    from forecast.levels import empirical_bands
+    from forecast.models.simple import in_sample_errors, simple_forecast
+
+    y = np.array([0.0, 3, 0, 0, 5, 1, 0, 2, 0, 4, 0, 0, 1])
+    yhat, lower, upper = simple_forecast("naive", y, 4, interval_width=0.9)
+    bands = empirical_bands(yhat, in_sample_errors("naive", y), ModelOptions(levels=(90,), quantiles=(0.05,)))
+    np.testing.assert_array_equal(bands["yhat_lower_90"], lower)
+    np.testing.assert_array_equal(bands["yhat_upper_90"], upper)
+    np.testing.assert_array_equal(bands["yhat_q5"], lower)
+    assert (lower < 0).all()  # the last value plus its one-step changes' 5 % quantile: below 0 for this demand
+    floored = empirical_bands(yhat, in_sample_errors("naive", y), ModelOptions(levels=(90,)), floor=0.0)
+    np.testing.assert_array_equal(floored["yhat_lower_90"], 0.0)
+    np.testing.assert_array_equal(floored["yhat_upper_90"], upper)
