@@ -59,6 +59,8 @@ class ModelOptions:
     seasonality_prior_scale: float = 10.0
     holidays: str | None = None
     interval_width: float = 0.8
+    levels: tuple[float, ...] = ()  # more interval levels in percent (--level 80 --level 95), besides interval_width
+    quantiles: tuple[float, ...] = ()  # quantile columns (--quantile 0.9), as fractions
     uncertainty_samples: int = 1000
     non_negative: bool = False
     include_history: bool = False
@@ -91,6 +93,7 @@ class ModelOptions:
             _choice(f"--{name}-seasonality", getattr(self, f"{name}_seasonality"), TOGGLES)
         if not 0 < self.interval_width < 1:
             raise ConfigError(f"--interval-width must be between 0 and 1; got {self.interval_width}")
+        self._check_bands()
         if self.uncertainty_samples < 0:
             raise ConfigError(f"--uncertainty-samples must be 0 or more; got {self.uncertainty_samples}")
         simulated = self.horizon * self.uncertainty_samples
@@ -114,6 +117,24 @@ class ModelOptions:
             if offset.n <= 0:
                 raise ConfigError(f"--freq {self.freq!r} does not step forward in time; use a positive step such "
                                   "as D, 2D, W-SUN, MS or h")
+
+
+    def _check_bands(self) -> None:
+        """--level and --quantile: each in its range, none twice (a column each); kept as tuples of floats, so a
+        list given to forecast.forecast() reads as the CLI's repeated options do."""
+        for name in ("levels", "quantiles"):
+            values = getattr(self, name)
+            object.__setattr__(self, name, (float(values),) if isinstance(values, (int, float)) else
+                               tuple(float(v) for v in values))
+        for level in self.levels:
+            if not 0 < level < 100:
+                raise ConfigError(f"--level is a percentage between 0 and 100 (80 for an 80 % interval); got {level:g}")
+        for q in self.quantiles:
+            if not 0 < q < 1:
+                raise ConfigError(f"--quantile must be between 0 and 1 (0.9 for the 90th percentile); got {q:g}")
+        for name, values in (("--level", self.levels), ("--quantile", self.quantiles)):
+            if len(set(values)) < len(values):
+                raise ConfigError(f"{name} names a value more than once: {', '.join(f'{v:g}' for v in values)}")
 
 
 # The most values the interval simulation of one series may hold (horizon x uncertainty samples): Prophet's

@@ -37,7 +37,7 @@ Group = Literal["input", "model", "run", "output", "backtest"]
 # What a value is, for the CLI's type and the job file's check; a tuple of strings is a choice among them.
 # "table" is the input: a file's path, or (for a source registered for them) a URI such as postgresql://..., so it
 # is kept as text rather than a Path, which would fold the URI's "//".
-Kind = Literal["int", "float", "str", "bool", "path", "table", "names"]
+Kind = Literal["int", "float", "str", "bool", "path", "table", "names", "numbers"]
 
 COMMANDS: tuple[Command, ...] = ("run", "backtest", "check")
 # The job file's tables, in the order its messages name them.
@@ -162,6 +162,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("cap_col", "model", "str", "Column of the capacity for --growth logistic."),
     Option("floor_col", "model", "str", "Column of the floor for --growth logistic."),
     Option("interval_width", "model", "float", "Width of the yhat_lower..yhat_upper interval."),
+    Option("levels", "model", "numbers", "Another interval level in percent, from the same draws; repeatable "
+           "(--level 80 --level 95 adds yhat_lower_80, yhat_upper_80, yhat_lower_95, yhat_upper_95).",
+           flags=("--level",),
+           per_command={"backtest": {"help": "Another interval level in percent, from the same draws; repeatable. "
+                                             "Each level's coverage is scored (coverage_80 in metrics.csv)."}}),
+    Option("quantiles", "model", "numbers", "A quantile to forecast, from the same draws; repeatable (--quantile "
+           "0.5 --quantile 0.9 adds yhat_q50, yhat_q90).", flags=("--quantile",),
+           per_command={"backtest": {"help": "A quantile to forecast, from the same draws; repeatable. The share of "
+                                             "actuals at or below each is scored (below_q90 in metrics.csv)."}}),
     Option("uncertainty_samples", "model", "int", "Draws for the interval; 0 turns intervals off.", min=0),
     Option("non_negative", "model", "bool", "Clip forecasts and bounds at 0 (demand)."),
     Option("seed", "model", "int", "Make intervals reproducible (per series, whatever --n-jobs)."),

@@ -20,6 +20,7 @@ from .config import DuplicatePolicy, ForecastConfig, ModelOptions
 from .core import Failed
 from .errors import ConfigError
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
+from .levels import band_columns
 from .model import fit_series, serve_fallback
 from .outputs import (
     errors_frame,
@@ -239,7 +240,7 @@ class ForecastJob(Job):
         with clock.stage("write"):
             ext = "parquet" if config.output_format == "parquet" else "csv"
             files = {
-                "forecasts": write_table(forecast_frame(results, config.id_cols, run_id),
+                "forecasts": write_table(forecast_frame(results, config.id_cols, run_id, band_columns(config.model)),
                                          out_dir / f"forecasts.{ext}"),
                 "timings": write_table(timings_frame(results, config.id_cols), out_dir / "timings.csv"),
                 "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),

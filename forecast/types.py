@@ -75,6 +75,9 @@ class Forecast:
     engine: Engine | Literal[""] = ""  # empty for a model without engines
     params: dict | None = None  # the engines' fitted parameters (engines.params_dict), for --warm-start
     note: str = ""  # why the model served differs from the one asked for (fewer terms, no whole season); else ""
+    # --level and --quantile columns (levels.band_columns: yhat_lower_80, yhat_q90, ...), from the same draws or
+    # errors as yhat_lower and yhat_upper; empty when none were asked for
+    bands: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,3 +102,4 @@ class SeriesResult:
     engine: Engine | Literal[""] = ""  # the engine that fitted the series (see engines/)
     params: dict | None = None  # the stan/fast engines' fitted parameters (engines.params_dict), for --warm-start
     cutoff: Any = None  # the series' last timestamp (the forecast starts after it); set when the run assembles
+    bands: dict[str, np.ndarray] = field(default_factory=dict)  # the forecast's --level and --quantile columns

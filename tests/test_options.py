@@ -46,6 +46,7 @@ def test_the_job_file_keeps_its_tables_and_keys():
         "output": {"dir", "format", "overwrite", "run_id"},
     }
     before["model"] |= {"holidays_key", "holidays_col"}  # added since: holidays per series
+    before["model"] |= {"level", "quantile"}  # since: --level, --quantile
     for table, keys in before.items():
         assert {key for key, (_, _, commands) in SPEC[table].items() if "run" in commands} == keys, table
     assert set(SPEC["backtest"]) == {"windows", "step", "model", "season_length"}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from ..config import ModelOptions, Toggle
+from ..levels import band_percents, clipped
 from ..types import Forecast, SeriesData, SeriesProblem
 
 if TYPE_CHECKING:  # pandas is imported where it is used (see the module doc)
@@ -261,6 +262,7 @@ def fit_predict(train: pd.DataFrame, frame: pd.DataFrame, opts: ModelOptions, ke
         t0 = time.perf_counter()
         if opts.seed is not None:
             np.random.seed(series_seed(opts.seed, key))
+        paths = _keep_paths(m) if band_percents(opts) else None
         fc = m.predict(frame)
         predict_seconds = time.perf_counter() - t0
     except Exception as e:
@@ -271,10 +273,29 @@ def fit_predict(train: pd.DataFrame, frame: pd.DataFrame, opts: ModelOptions, ke
     nan = np.full(len(fc), np.nan)
     lower = fc["yhat_lower"].to_numpy(dtype=float) if "yhat_lower" in fc else nan
     upper = fc["yhat_upper"].to_numpy(dtype=float) if "yhat_upper" in fc else nan
+    bands = {name: m.percentile(paths["yhat"], p, axis=1) if paths else nan.copy()
+             for name, p in band_percents(opts).items()}
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
     return Forecast(ds=fc["ds"].to_numpy(dtype="datetime64[ns]"), yhat=yhat, yhat_lower=lower, yhat_upper=upper,
-                    model="prophet", fit_seconds=fit_seconds, predict_seconds=predict_seconds, engine="prophet")
+                    model="prophet", fit_seconds=fit_seconds, predict_seconds=predict_seconds, engine="prophet",
+                    bands=clipped(bands, opts.non_negative))
+
+
+def _keep_paths(m: Prophet) -> dict:
+    """The simulated paths of `m.predict`, kept as it draws them (filled when it runs with uncertainty samples):
+    the --level and --quantile columns are their percentiles, as Prophet takes yhat_lower and yhat_upper from them,
+    so no second simulation is drawn and the seeded draws stay those of a run without bands."""
+    kept: dict = {}
+    draw = m.sample_posterior_predictive
+
+    def keep(*args: Any, **kwargs: Any) -> dict:
+        paths = draw(*args, **kwargs)
+        kept.update(paths)
+        return paths
+
+    m.sample_posterior_predictive = keep  # this one object's method: Prophet's class is left as it is
+    return kept
 
 
 @contextmanager
@@ -343,7 +364,8 @@ def engine_fit_predict(series: SeriesData, future: np.ndarray, opts: ModelOption
     # Prophet's model with fewer terms, for a series too short for all of them
     return Forecast(ds=future, yhat=yhat, yhat_lower=lower, yhat_upper=upper,
                     model="prophet:reduced" if fc.reduced else "prophet", fit_seconds=fc.fit_seconds,
-                    predict_seconds=fc.predict_seconds, engine=fc.engine, params=fc.params, note=fc.reduced)
+                    predict_seconds=fc.predict_seconds, engine=fc.engine, params=fc.params, note=fc.reduced,
+                    bands=clipped(fc.bands, opts.non_negative))
 
 
 class ProphetModel:
