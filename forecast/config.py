@@ -29,6 +29,8 @@ DUPLICATE_POLICIES: tuple[DuplicatePolicy, ...] = get_args(DuplicatePolicy)
 OutputFormat = Literal["parquet", "csv"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 FALLBACKS = ("none", *fallback_names())  # the --fallback choices: the models registered as fallbacks
+# What a series triage calls intermittent gets (--intermittent-model; any fallback model may be chosen). DEFAULT_SET_BELOW
+INTERMITTENT_MODEL = "croston-sba"
 BACKEND_NAMES = backend_names()  # the CLI's choices; a backend registered later is still accepted below
 ENGINES: tuple[Engine, ...] = get_args(Engine)
 # What a backtest scores by default: Prophet, and the seasonal-naive baseline it has to beat (models/).
@@ -180,6 +182,8 @@ class ForecastConfig:
         max_failed_frac: the share of failed series still accepted with exit code 0.
         fallback: the simple forecast for a series that fails: "none", "naive", "seasonal-naive", "mean", "zero".
         triage: rules that decide per series between Prophet, a fallback and skipping; None fits every series.
+        intermittent_model: the model (one of the fallbacks) that serves a series triage calls intermittent,
+            whatever --fallback is.
         future_path: the table of future regressor / cap / floor values (same key and time columns).
         holidays_file: a table of holidays (holiday, ds, lower_window, upper_window); read into
             model.holiday_table by sources.load_series.
@@ -217,6 +221,7 @@ class ForecastConfig:
     max_failed_frac: float = 0.0
     fallback: str = "none"
     triage: TriageRules | None = None
+    intermittent_model: str = INTERMITTENT_MODEL
     future_path: Path | None = None
     holidays_file: Path | None = None
     backend: str = "local"
@@ -246,6 +251,7 @@ class ForecastConfig:
         _choice("--duplicates", self.duplicates, DUPLICATE_POLICIES)
         _choice("--format", self.output_format, OUTPUT_FORMATS)
         _choice("--fallback", self.fallback, FALLBACKS)
+        _choice("--intermittent-model", self.intermittent_model, FALLBACKS[1:])
         if self.n_jobs == 0:
             raise ConfigError("--n-jobs must not be 0; use -1 for all cores or a positive count")
         if self.chunks_per_job < 1:
