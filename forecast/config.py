@@ -185,7 +185,8 @@ class ForecastConfig:
         overwrite: replace a finished run in out_dir.
         output_format: "parquet" or "csv" for the forecasts table.
         max_failed_frac: the share of failed series still accepted with exit code 0.
-        fallback: the simple forecast for a series that fails: "none", "naive", "seasonal-naive", "mean", "zero".
+        fallback: the model for a series that fails (and for one triage sends to fallback, but an intermittent
+            one): "none" or a model registered as a fallback (FALLBACKS).
         triage: rules that decide per series between Prophet, a fallback and skipping; None fits every series.
         intermittent_model: the model (one of the fallbacks) that serves a series triage calls intermittent,
             whatever --fallback is.

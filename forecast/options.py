@@ -187,8 +187,8 @@ OPTIONS: tuple[Option, ...] = (
            "from its parameters.", commands=("run",)),
     Option("fit_timeout", "run", "float", "Seconds one series may take; past it, it fails with reason timeout "
            "(runs in worker processes, even with --n-jobs 1; --backend local only).", commands=("run",)),
-    Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones): "
-           f"{', '.join(FALLBACKS)}.", commands=("run",)),
+    Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones, but "
+           f"intermittent ones: --intermittent-model): {', '.join(FALLBACKS)}.", commands=("run",)),
     Option("triage", "run", "bool", "Apply the rules of `forecast check`: fit, fallback (intermittent series "
            "--intermittent-model, others seasonal-naive unless --fallback) or skip.", commands=("run",), default=False),
     Option("intermittent_model", "run", FALLBACKS[1:], "Model for a series --triage calls intermittent "
