@@ -30,11 +30,12 @@ OutputFormat = Literal["parquet", "csv"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 FALLBACKS = ("none", *fallback_names())  # the --fallback choices: the models registered as fallbacks
 # What a series triage calls intermittent gets (--intermittent-model; any fallback model may be chosen). TSB: in
-# benchmarks/bench_intermittent.py's backtests of M5's intermittent series (docs/check-and-fallbacks.md) it has the
-# lowest MASE of all five models on both tables, 0.813 and 0.913 (seasonal-naive 0.869 and 1.052, Prophet 0.857 and
-# 1.071, croston-sba 1.001 and 1.092), its 80 % band covers 83 % and 76 %, and it costs ~5 % of a Prophet fit. Its
-# demand probability decays through a run of zeros, where Croston's forecast stays put until the next sale: on the
-# item that stopped selling (FOODS_3_008) croston-sba forecasts 3.5 a day, tsb 1.9 and falling.
+# benchmarks/bench_intermittent.py's backtests of M5's intermittent series (docs/check-and-fallbacks.md) tsb and
+# adida have the lowest MASE of the five models on both tables (tsb 0.813 and 0.913, adida 0.817 and 0.909;
+# seasonal-naive 0.869 and 1.052, Prophet 0.857 and 1.071, croston-sba 1.001 and 1.092), their 80 % bands cover
+# 76-84 %, and tsb costs half or less of adida (~5 % of a Prophet fit). Its demand probability decays through a
+# run of zeros, where Croston's forecast stays put until the next sale: on the item that stopped selling
+# (FOODS_3_008), 28 days into its run of zeros croston-sba forecasts 3.5 a day, tsb 0.10.
 INTERMITTENT_MODEL = "tsb"
 BACKEND_NAMES = backend_names()  # the CLI's choices; a backend registered later is still accepted below
 ENGINES: tuple[Engine, ...] = get_args(Engine)
