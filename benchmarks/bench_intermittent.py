@@ -2,7 +2,7 @@
 
 Two tables from ../shared/data/m5_subset (the same 10 FOODS_3 items at store CA_1):
 - m5_filled: m5_subset_nonzero_only_10series.csv with its missing days filled with 0 (the file dropped the zero-sales
-  days), each series from its first sale to 2016-04-24: 197 to 1,914 days of true daily sales;
+  days), each series from its first sale to 2016-04-24: 466 to 1,913 days of true daily sales;
 - m5_dense: m5_subset_dense_10x115.csv, the last 115 days of the same items as they are.
 The intermittent series are those `forecast check` calls intermittent (its default --max-zero-share). Each model
 is backtested on them as the first (and only) --model, so its intervals are scored too (coverage of the default
