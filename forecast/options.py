@@ -201,13 +201,16 @@ OPTIONS: tuple[Option, ...] = (
            "from its parameters.", commands=("run",)),
     Option("fit_timeout", "run", "float", "Seconds one series may take; past it, it fails with reason timeout "
            "(runs in worker processes, even with --n-jobs 1; --backend local only).", commands=("run",)),
-    Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones): "
-           f"{', '.join(FALLBACKS)}.", commands=("run",)),
-    Option("triage", "run", "bool", "Apply the rules of `forecast check`: fit, fallback (seasonal-naive unless "
-           "--fallback) or skip.", commands=("run",), default=False),
+    Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones, but "
+           f"intermittent ones: --intermittent-model): {', '.join(FALLBACKS)}.", commands=("run",)),
+    Option("triage", "run", "bool", "Apply the rules of `forecast check`: fit, fallback (intermittent series "
+           "--intermittent-model, others seasonal-naive unless --fallback) or skip.", commands=("run",), default=False),
+    Option("intermittent_model", "run", FALLBACKS[1:], "Model for a series --triage calls intermittent "
+           f"(whatever --fallback is): {', '.join(FALLBACKS[1:])}.", commands=("run",)),
     Option("min_obs", "run", "int", "Fewer values than this: a new series, sent to fallback (by run too, without "
            "--triage; 2 fits every series).", commands=("run", "check"), min=1),
-    Option("max_zero_share", "run", "float", "A larger share of zeros: intermittent, sent to fallback.",
+    Option("max_zero_share", "run", "float", "A larger share of zeros: intermittent, sent to --intermittent-model "
+           "(with run --triage).",
            commands=("run", "check"), min=0.0, max=1.0),
     Option("max_gap_share", "run", "float", "A larger share of missing periods inside its range: gappy, sent to "
            "fallback.", commands=("run", "check"), min=0.0, max=1.0),

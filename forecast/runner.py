@@ -72,30 +72,38 @@ def _table_grid(table: pd.DataFrame, series: list[SeriesData], config: ForecastC
 
 
 def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfig, grid: TableGrid
-            ) -> list[tuple[Verdict, str]]:
-    """(verdict, reason) per series, in the order of `series`. Without --triage a series with fewer than
-    --min-obs values (but at least one) is sent to the fallback, every other one is "fit"."""
+            ) -> list[tuple[Verdict, str, str]]:
+    """(verdict, reason, rule) per series, in the order of `series`; rule is the triage rule the reason comes from
+    ("" for a series to fit). Without --triage a series with fewer than --min-obs values (but at least one) is
+    sent to the fallback (rule "new"), every other one is "fit"."""
     if config.triage is None:
         n_obs = [int(np.count_nonzero(~np.isnan(s.y))) for s in series]
-        return [("fallback", f"new: {n} value(s) (--min-obs {config.min_obs})") if 0 < n < config.min_obs
-                else ("fit", "") for n in n_obs]
+        return [("fallback", f"new: {n} value(s) (--min-obs {config.min_obs})", "new") if 0 < n < config.min_obs
+                else ("fit", "", "") for n in n_obs]
     from .profile import profile_table, triage
 
     profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), config.triage,
                      freq_given=config.model.freq is not None)
     if len(profile) != len(series):  # both are in key order (groupby sort=True); a mismatch is a bug, not input
         raise RuntimeError(f"triage profiled {len(profile)} series but the table split into {len(series)}")
-    return list(zip(profile["verdict"], profile["reason"]))
+    first_rule = profile["rules"].str.partition(";")[0]  # the rules are listed in RULES' order, as the reason
+    return list(zip(profile["verdict"], profile["reason"], first_rule))
 
 
-def _not_fitted(series: SeriesData, verdict: Verdict, reason: str, config: ForecastConfig) -> SeriesResult:
+def _not_fitted(series: SeriesData, verdict: Verdict, reason: str, rule: str, config: ForecastConfig
+                ) -> SeriesResult:
     """The result of a series kept from Prophet: skipped by triage, or served by the fallback (by triage, or
-    without --triage for having fewer than --min-obs values: stage "min-obs")."""
+    without --triage for having fewer than --min-obs values: stage "min-obs"). A series triage calls
+    intermittent gets --intermittent-model, and its reason says so; any other the --fallback model
+    (seasonal-naive when none)."""
     n_obs = int((series.y == series.y).sum())
     if verdict == "skip":
         return SeriesResult(key=series.key, status="skipped", n_obs=n_obs, stage="triage", error=reason,
                             verdict=verdict)
     kind = config.fallback if config.fallback != "none" else "seasonal-naive"
+    if rule == "intermittent":
+        kind = config.intermittent_model
+        reason = f"{reason}; --intermittent-model {kind}"
     triaged = config.triage is not None
     result = SeriesResult(key=series.key, status="failed", n_obs=n_obs, stage="triage" if triaged else "min-obs",
                           error=reason, verdict=verdict if triaged else "")
@@ -194,7 +202,7 @@ class ForecastJob(Job):
         with clock.stage("triage") if config.triage is not None else nullcontext():
             self.grid = _table_grid(loaded.table, loaded.series, config)
             self.verdicts = _triage(loaded.table, loaded.series, config, self.grid)
-        return [i for i, (verdict, _) in enumerate(self.verdicts) if verdict == "fit"]
+        return [i for i, (verdict, _, _) in enumerate(self.verdicts) if verdict == "fit"]
 
     def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
              ) -> tuple[Sequence, Callable]:
@@ -207,12 +215,12 @@ class ForecastJob(Job):
                reporter: Reporter) -> Written:
         config, series, notes, verdicts, grid = self.config, loaded.series, loaded.notes, self.verdicts, self.grid
         by_index = {**mapped.done, **mapped.new}
-        serving = config.fallback != "none" or any(verdict != "fit" for verdict, _ in verdicts)
+        serving = config.fallback != "none" or any(verdict != "fit" for verdict, _, _ in verdicts)
         with clock.stage("fallback") if serving else nullcontext():
             results = []
-            for i, (s, (verdict, reason)) in enumerate(zip(series, verdicts)):
+            for i, (s, (verdict, reason, rule)) in enumerate(zip(series, verdicts)):
                 if verdict != "fit":
-                    result = _not_fitted(s, verdict, reason, config)
+                    result = _not_fitted(s, verdict, reason, rule, config)
                 elif i not in by_index:  # interrupted before this series was done
                     continue
                 else:

@@ -42,7 +42,8 @@ def test_the_job_file_keeps_its_tables_and_keys():
                   "holidays_file", "regressor", "cap_col", "floor_col", "engine"},
         "run": {"n_jobs", "max_failed_frac", "fit_timeout", "resume", "log_format", "quiet", "backend", "scheduler",
                 "connect_timeout", "fallback", "triage", "min_obs", "max_zero_share", "max_gap_share",
-                "stale_after", "allow_negative", "max_negative_share", "workers_read", "warm_start"},
+                "stale_after", "allow_negative", "max_negative_share", "workers_read", "warm_start",
+                "intermittent_model"},
         "output": {"dir", "format", "overwrite", "run_id"},
     }
     before["model"] |= {"holidays_key", "holidays_col"}  # added since: holidays per series

@@ -1,9 +1,10 @@
 """Models: what forecasts one series, behind one small interface, and the registry that names them.
 
 A model is fitted to one series and forecasts it at the dates it is given, with its intervals (`Model`). Prophet
-(through its engines) is the model a run fits; the simple methods (naive, seasonal-naive, mean, zero) are models
-of their own, so a fallback is a second model, and a backtest scores any model against any other. Models know
-nothing of pools or files: a series in, a `Forecast` out.
+(through its engines) is the model a run fits; the simple methods (naive, seasonal-naive, mean, zero) and the
+intermittent-demand ones (croston-sba, tsb, adida) are models of their own, so a fallback is a second model, and
+a backtest scores any model against any other. Models know nothing of pools or files: a series in, a `Forecast`
+out.
 
 A new model is one new file holding it and one `register_model` line below.
 """
@@ -132,5 +133,8 @@ register_model("naive", "forecast.models.simple:NAIVE", fallback=True)
 register_model("seasonal-naive", "forecast.models.simple:SEASONAL_NAIVE", fallback=True)
 register_model("mean", "forecast.models.simple:MEAN", fallback=True)
 register_model("zero", "forecast.models.simple:ZERO", fallback=True)
+register_model("croston-sba", "forecast.models.intermittent:CROSTON_SBA", fallback=True)
+register_model("tsb", "forecast.models.intermittent:TSB", fallback=True)
+register_model("adida", "forecast.models.intermittent:ADIDA", fallback=True)
 
 __all__ = ["Model", "fallback_names", "get_model", "model_names", "register_model"]
