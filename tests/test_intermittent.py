@@ -103,6 +103,21 @@ def test_the_models_are_registered_fallbacks_and_serve_through_fit_series():
     assert get_model("adida").name == "adida"
 
 
+@pytest.mark.parametrize("kind", ["croston-sba", "tsb", "adida"])
+def test_levels_of_an_intermittent_model_are_its_band_at_each_width(kind):
+    # --level 80 --level 95 from the model's own errors: the 80 band is the --interval-width 0.8 interval, the 95
+    # band holds it, and neither goes below zero for demand that never did
+    series = SeriesData(key=("a",), ds=pd.date_range("2024-01-01", periods=60).to_numpy(), y=REGULAR.copy())
+    banded = get_model(kind).forecast(series, series.ds[-4:] + np.timedelta64(4, "D"),
+                                      ModelOptions(horizon=4, levels=(80, 95)))
+    plain = get_model(kind).forecast(series, series.ds[-4:] + np.timedelta64(4, "D"), ModelOptions(horizon=4))
+    np.testing.assert_array_equal(banded.bands["yhat_lower_80"], plain.yhat_lower)
+    np.testing.assert_array_equal(banded.bands["yhat_upper_80"], plain.yhat_upper)
+    assert (banded.bands["yhat_lower_95"] <= banded.bands["yhat_lower_80"]).all()
+    assert (banded.bands["yhat_upper_95"] >= banded.bands["yhat_upper_80"]).all()
+    assert (banded.bands["yhat_lower_95"] >= 0).all()
+
+
 def test_intermittent_model_must_be_a_fallback_model():
     with pytest.raises(ConfigError, match="--intermittent-model must be one of naive, .*adida; got 'prophet'"):
         ForecastConfig(intermittent_model="prophet")

@@ -37,6 +37,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from ..config import ModelOptions
+from ..levels import band_columns, clipped, empirical_bands
 from ..types import Forecast, SeriesData
 from .simple import FallbackImpossible
 
@@ -233,6 +234,27 @@ def intermittent_forecast(kind: IntermittentKind, y: np.ndarray, horizon: int, i
         FallbackImpossible: every value is missing.
         ValueError: an unknown kind.
     """
+    rate, errors, floor = _fit(kind, y)
+    yhat = np.full(horizon, rate)
+    if len(errors) < 2:
+        nan = np.full(horizon, np.nan)
+        return yhat, nan, nan.copy()
+    lo, hi = np.quantile(errors, [(1 - interval_width) / 2, (1 + interval_width) / 2])
+    lo, hi = min(lo, 0.0), max(hi, 0.0)  # the band holds the forecast (see simple.simple_forecast)
+    lower, upper = yhat + lo, yhat + hi
+    if floor is not None:
+        lower = np.maximum(lower, floor)
+    return yhat, lower, upper
+
+
+def _fit(kind: IntermittentKind, y: np.ndarray) -> tuple[float, np.ndarray, float | None]:
+    """The model's rate, its one-step in-sample errors (the basis of every band) and the floor of its bands: 0 for
+    demand that never went below zero, which is not forecast to; None otherwise.
+
+    Raises:
+        FallbackImpossible: every value is missing.
+        ValueError: an unknown kind.
+    """
     if kind not in _METHODS:
         raise ValueError(f"unknown intermittent model {kind!r}; expected one of {', '.join(KINDS)}")
     y = np.asarray(y, dtype=float)
@@ -240,17 +262,7 @@ def intermittent_forecast(kind: IntermittentKind, y: np.ndarray, horizon: int, i
     if len(y) == 0:
         raise FallbackImpossible("all values are missing")
     rate, fitted = _METHODS[kind](y)
-    yhat = np.full(horizon, rate)
-    errors = (y - fitted)[~np.isnan(fitted)]
-    if len(errors) < 2:
-        nan = np.full(horizon, np.nan)
-        return yhat, nan, nan.copy()
-    lo, hi = np.quantile(errors, [(1 - interval_width) / 2, (1 + interval_width) / 2])
-    lo, hi = min(lo, 0.0), max(hi, 0.0)  # the band holds the forecast (see simple.simple_forecast)
-    lower, upper = yhat + lo, yhat + hi
-    if (y >= 0).all():  # demand that never went below zero is not forecast to
-        lower = np.maximum(lower, 0.0)
-    return yhat, lower, upper
+    return rate, (y - fitted)[~np.isnan(fitted)], 0.0 if (y >= 0).all() else None
 
 
 @dataclass(frozen=True)
@@ -272,10 +284,15 @@ class IntermittentModel:
         """
         t0 = time.perf_counter()
         yhat, lower, upper = intermittent_forecast(self.name, series.y, len(future), opts.interval_width)
+        bands = {}
+        if band_columns(opts):  # --level and --quantile: a band per level from the same errors
+            _, errors, floor = _fit(self.name, series.y)
+            bands = empirical_bands(yhat, errors, opts, floor=floor)
         if opts.non_negative:
             yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
         return Forecast(ds=np.asarray(future, dtype="datetime64[ns]"), yhat=yhat, yhat_lower=lower,
-                        yhat_upper=upper, model=self.name, fit_seconds=time.perf_counter() - t0)
+                        yhat_upper=upper, model=self.name, fit_seconds=time.perf_counter() - t0,
+                        bands=clipped(bands, opts.non_negative))
 
 
 CROSTON_SBA = IntermittentModel("croston-sba")
