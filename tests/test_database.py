@@ -305,6 +305,17 @@ def test_a_sqlite_file_is_read_as_its_csv_and_receives_the_forecasts(sqlite_db, 
         assert cur.fetchall() == [("r1", 15)]
         cur.execute("SELECT count(*) FROM forecasts_runs")
         assert cur.fetchall() == [(3,)]
+    # a job file says the same: [input] path and table, [output] to_db and to_table
+    job = tmp_path / "nightly.toml"
+    job.write_text(f'[input]\npath = "{sqlite_db}"\ntable = "sales"\nid_col = ["store", "item"]\n'
+                   'time_col = "day"\ntarget_col = "units"\n[model]\nhorizon = 5\nengine = "fast"\n'
+                   f'[run]\nn_jobs = 1\n[output]\nto_db = "{sqlite_db}"\nto_table = "from_job"\n'
+                   'run_id = "r2"\n')
+    result = runner.invoke(app, ["run", "--config", str(job), "--out", str(tmp_path / "job"), "-q"])
+    assert result.exit_code == 0, result.output
+    with driver.connect(sqlite_db.split("://", 1)[1]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT run_id, count(*) FROM from_job GROUP BY run_id")
+        assert cur.fetchall() == [("r2", 15)]
     # the same rows in another order are the same input for --resume
     shuffled = open_source(sqlite_db, query="SELECT * FROM sales ORDER BY units DESC")
     read_table(shuffled, ["store", "item"], "day", "units")
