@@ -177,6 +177,10 @@ class ForecastJob(Job):
     schema = RUN_PARTS
 
     def check(self, source: Source) -> None:
+        if self.config.to_db is not None:  # the night's work is not done to find the database unreachable
+            from .sinks import check_reachable
+
+            check_reachable(self.config.to_db)
         if not self.config.workers_read:
             return
         if not source.label.lower().endswith((".parquet", ".pq")):

@@ -316,6 +316,17 @@ def test_a_sqlite_file_is_read_as_its_csv_and_receives_the_forecasts(sqlite_db, 
     with driver.connect(sqlite_db.split("://", 1)[1]) as conn, conn.cursor() as cur:
         cur.execute("SELECT run_id, count(*) FROM from_job GROUP BY run_id")
         assert cur.fetchall() == [("r2", 15)]
+    # a table of an earlier version, with fewer columns and one of its own, gains this run's columns
+    with driver.connect(sqlite_db.split("://", 1)[1]) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE older (store TEXT, item TEXT, ds TIMESTAMP, yhat DOUBLE PRECISION, run_id TEXT, "
+                    "note TEXT)")
+        conn.commit()
+    result = runner.invoke(app, args[:-7] + ["--to-db", sqlite_db, "--to-table", "older", "--run-id", "r3",
+                                             "--out", str(tmp_path / "older")])
+    assert result.exit_code == 0, result.output
+    with driver.connect(sqlite_db.split("://", 1)[1]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(yhat_upper), count(cutoff), count(note) FROM older")
+        assert cur.fetchall() == [(15, 15, 15, 0)]
     # the same rows in another order are the same input for --resume
     shuffled = open_source(sqlite_db, query="SELECT * FROM sales ORDER BY units DESC")
     read_table(shuffled, ["store", "item"], "day", "units")
@@ -338,6 +349,9 @@ def test_database_options_refused_where_they_cannot_work(sqlite_db, tmp_path):
     one_error_line(injected, "not a plain table name")
     bad_sink = runner.invoke(app, ["run", sqlite_db, "--table", "sales", *COLS, *RUN, "--to-db", "ftp://x/y"])
     one_error_line(bad_sink, "--to-db ftp://x/y: not a database URI")
+    unreachable = runner.invoke(app, ["run", sqlite_db, "--table", "sales", *COLS, *RUN, "--to-db",
+                                      f"sqlite://{tmp_path}/no/such/dir.db", "--out", str(tmp_path / "o")])
+    one_error_line(unreachable, "--to-db sqlite://", "cannot connect")  # before any fit
     assert not (tmp_path / "o").exists()
 
 

@@ -3,6 +3,6 @@ tables and writes them; it knows nothing of models, sources or workers. The run 
 written.
 """
 
-from .database import write_run
+from .database import check_reachable, write_run
 
-__all__ = ["write_run"]
+__all__ = ["check_reachable", "write_run"]

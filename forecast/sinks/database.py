@@ -9,7 +9,7 @@ the tables as they were.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .. import db
 from ..errors import ConfigError, OutputError
@@ -53,7 +53,15 @@ def write_run(uri: str, table: str, forecasts: pd.DataFrame, runs: pd.DataFrame,
         cur = conn.cursor()
         for name, data in batches:
             step = f"creating {name}"
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({_columns_ddl(data)})")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({_columns_ddl(data.schema)})")
+            # a table made by an earlier version or other options (--include-history, more intervals) gains the
+            # columns this run has; the columns only it has are left empty in this run's rows
+            cur.execute(f"SELECT * FROM {name} WHERE 1 = 0")
+            there = set(cur.fetch_arrow_table().column_names)
+            for f in data.schema:
+                if f.name not in there:
+                    step = f"adding column {f.name!r} to {name}"
+                    cur.execute(f"ALTER TABLE {name} ADD COLUMN {_columns_ddl([f])}")
         for name, data in batches:
             step = f"replacing run {run_id!r} in {name}"
             cur.execute(f"DELETE FROM {name} WHERE run_id = {db.placeholder(uri)}", (run_id,))
@@ -110,6 +118,22 @@ def _sql_type(kind: Any) -> str:
     return "TEXT"
 
 
-def _columns_ddl(table: pa.Table) -> str:
+def _columns_ddl(fields: Iterable[pa.Field]) -> str:
     """The column list of a CREATE TABLE for these columns (names quoted: a key may be named "order")."""
-    return ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in table.schema)
+    return ", ".join(f'"{f.name}" {_sql_type(f.type)}' for f in fields)
+
+
+def check_reachable(uri: str) -> None:
+    """Connect once and close, before a run fits anything: a missing driver, a wrong password or a database
+    that is down is one line at the start, not after the night's work.
+
+    Raises:
+        ConfigError: one line naming the masked URI and the database's words.
+    """
+    try:
+        db.connect(uri).close()
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"--to-db {db.masked(uri)}: cannot connect: {db.message(e, uri)}; check the host, port, "
+                          "user and password (in the URI, the PG* variables or ~/.pgpass)") from None
