@@ -176,7 +176,7 @@ def test_a_query_forecasts_as_the_csv_of_its_rows_and_the_tables_hold_each_run_o
 
 
 @pytest.mark.slow
-def test_credentials_from_pgpassword_and_bad_queries_are_one_line_without_the_password(pg, tmp_path, monkeypatch):
+def test_credentials_from_pg_variables_and_pgpass_and_bad_queries_are_one_line_without_the_password(pg, tmp_path, monkeypatch):
     pg.load("sales", sales())
     runner = CliRunner()
     no_password = pg.uri.replace(f":{PASSWORD}@", "@")
@@ -184,6 +184,13 @@ def test_credentials_from_pgpassword_and_bad_queries_are_one_line_without_the_pa
     result = runner.invoke(app, ["run", no_password, "--table", "sales", *COLS, *RUN, "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     monkeypatch.delenv("PGPASSWORD")
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{pg.port}:postgres:postgres:{PASSWORD}\n")
+    pgpass.chmod(0o600)  # libpq ignores a password file others can read
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    result = runner.invoke(app, ["run", no_password, "--table", "sales", *COLS, *RUN, "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    monkeypatch.delenv("PGPASSFILE")
     wrong = pg.uri.replace(PASSWORD, "not-" + PASSWORD)
     cases = [
         ([wrong, "--table", "sales"], ["127.0.0.1", ":***@", "cannot connect", "password authentication failed"]),
