@@ -457,7 +457,8 @@ def run_check(path: TableInput, config: ForecastConfig, rules: TriageRules) -> C
     Raises:
         InputError: the table cannot be used (the same checks as `forecast run`); nothing is written.
     """
-    table, notes = read_table(open_source(path, config.query, config.db_table), config.id_cols, config.time_col, config.target_col, config.duplicates)
+    table, notes = read_table(open_source(path, config.query, config.db_table), config.id_cols, config.time_col,
+                              config.target_col, config.duplicates)
     freq_given = config.model.freq is not None
     grid = table_grid(table, config.id_cols, config.model.freq)
     profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), rules, freq_given)
