@@ -166,17 +166,19 @@ def test_a_query_forecasts_as_the_csv_of_its_rows_and_the_tables_hold_each_run_o
     assert summary["to_db"] == {"uri": masked, "table": "nightly", "rows": 15, "runs_table": "nightly_runs",
                                 "runs_rows": 3}
     # --resume knows the same query on the same data, and another query's data as another input
-    again = runner.invoke(app, ["run", pg.uri, "--query", query, *COLS, *RUN[:-1], *to_db, "--out", str(tmp_path / "db"),
-                                "--resume"])
+    again = runner.invoke(app, ["run", pg.uri, "--query", query, *COLS, *RUN[:-1], *to_db, "--out",
+                                str(tmp_path / "db"), "--resume"])
     assert again.exit_code == 0 and "holds this run, finished: nothing to resume" in again.stderr, again.output
     pg.sql("UPDATE sales SET units = units + 1 WHERE day = '2024-02-29' AND store = 'store0' AND item = 'item0'")
     changed = runner.invoke(app, ["run", pg.uri, "--query", query, *COLS, *RUN, *to_db, "--out",
                                   str(tmp_path / "db"), "--resume"])
-    assert changed.exit_code == 1 and "holds a finished run, and the input's content differs" in changed.stderr, changed.stderr
+    assert changed.exit_code == 1, changed.stderr
+    assert "holds a finished run, and the input's content differs" in changed.stderr
 
 
 @pytest.mark.slow
-def test_credentials_from_pg_variables_and_pgpass_and_bad_queries_are_one_line_without_the_password(pg, tmp_path, monkeypatch):
+def test_credentials_from_pg_variables_and_pgpass_and_bad_queries_are_one_line_without_the_password(
+        pg, tmp_path, monkeypatch):
     pg.load("sales", sales())
     runner = CliRunner()
     no_password = pg.uri.replace(f":{PASSWORD}@", "@")
