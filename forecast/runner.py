@@ -264,7 +264,11 @@ class ForecastJob(Job):
             for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
                 (out_dir / stale).unlink(missing_ok=True)
             to_db = None
-            if config.to_db is not None:  # after the files: a database that fails leaves them written
+            if config.to_db is not None and status == "interrupted":  # never half a night in the tables
+                notes.append("interrupted: --to-db's tables were not written; --resume finishes the run and writes "
+                             "them")
+                reporter.note(notes[-1])
+            elif config.to_db is not None:  # after the files: a database that fails leaves them written
                 from .sinks import write_run
 
                 runs = timings.assign(cutoff=np.array([r.cutoff for r in results], dtype="datetime64[ns]"),

@@ -373,3 +373,41 @@ def test_a_csv_run_imports_no_database_driver(table_csv, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+class _StopAfter:
+    """A reporter whose progress raises KeyboardInterrupt, as Ctrl-C would, once `n` series are done."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def progress(self, done, total):
+        if done >= self.n:
+            raise KeyboardInterrupt
+
+    def note(self, text):
+        pass
+
+    def event(self, name, fields):
+        pass
+
+
+def test_an_interrupted_run_writes_no_half_night_and_its_resume_writes_the_whole(sqlite_db, tmp_path):
+    from forecast.config import ForecastConfig, ModelOptions
+    from forecast.runner import run_forecast
+
+    def config(**more):
+        return ForecastConfig(id_cols=("store", "item"), time_col="day", target_col="units", db_table="sales",
+                              model=ModelOptions(horizon=5, engine="fast"), n_jobs=1, out_dir=tmp_path / "out",
+                              to_db=sqlite_db, run_id="night", **more)
+
+    stopped = run_forecast(sqlite_db, config(), reporter=_StopAfter(1))
+    assert stopped.summary["status"] == "interrupted" and stopped.summary["to_db"] is None
+    assert any("--to-db's tables were not written" in note for note in stopped.summary["notes"])
+    import adbc_driver_sqlite.dbapi as driver
+
+    with driver.connect(sqlite_db.split("://", 1)[1]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name FROM sqlite_master WHERE name LIKE 'forecasts%'")
+        assert cur.fetchall() == []
+    resumed = run_forecast(sqlite_db, config(resume=True))
+    assert resumed.exit_code == 0 and resumed.summary["to_db"]["rows"] == 15
