@@ -411,3 +411,31 @@ def test_an_interrupted_run_writes_no_half_night_and_its_resume_writes_the_whole
         assert cur.fetchall() == []
     resumed = run_forecast(sqlite_db, config(resume=True))
     assert resumed.exit_code == 0 and resumed.summary["to_db"]["rows"] == 15
+
+
+def test_a_write_refused_halfway_leaves_both_tables_as_they_were(sqlite_db, tmp_path):
+    import adbc_driver_sqlite.dbapi as driver
+
+    runner = CliRunner()
+    args = ["run", sqlite_db, "--table", "sales", *COLS, *RUN, "--to-db", sqlite_db, "--to-table", "atomic",
+            "--run-id", "night"]
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "one")]).exit_code == 0
+    path = sqlite_db.split("://", 1)[1]
+
+    def tables():
+        with driver.connect(path) as conn, conn.cursor() as cur:
+            cur.execute("SELECT * FROM atomic ORDER BY store, item, ds")
+            forecasts = cur.fetch_arrow_table().to_pandas()
+            cur.execute("SELECT * FROM atomic_runs ORDER BY store, item")
+            return forecasts, cur.fetch_arrow_table().to_pandas()
+
+    before = tables()
+    with driver.connect(path) as conn, conn.cursor() as cur:  # the second table refuses rows, after the first's
+        cur.execute("CREATE TRIGGER refuse BEFORE INSERT ON atomic_runs BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        conn.commit()
+    result = runner.invoke(app, [*args, "--interval-width", "0.5", "--out", str(tmp_path / "two")])
+    line = one_error_line(result, "writing atomic_runs failed", "refused", "the tables keep their previous rows")
+    assert "--resume" in line
+    after = tables()
+    pd.testing.assert_frame_equal(after[0], before[0])
+    pd.testing.assert_frame_equal(after[1], before[1])
