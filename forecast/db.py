@@ -96,6 +96,8 @@ def placeholder(uri: str) -> str:
 # "IO: [libpq] Failed to connect: ...", "[SQLite] Failed to prepare query: ..."
 _SERVER_WORDS = re.compile(r"(?:ERROR|FATAL):\s+(.*)")
 _DRIVER_PREFIX = re.compile(r"^(?:[A-Z_]+: )?(?:\[\w+\] )?")
+# where a driver starts echoing the statement back ("Query was: ...", SQLite's "query: ..." and "query was: ...")
+_ECHO = re.compile(r"\n\s*query(?: was)?:", re.I)
 
 
 def message(e: BaseException, uri: str) -> str:
@@ -106,7 +108,7 @@ def message(e: BaseException, uri: str) -> str:
     if server is not None:
         text = server.group(1)
     else:
-        text = _DRIVER_PREFIX.sub("", text.split("\nquery:")[0].split("Query was:")[0])
+        text = _DRIVER_PREFIX.sub("", _ECHO.split(text)[0])
     text = " ".join(text.split())
     password = urlsplit(uri).password
     if password:

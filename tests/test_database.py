@@ -434,7 +434,8 @@ def test_a_write_refused_halfway_leaves_both_tables_as_they_were(sqlite_db, tmp_
         cur.execute("CREATE TRIGGER refuse BEFORE INSERT ON atomic_runs BEGIN SELECT RAISE(ABORT, 'refused'); END")
         conn.commit()
     result = runner.invoke(app, [*args, "--interval-width", "0.5", "--out", str(tmp_path / "two")])
-    line = one_error_line(result, "writing atomic_runs failed", "refused", "the tables keep their previous rows")
+    line = one_error_line(result, "writing atomic_runs failed: failed to execute: refused; nothing of this run was "
+                          "committed", "the tables keep their previous rows")
     assert "--resume" in line
     after = tables()
     pd.testing.assert_frame_equal(after[0], before[0])
