@@ -11,6 +11,7 @@ password is never shown: every message and record names the URI with it masked.
 from __future__ import annotations
 
 import re
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -78,7 +79,7 @@ def connect(uri: str) -> Any:
                           "sqlite:///path/to/file.db")
     module, extra = _EXTRAS[kind]
     try:
-        driver = __import__(f"{module}.dbapi", fromlist=["connect"])
+        driver = import_module(f"{module}.dbapi")
     except ImportError:
         raise ConfigError(f"{masked(uri)}: reading and writing {kind} needs its driver: pip install "
                           f"'forecast[{extra}]' ({module.replace('_', '-')})") from None

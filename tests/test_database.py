@@ -193,6 +193,12 @@ def test_credentials_from_pg_variables_and_pgpass_and_bad_queries_are_one_line_w
     result = runner.invoke(app, ["run", no_password, "--table", "sales", *COLS, *RUN, "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     monkeypatch.delenv("PGPASSFILE")
+    # PostgreSQL's own types: a uuid key is its text, numeric values are numbers
+    typed = runner.invoke(app, ["run", pg.uri, "--query", "SELECT md5(store)::uuid AS store, item, day, "
+                                "units::numeric(12, 6) AS units FROM sales", *COLS, *RUN, "--out", str(tmp_path / "c")])
+    assert typed.exit_code == 0, typed.output
+    keys = sorted(read_run_dir(tmp_path / "c").forecasts["store"].unique())
+    assert keys == sorted(pg.sql("SELECT DISTINCT md5(store)::uuid::text AS k FROM sales")["k"])
     wrong = pg.uri.replace(PASSWORD, "not-" + PASSWORD)
     cases = [
         ([wrong, "--table", "sales"], ["127.0.0.1", ":***@", "cannot connect", "password authentication failed"]),
@@ -202,6 +208,8 @@ def test_credentials_from_pg_variables_and_pgpass_and_bad_queries_are_one_line_w
         ([pg.uri, "--query", "SELECT NULL::text AS store, item, day, units FROM sales"],
          ["id column 'store' is empty"]),
         ([pg.uri, "--query", "SELECT store, item, day, 'many' AS units FROM sales"], ["'units'"]),
+        ([pg.uri, "--query", "SELECT store::bytea AS store, item, day, units FROM sales"],
+         ["column 'store' holds binary data"]),
     ]
     for args, words in cases:
         out = tmp_path / "bad"

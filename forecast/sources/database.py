@@ -118,6 +118,10 @@ class DatabaseSource(Source):
         from .files import _arrow_frame
 
         table = self._fetch().select(list(columns))
+        for f in table.schema:
+            if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) or pa.types.is_fixed_size_binary(f.type):
+                raise InputError(f"{self.label}: column {f.name!r} holds binary data, not text, numbers or times; "
+                                 f"convert it in the query (encode({f.name}, 'hex') for a key)")
         text_cols = list(id_cols) + [time_col]
         # keys and a time given as text, as categories (each distinct text held once), the keys' sorted: as a
         # Parquet file's are read (files._read_parquet)
@@ -150,10 +154,12 @@ def _plain_types(table: pa.Table) -> pa.Table:
 
     for i, f in enumerate(table.schema):
         column = table.column(i)
-        if isinstance(f.type, pa.ExtensionType):
+        if isinstance(f.type, pa.BaseExtensionType):  # a type Arrow does not know (numeric, jsonb): its storage
             column = pa.chunked_array([c.storage for c in column.chunks], f.type.storage_type)
             if (f.metadata or {}).get(b"POSTGRESQL:type") == b"numeric":
                 column = column.cast(pa.float64())
+            elif pa.types.is_fixed_size_binary(column.type) and column.type.byte_width == 16:  # a uuid: its text
+                column = _uuid_text(column)
         elif pa.types.is_decimal(f.type):
             column = column.cast(pa.float64())
         elif pa.types.is_date(f.type):
@@ -162,6 +168,24 @@ def _plain_types(table: pa.Table) -> pa.Table:
             continue
         table = table.set_column(i, pa.field(f.name, column.type), column)
     return table.replace_schema_metadata(None)
+
+
+def _uuid_text(column: pa.ChunkedArray) -> pa.Array:
+    """16-byte UUIDs as their usual text (8-4-4-4-12 lowercase hex digits), vectorised: a key of ten million rows
+    in a second, not a Python loop."""
+    import numpy as np
+    import pyarrow as pa
+
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    raw = np.frombuffer(b"".join(c.buffers()[1].to_pybytes()[c.offset * 16:(c.offset + len(c)) * 16]
+                                 for c in column.chunks), dtype=np.uint8).reshape(-1, 16)
+    nibbles = np.stack([raw >> 4, raw & 15], axis=2).reshape(-1, 32)
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
+    dash = np.full((len(raw), 1), ord("-"), dtype=np.uint8)
+    text = np.hstack([digits[:, :8], dash, digits[:, 8:12], dash, digits[:, 12:16], dash, digits[:, 16:20], dash,
+                      digits[:, 20:]])
+    values = pa.array(np.ascontiguousarray(text).view("S36").ravel()).cast(pa.string())
+    return pa.compute.if_else(pa.array(valid), values, pa.nulls(len(values), pa.string()))
 
 
 def _content_hash(frame: pd.DataFrame) -> tuple[int, str]:
@@ -196,7 +220,10 @@ def _column_hash(column: pd.Series) -> np.ndarray:
         return np.where(np.isnan(values), np.nan, values).astype(np.float64).view(np.uint64)
     if values.dtype.kind in "iumM":
         return values.view(np.int64).astype(np.uint64) if values.dtype.itemsize == 8 else values.astype(np.uint64)
-    return pd.util.hash_array(values.astype(object))
+    try:
+        return pd.util.hash_array(values.astype(object))
+    except TypeError:  # unhashable cells (a PostgreSQL array): their text
+        return pd.util.hash_array(column.astype(str).to_numpy(dtype=object))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
