@@ -352,6 +352,18 @@ def test_a_sqlite_file_is_read_as_its_csv_and_receives_the_forecasts(sqlite_db, 
     assert shuffled.identity()["sha256"] == ordered.identity()["sha256"]
 
 
+def test_check_and_backtest_read_a_database_too(sqlite_db, tmp_path):
+    runner = CliRunner()
+    check = runner.invoke(app, ["check", sqlite_db, "--table", "sales", *COLS, "--out", str(tmp_path / "check")])
+    assert check.exit_code == 0, check.output
+    assert len(pd.read_csv(tmp_path / "check" / "profile.csv")) == 3
+    backtest = runner.invoke(app, ["backtest", sqlite_db, "--query", "SELECT * FROM sales", *COLS, *RUN,
+                                   "--windows", "1", "--out", str(tmp_path / "bt")])
+    assert backtest.exit_code == 0, backtest.output
+    summary = json.loads((tmp_path / "bt" / "summary.json").read_text())
+    assert summary["input"] == f'{sqlite_db} query "SELECT * FROM sales"' and summary["source"]["kind"] == "database"
+
+
 def test_database_options_refused_where_they_cannot_work(sqlite_db, tmp_path):
     runner = CliRunner()
     missing = runner.invoke(app, ["run", sqlite_db, "--table", "nope", *COLS, *RUN, "--out", str(tmp_path / "o")])
