@@ -381,6 +381,8 @@ def test_database_options_refused_where_they_cannot_work(sqlite_db, tmp_path):
     unreachable = runner.invoke(app, ["run", sqlite_db, "--table", "sales", *COLS, *RUN, "--to-db",
                                       f"sqlite://{tmp_path}/no/such/dir.db", "--out", str(tmp_path / "o")])
     one_error_line(unreachable, "--to-db sqlite://", "cannot connect")  # before any fit
+    foreign = runner.invoke(app, ["run", f"mysql://shop:{PASSWORD}@db/sales", *COLS, *RUN])
+    one_error_line(foreign, "mysql://shop:***@db/sales: forecast reads no mysql:// URIs", "postgresql://")
     assert not (tmp_path / "o").exists()
 
 

@@ -126,6 +126,13 @@ def open_source(obj: TableInput, query: str | None = None, table: str | None = N
     if isinstance(obj, Source):
         return obj
     scheme = _scheme(obj)
+    if scheme is not None and not any(scheme in schemes for schemes in _SCHEMES.values()):
+        from ..db import masked
+
+        if masked(obj) != obj:  # a password in a URI no source reads: never echoed as a file's name
+            known = sorted({s for schemes in _SCHEMES.values() for s in schemes})
+            raise InputError(f"{masked(obj)}: forecast reads no {scheme}:// URIs; give a file or one of "
+                             f"{', '.join(s + '://' for s in known)}")
     for kind in reversed(list(_REGISTRY)):
         if _SCHEMES[kind] and scheme not in _SCHEMES[kind]:
             continue
