@@ -237,9 +237,9 @@ class ForecastConfig:
             series of two values or more. With triage, triage.min_obs applies (the CLI's one --min-obs sets both).
         run_id: the forecasts' run_id column, so nightly results appended to one table can be told apart; None
             means the output directory's name.
-        query: the SELECT a database input (postgresql://..., sqlite:///...) runs; or
+        query: the SELECT a database input (postgresql://..., sqlite:///..., duckdb:///...) runs; or
         db_table: the table a database input reads whole.
-        to_db: a database (postgresql://... or sqlite:///...) that also receives the forecasts, into to_table, and
+        to_db: a database (postgresql://..., sqlite:///... or duckdb:///...) that also receives the forecasts, into to_table, and
             each series' record, into to_table + "_runs"; None writes files only.
         to_table: the table of the forecasts in to_db.
     """

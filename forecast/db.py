@@ -18,19 +18,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
 
-Dialect = Literal["postgresql", "sqlite"]
+Dialect = Literal["postgresql", "sqlite", "duckdb"]
 # The URI schemes a database source or sink reads, and the dialect each means.
-SCHEMES: dict[str, Dialect] = {"postgresql": "postgresql", "postgres": "postgresql", "sqlite": "sqlite"}
+SCHEMES: dict[str, Dialect] = {"postgresql": "postgresql", "postgres": "postgresql", "sqlite": "sqlite",
+                               "duckdb": "duckdb"}
+# The dialects that are a file, opened in this process (no server, no credentials).
+EMBEDDED: tuple[Dialect, ...] = ("sqlite", "duckdb")
 # What to install for each dialect's driver.
 _EXTRAS: dict[Dialect, tuple[str, str]] = {"postgresql": ("adbc_driver_postgresql", "postgres"),
-                                           "sqlite": ("adbc_driver_sqlite", "sqlite")}
+                                           "sqlite": ("adbc_driver_sqlite", "sqlite"),
+                                           "duckdb": ("adbc_driver_duckdb", "duckdb")}
 # A table name as --table and --to-table take it: a plain SQL name, optionally schema-qualified; it goes into the
 # SQL unquoted (so the database folds its case as it would in a query), which is safe only for such names.
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 
 
 def dialect(uri: str) -> Dialect | None:
-    """The database a URI names ("postgresql" or "sqlite"), None when it is not a database URI."""
+    """The database a URI names ("postgresql", "sqlite" or "duckdb"), None when it is not a database URI."""
     return SCHEMES.get(uri.split("://", 1)[0].lower()) if "://" in uri else None
 
 
@@ -61,8 +65,8 @@ def table_name(name: str, option: str) -> str:
     return name
 
 
-def sqlite_path(uri: str) -> Path:
-    """The file of a sqlite:// URI: sqlite:///abs/file.db or sqlite://relative/file.db."""
+def file_path(uri: str) -> Path:
+    """The file of an embedded database's URI: sqlite:///abs/file.db or sqlite://relative/file.db (duckdb:// alike)."""
     return Path(uri.split("://", 1)[1])
 
 
@@ -76,15 +80,15 @@ def connect(uri: str) -> Any:
     kind = dialect(uri)
     if kind is None:
         raise ConfigError(f"{masked(uri)}: not a database URI; give postgresql://USER@HOST:PORT/DB or "
-                          "sqlite:///path/to/file.db")
+                          "sqlite:///path/to/file.db (or duckdb:///path/to/file.duckdb)")
     module, extra = _EXTRAS[kind]
     try:
         driver = import_module(f"{module}.dbapi")
     except ImportError:
         raise ConfigError(f"{masked(uri)}: reading and writing {kind} needs its driver: pip install "
                           f"'forecast[{extra}]' ({module.replace('_', '-')})") from None
-    if kind == "sqlite":
-        return driver.connect(str(sqlite_path(uri)))
+    if kind in EMBEDDED:
+        return driver.connect(str(file_path(uri)))
     return driver.connect(uri)
 
 
@@ -97,8 +101,9 @@ def placeholder(uri: str) -> str:
 # "IO: [libpq] Failed to connect: ...", "[SQLite] Failed to prepare query: ..."
 _SERVER_WORDS = re.compile(r"(?:ERROR|FATAL):\s+(.*)")
 _DRIVER_PREFIX = re.compile(r"^(?:[A-Z_]+: )?(?:\[\w+\] )?")
-# where a driver starts echoing the statement back ("Query was: ...", SQLite's "query: ..." and "query was: ...")
-_ECHO = re.compile(r"\n\s*query(?: was)?:", re.I)
+# where a driver starts echoing the statement back ("Query was: ...", SQLite's "query: ..." and "query was: ...",
+# DuckDB's "LINE 1: ...")
+_ECHO = re.compile(r"\n\s*(?:query(?: was)?:|LINE \d+:)", re.I)
 
 
 def message(e: BaseException, uri: str) -> str:

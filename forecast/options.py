@@ -132,7 +132,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("duplicates", "input", DUPLICATE_POLICIES, "Repeated (key, time) rows: error, or combine by sum, mean "
            "or last.", commands=COMMANDS),
     Option("query", "input", "str", "SQL query whose rows are the table, when INPUT is a database "
-           "(postgresql://USER@HOST:PORT/DB or sqlite:///file.db).", commands=COMMANDS),
+           "(postgresql://USER@HOST:PORT/DB, sqlite:///file.db or duckdb:///file.duckdb).", commands=COMMANDS),
     Option("db_table", "input", "str", "Database table read whole, when INPUT is a database (instead of --query).",
            commands=COMMANDS, flags=("--table",)),
     Option("future_path", "input", "path", "Table of future values of the --regressor, --cap-col and --floor-col "
@@ -246,7 +246,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("run_id", "output", "str", "Value of the forecasts' run_id column [default: the output directory's "
            "name].", commands=("run",)),
     Option("to_db", "output", "str", "Database that also receives the forecasts and each series' record, in one "
-           "transaction (postgresql://USER@HOST:PORT/DB or sqlite:///file.db).", commands=("run",)),
+           "transaction (postgresql://USER@HOST:PORT/DB, sqlite:///file.db or duckdb:///file.duckdb).",
+           commands=("run",)),
     Option("to_table", "output", "str", "Table of the forecasts in --to-db (the series' records go to "
            "<table>_runs); a rerun of a run id replaces its rows.", commands=("run",)),
 )

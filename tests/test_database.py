@@ -462,3 +462,26 @@ def test_a_write_refused_halfway_leaves_both_tables_as_they_were(sqlite_db, tmp_
     after = tables()
     pd.testing.assert_frame_equal(after[0], before[0])
     pd.testing.assert_frame_equal(after[1], before[1])
+
+
+def test_a_duckdb_file_is_read_as_its_csv_and_receives_each_run_once(tmp_path):
+    driver = pytest.importorskip("adbc_driver_duckdb.dbapi")
+    path = tmp_path / "shop.duckdb"
+    with driver.connect(str(path)) as conn, conn.cursor() as cur:
+        cur.adbc_ingest("sales", pa.Table.from_pandas(sales(), preserve_index=False), mode="create")
+        conn.commit()
+    uri = f"duckdb://{path}"
+    sales().to_csv(tmp_path / "sales.csv", index=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(tmp_path / "sales.csv"), *COLS, *RUN, "--out",
+                               str(tmp_path / "csv")]).exit_code == 0
+    for _ in range(2):
+        result = runner.invoke(app, ["run", uri, "--table", "sales", *COLS, *RUN, "--to-db", uri, "--run-id", "d1",
+                                     "--out", str(tmp_path / "db"), "--overwrite"])
+        assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(forecasts_of(tmp_path / "db"), forecasts_of(tmp_path / "csv"))
+    with driver.connect(str(path)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT run_id, count(*) FROM forecasts GROUP BY run_id")
+        assert cur.fetchall() == [("d1", 15)]
+    missing = runner.invoke(app, ["run", uri, "--table", "nope", *COLS, *RUN])
+    one_error_line(missing, "table nope", "Table with name nope does not exist")

@@ -24,7 +24,7 @@ def write_run(uri: str, table: str, forecasts: pd.DataFrame, runs: pd.DataFrame,
     of an earlier run with this run id, in one transaction.
 
     Args:
-        uri: the database (postgresql://... or sqlite:///...).
+        uri: the database (postgresql://..., sqlite:///... or duckdb:///...).
         table: the forecasts' table (optionally schema.table); the records go to the same name plus "_runs".
         forecasts: the run's forecasts, with their run_id and cutoff columns.
         runs: one record per series, with their run_id and cutoff columns.
@@ -64,7 +64,8 @@ def write_run(uri: str, table: str, forecasts: pd.DataFrame, runs: pd.DataFrame,
                     cur.execute(f"ALTER TABLE {name} ADD COLUMN {_columns_ddl([f])}")
         for name, data in batches:
             step = f"replacing run {run_id!r} in {name}"
-            cur.execute(f"DELETE FROM {name} WHERE run_id = {db.placeholder(uri)}", (run_id,))
+            with conn.cursor() as delete:  # a statement of its own: DuckDB's keeps an ingest's bound columns
+                delete.execute(f"DELETE FROM {name} WHERE run_id = {db.placeholder(uri)}", (run_id,))
             step = f"writing {name}"
             cur.adbc_ingest(name, data, mode="append")
         step = "committing"

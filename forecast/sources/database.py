@@ -1,5 +1,6 @@
 """A database as the input: a query (--query "SELECT ...") or a whole table (--table sales) of PostgreSQL
-(postgresql://USER@HOST:PORT/DB) or SQLite (sqlite:///path/file.db, embedded, no server), read through Arrow.
+(postgresql://USER@HOST:PORT/DB), SQLite (sqlite:///path/file.db) or DuckDB (duckdb:///path/file.duckdb; both
+embedded, no server), read through Arrow.
 
 The result is fetched once, as Arrow columns (ADBC: the server's binary COPY format for PostgreSQL, not row by
 row), and kept for the run's reads, so the header, the table and the fingerprint all come from one snapshot. Its
@@ -31,7 +32,7 @@ class DatabaseSource(Source):
 
     Args:
         uri: postgresql://USER[:PASSWORD]@HOST:PORT/DB (the password better in PGPASSWORD or ~/.pgpass) or
-            sqlite:///path/file.db.
+            sqlite:///path/file.db or duckdb:///path/file.duckdb.
         query: the SELECT to run; or
         table: a table's name (optionally schema.table), read whole.
     """
@@ -74,8 +75,8 @@ class DatabaseSource(Source):
         if self._arrow is not None:
             return self._arrow
         where = db.masked(self.uri)
-        if db.dialect(self.uri) == "sqlite" and not db.sqlite_path(self.uri).is_file():
-            raise InputError(f"{where}: no such database file ({db.sqlite_path(self.uri)})")
+        if db.dialect(self.uri) in db.EMBEDDED and not db.file_path(self.uri).is_file():  # not made empty by reading
+            raise InputError(f"{where}: no such database file ({db.file_path(self.uri)})")
         try:
             conn = db.connect(self.uri)
         except ConfigError:
