@@ -237,6 +237,11 @@ class ForecastConfig:
             series of two values or more. With triage, triage.min_obs applies (the CLI's one --min-obs sets both).
         run_id: the forecasts' run_id column, so nightly results appended to one table can be told apart; None
             means the output directory's name.
+        query: the SELECT a database input (postgresql://..., sqlite:///..., duckdb:///...) runs; or
+        db_table: the table a database input reads whole.
+        to_db: a database (postgresql://..., sqlite:///... or duckdb:///...) that also receives the forecasts, into to_table, and
+            each series' record, into to_table + "_runs"; None writes files only.
+        to_table: the table of the forecasts in to_db.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -270,6 +275,10 @@ class ForecastConfig:
     warm_start: Path | None = None  # a previous run's output directory: start each series from its parameters
     min_obs: int = TriageRules.min_obs
     run_id: str | None = None
+    query: str | None = None
+    db_table: str | None = None
+    to_db: str | None = None
+    to_table: str = "forecasts"
 
     @property
     def extra_cols(self) -> tuple[str, ...]:
@@ -320,6 +329,15 @@ class ForecastConfig:
                               "future values are read by the client")
         if self.min_obs < 1:
             raise ConfigError(f"--min-obs must be at least 1; got {self.min_obs}")
+        if self.query is not None and self.db_table is not None:
+            raise ConfigError("give --query or --table, not both: the query says what to read")
+        if self.to_db is not None:
+            from .db import dialect, masked, table_name
+
+            if dialect(self.to_db) is None:
+                raise ConfigError(f"--to-db {masked(self.to_db)}: not a database URI; give postgresql://USER@HOST:"
+                                  "PORT/DB or sqlite:///path/to/file.db")
+            table_name(self.to_table, "--to-table")
         self._check_holidays()
 
     def _check_holidays(self) -> None:
@@ -354,6 +372,10 @@ class ForecastConfig:
         for name in ("future_path", "holidays_file"):
             d[name] = str(d[name]) if d[name] is not None else None
         d["warm_start"] = str(self.warm_start) if self.warm_start is not None else None
+        if self.to_db is not None:  # never a password in summary.json or a log
+            from .db import masked
+
+            d["to_db"] = masked(self.to_db)
         return d
 
 

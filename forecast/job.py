@@ -164,8 +164,8 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
         RunStoppedError: the machine or the cluster failed midway; finished series are kept for --resume.
     """
     reporter = reporter if reporter is not None else SilentReporter()
-    source = open_source(source)
     config = job.config
+    source = open_source(source, config.query, config.db_table)
     clock = Clock()
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_out_dir()
     job.check(source)

@@ -122,7 +122,8 @@ def _field_names(cls: type) -> set[str]:
 
 OPTIONS: tuple[Option, ...] = (
     # [input]
-    Option("input", "input", "table", "Long table: .csv, .csv.gz or .parquet, one row per series and time.",
+    Option("input", "input", "table", "Long table: .csv, .csv.gz or .parquet, one row per series and time; or a "
+           "database URI with --query or --table.",
            commands=COMMANDS, key="path", required=True, argument=True),
     Option("id_cols", "input", "names", "Series key column; repeat for a composite key (--id-col store --id-col "
            "item).", commands=COMMANDS, flags=("--id-col",)),
@@ -130,6 +131,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("target_col", "input", "str", "Value column to forecast.", commands=COMMANDS),
     Option("duplicates", "input", DUPLICATE_POLICIES, "Repeated (key, time) rows: error, or combine by sum, mean "
            "or last.", commands=COMMANDS),
+    Option("query", "input", "str", "SQL query whose rows are the table, when INPUT is a database "
+           "(postgresql://USER@HOST:PORT/DB, sqlite:///file.db or duckdb:///file.duckdb).", commands=COMMANDS),
+    Option("db_table", "input", "str", "Database table read whole, when INPUT is a database (instead of --query).",
+           commands=COMMANDS, flags=("--table",)),
     Option("future_path", "input", "path", "Table of future values of the --regressor, --cap-col and --floor-col "
            "columns (same key and time columns as INPUT).", commands=("run",), flags=("--future",)),
     # [model]
@@ -240,6 +245,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("overwrite", "output", "bool", "Replace a finished or unfinished run in --out."),
     Option("run_id", "output", "str", "Value of the forecasts' run_id column [default: the output directory's "
            "name].", commands=("run",)),
+    Option("to_db", "output", "str", "Database that also receives the forecasts and each series' record, in one "
+           "transaction (postgresql://USER@HOST:PORT/DB, sqlite:///file.db or duckdb:///file.duckdb).",
+           commands=("run",)),
+    Option("to_table", "output", "str", "Table of the forecasts in --to-db (the series' records go to "
+           "<table>_runs); a rerun of a run id replaces its rows.", commands=("run",)),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

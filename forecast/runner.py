@@ -177,6 +177,10 @@ class ForecastJob(Job):
     schema = RUN_PARTS
 
     def check(self, source: Source) -> None:
+        if self.config.to_db is not None:  # the night's work is not done to find the database unreachable
+            from .sinks import check_reachable
+
+            check_reachable(self.config.to_db)
         if not self.config.workers_read:
             return
         if not source.label.lower().endswith((".parquet", ".pq")):
@@ -247,10 +251,11 @@ class ForecastJob(Job):
         run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
         with clock.stage("write"):
             ext = "parquet" if config.output_format == "parquet" else "csv"
+            forecasts = forecast_frame(results, config.id_cols, run_id, band_columns(config.model))
+            timings = timings_frame(results, config.id_cols)
             files = {
-                "forecasts": write_table(forecast_frame(results, config.id_cols, run_id, band_columns(config.model)),
-                                         out_dir / f"forecasts.{ext}"),
-                "timings": write_table(timings_frame(results, config.id_cols), out_dir / "timings.csv"),
+                "forecasts": write_table(forecasts, out_dir / f"forecasts.{ext}"),
+                "timings": write_table(timings, out_dir / "timings.csv"),
                 "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
             }
             if config.model.engine != "prophet":  # what a later run can --warm-start from
@@ -258,6 +263,17 @@ class ForecastJob(Job):
             # an earlier run's, in another format or engine: only what its summary says it wrote
             for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
                 (out_dir / stale).unlink(missing_ok=True)
+            to_db = None
+            if config.to_db is not None and status == "interrupted":  # never half a night in the tables
+                notes.append("interrupted: --to-db's tables were not written; --resume finishes the run and writes "
+                             "them")
+                reporter.note(notes[-1])
+            elif config.to_db is not None:  # after the files: a database that fails leaves them written
+                from .sinks import write_run
+
+                runs = timings.assign(cutoff=np.array([r.cutoff for r in results], dtype="datetime64[ns]"),
+                                      run_id=run_id)
+                to_db = write_run(config.to_db, config.to_table, forecasts, runs, run_id)
         items = [series[i] for i in mapped.todo]
         fields = {
             "series_ok": counts["ok"],
@@ -277,6 +293,7 @@ class ForecastJob(Job):
                                     else None),
             "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
                          if config.triage is not None else None),
+            "to_db": to_db,
         }
         # what this run served: its fits (not what a resume took over), and the series triage or --min-obs sent
         # straight to a fallback

@@ -48,6 +48,8 @@ def test_the_job_file_keeps_its_tables_and_keys():
     }
     before["model"] |= {"holidays_key", "holidays_col"}  # added since: holidays per series
     before["model"] |= {"level", "quantile"}  # since: --level, --quantile
+    before["input"] |= {"query", "table"}  # since: a database as the input
+    before["output"] |= {"to_db", "to_table"}  # since: tables as the output
     for table, keys in before.items():
         assert {key for key, (_, _, commands) in SPEC[table].items() if "run" in commands} == keys, table
     assert set(SPEC["backtest"]) == {"windows", "step", "model", "season_length"}

@@ -21,6 +21,8 @@ from .table import (
 
 register_source("file", "forecast.sources.files:FileSource")
 register_source("frame", "forecast.sources.frames:FrameSource")
+register_source("database", "forecast.sources.database:DatabaseSource",
+                schemes=("postgresql", "postgres", "sqlite", "duckdb"))
 
 __all__ = [
     "STDIN",
