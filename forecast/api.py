@@ -36,7 +36,8 @@ class ForecastRecords:
     """A run's forecasts and its per-series records, as `forecast run` writes them to forecasts, timings.csv,
     errors.csv and summary.json."""
 
-    forecasts: pd.DataFrame  # key columns, ds, yhat, yhat_lower, yhat_upper, model, cutoff, run_id
+    # key columns, ds, yhat, yhat_lower, yhat_upper (then levels=/quantiles= columns), model, cutoff, run_id
+    forecasts: pd.DataFrame
     timings: pd.DataFrame  # one row per series: n_obs, status, seconds, worker, error, model, verdict, engine
     errors: pd.DataFrame  # the series Prophet did not serve: key columns, stage, reason
     summary: dict
@@ -84,7 +85,7 @@ def forecast_with_records(df: TableInput, horizon: int = ModelOptions.horizon,
         reporter: told progress, one-line notes (also in summary["notes"]) and events (see progress.Reporter;
             progress.make_progress(quiet=False) draws a bar); None tells nothing.
         **options: any other setting, by its ForecastConfig or ModelOptions field name (seed=1, engine="stan",
-            fallback="seasonal-naive", n_jobs=4, freq="W-SUN", ...).
+            fallback="seasonal-naive", n_jobs=4, freq="W-SUN", levels=[80, 95], quantiles=[0.5, 0.9], ...).
 
     Returns:
         The forecasts and records (see `ForecastRecords`).
@@ -135,7 +136,8 @@ def forecast(df: TableInput, horizon: int = ModelOptions.horizon,
         **options: any other setting, by its ForecastConfig or ModelOptions field name.
 
     Returns:
-        The forecasts: key columns, ds, yhat, yhat_lower, yhat_upper, model, cutoff, run_id.
+        The forecasts: key columns, ds, yhat, yhat_lower, yhat_upper (then with levels=[80, 95] yhat_lower_80,
+        yhat_upper_80, ..., with quantiles=[0.9] yhat_q90), model, cutoff, run_id.
 
     Raises:
         InputError, ConfigError, KeyboardInterrupt: see `forecast_with_records`.

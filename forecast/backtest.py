@@ -26,6 +26,7 @@ from .core import Failed
 from .freq import grid_positions, series_freq
 from .freq import season_length as freq_season_length
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
+from .levels import band_columns, below_label, coverage_label, lower_column, quantile_column, upper_column
 from .models import get_model
 from .outputs import _key_frame, errors_frame, timings_frame, write_table
 from .progress import Reporter
@@ -69,6 +70,7 @@ class BacktestResult:
     yhat_lower: np.ndarray = field(default_factory=lambda: np.array([]))
     yhat_upper: np.ndarray = field(default_factory=lambda: np.array([]))
     points: dict[str, np.ndarray] = field(default_factory=dict)
+    bands: dict[str, np.ndarray] = field(default_factory=dict)  # the first model's --level and --quantile columns
     scale: np.ndarray = field(default_factory=lambda: np.array([]))  # MASE scale of the point's window
     season_length: int = 0
     fit_seconds: float = 0.0
@@ -126,6 +128,7 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
         parts: dict[str, list] = {k: [] for k in ("window", "cutoff", "ds", "y", "yhat", "yhat_lower",
                                                    "yhat_upper", "scale")}
         points: dict[str, list] = {name: [] for name in models[1:]}
+        bands: dict[str, list] = {name: [] for name in band_columns(opts)}
         for w, (start, end) in enumerate(_windows(len(series.ds), opts.horizon, windows, step)):
             cutoff = series.ds[start - 1]
             stage = f"window {w} (cutoff {pd.Timestamp(cutoff)})"
@@ -133,7 +136,8 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
                                extra={c: v[:start] for c, v in series.extra.items()},
                                future_ds=series.ds[start:], future_extra={c: v[start:] for c, v in
                                                                           series.extra.items()},
-                               freq=freq, table_freq=series.table_freq)
+                               freq=freq, table_freq=series.table_freq, holiday_table=series.holiday_table,
+                               country=series.country)
             for name, fitter in fitters.items():
                 fitter.check(train, opts)
                 fc = fitter.forecast(train, series.ds[start:end], opts, season_length=m, source="the input table")
@@ -146,6 +150,8 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
                 result.predict_seconds += fc.predict_seconds
                 for bound in ("yhat", "yhat_lower", "yhat_upper"):
                     parts[bound].append(getattr(fc, bound))
+                for name, values in bands.items():  # a model without such a band leaves it empty
+                    values.append(fc.bands.get(name, np.full(len(fc.yhat), np.nan)))
             history = y_grid[:pos[start - 1] + 1]
             m_window = m if len(history) > m else 1  # too short for a whole season: plain naive's scale
             n = end - start
@@ -157,6 +163,7 @@ def backtest_series(series: SeriesData, opts: ModelOptions, windows: int, step: 
         for name, values in parts.items():
             setattr(result, name, np.concatenate(values))
         result.points = {name: np.concatenate(values) for name, values in points.items()}
+        result.bands = {name: np.concatenate(values) for name, values in bands.items()}
         result.season_length = m
         result.status, result.model = "ok", first
     except SeriesProblem as e:
@@ -177,9 +184,10 @@ def _as_result(series: SeriesData, outcome: BacktestResult | Failed) -> Backtest
 
 
 def backtest_frame(results: list[BacktestResult], id_cols: Sequence[str],
-                   models: Sequence[str] = BACKTEST_MODELS) -> pd.DataFrame:
-    """Every scored row: key columns, window, cutoff, ds, y, the first model's yhat, yhat_lower and yhat_upper,
-    then each other model's point forecast (forecast_column: yhat_naive for the seasonal-naive baseline)."""
+                   models: Sequence[str] = BACKTEST_MODELS, bands: Sequence[str] = ()) -> pd.DataFrame:
+    """Every scored row: key columns, window, cutoff, ds, y, the first model's yhat, yhat_lower and yhat_upper and
+    its `bands` columns (--level, --quantile), then each other model's point forecast (forecast_column: yhat_naive
+    for the seasonal-naive baseline)."""
     ok = [r for r in results if r.status == "ok"]
     frame = _key_frame(id_cols, [r.key for r in ok], [len(r.ds) for r in ok])
 
@@ -191,22 +199,27 @@ def backtest_frame(results: list[BacktestResult], id_cols: Sequence[str],
     frame["ds"] = cat([r.ds for r in ok], "datetime64[ns]")
     for name in ("y", "yhat", "yhat_lower", "yhat_upper"):
         frame[name] = cat([getattr(r, name) for r in ok], "float64")
+    for name in bands:
+        frame[name] = cat([r.bands[name] for r in ok], "float64")
     for model in models[1:]:
         frame[forecast_column(model)] = cat([r.points[model] for r in ok], "float64")
     return frame
 
 
 def metrics_frame(results: list[BacktestResult], id_cols: Sequence[str],
-                  models: Sequence[str] = BACKTEST_MODELS) -> tuple[pd.DataFrame, dict[str, dict]]:
+                  models: Sequence[str] = BACKTEST_MODELS,
+                  levels: Sequence[float] = (), quantiles: Sequence[float] = ()
+                  ) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Per series and model, every metric (metrics.csv); and the overall figures per model.
 
     Every model is scored on the same points with the same MASE scale; only the first model has its interval
-    scored (coverage), the others being compared on their point forecasts.
+    scored (coverage, and with --level each level's coverage, with --quantile each quantile's share of actuals
+    at or below it), the others being compared on their point forecasts.
 
     Returns:
         (frame, overall): frame has the key columns, model (score_label), engine, season_length, then n, mae,
-        rmse, wape, smape, mase, mape, mape_skipped, coverage; overall maps each model's label to the same
-        figures over all series.
+        rmse, wape, smape, mase, mape, mape_skipped, coverage, coverage_<level> per level and below_q<percent>
+        per quantile; overall maps each model's label to the same figures over all series.
     """
     ok = [r for r in results if r.status == "ok"]
     rows, overall = [], {}
@@ -220,22 +233,46 @@ def metrics_frame(results: list[BacktestResult], id_cols: Sequence[str],
             yhat = r.yhat if i == 0 else r.points[model]
             bounds = (r.yhat_lower, r.yhat_upper) if i == 0 else (None, None)
             figures = metrics.score(r.y, yhat, *bounds, scale=r.scale)
+            figures.update(_band_scores(r.y, [r.bands] if i == 0 else [], levels, quantiles))
             series_mase.append(figures["mase"])
             rows.append({**dict(zip(id_cols, r.key)), "model": label, "engine": r.engines.get(model, ""),
                          "season_length": r.season_length, **figures})
         yhat = cat([r.yhat for r in ok]) if i == 0 else cat([r.points[model] for r in ok])
         lower, upper = (cat([r.yhat_lower for r in ok]), cat([r.yhat_upper for r in ok])) if i == 0 else (None, None)
         overall[label] = metrics.overall(cat([r.y for r in ok]), yhat, lower, upper, series_mase)
+        overall[label].update(_band_scores(cat([r.y for r in ok]), [r.bands for r in ok] if i == 0 else [],
+                                           levels, quantiles))
     columns = list(id_cols) + ["model", "engine", "season_length", "n", *metrics.METRICS[:-2], "mape", "mape_skipped",
-                               "coverage"]
+                               "coverage", *(coverage_label(level) for level in levels),
+                               *(below_label(q) for q in quantiles)]
     frame = pd.DataFrame(rows, columns=columns)
     return frame, overall
 
 
+def _band_scores(y: np.ndarray, bands: list[dict[str, np.ndarray]], levels: Sequence[float],
+                 quantiles: Sequence[float]) -> dict[str, float]:
+    """Each level's coverage (coverage_80: the share of actuals inside yhat_lower_80..yhat_upper_80) and each
+    quantile's share of actuals at or below it (below_q90, which a calibrated 0.9 quantile keeps near 0.9), over
+    the points whose bands are given in order (one dict per series, or one for a series alone); NaN for a model
+    whose interval is not scored (no bands given)."""
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([b[name] for b in bands])
+
+    out = {}
+    for level in levels:
+        out[coverage_label(level)] = (metrics.coverage(y, column(lower_column(level)), column(upper_column(level)))
+                                      if bands else np.nan)
+    for q in quantiles:
+        out[below_label(q)] = metrics.share_below(y, column(quantile_column(q))) if bands else np.nan
+    return out
+
+
 # it did before as it did then.
 def _from_part(**fields: Any) -> BacktestResult:
-    """A BacktestResult read back from a part file, whose JSON keeps the other models' forecasts as lists."""
+    """A BacktestResult read back from a part file, whose JSON keeps the other models' forecasts and the first
+    model's --level and --quantile columns as lists."""
     fields["points"] = {name: np.asarray(values, dtype="float64") for name, values in (fields["points"] or {}).items()}
+    fields["bands"] = {name: np.asarray(values, dtype="float64") for name, values in (fields["bands"] or {}).items()}
     fields["engines"] = fields["engines"] or {}
     return BacktestResult(**fields)
 
@@ -248,7 +285,7 @@ BACKTEST_PARTS = PartSchema(
              "engine": pa.string()},
     arrays={"window": "int64", "cutoff": "datetime64[ns]", "ds": "datetime64[ns]", "y": "float64",
             "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64", "scale": "float64"},
-    json_fields=("points", "engines"),
+    json_fields=("points", "engines", "bands"),
 )
 
 
@@ -290,11 +327,12 @@ class BacktestJob(Job):
         if status == "ok" and n_failed > run.max_failed_frac * len(loaded.series):
             status = "failed"
         with clock.stage("write"):
-            scores, overall = metrics_frame(results, run.id_cols, self.backtest.models)
+            scores, overall = metrics_frame(results, run.id_cols, self.backtest.models, model.levels,
+                                            model.quantiles)
             files = {
                 "metrics": write_table(scores, out_dir / "metrics.csv"),
-                "backtest": write_table(backtest_frame(results, run.id_cols, self.backtest.models),
-                                        out_dir / "backtest.parquet"),
+                "backtest": write_table(backtest_frame(results, run.id_cols, self.backtest.models,
+                                                       band_columns(model)), out_dir / "backtest.parquet"),
                 "timings": write_table(timings_frame(results, run.id_cols), out_dir / "timings.csv"),
                 "errors": write_table(errors_frame(results, run.id_cols), out_dir / "errors.csv"),
             }

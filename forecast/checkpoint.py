@@ -236,15 +236,22 @@ class PartSchema:
     json_fields: tuple[str, ...] = ()
 
 
-# A run's parts: each series' status, timings and forecast arrays, and the engines' fitted parameters, so a resumed
-# run still saves every series' for a later --warm-start.
+def _run_result(**fields: Any) -> SeriesResult:
+    """A SeriesResult read back from a part file, whose JSON keeps the --level and --quantile columns as lists."""
+    fields["bands"] = {name: np.asarray(values, dtype="float64") for name, values in (fields["bands"] or {}).items()}
+    return SeriesResult(**fields)
+
+
+# A run's parts: each series' status, timings and forecast arrays (the --level and --quantile columns as JSON, as
+# many as the run asked for), and the engines' fitted parameters, so a resumed run still saves every series' for a
+# later --warm-start.
 RUN_PARTS = PartSchema(
-    SeriesResult,
+    _run_result,
     scalars={"status": pa.string(), "n_obs": pa.int64(), "fit_seconds": pa.float64(),
              "predict_seconds": pa.float64(), "cpu_seconds": pa.float64(), "worker": pa.string(),
              "stage": pa.string(), "error": pa.string(), "model": pa.string(), "engine": pa.string()},
     arrays={"ds": "datetime64[ns]", "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64"},
-    json_fields=("params",),
+    json_fields=("params", "bands"),
 )
 
 

@@ -77,7 +77,8 @@ def _enum(option: Option) -> type[Enum]:
 
 # What --help shows after an option's name: words for what to type, not Python's types ("<list[str]>"); a choice
 # shows its values and a bool no value.
-_METAVARS = {"int": "<n>", "float": "<number>", "str": "<text>", "path": "<path>", "names": "<name>"}
+_METAVARS = {"int": "<n>", "float": "<number>", "str": "<text>", "path": "<path>", "names": "<name>",
+             "numbers": "<number>"}
 
 
 def _parameter(option: Option, with_job_file: bool) -> inspect.Parameter:
@@ -87,7 +88,7 @@ def _parameter(option: Option, with_job_file: bool) -> inspect.Parameter:
         python_type: Any = _enum(option)
     else:
         python_type = {"int": int, "float": float, "str": str, "bool": bool, "path": Path, "table": str,
-                       "names": list[str]}[kind]
+                       "names": list[str], "numbers": list[float]}[kind]
     default = option.field_default
     if isinstance(kind, tuple) and default is not None:
         default = python_type(default)
@@ -281,6 +282,8 @@ def _accuracy_table(s: dict, out_dir: Path) -> str:
     from .outputs import model_label
 
     names = ["n", "wape", "mase", "mae", "rmse", "smape", "mape", "coverage"]
+    # each --level's coverage (coverage_80, ...) and each --quantile's share below it (below_q90), in order given
+    names += [n for n in next(iter(s["overall"].values()), {}) if n.startswith(("coverage_", "below_q"))]
     engines = s.get("engines") or {}
     engine = "; ".join(f"{e}" if i == 0 else f"{e}: {n} series" for i, (e, n) in
                        enumerate(sorted(engines.items(), key=lambda item: -item[1])))

@@ -29,10 +29,20 @@ DUPLICATE_POLICIES: tuple[DuplicatePolicy, ...] = get_args(DuplicatePolicy)
 OutputFormat = Literal["parquet", "csv"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 FALLBACKS = ("none", *fallback_names())  # the --fallback choices: the models registered as fallbacks
+# What a series triage calls intermittent gets (--intermittent-model; any fallback model may be chosen). TSB: in
+# benchmarks/bench_intermittent.py's backtests of M5's intermittent series (docs/check-and-fallbacks.md) tsb and
+# adida have the lowest MASE of the five models on both tables (tsb 0.813 and 0.913, adida 0.817 and 0.909;
+# seasonal-naive 0.869 and 1.052, Prophet 0.857 and 1.071, croston-sba 1.001 and 1.092), their 80 % bands cover
+# 76-84 %, and tsb costs half or less of adida (~5 % of a Prophet fit). Its demand probability decays through a
+# run of zeros, where Croston's forecast stays put until the next sale: on the item that stopped selling
+# (FOODS_3_008), 28 days into its run of zeros croston-sba forecasts 3.5 a day, tsb 0.10.
+INTERMITTENT_MODEL = "tsb"
 BACKEND_NAMES = backend_names()  # the CLI's choices; a backend registered later is still accepted below
 ENGINES: tuple[Engine, ...] = get_args(Engine)
 # What a backtest scores by default: Prophet, and the seasonal-naive baseline it has to beat (models/).
 BACKTEST_MODELS = ("prophet", "seasonal-naive")
+# A holidays file's own columns (sources/table.py read_holidays).
+HOLIDAY_COLUMNS = ("holiday", "ds", "lower_window", "upper_window")
 # How many series `forecast report` plots (--plots); each costs ~0.1 s and ~40 kB of base64.
 REPORT_PLOTS = 6
 
@@ -57,6 +67,8 @@ class ModelOptions:
     seasonality_prior_scale: float = 10.0
     holidays: str | None = None
     interval_width: float = 0.8
+    levels: tuple[float, ...] = ()  # more interval levels in percent (--level 80 --level 95), besides interval_width
+    quantiles: tuple[float, ...] = ()  # quantile columns (--quantile 0.9), as fractions
     uncertainty_samples: int = 1000
     non_negative: bool = False
     include_history: bool = False
@@ -89,6 +101,7 @@ class ModelOptions:
             _choice(f"--{name}-seasonality", getattr(self, f"{name}_seasonality"), TOGGLES)
         if not 0 < self.interval_width < 1:
             raise ConfigError(f"--interval-width must be between 0 and 1; got {self.interval_width}")
+        self._check_bands()
         if self.uncertainty_samples < 0:
             raise ConfigError(f"--uncertainty-samples must be 0 or more; got {self.uncertainty_samples}")
         simulated = self.horizon * self.uncertainty_samples
@@ -112,6 +125,24 @@ class ModelOptions:
             if offset.n <= 0:
                 raise ConfigError(f"--freq {self.freq!r} does not step forward in time; use a positive step such "
                                   "as D, 2D, W-SUN, MS or h")
+
+
+    def _check_bands(self) -> None:
+        """--level and --quantile: each in its range, none twice (a column each); kept as tuples of floats, so a
+        list given to forecast.forecast() reads as the CLI's repeated options do."""
+        for name in ("levels", "quantiles"):
+            values = getattr(self, name)
+            object.__setattr__(self, name, (float(values),) if isinstance(values, (int, float)) else
+                               tuple(float(v) for v in values))
+        for level in self.levels:
+            if not 0 < level < 100:
+                raise ConfigError(f"--level is a percentage between 0 and 100 (80 for an 80 % interval); got {level:g}")
+        for q in self.quantiles:
+            if not 0 < q < 1:
+                raise ConfigError(f"--quantile must be between 0 and 1 (0.9 for the 90th percentile); got {q:g}")
+        for name, values in (("--level", self.levels), ("--quantile", self.quantiles)):
+            if len(set(values)) < len(values):
+                raise ConfigError(f"{name} names a value more than once: {', '.join(f'{v:g}' for v in values)}")
 
 
 # The most values the interval simulation of one series may hold (horizon x uncertainty samples): Prophet's
@@ -178,11 +209,19 @@ class ForecastConfig:
         overwrite: replace a finished run in out_dir.
         output_format: "parquet" or "csv" for the forecasts table.
         max_failed_frac: the share of failed series still accepted with exit code 0.
-        fallback: the simple forecast for a series that fails: "none", "naive", "seasonal-naive", "mean", "zero".
+        fallback: the model for a series that fails (and for one triage sends to fallback, but an intermittent
+            one): "none" or a model registered as a fallback (FALLBACKS).
         triage: rules that decide per series between Prophet, a fallback and skipping; None fits every series.
+        intermittent_model: the model (one of the fallbacks) that serves a series triage calls intermittent,
+            whatever --fallback is.
         future_path: the table of future regressor / cap / floor values (same key and time columns).
         holidays_file: a table of holidays (holiday, ds, lower_window, upper_window); read into
-            model.holiday_table by sources.load_series.
+            model.holiday_table by sources.load_series, or, with holidays_keys, into each series' own rows.
+        holidays_keys: the holidays file's key columns (a region, a state, or the series' own key columns): each
+            series gets the rows whose keys are its own, where each key is an id column or an input column
+            constant per series; () applies every row to every series.
+        holidays_col: the input column holding each series' country code (constant per series) for Prophet's
+            built-in holidays of that country; a series with a blank gets none.
         backend: "local" (this machine's cores) or "dask" (a Dask cluster).
         scheduler: the Dask scheduler's address (tcp://host:8786); None with "dask" starts a local cluster.
         connect_timeout: seconds to wait for the Dask scheduler and its first worker.
@@ -200,6 +239,11 @@ class ForecastConfig:
             series of two values or more. With triage, triage.min_obs applies (the CLI's one --min-obs sets both).
         run_id: the forecasts' run_id column, so nightly results appended to one table can be told apart; None
             means the output directory's name.
+        query: the SELECT a database input (postgresql://..., sqlite:///..., duckdb:///...) runs; or
+        db_table: the table a database input reads whole.
+        to_db: a database (postgresql://..., sqlite:///... or duckdb:///...) that also receives the forecasts, into to_table, and
+            each series' record, into to_table + "_runs"; None writes files only.
+        to_table: the table of the forecasts in to_db.
     """
 
     id_cols: tuple[str, ...] = ("unique_id",)
@@ -219,8 +263,11 @@ class ForecastConfig:
     max_failed_frac: float = 0.0
     fallback: str = "none"
     triage: TriageRules | None = None
+    intermittent_model: str = INTERMITTENT_MODEL
     future_path: Path | None = None
     holidays_file: Path | None = None
+    holidays_keys: tuple[str, ...] = ()
+    holidays_col: str | None = None
     backend: str = "local"
     scheduler: str | None = None
     connect_timeout: float = 10.0
@@ -231,12 +278,23 @@ class ForecastConfig:
     warm_start: Path | None = None  # a previous run's output directory: start each series from its parameters
     min_obs: int = TriageRules.min_obs
     run_id: str | None = None
+    query: str | None = None
+    db_table: str | None = None
+    to_db: str | None = None
+    to_table: str = "forecasts"
 
     @property
     def extra_cols(self) -> tuple[str, ...]:
         """Input columns read besides key, time and target: regressors, cap, floor."""
         m = self.model
         return tuple(m.regressors) + tuple(c for c in (m.cap_col, m.floor_col) if c)
+
+    @property
+    def label_cols(self) -> tuple[str, ...]:
+        """Input columns read as labels constant per series, besides the keys: the --holidays-key columns that are
+        not id columns, and the --holidays-col."""
+        cols = [c for c in (*self.holidays_keys, self.holidays_col) if c is not None and c not in self.id_cols]
+        return tuple(dict.fromkeys(cols))
 
     def __post_init__(self) -> None:
         if not self.id_cols:
@@ -249,6 +307,7 @@ class ForecastConfig:
         _choice("--duplicates", self.duplicates, DUPLICATE_POLICIES)
         _choice("--format", self.output_format, OUTPUT_FORMATS)
         _choice("--fallback", self.fallback, FALLBACKS)
+        _choice("--intermittent-model", self.intermittent_model, FALLBACKS[1:])
         if self.n_jobs == 0:
             raise ConfigError("--n-jobs must not be 0; use -1 for all cores or a positive count")
         if self.chunks_per_job < 1:
@@ -273,15 +332,53 @@ class ForecastConfig:
                               "future values are read by the client")
         if self.min_obs < 1:
             raise ConfigError(f"--min-obs must be at least 1; got {self.min_obs}")
+        if self.query is not None and self.db_table is not None:
+            raise ConfigError("give --query or --table, not both: the query says what to read")
+        if self.to_db is not None:
+            from .db import dialect, masked, table_name
+
+            if dialect(self.to_db) is None:
+                raise ConfigError(f"--to-db {masked(self.to_db)}: not a database URI; give postgresql://USER@HOST:"
+                                  "PORT/DB or sqlite:///path/to/file.db")
+            table_name(self.to_table, "--to-table")
+        self._check_holidays()
+
+    def _check_holidays(self) -> None:
+        """The checks of --holidays-key and --holidays-col, which read labels from the input."""
+        if isinstance(self.holidays_keys, str):  # tuple("region") would be its letters
+            raise ConfigError(f"holidays_keys takes a tuple of column names, e.g. ({self.holidays_keys!r},)")
+        if self.holidays_keys and self.holidays_file is None:
+            raise ConfigError("--holidays-key names the key column of a holidays file: pass --holidays-file too")
+        if len(set(self.holidays_keys)) < len(self.holidays_keys):
+            raise ConfigError(f"--holidays-key names a column more than once: {', '.join(self.holidays_keys)}")
+        for col in self.holidays_keys:
+            if col in HOLIDAY_COLUMNS:  # the file's own columns cannot also be its key
+                raise ConfigError(f"--holidays-key {col!r} is one of the holidays file's own columns "
+                                  f"({', '.join(HOLIDAY_COLUMNS)}); name the key column otherwise")
+        if self.holidays_col is not None and self.model.holidays:
+            raise ConfigError("--holidays and --holidays-col both give the country: use --holidays for one country "
+                              "for every series, or --holidays-col for each series' own")
+        roles = {self.time_col: "--time-col", self.target_col: "--target-col",
+                 **{c: "--regressor/--cap-col/--floor-col" for c in self.extra_cols}}
+        labels = [(c, "--holidays-key") for c in self.holidays_keys] + [(self.holidays_col, "--holidays-col")]
+        for col, flag in labels:
+            if col in roles:
+                raise ConfigError(f"column {col!r} is given as {flag} and {roles[col]}; {flag} names a column of "
+                                  "labels, such as a region or a country code")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values, for summary.json."""
         d = dataclasses.asdict(self)
         d["id_cols"] = list(self.id_cols)
+        d["holidays_keys"] = list(self.holidays_keys)
         d["out_dir"] = str(self.out_dir) if self.out_dir is not None else None
         for name in ("future_path", "holidays_file"):
             d[name] = str(d[name]) if d[name] is not None else None
         d["warm_start"] = str(self.warm_start) if self.warm_start is not None else None
+        if self.to_db is not None:  # never a password in summary.json or a log
+            from .db import masked
+
+            d["to_db"] = masked(self.to_db)
         return d
 
 

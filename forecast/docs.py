@@ -19,7 +19,7 @@ WRITE_COMMAND = "python -m forecast.docs"
 WIDTH = 80
 
 _KIND_WORDS = {"int": "integer", "float": "number", "str": "string", "bool": "true or false", "path": "path", "table": "path or URI",
-               "names": "name or list of names"}
+               "names": "name or list of names", "numbers": "number or list of numbers"}
 
 
 def command_help(name: str | None = None) -> str:

@@ -20,7 +20,8 @@ EXIT_INTERRUPTED: ExitCode = 130
 EXIT_CODES: dict[ExitCode, str] = {
     EXIT_OK: "every series forecast (or failures within --max-failed-frac)",
     EXIT_SOME_FAILED: "some series failed, outputs written",
-    EXIT_ERROR: "input or configuration error, bad job file, or another run holds --out: nothing written",
+    EXIT_ERROR: "input or configuration error, bad job file, or another run holds --out: nothing written; or "
+                "--to-db's tables could not be written (they keep their previous rows)",
     EXIT_USAGE: "usage error (unknown option, missing --horizon, ...)",
     EXIT_STOPPED: "stopped by the machine or cluster (a full disk, a lost Dask scheduler), finished series kept: "
                   "run again with --resume",
@@ -49,6 +50,11 @@ class ConfigError(ForecastError):
 
 class OutputExistsError(ConfigError):
     """The output directory already holds a finished run."""
+
+
+class OutputError(ForecastError):
+    """An output beyond the run's files could not be written (--to-db's tables): the files are, the tables keep
+    their previous rows, and --resume writes them."""
 
 
 class BackendError(ForecastError):

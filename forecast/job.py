@@ -25,8 +25,16 @@ from .backends import Backend, WorkerSetup, backend_class, open_backend
 from .checkpoint import PartSchema, PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
 from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, BackendLostError, OutputExistsError, RunStoppedError
-from .models import check_options, worker_init
+from .errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    BackendLostError,
+    InputError,
+    OutputExistsError,
+    RunStoppedError,
+)
+from .models import check_options, unknown_country, worker_init
 from .outputs import default_out_dir, prepare_out_dir, write_json
 from .progress import Reporter, SilentReporter
 from .sources import Source, TableInput, inputs_read_once, open_source
@@ -156,21 +164,22 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
         RunStoppedError: the machine or the cluster failed midway; finished series are kept for --resume.
     """
     reporter = reporter if reporter is not None else SilentReporter()
-    source = open_source(source)
     config = job.config
+    source = open_source(source, config.query, config.db_table)
     clock = Clock()
     out_dir = Path(config.out_dir) if config.out_dir is not None else default_out_dir()
     job.check(source)
     with RunLock(out_dir), run_temp_root() as tmp_root, ExitStack() as early, inputs_read_once():
         finished = prepare_out_dir(out_dir, config.overwrite, config.resume)
         check_options(config.model)
-        setup = worker_setup(config.model, tmp_root)
+        setup = worker_setup(config.model, tmp_root, country_per_series=config.holidays_col is not None)
         # more workers than cores: how many is known once the chunks are (a typo such as 4000 forks no 4000)
         backend = None if above_cores(config) else open_backend(config, setup, reporter.note)
         if backend is not None and backend.starts_in_background:  # local workers start (imports: about a
             early.enter_context(backend)  # second) while the input is read
         with clock.stage("read"):
             loaded = job.load(source)
+            check_countries(loaded.series, config, source.label)
             manifest = make_manifest(source, job.settings(), len(loaded.series), job.other_files())
         if finished is not None:  # --resume of a job that had finished: done, if it is the same job
             return _already_finished(out_dir, finished, manifest, reporter)
@@ -297,11 +306,32 @@ def key_fields(key: tuple, id_cols: Sequence[str]) -> dict:
     return {c: str(v) for c, v in zip(id_cols, key)}
 
 
-def worker_setup(model: ModelOptions, tmp_root: str) -> WorkerSetup:
+def worker_setup(model: ModelOptions, tmp_root: str, country_per_series: bool = False) -> WorkerSetup:
     """What every worker of a run or a backtest runs first (the models' `worker_init`), with the run's temp root
-    for workers of this machine."""
-    func, args = worker_init(model)
+    for workers of this machine; `country_per_series`: the series take their countries' holidays (--holidays-col)."""
+    func, args = worker_init(model, countries=country_per_series)
     return WorkerSetup(func, args, tmp_root)
+
+
+def check_countries(series: Sequence[SeriesData], config: ForecastConfig, label: str) -> None:
+    """Refuse a --holidays-col value that is no country the holidays package knows, naming the first series with
+    it, before any worker starts.
+
+    Raises:
+        InputError: one line naming the input, the column, the value, the series and the fix.
+    """
+    if config.holidays_col is None:
+        return
+    first: dict[str, SeriesData] = {}
+    for s in series:
+        if s.country:
+            first.setdefault(s.country, s)
+    for code, s in first.items():
+        hint = unknown_country(code)
+        if hint is not None:
+            key = ", ".join(f"{c}={v}" for c, v in zip(config.id_cols, s.key))
+            raise InputError(f"{label}: column {config.holidays_col!r} (--holidays-col) holds {code!r} for series "
+                             f"{key}, not a country the holidays package knows; {hint}")
 
 
 @contextmanager

@@ -25,7 +25,12 @@ SPEC: dict[str, dict[str, tuple[str, Any, tuple[Command, ...]]]] = {
 }
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-               "path": "a path (string)", "table": "a path or a URI (string)", "names": "a column name or a list of names"}
+               "path": "a path (string)", "table": "a path or a URI (string)", "names": "a column name or a list of names",
+               "numbers": "a number or a list of numbers"}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _check(file: Path, table: str, key: str, kind: Any, value: Any) -> Any:
@@ -38,6 +43,7 @@ def _check(file: Path, table: str, key: str, kind: Any, value: Any) -> Any:
         "path": lambda v: isinstance(v, str),
         "table": lambda v: isinstance(v, str),
         "names": lambda v: isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(x, str) for x in v)),
+        "numbers": lambda v: _number(v) or (isinstance(v, list) and v and all(_number(x) for x in v)),
     }
     if isinstance(kind, tuple):
         if value not in kind:
@@ -55,6 +61,8 @@ def _check(file: Path, table: str, key: str, kind: Any, value: Any) -> Any:
         return path if path.is_absolute() else file.parent / path
     if kind == "names":
         return [value] if isinstance(value, str) else list(value)
+    if kind == "numbers":
+        return [float(value)] if _number(value) else [float(x) for x in value]
     return value
 
 

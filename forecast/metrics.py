@@ -74,6 +74,14 @@ def coverage(y: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> float:
     return float(np.mean((y[ok] >= lower[ok]) & (y[ok] <= upper[ok])))
 
 
+def share_below(y: ArrayLike, bound: ArrayLike) -> float:
+    """Share of actuals at or below `bound` (a quantile forecast: about q for a calibrated q quantile); NaN when
+    there are none."""
+    y, bound = np.asarray(y, dtype=float), np.asarray(bound, dtype=float)
+    ok = ~(np.isnan(y) | np.isnan(bound))
+    return float(np.mean(y[ok] <= bound[ok])) if ok.any() else np.nan
+
+
 def naive_scale(y_train: ArrayLike, m: int) -> float:
     """MASE's denominator: the mean absolute error of the seasonal-naive forecast in-sample, |y[t] - y[t-m]|.
 

@@ -50,6 +50,7 @@ def fit_series(series: SeriesData, opts: ModelOptions, model: str = "prophet") -
         result.fit_seconds, result.predict_seconds = fc.fit_seconds, fc.predict_seconds
         result.ds, result.yhat, result.yhat_lower, result.yhat_upper = fc.ds, fc.yhat, fc.yhat_lower, fc.yhat_upper
         result.status, result.model, result.engine, result.params = "ok", fc.model, fc.engine, fc.params
+        result.bands = fc.bands
         if fc.note:  # why the model served is not quite the one asked for (Prophet with fewer terms, say)
             result.error = fc.note
     except SeriesProblem as e:
@@ -93,5 +94,6 @@ def serve_fallback(series: SeriesData, opts: ModelOptions, kind: str, result: Se
         result.error = f"{result.error}; {fc.note}" if result.error else fc.note
     result.ds, result.yhat, result.yhat_lower, result.yhat_upper = fc.ds, fc.yhat, fc.yhat_lower, fc.yhat_upper
     result.status, result.model = "fallback", f"fallback:{fc.model}"
+    result.bands = fc.bands
     result.predict_seconds += time.perf_counter() - t0
     return result

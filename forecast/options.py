@@ -37,7 +37,7 @@ Group = Literal["input", "model", "run", "output", "backtest"]
 # What a value is, for the CLI's type and the job file's check; a tuple of strings is a choice among them.
 # "table" is the input: a file's path, or (for a source registered for them) a URI such as postgresql://..., so it
 # is kept as text rather than a Path, which would fold the URI's "//".
-Kind = Literal["int", "float", "str", "bool", "path", "table", "names"]
+Kind = Literal["int", "float", "str", "bool", "path", "table", "names", "numbers"]
 
 COMMANDS: tuple[Command, ...] = ("run", "backtest", "check")
 # The job file's tables, in the order its messages name them.
@@ -122,7 +122,8 @@ def _field_names(cls: type) -> set[str]:
 
 OPTIONS: tuple[Option, ...] = (
     # [input]
-    Option("input", "input", "table", "Long table: .csv, .csv.gz or .parquet, one row per series and time.",
+    Option("input", "input", "table", "Long table: .csv, .csv.gz or .parquet, one row per series and time; or a "
+           "database URI with --query or --table.",
            commands=COMMANDS, key="path", required=True, argument=True),
     Option("id_cols", "input", "names", "Series key column; repeat for a composite key (--id-col store --id-col "
            "item).", commands=COMMANDS, flags=("--id-col",)),
@@ -130,6 +131,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("target_col", "input", "str", "Value column to forecast.", commands=COMMANDS),
     Option("duplicates", "input", DUPLICATE_POLICIES, "Repeated (key, time) rows: error, or combine by sum, mean "
            "or last.", commands=COMMANDS),
+    Option("query", "input", "str", "SQL query whose rows are the table, when INPUT is a database "
+           "(postgresql://USER@HOST:PORT/DB, sqlite:///file.db or duckdb:///file.duckdb).", commands=COMMANDS),
+    Option("db_table", "input", "str", "Database table read whole, when INPUT is a database (instead of --query).",
+           commands=COMMANDS, flags=("--table",)),
     Option("future_path", "input", "path", "Table of future values of the --regressor, --cap-col and --floor-col "
            "columns (same key and time columns as INPUT).", commands=("run",), flags=("--future",)),
     # [model]
@@ -150,6 +155,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("holidays", "model", "str", "Country code for Prophet's built-in holidays, e.g. US."),
     Option("holidays_file", "model", "path", "Table of holidays: holiday, ds, and optionally lower_window, "
            "upper_window."),
+    Option("holidays_keys", "model", "names", "Key column of --holidays-file (a region, a state, an --id-col): each "
+           "series gets the rows of its own value; an --id-col or an INPUT column constant per series. Repeatable.",
+           flags=("--holidays-key",)),
+    Option("holidays_col", "model", "str", "INPUT column of each series' country code for Prophet's built-in "
+           "holidays (constant per series; blank: none)."),
     Option("regressors", "model", "names", "Input column to use as an extra regressor; repeatable. Run needs its "
            "future values in --future.", flags=("--regressor",),
            per_command={"backtest": {"help": "Input column to use as an extra regressor; repeatable (the test "
@@ -157,6 +167,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("cap_col", "model", "str", "Column of the capacity for --growth logistic."),
     Option("floor_col", "model", "str", "Column of the floor for --growth logistic."),
     Option("interval_width", "model", "float", "Width of the yhat_lower..yhat_upper interval."),
+    Option("levels", "model", "numbers", "Another interval level in percent, from the same draws; repeatable "
+           "(--level 80 --level 95 adds yhat_lower_80, yhat_upper_80, yhat_lower_95, yhat_upper_95).",
+           flags=("--level",),
+           per_command={"backtest": {"help": "Another interval level in percent, from the same draws; repeatable. "
+                                             "Each level's coverage is scored (coverage_80 in metrics.csv)."}}),
+    Option("quantiles", "model", "numbers", "A quantile to forecast, from the same draws; repeatable (--quantile "
+           "0.5 --quantile 0.9 adds yhat_q50, yhat_q90).", flags=("--quantile",),
+           per_command={"backtest": {"help": "A quantile to forecast, from the same draws; repeatable. The share of "
+                                             "actuals at or below each is scored (below_q90 in metrics.csv)."}}),
     Option("uncertainty_samples", "model", "int", "Draws for the interval; 0 turns intervals off.", min=0),
     Option("non_negative", "model", "bool", "Clip forecasts and bounds at 0 (demand)."),
     Option("seed", "model", "int", "Make intervals reproducible (per series, whatever --n-jobs)."),
@@ -189,13 +208,16 @@ OPTIONS: tuple[Option, ...] = (
            "from its parameters.", commands=("run",)),
     Option("fit_timeout", "run", "float", "Seconds one series may take; past it, it fails with reason timeout "
            "(runs in worker processes, even with --n-jobs 1; --backend local only).", commands=("run",)),
-    Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones): "
-           f"{', '.join(FALLBACKS)}.", commands=("run",)),
-    Option("triage", "run", "bool", "Apply the rules of `forecast check`: fit, fallback (seasonal-naive unless "
-           "--fallback) or skip.", commands=("run",), default=False),
+    Option("fallback", "run", FALLBACKS, "Simple forecast for a series that fails (and for triaged ones, but "
+           f"intermittent ones: --intermittent-model): {', '.join(FALLBACKS)}.", commands=("run",)),
+    Option("triage", "run", "bool", "Apply the rules of `forecast check`: fit, fallback (intermittent series "
+           "--intermittent-model, others seasonal-naive unless --fallback) or skip.", commands=("run",), default=False),
+    Option("intermittent_model", "run", FALLBACKS[1:], "Model for a series --triage calls intermittent "
+           f"(whatever --fallback is): {', '.join(FALLBACKS[1:])}.", commands=("run",)),
     Option("min_obs", "run", "int", "Fewer values than this: a new series, sent to fallback (by run too, without "
            "--triage; 2 fits every series).", commands=("run", "check"), min=1),
-    Option("max_zero_share", "run", "float", "A larger share of zeros: intermittent, sent to fallback.",
+    Option("max_zero_share", "run", "float", "A larger share of zeros: intermittent, sent to --intermittent-model "
+           "(with run --triage).",
            commands=("run", "check"), min=0.0, max=1.0),
     Option("max_gap_share", "run", "float", "A larger share of missing periods inside its range: gappy, sent to "
            "fallback.", commands=("run", "check"), min=0.0, max=1.0),
@@ -225,6 +247,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("overwrite", "output", "bool", "Replace a finished or unfinished run in --out."),
     Option("run_id", "output", "str", "Value of the forecasts' run_id column [default: the output directory's "
            "name].", commands=("run",)),
+    Option("to_db", "output", "str", "Database that also receives the forecasts and each series' record, in one "
+           "transaction (postgresql://USER@HOST:PORT/DB, sqlite:///file.db or duckdb:///file.duckdb).",
+           commands=("run",)),
+    Option("to_table", "output", "str", "Table of the forecasts in --to-db (the series' records go to "
+           "<table>_runs); a rerun of a run id replaces its rows.", commands=("run",)),
 )
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}

@@ -129,11 +129,14 @@ def _key_frame(id_cols: Sequence[str], keys: list[tuple], repeats: Sequence[int]
     return frame
 
 
-def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str], run_id: str = "") -> pd.DataFrame:
-    """The combined forecast table: key columns, ds, yhat, yhat_lower, yhat_upper, model (prophet or fallback:KIND),
-    cutoff (each series' last timestamp in the input), run_id.
+def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str], run_id: str = "",
+                   bands: Sequence[str] = ()) -> pd.DataFrame:
+    """The combined forecast table: key columns, ds, yhat, yhat_lower, yhat_upper, the `bands` columns (--level and
+    --quantile: levels.band_columns), model (prophet or fallback:KIND), cutoff (each series' last timestamp in the
+    input), run_id.
 
-    Series forecast by Prophet ("ok") or by a fallback ("fallback"); failed and skipped series have no rows.
+    Series forecast by Prophet ("ok") or by a fallback ("fallback"); failed and skipped series have no rows. A
+    series whose model gave no such band has it empty (NaN).
     """
     ok = [r for r in results if r.status in ("ok", "fallback")]
     frame = _key_frame(id_cols, [r.key for r in ok], [len(r.ds) for r in ok])
@@ -145,6 +148,9 @@ def forecast_frame(results: Sequence[SeriesResult], id_cols: Sequence[str], run_
     frame["ds"] = cat("ds", "datetime64[ns]")
     for name in ("yhat", "yhat_lower", "yhat_upper"):
         frame[name] = cat(name, "float64")
+    for name in bands:
+        parts = [np.asarray(r.bands.get(name, np.full(len(r.ds), np.nan)), dtype="float64") for r in ok]
+        frame[name] = np.concatenate(parts) if parts else np.array([], dtype="float64")
     frame["model"] = np.repeat(np.array([r.model for r in ok], dtype=object), [len(r.ds) for r in ok])
     cutoffs = np.array([r.cutoff if r.cutoff is not None else np.datetime64("NaT") for r in ok], dtype="datetime64[ns]")
     frame["cutoff"] = np.repeat(cutoffs, [len(r.ds) for r in ok])

@@ -152,6 +152,12 @@ def _history_with_gaps(past: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.insert(ds, gaps + 1, mid), np.insert(y, gaps + 1, np.nan)
 
 
+def _levels(fc: pd.DataFrame) -> list[str]:
+    """The --level labels of a forecasts table, from its yhat_lower_<L> columns (80, 95), in its order."""
+    return [c.removeprefix("yhat_lower_") for c in fc.columns if c.startswith("yhat_lower_")
+            and f"yhat_upper_{c.removeprefix('yhat_lower_')}" in fc.columns]
+
+
 def render_series(run: RunDir, history: pd.DataFrame, key: tuple, why: str = "") -> bytes:
     """One series' figure (see `series_figure`) as PNG bytes."""
     plt = _pyplot()
@@ -213,6 +219,10 @@ def series_figure(run: RunDir, history: pd.DataFrame, key: tuple, why: str = "")
             ax.plot(fc["ds"], fc["yhat"].clip(*limits), color=color, linewidth=1.2, label=label)
             ax.fill_between(fc["ds"], fc["yhat_lower"].clip(*limits), fc["yhat_upper"].clip(*limits), color=color,
                             alpha=0.2, label="interval")
+            for level in _levels(fc):  # --level bands, fainter: nested, they shade darker toward the forecast
+                ax.fill_between(fc["ds"], fc[f"yhat_lower_{level}"].clip(*limits),
+                                fc[f"yhat_upper_{level}"].clip(*limits), color=color, alpha=0.08,
+                                label=f"{level} % interval")
             if len(ahead):
                 ax.axvline(ahead["ds"].min(), color="tab:red", linestyle="--", linewidth=0.8, label="forecast start")
             off_scale += _mark_off_scale(ax, fc["ds"], fc["yhat"], limits, color, label)

@@ -19,7 +19,7 @@ from .config import ForecastConfig, TriageRules
 from .errors import ConfigError
 from .freq import CALENDAR_DAYS, FIXED_STEPS, infer_freq, step_to_freq
 from .outputs import default_out_dir, write_table
-from .sources import TableInput, read_table, sort_by_series
+from .sources import TableInput, open_source, read_table, sort_by_series
 from .types import SeriesProblem
 
 _DAY = FIXED_STEPS["D"]
@@ -457,7 +457,8 @@ def run_check(path: TableInput, config: ForecastConfig, rules: TriageRules) -> C
     Raises:
         InputError: the table cannot be used (the same checks as `forecast run`); nothing is written.
     """
-    table, notes = read_table(path, config.id_cols, config.time_col, config.target_col, config.duplicates)
+    table, notes = read_table(open_source(path, config.query, config.db_table), config.id_cols, config.time_col,
+                              config.target_col, config.duplicates)
     freq_given = config.model.freq is not None
     grid = table_grid(table, config.id_cols, config.model.freq)
     profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), rules, freq_given)

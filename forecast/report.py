@@ -196,6 +196,14 @@ _METRIC_COLUMNS = (("n", "n", ""), ("wape", "WAPE", "pct"), ("mase", "MASE", "")
                    ("mape_skipped", "zero actuals", ""), ("coverage", "coverage", "pct"))
 
 
+def _metric_columns(overall: dict) -> tuple[tuple[str, str, str], ...]:
+    """_METRIC_COLUMNS, then each --level's coverage and each --quantile's share below it, as the backtest
+    scored them (coverage_80 as "coverage 80", below_q90 as "below q90")."""
+    tested = next(iter(overall.values()), None) or {}
+    return _METRIC_COLUMNS + tuple((name, name.replace("_", " "), "pct") for name in tested
+                                   if name.startswith(("coverage_", "below_q")))
+
+
 def _zero_warning(overall: dict) -> str:
     tested = next(iter(overall.values()), None) or {}  # the model under test's figures
     zeros = tested.get("mape_skipped") or 0
@@ -212,13 +220,13 @@ def _accuracy_section(run: RunDir) -> str:
         return ""
     overall = run.summary.get("overall", {})
     zeros = bool(_zero_warning(overall))
-    headers = [title + (" \u26a0" if zeros and name in ("smape", "mape") else "")
-               for name, title, _ in _METRIC_COLUMNS]
-    kinds = {i + 1: kind for i, (_, _, kind) in enumerate(_METRIC_COLUMNS) if kind}
+    columns = _metric_columns(overall)
+    headers = [title + (" \u26a0" if zeros and name in ("smape", "mape") else "") for name, title, _ in columns]
+    kinds = {i + 1: kind for i, (_, _, kind) in enumerate(columns) if kind}
     prophet = _engine_label(run)
     value = (lambda v: float("nan") if v is None else v.item() if hasattr(v, "item") else v)
     rows = [[prophet if model == "prophet" else model]
-            + [value(figures.get(name)) for name, _, _ in _METRIC_COLUMNS]
+            + [value(figures.get(name)) for name, _, _ in columns]
             for model, figures in overall.items()]
     tested = run.tested_model
     scores = run.metrics[run.metrics["model"] == tested].sort_values("mase", ascending=False).head(TABLE_ROWS)
@@ -226,7 +234,7 @@ def _accuracy_section(run: RunDir) -> str:
     if run.timings is not None and "engine" in run.timings.columns:
         engines = {tuple(r[run.id_cols]): r["engine"] for _, r in run.timings.iterrows()}
     worst = [[key_label(r[run.id_cols]), model_label(tested, engines.get(tuple(r[run.id_cols]), ""))]
-             + [value(r[name]) for name, _, _ in _METRIC_COLUMNS] for _, r in scores.iterrows()]
+             + [value(r[name]) for name, _, _ in columns] for _, r in scores.iterrows()]
     return ("<h2>Accuracy (backtest)</h2>"
             f"<p>{html.escape(str(run.summary.get('aggregation', '')))}. WAPE, sMAPE, MAPE and coverage in "
             "percent; MASE below 1 beats the seasonal-naive forecast's in-sample error.</p>"

@@ -21,6 +21,7 @@ from .config import DuplicatePolicy, ForecastConfig, ModelOptions
 from .core import Failed
 from .errors import ConfigError
 from .job import Job, Loaded, Mapped, RunResult, Written, run_job
+from .levels import band_columns
 from .model import fit_series, serve_fallback
 from .outputs import (
     errors_frame,
@@ -72,9 +73,10 @@ def _table_grid(table: pd.DataFrame, series: list[SeriesData], config: ForecastC
 
 
 def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfig, grid: TableGrid
-            ) -> list[tuple[Verdict, str]]:
-    """(verdict, reason) per series, in the order of `series`. Without --triage a series with fewer than
-    --min-obs values (but at least one) is sent to the fallback, every other one is "fit"."""
+            ) -> list[tuple[Verdict, str, str]]:
+    """(verdict, reason, rule) per series, in the order of `series`; rule is the triage rule the reason comes from
+    ("" for a series to fit). Without --triage a series with fewer than --min-obs values (but at least one) is
+    sent to the fallback (rule "new"), every other one is "fit"."""
     if config.triage is None:
         return [min_obs_verdict(s, config) for s in series]
     from .profile import profile_table, triage
@@ -83,21 +85,25 @@ def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfi
                      freq_given=config.model.freq is not None)
     if len(profile) != len(series):  # both are in key order (groupby sort=True); a mismatch is a bug, not input
         raise RuntimeError(f"triage profiled {len(profile)} series but the table split into {len(series)}")
-    return list(zip(profile["verdict"], profile["reason"]))
+    first_rule = profile["rules"].str.partition(";")[0]  # the rules are listed in RULES' order, as the reason
+    return list(zip(profile["verdict"], profile["reason"], first_rule))
 
 
-def min_obs_verdict(series: SeriesData, config: ForecastConfig) -> tuple[Verdict, str]:
-    """A series' (verdict, reason) without --triage: the fallback below --min-obs values (but at least one)."""
+def min_obs_verdict(series: SeriesData, config: ForecastConfig) -> tuple[Verdict, str, str]:
+    """A series' (verdict, reason, rule) without --triage: the fallback below --min-obs values (but at least one),
+    rule "new"."""
     n = int(np.count_nonzero(~np.isnan(series.y)))
-    return ("fallback", f"new: {n} value(s) (--min-obs {config.min_obs})") if 0 < n < config.min_obs else ("fit", "")
+    if 0 < n < config.min_obs:
+        return "fallback", f"new: {n} value(s) (--min-obs {config.min_obs})", "new"
+    return "fit", "", ""
 
 
-def settle(series: SeriesData, verdict: Verdict, reason: str, fitted: SeriesResult | None,
+def settle(series: SeriesData, verdict: Verdict, reason: str, rule: str, fitted: SeriesResult | None,
            config: ForecastConfig) -> SeriesResult:
     """A series' final result: the fallback's for one kept from its model (`fitted` None), else its fit's, with
     the fallback for a failure (--fallback); its verdict and cutoff set. What every backend's run writes."""
     if verdict != "fit" or fitted is None:
-        result = _not_fitted(series, verdict, reason, config)
+        result = _not_fitted(series, verdict, reason, rule, config)
     else:
         result = fitted
         result.verdict = verdict if config.triage is not None else ""
@@ -107,14 +113,20 @@ def settle(series: SeriesData, verdict: Verdict, reason: str, fitted: SeriesResu
     return result
 
 
-def _not_fitted(series: SeriesData, verdict: Verdict, reason: str, config: ForecastConfig) -> SeriesResult:
+def _not_fitted(series: SeriesData, verdict: Verdict, reason: str, rule: str, config: ForecastConfig
+                ) -> SeriesResult:
     """The result of a series kept from Prophet: skipped by triage, or served by the fallback (by triage, or
-    without --triage for having fewer than --min-obs values: stage "min-obs")."""
+    without --triage for having fewer than --min-obs values: stage "min-obs"). A series triage calls
+    intermittent gets --intermittent-model, and its reason says so; any other the --fallback model
+    (seasonal-naive when none)."""
     n_obs = int((series.y == series.y).sum())
     if verdict == "skip":
         return SeriesResult(key=series.key, status="skipped", n_obs=n_obs, stage="triage", error=reason,
                             verdict=verdict)
     kind = config.fallback if config.fallback != "none" else "seasonal-naive"
+    if rule == "intermittent":
+        kind = config.intermittent_model
+        reason = f"{reason}; --intermittent-model {kind}"
     triaged = config.triage is not None
     result = SeriesResult(key=series.key, status="failed", n_obs=n_obs, stage="triage" if triaged else "min-obs",
                           error=reason, verdict=verdict if triaged else "")
@@ -131,6 +143,8 @@ class SeriesRef:
     warm: dict | None = None  # --warm-start parameters, which the worker's own read cannot know
     freq: str | None = None  # the table's frequency when the series lies on its grid (the client's inference)
     table_freq: str | None = None  # the table's frequency, named when an off-grid series has none of its own
+    holiday_table: tuple | None = None  # its own holiday rows (--holidays-key), shared by the series of a region
+    country: str | None = None  # its own country (--holidays-col)
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,7 @@ def fit_from_source(ref: SeriesRef, source: TableSource, opts: ModelOptions) -> 
                                                       source.target_col, source.duplicates, ref.chunk))
     series = _chunk_cache[1][ref.key]
     series.warm, series.freq, series.table_freq = ref.warm, ref.freq, ref.table_freq
+    series.holiday_table, series.country = ref.holiday_table, ref.country
     return fit_series(series, opts)
 
 
@@ -169,7 +184,8 @@ def _worker_items(series: list[SeriesData], chunks: list[list[int]], config: For
     for chunk in chunks:
         keys = tuple(series[i].key for i in chunk)
         for i in chunk:
-            refs[i] = SeriesRef(series[i].key, keys, series[i].warm, series[i].freq, series[i].table_freq)
+            s = series[i]
+            refs[i] = SeriesRef(s.key, keys, s.warm, s.freq, s.table_freq, s.holiday_table, s.country)
     table = TableSource(str(source.path.resolve()), tuple(config.id_cols), config.time_col, config.target_col,
                         config.duplicates)
     return refs, partial(fit_from_source, source=table, opts=model)
@@ -184,6 +200,10 @@ class ForecastJob(Job):
     schema = RUN_PARTS
 
     def check(self, source: Source) -> None:
+        if self.config.to_db is not None:  # the night's work is not done to find the database unreachable
+            from .sinks import check_reachable
+
+            check_reachable(self.config.to_db)
         if not self.config.workers_read:
             return
         if not source.label.lower().endswith((".parquet", ".pq")):
@@ -209,7 +229,7 @@ class ForecastJob(Job):
         with clock.stage("triage") if config.triage is not None else nullcontext():
             self.grid = _table_grid(loaded.table, loaded.series, config)
             self.verdicts = _triage(loaded.table, loaded.series, config, self.grid)
-        return [i for i, (verdict, _) in enumerate(self.verdicts) if verdict == "fit"]
+        return [i for i, (verdict, _, _) in enumerate(self.verdicts) if verdict == "fit"]
 
     def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
              ) -> tuple[Sequence, Callable]:
@@ -222,13 +242,13 @@ class ForecastJob(Job):
                reporter: Reporter) -> Written:
         config, series, notes, verdicts, grid = self.config, loaded.series, loaded.notes, self.verdicts, self.grid
         by_index = {**mapped.done, **mapped.new}
-        serving = config.fallback != "none" or any(verdict != "fit" for verdict, _ in verdicts)
+        serving = config.fallback != "none" or any(verdict != "fit" for verdict, _, _ in verdicts)
         with clock.stage("fallback") if serving else nullcontext():
             results = []
-            for i, (s, (verdict, reason)) in enumerate(zip(series, verdicts)):
+            for i, (s, (verdict, reason, rule)) in enumerate(zip(series, verdicts)):
                 if verdict == "fit" and i not in by_index:  # interrupted before this series was done
                     continue
-                results.append(settle(s, verdict, reason, by_index.get(i), config))
+                results.append(settle(s, verdict, reason, rule, by_index.get(i), config))
         short = sum(r.stage == "min-obs" for r in results)
         if short:
             notes.append(f"{short} series with fewer than --min-obs {config.min_obs} values got a simple forecast "
@@ -246,10 +266,11 @@ class ForecastJob(Job):
         run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
         with clock.stage("write"):
             ext = "parquet" if config.output_format == "parquet" else "csv"
+            forecasts = forecast_frame(results, config.id_cols, run_id, band_columns(config.model))
+            timings = timings_frame(results, config.id_cols)
             files = {
-                "forecasts": write_table(forecast_frame(results, config.id_cols, run_id),
-                                         out_dir / f"forecasts.{ext}"),
-                "timings": write_table(timings_frame(results, config.id_cols), out_dir / "timings.csv"),
+                "forecasts": write_table(forecasts, out_dir / f"forecasts.{ext}"),
+                "timings": write_table(timings, out_dir / "timings.csv"),
                 "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
             }
             if config.model.engine != "prophet":  # what a later run can --warm-start from
@@ -257,6 +278,17 @@ class ForecastJob(Job):
             # an earlier run's, in another format or engine: only what its summary says it wrote
             for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
                 (out_dir / stale).unlink(missing_ok=True)
+            to_db = None
+            if config.to_db is not None and status == "interrupted":  # never half a night in the tables
+                notes.append("interrupted: --to-db's tables were not written; --resume finishes the run and writes "
+                             "them")
+                reporter.note(notes[-1])
+            elif config.to_db is not None:  # after the files: a database that fails leaves them written
+                from .sinks import write_run
+
+                runs = timings.assign(cutoff=np.array([r.cutoff for r in results], dtype="datetime64[ns]"),
+                                      run_id=run_id)
+                to_db = write_run(config.to_db, config.to_table, forecasts, runs, run_id)
         items = [series[i] for i in mapped.todo]
         fields = {
             "series_ok": counts["ok"],
@@ -276,6 +308,7 @@ class ForecastJob(Job):
                                     else None),
             "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
                          if config.triage is not None else None),
+            "to_db": to_db,
         }
         # what this run served: its fits (not what a resume took over), and the series triage or --min-obs sent
         # straight to a fallback

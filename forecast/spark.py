@@ -285,12 +285,12 @@ def _forecast_chunk(chunks: Iterator[pd.DataFrame], plan: _Plan) -> Iterator[pd.
     label = process_label()
     results = []
     for s in series:
-        verdict, reason = min_obs_verdict(s, config)
+        verdict, reason, rule = min_obs_verdict(s, config)
         fitted = None
         if verdict == "fit":
             fitted = fit_series(s, plan.model)
             fitted.worker = label
-        results.append(settle(s, verdict, reason, fitted, config))
+        results.append(settle(s, verdict, reason, rule, fitted, config))
     fc = forecast_frame(results, id_cols, plan.run_id).assign(_row="forecast")
     timing = timings_frame(results, id_cols).assign(stage=[r.stage for r in results],
                                                     _rows=[len(s.ds) for s in series], _own_freq=own_freq,

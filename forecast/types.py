@@ -42,6 +42,7 @@ class SeriesData:
 
     `extra` holds the regressor / cap / floor columns over the history (by input column name); `future_ds` and
     `future_extra` their values past the history, from --future (None and empty when there is no such file).
+    `holiday_table` and `country` are its own holidays when they differ between series (None: the run's).
     """
 
     key: tuple
@@ -53,6 +54,11 @@ class SeriesData:
     warm: dict | None = None  # parameters of a previous run's fit of this series (--warm-start), engines only
     freq: str | None = None  # the table's frequency when the series lies on its grid; None: infer its own
     table_freq: str | None = None  # the table's frequency, on its grid or not (for the reason of an off-grid one)
+    # Its own holidays, where they differ between series: the rows of a --holidays-file keyed by --holidays-key
+    # that are this series' (holiday, ISO date, lower_window, upper_window; series of one region share one
+    # tuple), and its country from --holidays-col ("" none). None: the run's (ModelOptions.holiday_table, .holidays).
+    holiday_table: tuple[tuple[str, str, int, int], ...] | None = None
+    country: str | None = None
 
 
 @dataclass
@@ -69,6 +75,9 @@ class Forecast:
     engine: Engine | Literal[""] = ""  # empty for a model without engines
     params: dict | None = None  # the engines' fitted parameters (engines.params_dict), for --warm-start
     note: str = ""  # why the model served differs from the one asked for (fewer terms, no whole season); else ""
+    # --level and --quantile columns (levels.band_columns: yhat_lower_80, yhat_q90, ...), from the same draws or
+    # errors as yhat_lower and yhat_upper; empty when none were asked for
+    bands: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,3 +102,4 @@ class SeriesResult:
     engine: Engine | Literal[""] = ""  # the engine that fitted the series (see engines/)
     params: dict | None = None  # the stan/fast engines' fitted parameters (engines.params_dict), for --warm-start
     cutoff: Any = None  # the series' last timestamp (the forecast starts after it); set when the run assembles
+    bands: dict[str, np.ndarray] = field(default_factory=dict)  # the forecast's --level and --quantile columns

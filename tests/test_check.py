@@ -204,8 +204,9 @@ def test_run_triage_fits_the_healthy_series_and_treats_the_others_as_their_verdi
     assert result.exit_code == 0, result.output  # skipped series were triaged on purpose
     forecasts = pd.read_csv(out / "forecasts.csv")
     models = forecasts.groupby("unique_id")["model"].agg(set).to_dict()
+    # --fallback serves the fallback verdicts but the intermittent one, which --intermittent-model serves (tsb)
     assert models == {"healthy": {"prophet"}, **{k: {"fallback:mean"} for k, (v, _) in EXPECTED.items()
-                                                 if v == "fallback"}}
+                                                 if v == "fallback"}, "intermittent": {"fallback:tsb"}}
     assert forecasts.groupby("unique_id").size().eq(7).all()
     assert forecasts.loc[forecasts["unique_id"] == "constant", "yhat"].eq(5.0).all()
     timings = pd.read_csv(out / "timings.csv", keep_default_na=False).set_index("unique_id")

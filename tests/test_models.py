@@ -35,8 +35,9 @@ def _carried_seasonal_naive(y_train, steps_ahead, m: int) -> np.ndarray:
 
 
 def test_the_registry_names_every_model_and_the_fallbacks():
-    assert model_names() == ("prophet", "naive", "seasonal-naive", "mean", "zero")
-    assert fallback_names() == ("naive", "seasonal-naive", "mean", "zero")
+    intermittent = ("croston-sba", "tsb", "adida")
+    assert model_names() == ("prophet", "naive", "seasonal-naive", "mean", "zero", *intermittent)
+    assert fallback_names() == ("naive", "seasonal-naive", "mean", "zero", *intermittent)
     assert all(get_model(name).name == name for name in model_names())
     with pytest.raises(ConfigError, match="unknown model 'croston'; expected one of prophet, naive"):
         get_model("croston")

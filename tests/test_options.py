@@ -42,9 +42,14 @@ def test_the_job_file_keeps_its_tables_and_keys():
                   "holidays_file", "regressor", "cap_col", "floor_col", "engine"},
         "run": {"n_jobs", "max_failed_frac", "fit_timeout", "resume", "log_format", "quiet", "backend", "scheduler", "master",
                 "connect_timeout", "fallback", "triage", "min_obs", "max_zero_share", "max_gap_share",
-                "stale_after", "allow_negative", "max_negative_share", "workers_read", "warm_start"},
+                "stale_after", "allow_negative", "max_negative_share", "workers_read", "warm_start",
+                "intermittent_model"},
         "output": {"dir", "format", "overwrite", "run_id"},
     }
+    before["model"] |= {"holidays_key", "holidays_col"}  # added since: holidays per series
+    before["model"] |= {"level", "quantile"}  # since: --level, --quantile
+    before["input"] |= {"query", "table"}  # since: a database as the input
+    before["output"] |= {"to_db", "to_table"}  # since: tables as the output
     for table, keys in before.items():
         assert {key for key, (_, _, commands) in SPEC[table].items() if "run" in commands} == keys, table
     assert set(SPEC["backtest"]) == {"windows", "step", "model", "season_length"}

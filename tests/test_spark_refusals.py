@@ -20,10 +20,12 @@ MODEL = ModelOptions(horizon=3)
     ({"fit_timeout": 5.0}, "--fit-timeout cannot be used with --backend spark"),
     ({"output_format": "csv"}, "--format csv cannot be used with --backend spark"),
     ({"scheduler": "tcp://127.0.0.1:8786"}, "--scheduler cannot be used with --backend spark"),
+    ({"model": ModelOptions(horizon=3, levels=(80.0,))}, "--level/--quantile cannot be used with --backend spark"),
+    ({"to_db": "sqlite:///x.db"}, "--to-db cannot be used with --backend spark"),
 ])
 def test_what_spark_cannot_honour_is_refused_with_the_configuration(options, message):
     with pytest.raises(ConfigError, match=message):
-        ForecastConfig(model=MODEL, backend="spark", **options)
+        ForecastConfig(**{"model": MODEL, "backend": "spark", **options})
 
 
 @pytest.mark.parametrize("backend", ["local", "dask"])

@@ -43,6 +43,13 @@ class SparkBackend:
                                                   "on Spark yet"),
             "--holidays-file": (config.holidays_file is not None, "it is read on the driver; use --holidays"),
             "--format csv": (config.output_format != "parquet", "Spark writes Parquet datasets"),
+            "--level/--quantile": (bool(config.model.levels or config.model.quantiles), "the band columns are not "
+                                   "in a Spark run's schema yet"),
+            "--holidays-col": (config.holidays_col is not None, "per-series countries are not read on Spark yet"),
+            "--query/--table": (config.query is not None or config.db_table is not None,
+                                "Spark reads files (Parquet, CSV); a database table through its JDBC reader is "
+                                "not wired yet"),
+            "--to-db": (config.to_db is not None, "Spark writes Parquet datasets in --out"),
         }
         for option, (given, why) in refused.items():
             if given:

@@ -14,7 +14,7 @@ No pools and no files here, apart from the Stan binary's own input and output.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from .model import (
     constant_params,
     free_parameters,
     is_constant,
-    predict,
+    predict_bands,
     reduced,
     stan_data,
 )
@@ -47,6 +47,7 @@ class EngineForecast:
     predict_seconds: float
     params: dict  # params_dict: what a later run can warm-start from
     reduced: str = ""  # how the model was reduced for a series too short for Prophet's (Fit.reduced)
+    bands: dict[str, np.ndarray] = field(default_factory=dict)  # --level and --quantile columns, same paths
 
 
 def _fold_dummy_changepoint(params: Params, data: StanData) -> Params:
@@ -154,10 +155,10 @@ def fit_forecast(ds: np.ndarray, y: np.ndarray, future: np.ndarray, opts: ModelO
         data = stan_data(ds, y, opts, extra)
         fit = fit_params(data, engine, warm_params(warm, data))
         t1 = time.perf_counter()
-        yhat, lower, upper = predict(fit.params, fit.data, future, opts, random_stream(fit.engine, seed),
-                                     future_extra)
+        yhat, lower, upper, bands = predict_bands(fit.params, fit.data, future, opts,
+                                                  random_stream(fit.engine, seed), future_extra)
     return EngineForecast(yhat, lower, upper, fit.engine, t1 - t0, time.perf_counter() - t1,
-                          params_dict(fit.params, fit.data), fit.reduced)
+                          params_dict(fit.params, fit.data), fit.reduced, bands)
 
 
 __all__ = ["ENGINES", "EngineForecast", "Fit", "fit_forecast", "fit_params", "params_dict", "random_stream",

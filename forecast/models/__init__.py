@@ -1,9 +1,10 @@
 """Models: what forecasts one series, behind one small interface, and the registry that names them.
 
 A model is fitted to one series and forecasts it at the dates it is given, with its intervals (`Model`). Prophet
-(through its engines) is the model a run fits; the simple methods (naive, seasonal-naive, mean, zero) are models
-of their own, so a fallback is a second model, and a backtest scores any model against any other. Models know
-nothing of pools or files: a series in, a `Forecast` out.
+(through its engines) is the model a run fits; the simple methods (naive, seasonal-naive, mean, zero) and the
+intermittent-demand ones (croston-sba, tsb, adida) are models of their own, so a fallback is a second model, and
+a backtest scores any model against any other. Models know nothing of pools or files: a series in, a `Forecast`
+out.
 
 A new model is one new file holding it and one `register_model` line below.
 """
@@ -110,13 +111,21 @@ def check_options(opts: ModelOptions) -> None:
     check_prophet_options(opts)
 
 
-def worker_init(opts: ModelOptions) -> tuple[Callable[..., None], tuple]:
+def worker_init(opts: ModelOptions, countries: bool = False) -> tuple[Callable[..., None], tuple]:
     """What every worker runs once before its first series, for these options: (function, its arguments after the
     worker's temp root). Prophet itself is imported up front only where a series will need it (stock Prophet, or
-    a country's holidays); the engines do without."""
+    a country's holidays: the run's, or with `countries` each series' own); the engines do without."""
     from .prophet import init_worker
 
-    return init_worker, (opts.engine == "prophet" or bool(opts.holidays),)
+    return init_worker, (opts.engine == "prophet" or bool(opts.holidays) or countries,)
+
+
+def unknown_country(code: str) -> str | None:
+    """None for a country whose built-in holidays the models know (a --holidays-col value), else the hint to give:
+    the closest code, or what a code looks like."""
+    from .prophet import unknown_country as prophet_unknown_country
+
+    return prophet_unknown_country(code)
 
 
 register_model("prophet", "forecast.models.prophet:ProphetModel")
@@ -124,5 +133,8 @@ register_model("naive", "forecast.models.simple:NAIVE", fallback=True)
 register_model("seasonal-naive", "forecast.models.simple:SEASONAL_NAIVE", fallback=True)
 register_model("mean", "forecast.models.simple:MEAN", fallback=True)
 register_model("zero", "forecast.models.simple:ZERO", fallback=True)
+register_model("croston-sba", "forecast.models.intermittent:CROSTON_SBA", fallback=True)
+register_model("tsb", "forecast.models.intermittent:TSB", fallback=True)
+register_model("adida", "forecast.models.intermittent:ADIDA", fallback=True)
 
 __all__ = ["Model", "fallback_names", "get_model", "model_names", "register_model"]

@@ -18,11 +18,13 @@ import tempfile
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from ..config import ModelOptions, Toggle
+from ..levels import band_percents, clipped
 from ..types import Forecast, SeriesData, SeriesProblem
 
 if TYPE_CHECKING:  # pandas is imported where it is used (see the module doc)
@@ -142,6 +144,20 @@ def extra_columns(opts: ModelOptions) -> dict[str, str]:
     return cols
 
 
+def unknown_country(code: str) -> str | None:
+    """None for a country code the holidays package knows (Prophet's built-in holidays), else the hint to give:
+    the closest code, or what a code looks like."""
+    import holidays
+
+    supported = holidays.list_supported_countries()
+    if code in supported:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(code.upper(), list(supported), n=1)
+    return f"did you mean {close[0]}?" if close else "use an ISO country code such as US, GB, DE"
+
+
 def check_options(opts: ModelOptions) -> None:
     """Checks that need Prophet's dependencies, run once before any worker starts.
 
@@ -151,15 +167,21 @@ def check_options(opts: ModelOptions) -> None:
     from ..errors import ConfigError
 
     if opts.holidays:
-        import holidays
+        hint = unknown_country(opts.holidays)
+        if hint is not None:
+            raise ConfigError(f"--holidays {opts.holidays!r} is not a country the holidays package knows; {hint}")
 
-        supported = holidays.list_supported_countries()
-        if opts.holidays not in supported:
-            import difflib
 
-            close = difflib.get_close_matches(opts.holidays.upper(), list(supported), n=1)
-            hint = f"; did you mean {close[0]}?" if close else "; use an ISO country code such as US, GB, DE"
-            raise ConfigError(f"--holidays {opts.holidays!r} is not a country the holidays package knows{hint}")
+def series_options(series: SeriesData, opts: ModelOptions) -> ModelOptions:
+    """The options with the series' own holidays in place of the run's, where it has them (a keyed holidays file,
+    --holidays-col): the same options as a run of this series alone with those holidays, so every engine fits the
+    same model."""
+    changes: dict[str, Any] = {}
+    if series.holiday_table is not None:
+        changes["holiday_table"] = series.holiday_table
+    if series.country is not None:
+        changes["holidays"] = series.country or None
+    return replace(opts, **changes) if changes else opts
 
 
 def _observed(series: SeriesData) -> np.ndarray:
@@ -240,6 +262,7 @@ def fit_predict(train: pd.DataFrame, frame: pd.DataFrame, opts: ModelOptions, ke
         t0 = time.perf_counter()
         if opts.seed is not None:
             np.random.seed(series_seed(opts.seed, key))
+        paths = _keep_paths(m) if band_percents(opts) else None
         fc = m.predict(frame)
         predict_seconds = time.perf_counter() - t0
     except Exception as e:
@@ -250,10 +273,29 @@ def fit_predict(train: pd.DataFrame, frame: pd.DataFrame, opts: ModelOptions, ke
     nan = np.full(len(fc), np.nan)
     lower = fc["yhat_lower"].to_numpy(dtype=float) if "yhat_lower" in fc else nan
     upper = fc["yhat_upper"].to_numpy(dtype=float) if "yhat_upper" in fc else nan
+    bands = {name: m.percentile(paths["yhat"], p, axis=1) if paths else nan.copy()
+             for name, p in band_percents(opts).items()}
     if opts.non_negative:
         yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
     return Forecast(ds=fc["ds"].to_numpy(dtype="datetime64[ns]"), yhat=yhat, yhat_lower=lower, yhat_upper=upper,
-                    model="prophet", fit_seconds=fit_seconds, predict_seconds=predict_seconds, engine="prophet")
+                    model="prophet", fit_seconds=fit_seconds, predict_seconds=predict_seconds, engine="prophet",
+                    bands=clipped(bands, opts.non_negative))
+
+
+def _keep_paths(m: Prophet) -> dict:
+    """The simulated paths of `m.predict`, kept as it draws them (filled when it runs with uncertainty samples):
+    the --level and --quantile columns are their percentiles, as Prophet takes yhat_lower and yhat_upper from them,
+    so no second simulation is drawn and the seeded draws stay those of a run without bands."""
+    kept: dict = {}
+    draw = m.sample_posterior_predictive
+
+    def keep(*args: Any, **kwargs: Any) -> dict:
+        paths = draw(*args, **kwargs)
+        kept.update(paths)
+        return paths
+
+    m.sample_posterior_predictive = keep  # this one object's method: Prophet's class is left as it is
+    return kept
 
 
 @contextmanager
@@ -322,7 +364,8 @@ def engine_fit_predict(series: SeriesData, future: np.ndarray, opts: ModelOption
     # Prophet's model with fewer terms, for a series too short for all of them
     return Forecast(ds=future, yhat=yhat, yhat_lower=lower, yhat_upper=upper,
                     model="prophet:reduced" if fc.reduced else "prophet", fit_seconds=fc.fit_seconds,
-                    predict_seconds=fc.predict_seconds, engine=fc.engine, params=fc.params, note=fc.reduced)
+                    predict_seconds=fc.predict_seconds, engine=fc.engine, params=fc.params, note=fc.reduced,
+                    bands=clipped(fc.bands, opts.non_negative))
 
 
 class ProphetModel:
@@ -332,7 +375,7 @@ class ProphetModel:
 
     def check(self, series: SeriesData, opts: ModelOptions) -> None:
         """Raise SeriesProblem (stage "validate") for a series Prophet cannot fit (see checked_frame)."""
-        checked_frame(series, opts)
+        checked_frame(series, series_options(series, opts))
 
     def forecast(self, series: SeriesData, future: np.ndarray, opts: ModelOptions, *,
                  season_length: int | None = None, source: str = "--future") -> Forecast:
@@ -342,6 +385,7 @@ class ProphetModel:
         Raises:
             SeriesProblem: stage "validate", "future", "fit" or "predict".
         """
+        opts = series_options(series, opts)
         with scratch_cleanup():
             if uses_engine(opts):
                 return engine_fit_predict(series, future, opts, source)

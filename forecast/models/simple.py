@@ -20,6 +20,7 @@ import numpy as np
 from ..config import ModelOptions
 from ..freq import on_grid, series_freq
 from ..freq import season_length as freq_season_length
+from ..levels import band_columns, clipped, empirical_bands
 from ..types import Forecast, SeriesData, SeriesProblem
 
 SimpleKind = Literal["naive", "seasonal-naive", "mean", "zero"]
@@ -174,10 +175,13 @@ class SimpleModel:
         if used != self.name:
             note = (f"seasonal-naive needs one season ({season} periods of {freq}) and the history spans {len(y)}: "
                     f"naive used" if season > 1 else f"seasonal-naive: {freq} has no season: naive used")
+        # --level and --quantile: a band per level from the same errors (levels.empirical_bands)
+        bands = empirical_bands(yhat, in_sample_errors(self.name, y, season), opts) if band_columns(opts) else {}
         if opts.non_negative:
             yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
         return Forecast(ds=np.asarray(future, dtype="datetime64[ns]"), yhat=yhat, yhat_lower=lower,
-                        yhat_upper=upper, model=used, predict_seconds=time.perf_counter() - t0, note=note)
+                        yhat_upper=upper, model=used, predict_seconds=time.perf_counter() - t0, note=note,
+                        bands=clipped(bands, opts.non_negative))
 
 
 NAIVE = SimpleModel("naive")  # the last value

@@ -7,10 +7,12 @@ from .base import Source, TableInput, one_line, open_source, register_source, re
 from .files import STDIN, FileSource, file_identity, inputs_read_once
 from .table import (
     attach_future,
+    attach_holidays,
     key_types,
     load_series,
     read_future,
     read_holidays,
+    read_keyed_holidays,
     read_series_subset,
     read_table,
     sort_by_series,
@@ -19,6 +21,8 @@ from .table import (
 
 register_source("file", "forecast.sources.files:FileSource")
 register_source("frame", "forecast.sources.frames:FrameSource")
+register_source("database", "forecast.sources.database:DatabaseSource",
+                schemes=("postgresql", "postgres", "sqlite", "duckdb"))
 
 __all__ = [
     "STDIN",
@@ -26,6 +30,7 @@ __all__ = [
     "Source",
     "TableInput",
     "attach_future",
+    "attach_holidays",
     "file_identity",
     "inputs_read_once",
     "key_types",
@@ -34,6 +39,7 @@ __all__ = [
     "open_source",
     "read_future",
     "read_holidays",
+    "read_keyed_holidays",
     "read_series_subset",
     "read_table",
     "register_source",

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..registry import resolve
 
 # What a run's input may be given as: a path (str or Path; "-" for standard input), a pandas DataFrame, a pyarrow
@@ -30,12 +30,15 @@ class Source(ABC):
         path: the file on disk a worker can read again itself (--workers-read); None when there is none.
         keys_as_text: whether key columns arrive as text that may hold integers (CSV): such keys are read as
             integers, as a typed source (Parquet, a DataFrame) would have stored them.
+        takes_query: whether it reads a --query or a --table (a database): its constructor then takes them as
+            the keyword arguments `query` and `table`.
     """
 
     kind: str
     label: str
     path: Path | None
     keys_as_text: bool
+    takes_query: bool = False
 
     @classmethod
     @abstractmethod
@@ -109,23 +112,38 @@ def _class(kind: str) -> type:
     return target
 
 
-def open_source(obj: TableInput) -> Source:
-    """The source that reads `obj`: a path (str or Path), a pandas DataFrame, a pyarrow Table, or a Source as it is.
+def open_source(obj: TableInput, query: str | None = None, table: str | None = None) -> Source:
+    """The source that reads `obj`: a path (str or Path), a pandas DataFrame, a pyarrow Table, a URI a registered
+    source reads (postgresql://...), or a Source as it is; `query` or `table` say what a database source reads.
 
     The most recently registered source that accepts `obj` reads it, so a new source can claim some strings
     (a URL) from the file source, which accepts any.
 
     Raises:
         InputError: no source reads this kind of object.
+        ConfigError: --query or --table given for a source that reads neither (a file).
     """
     if isinstance(obj, Source):
         return obj
     scheme = _scheme(obj)
+    if scheme is not None and not any(scheme in schemes for schemes in _SCHEMES.values()):
+        from ..db import masked
+
+        if masked(obj) != obj:  # a password in a URI no source reads: never echoed as a file's name
+            known = sorted({s for schemes in _SCHEMES.values() for s in schemes})
+            raise InputError(f"{masked(obj)}: forecast reads no {scheme}:// URIs; give a file or one of "
+                             f"{', '.join(s + '://' for s in known)}")
     for kind in reversed(list(_REGISTRY)):
         if _SCHEMES[kind] and scheme not in _SCHEMES[kind]:
             continue
         cls = _class(kind)
         if cls.accepts(obj):
+            if cls.takes_query:
+                return cls(obj, query=query, table=table)
+            if query is not None or table is not None:
+                flag = "--query" if query is not None else "--table"
+                raise ConfigError(f"{flag} reads from a database: give its URI as INPUT (postgresql://USER@HOST:"
+                                  f"PORT/DB or sqlite:///file.db), not {obj if isinstance(obj, str) else 'a table'}")
             return cls(obj)
     raise InputError(f"{type(obj).__name__}: not an input forecast can read; give a file path, a pandas DataFrame "
                      "or a pyarrow Table")

@@ -365,20 +365,24 @@ def key_types(table: pd.DataFrame, id_cols: Sequence[str]) -> dict[str, KeyType]
 
 def _load(source: Source, id_cols: Sequence[str], time_col: str,
           numeric: Sequence[tuple[str, str, str]], names: Sequence[str],
-          filters: list | None = None) -> tuple[pd.DataFrame, list[str]]:
+          filters: list | None = None, labels: Sequence[tuple[str, str, str]] = ()) -> tuple[pd.DataFrame, list[str]]:
     """Read the key, time and numeric columns of a source's table and check them.
 
     numeric is (role, flag, column) per numeric column; names are their names in the returned table; filters
-    (Parquet only) select rows as pyarrow's `filters` does.
+    (Parquet only) select rows as pyarrow's `filters` does. labels are (role, flag, column) per column read as the
+    keys are (text, blanks missing), kept under its own name: a label of each series such as its region.
     """
     label = source.label
     found = source.columns()
     id_cols = list(id_cols)
-    roles = [("id", "--id-col", c) for c in id_cols] + [("time", "--time-col", time_col)] + list(numeric)
+    roles = [("id", "--id-col", c) for c in id_cols] + [("time", "--time-col", time_col)] + list(numeric) + \
+        list(labels)
     missing = [(role, flag, col) for role, flag, col in roles if col not in found]
     if missing:  # every missing column at once, each with its suggestion
         raise _missing_columns(label, missing, found, {c for _, _, c in roles if c in found})
-    raw = source.read(id_cols + [time_col] + [c for _, _, c in numeric], id_cols, time_col, filters)
+    label_cols = [c for _, _, c in labels]
+    raw = source.read(id_cols + [time_col] + [c for _, _, c in numeric] + label_cols, id_cols + label_cols,
+                      time_col, filters)
     raw = raw.reset_index(drop=True)
     if len(raw) == 0:
         raise InputError(f"{label}: the table has no data rows")
@@ -400,6 +404,8 @@ def _load(source: Source, id_cols: Sequence[str], time_col: str,
     table["ds"] = ds.to_numpy()
     for (_, _, col), name in zip(numeric, names):
         table[name] = _parse_target(label, raw[col], col).to_numpy()
+    for col in label_cols:
+        table[col] = _blank_as_missing(raw[col])
     return table, notes
 
 
@@ -424,9 +430,20 @@ def read_table(source: TableInput, id_cols: Sequence[str], time_col: str, target
     Raises:
         InputError: one line naming the source, the column, and the value and row at fault.
     """
-    source = open_source(source)
+    table, notes, _ = _read_checked(open_source(source), id_cols, time_col, target_col, duplicates, extra_cols)
+    return table, notes
+
+
+def _read_checked(source: Source, id_cols: Sequence[str], time_col: str, target_col: str,
+                  duplicates: DuplicatePolicy, extra_cols: Sequence[str] = (),
+                  labels: Sequence[tuple[str, str, str]] = ()) -> tuple[pd.DataFrame, list[str], dict[tuple, dict]]:
+    """read_table's work, and the `labels` (role, flag, column) of each series: {key: {column: text}}."""
     numeric = [("target", "--target-col", target_col)] + [("extra", "--regressor", c) for c in extra_cols]
-    table, notes = _load(source, id_cols, time_col, numeric, ["y"] + list(extra_cols))
+    table, notes = _load(source, id_cols, time_col, numeric, ["y"] + list(extra_cols), labels=labels)
+    per_series: dict[tuple, dict] = {}
+    if labels:  # taken out before repeated rows are combined, which would add up their texts
+        per_series = _series_labels(source.label, table, list(id_cols), labels)
+        table = table.drop(columns=[c for _, _, c in labels])
     try:
         used = list(id_cols) + [time_col, target_col] + list(extra_cols)
         table = _handle_duplicates(source.label, table, list(id_cols), duplicates, time_col,
@@ -436,7 +453,35 @@ def read_table(source: TableInput, id_cols: Sequence[str], time_col: str, target
             raise InputError(f"{e}; the times had a time zone, and at local wall time the hour that a daylight-"
                              "saving change repeats occurs twice: store them in UTC to keep both") from None
         raise
-    return table, notes
+    return table, notes, per_series
+
+
+def _label_text(value: Any) -> str:
+    """A label as it is matched and shown: its text, "" for a blank."""
+    return "" if pd.isna(value) else str(value)
+
+
+def _series_labels(label: str, table: pd.DataFrame, id_cols: list[str],
+                   labels: Sequence[tuple[str, str, str]]) -> dict[tuple, dict[str, str]]:
+    """Each series' value of each label column, as text ("" blank), by key.
+
+    Raises:
+        InputError: a column with more than one value within a series, naming the series and two of its values.
+    """
+    per_series: dict[tuple, dict[str, str]] = {}
+    for _, flag, col in labels:
+        pairs = table[id_cols + [col]].drop_duplicates()
+        repeated = pairs.duplicated(id_cols, keep=False).to_numpy()
+        if repeated.any():
+            first = pairs[repeated].iloc[0]
+            values = pairs[repeated & (pairs[id_cols] == first[id_cols]).all(axis=1).to_numpy()][col]
+            shown = " and ".join(repr(_label_text(v)) if not pd.isna(v) else "a blank" for v in values.iloc[:2])
+            raise InputError(f"{label}: column {col!r} ({flag}) has more than one value in series "
+                             f"{_describe_key(id_cols, first[id_cols].tolist())}: {shown}; it needs one value per "
+                             "series")
+        for row in pairs.itertuples(index=False, name=None):
+            per_series.setdefault(row[:-1], {})[col] = _label_text(row[-1])
+    return per_series
 
 
 def read_series_subset(source: TableInput, id_cols: Sequence[str], time_col: str, target_col: str,
@@ -483,29 +528,37 @@ def attach_future(series: Sequence[SeriesData], future: pd.DataFrame, id_cols: S
                           for i, c in enumerate(cols)}
 
 
-def read_holidays(path: Path) -> tuple[tuple[str, str, int, int], ...]:
-    """Read a holidays table (holiday, ds, lower_window, upper_window; the windows optional, default 0).
+# One row of a holidays file: (holiday, ISO date, lower_window, upper_window).
+HolidayRow = tuple[str, str, int, int]
 
-    Returns:
-        One (holiday, ISO date, lower_window, upper_window) per row, for ModelOptions.holiday_table.
 
-    Raises:
-        InputError: a missing column, a date that does not parse, a window that is not a whole number.
-    """
+def _holiday_frame(path: Path, keys: Sequence[str] = ()) -> tuple[list[HolidayRow], list[tuple[str, ...]]]:
+    """A holidays file's rows, checked, and each row's values of the key columns as text."""
     from .files import FileSource
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file (--holidays-file)")
-    frame = FileSource(path).read_whole(dtype={"holiday": "string"})
+    frame = FileSource(path).read_whole(dtype={c: "string" for c in ("holiday", *keys)})
     for col in ("holiday", "ds"):
         if col not in frame.columns:
             shown = ", ".join(map(str, frame.columns[:20]))
             raise InputError(f"{path}: holidays column {col!r} not found; columns are: {shown}; the file needs "
                              "holiday and ds, and optionally lower_window and upper_window")
-    if frame["holiday"].isna().any():
-        row = int(np.flatnonzero(frame["holiday"].isna().to_numpy())[0])
-        raise InputError(f"{path}: column 'holiday' is empty at row {row + 1}; every row needs a holiday name")
+    missing = [c for c in keys if c not in frame.columns]
+    if missing:
+        shown = ", ".join(map(str, frame.columns[:20]))
+        raise InputError(f"{path}: key column {missing[0]!r} (--holidays-key) not found; columns are: {shown}; the "
+                         "file needs a column of each series' region (or key) named as in the input")
+    for col in ("holiday", *keys):
+        empty = frame[col].isna()
+        if col != "holiday":  # a blank key names no region
+            empty |= frame[col].astype("string").str.strip().eq("").fillna(False)
+        empty = empty.to_numpy(dtype=bool)
+        if empty.any():
+            row = int(np.flatnonzero(empty)[0])
+            what = "a holiday name" if col == "holiday" else f"its {col} (--holidays-key)"
+            raise InputError(f"{path}: column {col!r} is empty at row {row + 1}; every row needs {what}")
     ds, _ = _parse_time(path, frame["ds"], "ds")
     windows = {}
     for col in ("lower_window", "upper_window"):
@@ -516,8 +569,87 @@ def read_holidays(path: Path) -> tuple[tuple[str, str, int, int], ...]:
             raise InputError(f"{path}: column {col!r} has {frame[col].iloc[row]!r} at row {row + 1}; "
                              "use a whole number of days (e.g. -1 or 0)")
         windows[col] = values.astype(int).tolist()
-    return tuple((str(h), str(pd.Timestamp(d).date()), lo, up)
-                 for h, d, lo, up in zip(frame["holiday"], ds, windows["lower_window"], windows["upper_window"]))
+    rows = [(str(h), str(pd.Timestamp(d).date()), lo, up)
+            for h, d, lo, up in zip(frame["holiday"], ds, windows["lower_window"], windows["upper_window"])]
+    key_values = list(zip(*(frame[c].map(_label_text).tolist() for c in keys))) if keys else [()] * len(rows)
+    return rows, key_values
+
+
+def read_holidays(path: Path) -> tuple[HolidayRow, ...]:
+    """Read a holidays table (holiday, ds, lower_window, upper_window; the windows optional, default 0).
+
+    Returns:
+        One (holiday, ISO date, lower_window, upper_window) per row, for ModelOptions.holiday_table.
+
+    Raises:
+        InputError: a missing column, a date that does not parse, a window that is not a whole number.
+    """
+    return tuple(_holiday_frame(path)[0])
+
+
+def read_keyed_holidays(path: Path, keys: Sequence[str]) -> dict[tuple[str, ...], tuple[HolidayRow, ...]]:
+    """Read a holidays table with key columns (a region, a state, a series' key): its rows by their keys' values.
+
+    Returns:
+        {(key values as text): the rows with those values, in the file's order}.
+
+    Raises:
+        InputError: as read_holidays, and for a key column missing or empty at a row.
+    """
+    rows, key_values = _holiday_frame(path, keys)
+    keyed: dict[tuple[str, ...], list[HolidayRow]] = {}
+    for value, row in zip(key_values, rows):
+        keyed.setdefault(value, []).append(row)
+    return {value: tuple(part) for value, part in keyed.items()}
+
+
+def _shown_keys(cols: Sequence[str], values: tuple[str, ...]) -> str:
+    return ", ".join(f"{c}={v!r}" for c, v in zip(cols, values))
+
+
+def attach_holidays(series: Sequence[SeriesData], keyed: dict[tuple[str, ...], tuple[HolidayRow, ...]],
+                    path: Path, keys: Sequence[str], values: Sequence[tuple[str, ...]]) -> list[str]:
+    """Give each series the rows of a keyed holidays file (read_keyed_holidays) whose keys are its `values` (one
+    per series), none when the file has no rows for them; series of one region share one tuple of rows, so a
+    chunk carries each region's rows once.
+
+    A value of the file that no series has is refused when it is written almost as one that has no rows (a typo:
+    "ca" for "CA", "Californa"), or when no value of the file is any series' (the wrong column, or the keys written
+    otherwise); else its rows are left out, with a note (a file for every state, a run for some).
+
+    Returns:
+        Notes for the user: the file's values no series has, and how many series have no rows.
+
+    Raises:
+        InputError: one line naming the file, the key column(s), the value and the fix.
+    """
+    had = set(values)
+    for s, value in zip(series, values):
+        s.holiday_table = keyed.get(value, ())
+    unused = [v for v in keyed if v not in had]
+    uncovered = sorted(v for v in had if v not in keyed)
+    cols = ", ".join(keys)
+    if unused and len(unused) == len(keyed):
+        theirs = "; ".join(_shown_keys(keys, v) for v in sorted(had)[:_EXAMPLES])
+        raise InputError(f"{path}: no value of its key column(s) {cols} (--holidays-key) is a series' (the file has "
+                         f"{_shown_keys(keys, unused[0])}; the series have {theirs}); write the values as the input "
+                         "does")
+    folded = {" ".join(v).strip().casefold(): v for v in uncovered}
+    for value in unused:
+        close = difflib.get_close_matches(" ".join(value).strip().casefold(), list(folded), n=1, cutoff=0.8)
+        if close:
+            raise InputError(f"{path}: {_shown_keys(keys, value)} is no series' value of {cols} (--holidays-key); "
+                             f"did you mean {_shown_keys(keys, folded[close[0]])}, whose series have no rows in the "
+                             "file? write it as the input does")
+    notes = []
+    if unused:
+        notes.append(f"{path}: {len(unused)} value(s) of {cols} are no series' (e.g. {_shown_keys(keys, unused[0])}): "
+                     "their holidays are not used")
+    if uncovered:
+        n = sum(v not in keyed for v in values)
+        notes.append(f"{n} series have no rows in {path} (e.g. {_shown_keys(keys, uncovered[0])}): they get no "
+                     "holidays from it")
+    return notes
 
 
 def split_series(table: pd.DataFrame, id_cols: Sequence[str], extra_cols: Sequence[str] = ()) -> list[SeriesData]:
@@ -541,7 +673,8 @@ def split_series(table: pd.DataFrame, id_cols: Sequence[str], extra_cols: Sequen
 
 def load_series(source: TableInput, config: ForecastConfig, with_future: bool = True
                 ) -> tuple[pd.DataFrame, list[SeriesData], list[str], ModelOptions]:
-    """Read everything a run needs: the table split into series, their future values, the holidays file.
+    """Read everything a run needs: the table split into series, their future values, the holidays file (each
+    series' own rows with --holidays-key), each series' country (--holidays-col).
 
     Args:
         source: the input table: a Source, or what `open_source` opens (a path, a DataFrame, an Arrow table).
@@ -549,7 +682,8 @@ def load_series(source: TableInput, config: ForecastConfig, with_future: bool = 
         with_future: attach the --future values (a run needs them for its regressors; a backtest does not).
 
     Returns:
-        (table, series, notes, model): `model` is config.model with the --holidays-file rows filled in.
+        (table, series, notes, model): `model` is config.model with the --holidays-file rows filled in (when
+        they are not keyed to series).
 
     Raises:
         InputError, ConfigError: before any worker starts.
@@ -557,7 +691,11 @@ def load_series(source: TableInput, config: ForecastConfig, with_future: bool = 
     from ..errors import ConfigError
 
     extra = list(config.extra_cols)
-    table, notes = read_table(source, config.id_cols, config.time_col, config.target_col, config.duplicates, extra)
+    roles = {c: ("holidays key", "--holidays-key") for c in config.holidays_keys}
+    if config.holidays_col is not None:
+        roles.setdefault(config.holidays_col, ("country", "--holidays-col"))
+    table, notes, labels = _read_checked(open_source(source), config.id_cols, config.time_col, config.target_col,
+                                         config.duplicates, extra, [(*roles[c], c) for c in config.label_cols])
     series = split_series(table, config.id_cols, extra)
     if with_future and extra:
         if config.future_path is None:
@@ -566,7 +704,21 @@ def load_series(source: TableInput, config: ForecastConfig, with_future: bool = 
         attach_future(series, read_future(config.future_path, config.id_cols, config.time_col, extra),
                       config.id_cols, extra)
     model = config.model
-    if config.holidays_file is not None:
+    if config.holidays_keys:  # each series its own rows
+        keyed = read_keyed_holidays(config.holidays_file, config.holidays_keys)
+        values = [tuple(_series_label(s, c, config.id_cols, labels) for c in config.holidays_keys) for s in series]
+        notes += attach_holidays(series, keyed, config.holidays_file, config.holidays_keys, values)
+    elif config.holidays_file is not None:
         model = dataclasses.replace(model, holiday_table=read_holidays(config.holidays_file))
+    if config.holidays_col is not None:
+        for s in series:
+            s.country = _series_label(s, config.holidays_col, config.id_cols, labels)
     return table, series, notes, model
+
+
+def _series_label(series: SeriesData, col: str, id_cols: Sequence[str], labels: dict[tuple, dict[str, str]]) -> str:
+    """A series' value of a label column, as text: its key's, when the column is an id column."""
+    if col in id_cols:
+        return _label_text(series.key[list(id_cols).index(col)])
+    return labels[series.key][col]
 
