@@ -627,6 +627,7 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             "key_types": key_types,
             "series_warm_started": None,
             "verdicts": None,
+            "to_db": None,  # refused on Spark (backends/spark.py)
             "cores": info["threads"],  # the cluster's, which run the series
             "n_jobs": info["threads"],
             "backend": info,
