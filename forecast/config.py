@@ -225,6 +225,8 @@ class ForecastConfig:
         backend: "local" (this machine's cores) or "dask" (a Dask cluster).
         scheduler: the Dask scheduler's address (tcp://host:8786); None with "dask" starts a local cluster.
         connect_timeout: seconds to wait for the Dask scheduler and its first worker.
+        master: the Spark master URL (spark://host:7077, yarn, k8s://https://host:443, local[4]); None with
+            "spark" takes the session's (spark-submit's --master, or local[*]).
         resume: finish the unfinished run in out_dir (same input and settings), fitting only what it lacks.
         workers_read: workers read their own series from the (Parquet) input instead of receiving them; the
             input path must be readable by every worker at the same path.
@@ -269,6 +271,7 @@ class ForecastConfig:
     backend: str = "local"
     scheduler: str | None = None
     connect_timeout: float = 10.0
+    master: str | None = None
     resume: bool = False
     fit_timeout: float | None = None
     workers_read: bool = False

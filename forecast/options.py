@@ -198,6 +198,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("backend", "run", BACKEND_NAMES, backend_help()),
     Option("scheduler", "run", "str", "Dask scheduler address, e.g. tcp://host:8786; needs --backend dask.  [env "
            "var: FORECAST_SCHEDULER]"),
+    Option("master", "run", "str", "Spark master URL, e.g. spark://host:7077, yarn or k8s://https://host:443; "
+           "needs --backend spark.", commands=("run",)),
     Option("connect_timeout", "run", "float", "Seconds to wait for the Dask scheduler and a first worker.",
            min=0.1),
     Option("workers_read", "run", "bool", "Workers read their own series from INPUT (Parquet, at the same path on "

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from .backends import backend_class
 from .checkpoint import RUN_PARTS
 from .config import DuplicatePolicy, ForecastConfig, ModelOptions
 from .core import Failed
@@ -77,9 +78,7 @@ def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfi
     ("" for a series to fit). Without --triage a series with fewer than --min-obs values (but at least one) is
     sent to the fallback (rule "new"), every other one is "fit"."""
     if config.triage is None:
-        n_obs = [int(np.count_nonzero(~np.isnan(s.y))) for s in series]
-        return [("fallback", f"new: {n} value(s) (--min-obs {config.min_obs})", "new") if 0 < n < config.min_obs
-                else ("fit", "", "") for n in n_obs]
+        return [min_obs_verdict(s, config) for s in series]
     from .profile import profile_table, triage
 
     profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), config.triage,
@@ -88,6 +87,30 @@ def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfi
         raise RuntimeError(f"triage profiled {len(profile)} series but the table split into {len(series)}")
     first_rule = profile["rules"].str.partition(";")[0]  # the rules are listed in RULES' order, as the reason
     return list(zip(profile["verdict"], profile["reason"], first_rule))
+
+
+def min_obs_verdict(series: SeriesData, config: ForecastConfig) -> tuple[Verdict, str, str]:
+    """A series' (verdict, reason, rule) without --triage: the fallback below --min-obs values (but at least one),
+    rule "new"."""
+    n = int(np.count_nonzero(~np.isnan(series.y)))
+    if 0 < n < config.min_obs:
+        return "fallback", f"new: {n} value(s) (--min-obs {config.min_obs})", "new"
+    return "fit", "", ""
+
+
+def settle(series: SeriesData, verdict: Verdict, reason: str, rule: str, fitted: SeriesResult | None,
+           config: ForecastConfig) -> SeriesResult:
+    """A series' final result: the fallback's for one kept from its model (`fitted` None), else its fit's, with
+    the fallback for a failure (--fallback); its verdict and cutoff set. What every backend's run writes."""
+    if verdict != "fit" or fitted is None:
+        result = _not_fitted(series, verdict, reason, rule, config)
+    else:
+        result = fitted
+        result.verdict = verdict if config.triage is not None else ""
+        if result.status == "failed" and config.fallback != "none":
+            result = serve_fallback(series, config.model, config.fallback, result)
+    result.cutoff = series.ds[-1]
+    return result
 
 
 def _not_fitted(series: SeriesData, verdict: Verdict, reason: str, rule: str, config: ForecastConfig
@@ -223,17 +246,9 @@ class ForecastJob(Job):
         with clock.stage("fallback") if serving else nullcontext():
             results = []
             for i, (s, (verdict, reason, rule)) in enumerate(zip(series, verdicts)):
-                if verdict != "fit":
-                    result = _not_fitted(s, verdict, reason, rule, config)
-                elif i not in by_index:  # interrupted before this series was done
+                if verdict == "fit" and i not in by_index:  # interrupted before this series was done
                     continue
-                else:
-                    result = by_index[i]
-                    result.verdict = verdict if config.triage is not None else ""
-                    if result.status == "failed" and config.fallback != "none":
-                        result = serve_fallback(s, config.model, config.fallback, result)
-                result.cutoff = s.ds[-1]
-                results.append(result)
+                results.append(settle(s, verdict, reason, rule, by_index.get(i), config))
         short = sum(r.stage == "min-obs" for r in results)
         if short:
             notes.append(f"{short} series with fewer than --min-obs {config.min_obs} values got a simple forecast "
@@ -322,4 +337,7 @@ def run_forecast(path: TableInput, config: ForecastConfig, reporter: Reporter | 
         RunLockedError: another run is writing into the output directory.
         BackendError: when workers cannot start.
     """
+    native = getattr(backend_class(config.backend), "run_forecast", None)
+    if native is not None:  # a backend that runs the whole job where the table is (Spark), not a map of ours
+        return native(path, config, reporter)
     return run_job(ForecastJob(config), path, reporter)

@@ -139,7 +139,7 @@ class ToyBackend:
 def test_a_registered_backend_is_usable_by_run_and_backtest_by_name(tmp_path, table, monkeypatch):
     monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))  # registered for this test only
     backends.register_backend("toy", ToyBackend)
-    assert backends.backend_names() == ("local", "dask", "toy")
+    assert backends.backend_names() == ("local", "dask", "spark", "toy")
 
     run = run_forecast(table, ForecastConfig(model=MODEL, backend="toy", out_dir=tmp_path / "run"))
     assert run_forecast(table, ForecastConfig(model=MODEL, n_jobs=1, out_dir=tmp_path / "local")).exit_code == 0

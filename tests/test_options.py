@@ -40,7 +40,7 @@ def test_the_job_file_keeps_its_tables_and_keys():
                   "daily_seasonality", "changepoint_prior_scale", "seasonality_prior_scale", "holidays",
                   "interval_width", "uncertainty_samples", "non_negative", "seed", "include_history",
                   "holidays_file", "regressor", "cap_col", "floor_col", "engine"},
-        "run": {"n_jobs", "max_failed_frac", "fit_timeout", "resume", "log_format", "quiet", "backend", "scheduler",
+        "run": {"n_jobs", "max_failed_frac", "fit_timeout", "resume", "log_format", "quiet", "backend", "scheduler", "master",
                 "connect_timeout", "fallback", "triage", "min_obs", "max_zero_share", "max_gap_share",
                 "stale_after", "allow_negative", "max_negative_share", "workers_read", "warm_start",
                 "intermittent_model"},

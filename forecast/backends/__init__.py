@@ -78,3 +78,4 @@ def open_backend(config: ForecastConfig, setup: WorkerSetup = WorkerSetup(),
 
 register_backend("local", "forecast.backends.local:LocalBackend", "this machine's cores")
 register_backend("dask", "forecast.backends.dask:DaskBackend", "a Dask cluster (--scheduler, or a local one)")
+register_backend("spark", "forecast.backends.spark:SparkBackend", "a Spark cluster (--master; `forecast run` only)")

@@ -128,6 +128,8 @@ class DaskBackend:
         if config.fit_timeout is not None:
             raise ConfigError("--fit-timeout works with --backend local only: a Dask worker cannot be stopped "
                               "mid-task from here")
+        if config.master is not None:
+            raise ConfigError("--master can only be used with --backend spark; a Dask cluster is --scheduler")
 
     @classmethod
     def from_config(cls, config: ForecastConfig, setup: WorkerSetup,

@@ -22,9 +22,11 @@ class LocalBackend:
 
     @classmethod
     def check_config(cls, config: ForecastConfig) -> None:
-        """A scheduler's address is a cluster's option: here it can only be a mistake."""
+        """A scheduler's or master's address is a cluster's option: here it can only be a mistake."""
         if config.scheduler is not None:
             raise ConfigError("--scheduler can only be used with --backend dask")
+        if config.master is not None:
+            raise ConfigError("--master can only be used with --backend spark")
 
     @classmethod
     def from_config(cls, config: ForecastConfig, setup: WorkerSetup,
