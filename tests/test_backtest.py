@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from forecast.cli import app
@@ -89,6 +90,7 @@ def test_backtest_input_error_is_one_line(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_backtest_with_an_engine_scores_its_windows_and_says_which_engine_fitted_them(tmp_path, write_csv):
     path = write_csv(seasonal_table(n_series=2, days=120, seed=1))
     outs = {}

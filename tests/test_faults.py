@@ -169,6 +169,7 @@ def test_standard_input_is_a_table_and_plots_say_it_cannot_be_read_again(tmp_pat
     assert "was a pipe or standard input, which cannot be read again" in line
 
 
+@pytest.mark.slow
 def test_workers_cannot_read_a_pipe_again(tmp_path):
     os.mkfifo(tmp_path / "table.parquet")  # nobody writes: a second reader would wait forever
     line = one_error_line(forecast("run", tmp_path / "table.parquet", "--horizon", "3", "--workers-read",
@@ -494,6 +495,7 @@ def test_n_jobs_far_above_the_cores_is_capped_at_the_chunks_and_said(tmp_path, w
     assert json.loads((out / "summary.json").read_text())["n_jobs"] == 3
 
 
+@pytest.mark.slow
 def test_a_run_served_entirely_by_its_fallback_counts_what_it_served(tmp_path, table):
     out = tmp_path / "out"
     proc = forecast("run", table, "--horizon", "3", "--n-jobs", "1", "--triage", "--min-obs", "1000", "--out", out)

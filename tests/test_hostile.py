@@ -197,6 +197,7 @@ def test_an_escape_sequence_in_a_key_reaches_the_log_escaped(tmp_path):
     assert not RAW_CONTROL.search(proc.stderr.decode())
 
 
+@pytest.mark.slow
 def test_keys_that_look_like_paths_are_plotted_inside_the_plots_directory(tmp_path):
     pytest.importorskip("matplotlib")
     table = tmp_path / "in" / "t.csv"

@@ -151,6 +151,7 @@ def test_no_intervals_when_uncertainty_samples_is_zero_and_clipping_at_zero():
     assert (result.yhat >= 0).all() and (result.yhat == 0).any()
 
 
+@pytest.mark.slow
 def test_worker_temp_dir_is_emptied_after_every_fit(tmp_path, monkeypatch):
     import subprocess
     import sys

@@ -154,6 +154,7 @@ def test_new_commands_have_help_with_an_example():
         assert "Example: forecast " + name in " ".join(result.output.split())
 
 
+@pytest.mark.slow
 def test_report_out_on_a_directory_names_it_and_the_fix(run_dir, tmp_path):
     result = runner.invoke(app, ["report", str(run_dir), "--out", str(tmp_path)])
     assert result.exit_code == 1
@@ -175,6 +176,7 @@ def test_a_key_in_a_script_the_font_lacks_plots_without_warnings():
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_a_series_without_forecast_says_why_and_the_report_counts_what_an_interrupted_run_did_not_do(run_dir,
                                                                                                    tmp_path):
     import json

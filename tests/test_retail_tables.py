@@ -325,6 +325,7 @@ def test_a_weekly_series_in_a_daily_table_stays_weekly():
     assert profile_table(table, ["unique_id"], grid=grid)["freq"].tolist() == ["D", "D", "W-MON"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "backtest", "check"])
 def test_a_freq_whose_grid_misses_the_tables_dates_is_refused_naming_the_tables(tmp_path, command):
     # --freq W is pandas' W-SUN: on a table of Fridays it put every forecast on a Sunday, two days after the cutoff,
