@@ -234,7 +234,12 @@ def intermittent_forecast(kind: IntermittentKind, y: np.ndarray, horizon: int, i
         FallbackImpossible: every value is missing.
         ValueError: an unknown kind.
     """
-    rate, errors, floor = _fit(kind, y)
+    return _interval(*_fit(kind, y), horizon, interval_width)
+
+
+def _interval(rate: float, errors: np.ndarray, floor: float | None, horizon: int, interval_width: float
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(yhat, yhat_lower, yhat_upper) of a fitted model (`_fit`'s rate, errors and floor)."""
     yhat = np.full(horizon, rate)
     if len(errors) < 2:
         nan = np.full(horizon, np.nan)
@@ -283,11 +288,10 @@ class IntermittentModel:
             FallbackImpossible: stage "fit", when every value is missing.
         """
         t0 = time.perf_counter()
-        yhat, lower, upper = intermittent_forecast(self.name, series.y, len(future), opts.interval_width)
-        bands = {}
-        if band_columns(opts):  # --level and --quantile: a band per level from the same errors
-            _, errors, floor = _fit(self.name, series.y)
-            bands = empirical_bands(yhat, errors, opts, floor=floor)
+        rate, errors, floor = _fit(self.name, series.y)
+        yhat, lower, upper = _interval(rate, errors, floor, len(future), opts.interval_width)
+        # --level and --quantile: a band per level from the same errors, of the same fit
+        bands = empirical_bands(yhat, errors, opts, floor=floor) if band_columns(opts) else {}
         if opts.non_negative:
             yhat, lower, upper = (np.clip(a, 0, None) for a in (yhat, lower, upper))
         return Forecast(ds=np.asarray(future, dtype="datetime64[ns]"), yhat=yhat, yhat_lower=lower,
