@@ -1,8 +1,11 @@
 """Tiny module-level functions for testing the chunk-and-map core without Prophet (workers import them)."""
 
+import io
 import os
 import signal
 from pathlib import Path
+
+from forecast.progress import JsonProgress
 
 
 def add_one(x):
@@ -65,3 +68,15 @@ def die_while_starting(marker_dir, times):
     if done < times:
         Path(marker_dir, str(done)).write_text("killed")
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class StopAfter(JsonProgress):
+    """A reporter whose progress raises KeyboardInterrupt, as Ctrl-C would, once `n` series are done."""
+
+    def __init__(self, n: int):
+        super().__init__(io.StringIO())
+        self.n = n
+
+    def progress(self, done: int, total: int) -> None:
+        if done >= self.n:
+            raise KeyboardInterrupt

@@ -9,6 +9,7 @@ import socket
 import pandas as pd
 import pytest
 from conftest import make_table
+from fakes import StopAfter
 
 import forecast.backends as backends
 from forecast.backends.base import call_item
@@ -33,25 +34,13 @@ def table(tmp_path):
     return path
 
 
-class _StopAfter(JsonProgress):
-    """A reporter whose progress raises KeyboardInterrupt, as Ctrl-C would, once `n` series are done."""
-
-    def __init__(self, n: int):
-        super().__init__(io.StringIO())
-        self.n = n
-
-    def progress(self, done: int, total: int) -> None:
-        if done >= self.n:
-            raise KeyboardInterrupt
-
-
 def test_an_interrupted_backtest_resumed_fits_only_what_is_missing_and_scores_as_an_uninterrupted_one(tmp_path,
                                                                                                        table):
     whole = run_backtest(table, _config(tmp_path / "whole"))
     assert whole.exit_code == 0
 
     out = tmp_path / "out"
-    stopped = run_backtest(table, _config(out), reporter=_StopAfter(2))
+    stopped = run_backtest(table, _config(out), reporter=StopAfter(2))
     assert stopped.exit_code == 130 and stopped.summary["status"] == "interrupted"
     assert stopped.summary["series_done"] == 2
     assert list((out / "parts").glob("part-*.parquet"))  # the finished series are kept

@@ -1,7 +1,6 @@
 """--level and --quantile: several interval levels and quantile columns in one run, from the same simulated paths
 (or, for the simple models, the same in-sample errors) as the one --interval-width interval."""
 
-import io
 import os
 import subprocess
 import sys
@@ -11,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_table
+from fakes import StopAfter
 
 import forecast
 from forecast.backtest import run_backtest
 from forecast.config import BacktestConfig, ForecastConfig, ModelOptions
 from forecast.errors import ConfigError
 from forecast.jobfile import read_job_file
-from forecast.progress import JsonProgress
 from forecast.report import build_report
 from forecast.runner import run_forecast
 
@@ -133,18 +132,6 @@ def test_without_uncertainty_samples_the_band_columns_are_there_and_empty(table)
     assert fc["yhat"].notna().all()
 
 
-class _StopAfter(JsonProgress):
-    """A reporter whose progress raises KeyboardInterrupt, as Ctrl-C would, once `n` series are done."""
-
-    def __init__(self, n: int):
-        super().__init__(io.StringIO())
-        self.n = n
-
-    def progress(self, done: int, total: int) -> None:
-        if done >= self.n:
-            raise KeyboardInterrupt
-
-
 def test_resume_keeps_the_bands_of_the_series_finished_before_the_interrupt(tmp_path, table):
     path = tmp_path / "table.csv"
     table.to_csv(path, index=False)
@@ -154,7 +141,7 @@ def test_resume_keeps_the_bands_of_the_series_finished_before_the_interrupt(tmp_
         return ForecastConfig(model=model, n_jobs=1, chunks_per_job=3, out_dir=out, output_format="csv", **run)
 
     whole = run_forecast(path, config(tmp_path / "whole"))
-    stopped = run_forecast(path, config(tmp_path / "out"), reporter=_StopAfter(1))
+    stopped = run_forecast(path, config(tmp_path / "out"), reporter=StopAfter(1))
     assert whole.exit_code == 0 and stopped.summary["status"] == "interrupted"
     resumed = run_forecast(path, config(tmp_path / "out", resume=True))
     assert resumed.summary["series_resumed"] >= 1
@@ -166,7 +153,7 @@ def test_resume_keeps_the_bands_of_the_series_finished_before_the_interrupt(tmp_
     with pytest.raises(ConfigError, match="setting model.levels differs"):  # another level is another run
         other = ModelOptions(horizon=5, seed=2, uncertainty_samples=100, levels=(90,), quantiles=(0.5,))
         stopped = run_forecast(path, ForecastConfig(model=other, n_jobs=1, out_dir=tmp_path / "part"),
-                               reporter=_StopAfter(1))
+                               reporter=StopAfter(1))
         run_forecast(path, ForecastConfig(model=model, n_jobs=1, out_dir=tmp_path / "part", resume=True))
 
 
