@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +39,7 @@ MANIFEST = "manifest.json"
 LOCK = ".lock"
 # Settings that change no series' result, so a resumed run may use other values (more jobs, a longer timeout,
 # the local backend or another scheduler after a Dask cluster was lost).
-_FREE_SETTINGS = ("n_jobs", "chunks_per_job", "chunk_rows", "out_dir", "overwrite", "resume", "max_failed_frac",
+_FREE_SETTINGS = ("n_jobs", "chunks_per_job", "chunk_rows", "block_rows", "out_dir", "overwrite", "resume", "max_failed_frac",
                   "fit_timeout", "output_format", "run_id", "backend", "scheduler", "connect_timeout")
 # A lock file still empty after this long was left by a process killed between creating and writing it.
 _EMPTY_LOCK_GRACE_SECONDS = 10.0
@@ -239,17 +239,20 @@ class PartSchema:
 def _run_result(**fields: Any) -> SeriesResult:
     """A SeriesResult read back from a part file, whose JSON keeps the --level and --quantile columns as lists."""
     fields["bands"] = {name: np.asarray(values, dtype="float64") for name, values in (fields["bands"] or {}).items()}
+    if fields.get("cutoff") is not None:
+        fields["cutoff"] = np.datetime64(fields["cutoff"], "ns")
     return SeriesResult(**fields)
 
 
-# A run's parts: each series' status, timings and forecast arrays (the --level and --quantile columns as JSON, as
-# many as the run asked for), and the engines' fitted parameters, so a resumed run still saves every series' for a
-# later --warm-start.
+# A run's parts: each series' final result (after the fallback: its status, timings, verdict, cutoff and forecast
+# arrays, the --level and --quantile columns as JSON, as many as the run asked for), and the engines' fitted
+# parameters, so a resumed run still saves every series' for a later --warm-start.
 RUN_PARTS = PartSchema(
     _run_result,
     scalars={"status": pa.string(), "n_obs": pa.int64(), "fit_seconds": pa.float64(),
              "predict_seconds": pa.float64(), "cpu_seconds": pa.float64(), "worker": pa.string(),
-             "stage": pa.string(), "error": pa.string(), "model": pa.string(), "engine": pa.string()},
+             "stage": pa.string(), "error": pa.string(), "model": pa.string(), "engine": pa.string(),
+             "verdict": pa.string(), "cutoff": pa.timestamp("ns")},
     arrays={"ds": "datetime64[ns]", "yhat": "float64", "yhat_lower": "float64", "yhat_upper": "float64"},
     json_fields=("params", "bands"),
 )
@@ -338,6 +341,68 @@ class RunState:
                 )
         return done
 
+    def done_indices(self) -> set[int]:
+        """The series indices the part files hold (their index column only), for a job that reads its series
+        block by block and takes the parts' results only at its end (`grouped`). Damaged parts are listed in
+        `damaged`, and their series are done again."""
+        done: set[int] = set()
+        self.damaged = []
+        for path in self.part_files():
+            try:
+                done.update(pq.read_table(path, columns=["index"]).column("index").to_pylist())
+            except (OSError, ValueError, KeyError, pa.ArrowException):
+                self.damaged.append(path)
+        return done
+
+    def grouped(self, keys: dict[int, tuple], rank: Callable[[int], Any]) -> Iterator[list[Any]]:
+        """The results the part files hold for the series in `keys` (index: key), in the order of rank(index),
+        a group of parts at a time: parts whose ranks do not overlap (a sorted table's, written as its blocks
+        finished) are read one by one, so only a group of parts is held at once. A series held twice (a part
+        rewritten after an interrupted write) is taken from the later part."""
+        spans = []
+        for path in self.part_files():
+            if path in self.damaged:
+                continue
+            try:
+                ranks = [rank(i) for i in pq.read_table(path, columns=["index"]).column("index").to_pylist()
+                         if i in keys]
+            except (OSError, ValueError, KeyError, pa.ArrowException):
+                continue
+            if ranks:
+                spans.append((min(ranks), max(ranks), path))
+        spans.sort(key=lambda span: span[:2])
+        group: list[Path] = []
+        high = None
+        for low, top, path in spans + [(None, None, None)]:
+            if group and (path is None or low > high):
+                results: dict[int, Any] = {}
+                for part in sorted(group):  # later parts win
+                    results.update(self._read_part(part, keys))
+                yield [results[i] for i in sorted(results, key=rank)]
+                group, high = [], None
+            if path is not None:
+                group.append(path)
+                high = top if high is None else max(high, top)
+
+    def _read_part(self, path: Path, keys: dict[int, tuple]) -> dict[int, Any]:
+        """One part's results by series index, for the series in `keys` (their keys given them)."""
+        schema = self.schema
+        table = pq.read_table(path)
+        indices = table.column("index").to_pylist()
+        cols = {name: table.column(name).to_pylist() for name in schema.scalars if name in table.column_names}
+        arrays = {name: _split_list_column(table.column(name)) for name in schema.arrays}
+        texts = {name: table.column(name).to_pylist() if name in table.column_names else [None] * len(table)
+                 for name in schema.json_fields}
+        out = {}
+        for row, index in enumerate(indices):
+            if index in keys:
+                out[index] = schema.result_type(
+                    key=keys[index], **{k: v[row] for k, v in cols.items()},
+                    **{k: v[row] for k, v in arrays.items()},
+                    **{k: json.loads(v[row]) if v[row] is not None else None for k, v in texts.items()},
+                )
+        return out
+
     def write_part(self, results: dict[int, Any]) -> Path:
         """Write finished results (by series index) as the next part file, atomically."""
         schema = self.schema
@@ -386,31 +451,37 @@ def _split_list_column(column: pa.ChunkedArray) -> list[np.ndarray]:
 
 class PartWriter:
     """Collects results as they finish and writes them as part files: when a chunk is complete, and at least
-    every `flush_seconds` while a long chunk runs, so a crash loses little work.
+    every `flush_seconds` while a long chunk runs, so a crash loses little work. Chunks are told (`expect`) as they
+    are made, by the series indices they hold; results come by series index.
 
     Args:
         state: the run directory.
-        chunks: the chunks being mapped, as indices into `to_global`.
-        to_global: the series index of each mapped item.
     """
 
     # A minute between parts at most: a killed run loses at most about a minute of work per worker, while
     # even a week-long run makes only a few thousand small files.
     flush_seconds = 60.0
 
-    def __init__(self, state: RunState, chunks: list[list[int]], to_global: Sequence[int]) -> None:
+    def __init__(self, state: RunState) -> None:
         self._state = state
-        self._to_global = to_global
-        self._chunk_of = {i: c for c, chunk in enumerate(chunks) for i in chunk}
-        self._left = [len(chunk) for chunk in chunks]
+        self._chunk_of: dict[int, int] = {}
+        self._left: list[int] = []
         self._buffer: dict[int, Any] = {}
         self._last = time.monotonic()
 
-    def add(self, item: int, result: Any) -> None:
-        self._buffer[self._to_global[item]] = result
-        c = self._chunk_of[item]
-        self._left[c] -= 1
-        if self._left[c] == 0 or time.monotonic() - self._last >= self.flush_seconds:
+    def expect(self, chunk: Sequence[int]) -> None:
+        """A chunk of these series indices is on its way to the workers."""
+        c = len(self._left)
+        self._left.append(len(chunk))
+        for i in chunk:
+            self._chunk_of[i] = c
+
+    def add(self, index: int, result: Any) -> None:
+        self._buffer[index] = result
+        c = self._chunk_of.pop(index, None)
+        if c is not None:
+            self._left[c] -= 1
+        if (c is not None and self._left[c] == 0) or time.monotonic() - self._last >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:

@@ -205,6 +205,8 @@ class ForecastConfig:
         chunks_per_job: chunks per worker; more chunks balance better, fewer cost less overhead.
         chunk_rows: the most rows of input one chunk carries (more chunks for a large table), which bounds what a
             worker receives and holds at once.
+        block_rows: rows `forecast run` reads at a time (cut at series boundaries), so that the main process holds
+            a block or two of the table, never all of it; 0 reads the table whole.
         out_dir: where outputs go; None means outputs/<UTC timestamp>.
         overwrite: replace a finished run in out_dir.
         output_format: "parquet" or "csv" for the forecasts table.
@@ -257,6 +259,9 @@ class ForecastConfig:
     chunks_per_job: int = 4
     # 1M rows: 16 MB of times and values per message to a worker; M5 scale (44M rows) makes 44 chunks
     chunk_rows: int = 1_000_000
+    # 2M rows: about 1,000 series of 5 years of days a block; the main process holds two blocks at a time, about
+    # 200 MB while it reads, checks and hands them out, whatever the table's size (0: the whole table at once)
+    block_rows: int = 2_000_000
     out_dir: Path | None = None
     overwrite: bool = False
     output_format: OutputFormat = "parquet"
@@ -314,6 +319,8 @@ class ForecastConfig:
             raise ConfigError(f"chunks_per_job must be at least 1; got {self.chunks_per_job}")
         if self.chunk_rows < 1:
             raise ConfigError(f"chunk_rows must be at least 1; got {self.chunk_rows}")
+        if self.block_rows < 0:
+            raise ConfigError(f"block_rows must be 0 (the whole table at once) or more; got {self.block_rows}")
         if not 0 <= self.max_failed_frac <= 1:
             raise ConfigError(f"--max-failed-frac must be between 0 and 1; got {self.max_failed_frac}")
         _choice("--backend", self.backend, backend_names())

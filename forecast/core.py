@@ -14,7 +14,7 @@ import heapq
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -181,3 +181,19 @@ def map_chunks(
     if missing:  # a backend bug, not a user's problem: say so rather than return a short list
         raise RuntimeError(f"backend {type(backend).__name__} returned no result for items {missing[:5]}")
     return [results[i] for i in range(total)]
+
+
+def map_stream(func: Callable[[Any], Any], chunks: Iterable[list[tuple[int, Any]]], backend: Backend,
+               on_result: Callable[[int, Any, str], None]) -> None:
+    """Apply `func` to the items of `chunks`, (index, item) pairs made as the backend asks for them (a generator
+    that reads as it goes), handing each result to on_result(index, result, worker) as it finishes. Nothing is
+    gathered here, so what is held is what the caller keeps.
+
+    Raises:
+        MapInterrupted: on KeyboardInterrupt (every result finished so far has been handed over).
+    """
+    try:
+        for index, result, worker in backend.map(func, chunks):
+            on_result(index, result, worker)
+    except KeyboardInterrupt:
+        raise MapInterrupted({}, {}) from None

@@ -10,6 +10,7 @@ backtest.BacktestJob).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import platform
 import shutil
 import signal
@@ -24,7 +25,7 @@ from . import __version__
 from .backends import Backend, WorkerSetup, backend_class, open_backend
 from .checkpoint import PartSchema, PartWriter, RunLock, RunState, make_manifest, manifest_difference, run_temp_dir
 from .config import ForecastConfig, ModelOptions
-from .core import Failed, MapInterrupted, effective_n_jobs, map_chunks, plan_chunks, usable_cores
+from .core import Failed, MapInterrupted, effective_n_jobs, map_stream, plan_chunks, usable_cores
 from .errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -70,6 +71,8 @@ class Loaded:
     series: list
     notes: list[str]
     model: ModelOptions
+    start: int = 0  # the index of its first series in the whole table (a job reading by blocks: see Job.blocks)
+    read: float = 1.0  # the share of the input read once this block was
 
 
 @dataclass
@@ -84,6 +87,9 @@ class Mapped:
     n_jobs: int
     chunks: int
     backend: dict
+    series_total: int = 0  # series read (all of them, unless interrupted before the input's end)
+    rows: int = 0  # rows read, after repeated rows were combined
+    state: RunState | None = None  # the run directory's parts, which hold every result kept
 
 
 @dataclass
@@ -102,6 +108,8 @@ class Job:
     """The parts of a job that differ between `run` and `backtest`; `run_job` calls them in order."""
 
     kind: JobKind = "run"
+    streams: bool = False  # whether `blocks` reads the input a block of series at a time (the manifest then
+    # names no series count, which is known only at the end)
     map_stage: ClockStage = "fit_predict"  # the clock's name for the map
     schema: PartSchema
 
@@ -123,9 +131,32 @@ class Job:
         """Read the input (inside the clock's "read" stage)."""
         raise NotImplementedError
 
+    def blocks(self, source: Source, spill_dir: Path, notify: Callable[[str], None]) -> Iterator[Loaded]:
+        """The input as blocks of whole series, read as the map needs them (the first inside the clock's "read"
+        stage); `spill_dir` is the run's temporary directory. A job that reads its input whole gives one."""
+        yield self.load(source)
+
+    def resumed(self, state: RunState, first: Loaded) -> dict[int, Any]:
+        """The results an unfinished earlier try left in the part files, by series index (values may be None for
+        a job that takes them from the parts at its end)."""
+        return state.load(first.series)
+
     def prepare(self, loaded: Loaded, clock: Clock) -> list[int]:
-        """The indices of the series to map, before any a resumed job has done."""
+        """The indices (in the block) of the series to map, before any a resumed job has done."""
         return list(range(len(loaded.series)))
+
+    def served(self, loaded: Loaded) -> dict[int, Any]:
+        """Results, by series index in the table, of the block's series that are settled without the map (a run's
+        fallback for series it does not fit); they are kept in the part files like the map's."""
+        return {}
+
+    def collected(self, series: SeriesData, result: Any) -> Any:
+        """A mapped series' result as it is kept (a run's fallback for a failed fit)."""
+        return result
+
+    def kept(self, result: Any) -> Any:
+        """What is held of a result once it is in a part file (a job reading by blocks keeps only its record)."""
+        return result
 
     def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
              ) -> tuple[Sequence, Callable]:
@@ -178,9 +209,11 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
         if backend is not None and backend.starts_in_background:  # local workers start (imports: about a
             early.enter_context(backend)  # second) while the input is read
         with clock.stage("read"):
-            loaded = job.load(source)
+            blocks = job.blocks(source, Path(tmp_root) / "spill", reporter.note)
+            loaded = next(blocks)
             check_countries(loaded.series, config, source.label)
-            manifest = make_manifest(source, job.settings(), len(loaded.series), job.other_files())
+            manifest = make_manifest(source, job.settings(), None if job.streams else len(loaded.series),
+                                     job.other_files())
         if finished is not None:  # --resume of a job that had finished: done, if it is the same job
             return _already_finished(out_dir, finished, manifest, reporter)
         state = RunState(out_dir, job.schema)
@@ -188,15 +221,13 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
         try:
             for note in loaded.notes:
                 reporter.note(note)
-            to_map = job.prepare(loaded, clock)
-            done = state.load(loaded.series) if config.resume else {}
+            done = job.resumed(state, loaded) if config.resume else {}
             for part in state.damaged:
                 reporter.note(f"{part}: damaged, cannot be read; its series are fitted again")
-            todo = [i for i in to_map if i not in done]
             if backend is None:
-                n_jobs = capped_n_jobs(config, [len(loaded.series[i].ds) for i in todo], reporter.note)
+                n_jobs = capped_n_jobs(config, [len(s.ds) for s in loaded.series], reporter.note)
                 backend = open_backend(dataclasses.replace(config, n_jobs=n_jobs), setup, reporter.note)
-            mapped = _map(job, source, loaded, state, done, todo, backend, out_dir, clock, reporter)
+            mapped = _map(job, source, loaded, blocks, state, done, backend, out_dir, clock, reporter)
             return _write(job, source, loaded, mapped, state, clock, reporter)
         except BaseException as e:
             kept = len(state.part_files())
@@ -207,61 +238,111 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
             raise
 
 
-def _map(job: Job, source: Source, loaded: Loaded, state: RunState, done: dict, todo: list[int], backend: Backend,
-         out_dir: Path, clock: Clock, reporter: Reporter) -> Mapped:
-    """Map the job's function over the series in `todo`, checkpointing results in part files as they finish."""
+def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state: RunState, done: dict,
+         backend: Backend, out_dir: Path, clock: Clock, reporter: Reporter) -> Mapped:
+    """Map the job's function over its series, block by block as the backend asks for work (the next block is
+    read when the last one's chunks are all out), checkpointing results in part files as they finish.
+
+    What is held: the series in flight, and what the job keeps of each result (`Job.kept`). The notes of every
+    block are added to first.notes.
+    """
     config = job.config
-    series = loaded.series
-    items = [series[i] for i in todo]
     n_jobs = effective_n_jobs(config.n_jobs)
     backend_info = {"name": backend.name, "workers": 0, "threads": 0}
     new: dict[int, Any] = {}
-    chunks: list[list[int]] = []
+    todo: list[int] = []
+    in_flight: dict[int, SeriesData] = {}  # series index -> the series, until its result is kept
+    writer = PartWriter(state)
+    counts = {"series": 0, "rows": 0, "chunks": 0, "finished": 0}
+    reading = {"share": 0.0, "ended": False}
     status: Status = "ok"
-    writer = None
+    notes = first.notes
 
-    def record(item: int, outcome: Any, worker: str) -> None:
-        result = job.as_result(items[item], outcome)
+    def total() -> int:  # the series of the whole table: known once read, estimated from the share read before
+        known = counts["series"]
+        if reading["ended"] or reading["share"] >= 1.0:
+            return known
+        return max(known, round(known / max(reading["share"], 1e-9)))
+
+    def keep(index: int, result: Any) -> None:
+        new[index] = job.kept(result)
+        counts["finished"] += 1
+        reporter.progress(len(done) + counts["finished"], max(total(), len(done) + counts["finished"]))
+
+    def record(index: int, outcome: Any, worker: str) -> None:
+        series = in_flight.pop(index)
+        result = job.as_result(series, outcome)
         if not isinstance(outcome, Failed):
             result.worker = worker
-        new[todo[item]] = result
-        writer.add(item, result)
         if result.status != "ok":
             reporter.event("failed", {"series": key_fields(result.key, config.id_cols), "stage": result.stage,
                                       "reason": result.error})
+        result = job.collected(series, result)
+        writer.add(index, result)
+        keep(index, result)
+
+    def chunks_of(loaded: Loaded, is_first: bool) -> Iterator[list]:
+        if not is_first:
+            check_countries(loaded.series, config, source.label)
+            for note in loaded.notes:
+                if note not in notes:
+                    notes.append(note)
+                    reporter.note(note)
+        counts["series"] += len(loaded.series)
+        counts["rows"] += len(loaded.table)
+        reading["share"] = loaded.read
+        local = job.prepare(loaded, clock)
+        served = {i: r for i, r in job.served(loaded).items() if i not in done}
+        if served:
+            state.write_part(served)
+            for i, r in served.items():
+                keep(i, r)
+        mapped = [i for i in local if loaded.start + i not in done]
+        if not mapped:
+            return
+        items = [loaded.series[i] for i in mapped]
+        chunks = plan_chunks([len(s.ds) for s in items], n_jobs, config.chunks_per_job, config.chunk_rows)
+        work, _ = job.work(source, loaded, items, chunks)
+        for chunk in chunks:
+            indices = [loaded.start + mapped[k] for k in chunk]
+            for k, i in zip(chunk, indices):
+                in_flight[i] = items[k]
+            writer.expect(indices)
+            todo.extend(indices)
+            counts["chunks"] += 1
+            yield [(i, work[k]) for k, i in zip(chunk, indices)]
+
+    def feed() -> Iterator[list]:
+        yield from chunks_of(first, True)
+        for loaded in rest:
+            yield from chunks_of(loaded, False)
+        reading["ended"] = True
 
     def start(n_jobs: int) -> None:  # once the workers are there, so a failure to start them is the only line
-        reporter.event("start", {"input": source.label, "out": str(out_dir), "series_total": len(series),
-                                 "series_resumed": len(done), "n_jobs": n_jobs})
+        reporter.event("start", {"input": source.label, "out": str(out_dir), "series_total": total(),
+                                 "series_resumed": len(done), "n_jobs": n_jobs,
+                                 **({"series_total_estimated": True} if job.streams and total() != counts["series"]
+                                    else {})})
 
-    def report(finished: int, total: int) -> None:
-        reporter.progress(len(done) + finished, len(todo) + len(done))
-
+    _, func = job.work(source, first, [], [])
     with clock.stage(job.map_stage), _sigterm_as_interrupt():
-        if not items:
-            start(n_jobs)
-        else:
-            try:
-                # the interrupt is caught outside the backend's block, so the backend sees it and stops its
-                # workers at once instead of waiting for their chunks (workers started early are the same ones)
-                with backend:
-                    n_jobs = backend.n_jobs
-                    backend_info = backend.info()
-                    start(n_jobs)
-                    chunks = plan_chunks([len(s.ds) for s in items], n_jobs, config.chunks_per_job, config.chunk_rows)
-                    writer = PartWriter(state, chunks, todo)
-                    work, func = job.work(source, loaded, items, chunks)
-                    map_chunks(func, work, backend, chunks=chunks, progress=report, on_result=record)
-            except MapInterrupted as e:
-                status = "interrupted"
-                for item, outcome in e.partial.items():  # finished, but interrupted before recorded
-                    if todo[item] not in new:
-                        record(item, outcome, e.workers.get(item, ""))
-            finally:
-                if writer is not None:
-                    writer.flush()
-    return Mapped(status=status, done=done, new=new, todo=todo, n_jobs=n_jobs, chunks=len(chunks),
-                  backend=backend_info)
+        try:
+            # the interrupt is caught outside the backend's block, so the backend sees it and stops its
+            # workers at once instead of waiting for their chunks (workers started early are the same ones)
+            with backend:
+                n_jobs = backend.n_jobs
+                backend_info = backend.info()
+                chunks = feed()
+                waiting = next(chunks, None)  # the first block's work planned (and any series served) first
+                start(n_jobs)
+                if waiting is not None:
+                    map_stream(func, itertools.chain([waiting], chunks), backend, record)
+        except (MapInterrupted, KeyboardInterrupt):
+            status = "interrupted"
+        finally:
+            writer.flush()
+    return Mapped(status=status, done=done, new=new, todo=todo, n_jobs=n_jobs, chunks=counts["chunks"],
+                  backend=backend_info, series_total=counts["series"], rows=counts["rows"], state=state)
 
 
 def _write(job: Job, source: Source, loaded: Loaded, mapped: Mapped, state: RunState, clock: Clock,
@@ -276,8 +357,8 @@ def _write(job: Job, source: Source, loaded: Loaded, mapped: Mapped, state: RunS
         "status": written.status,
         "input": source.label,
         "source": source.record(),  # what plot and report reopen
-        "rows": int(len(loaded.table)),
-        "series_total": len(loaded.series),
+        "rows": mapped.rows,
+        "series_total": mapped.series_total,
         "series_done": len(written.results),
         **written.fields,
         "cores": usable_cores(),
@@ -294,7 +375,7 @@ def _write(job: Job, source: Source, loaded: Loaded, mapped: Mapped, state: RunS
     files = {**written.files, "summary": write_json(job.json_ready(summary), out_dir / "summary.json")}
     if written.status != "interrupted":
         state.clear()  # finished: the outputs hold everything the parts did
-    reporter.event("end", {"status": written.status, "series_total": len(loaded.series),
+    reporter.event("end", {"status": written.status, "series_total": mapped.series_total,
                            "series_done": len(written.results), "series_ok": summary["series_ok"],
                            "series_failed": summary["series_failed"],
                            "wall_seconds": round(summary["wall_seconds"], 3)})

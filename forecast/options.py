@@ -202,6 +202,8 @@ OPTIONS: tuple[Option, ...] = (
            "needs --backend spark.", commands=("run",)),
     Option("connect_timeout", "run", "float", "Seconds to wait for the Dask scheduler and a first worker.",
            min=0.1),
+    Option("block_rows", "run", "int", "Rows read at a time: the table is read, checked and forecast in blocks of "
+           "whole series, so memory does not grow with it; 0 reads it whole.", commands=("run",), min=0),
     Option("workers_read", "run", "bool", "Workers read their own series from INPUT (Parquet, at the same path on "
            "every worker) instead of receiving them from this process.", commands=("run",)),
     Option("warm_start", "run", "path", "Output directory of an earlier --engine stan/fast run: start each series "

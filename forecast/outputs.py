@@ -285,14 +285,88 @@ def read_params(run_dir: Path, id_cols: Sequence[str]) -> dict[tuple, dict]:
 def _write_parquet(frame: pd.DataFrame, path: str) -> None:
     """Parquet that Spark, DuckDB and any Arrow reader take as it is: timestamps in microseconds (Spark refuses
     nanoseconds), plain Arrow types, and no pandas metadata (nothing needs it to read the file back)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    pq.write_table(_arrow_table(frame), path, coerce_timestamps="us", allow_truncated_timestamps=True)
+
+
+def _arrow_table(frame: pd.DataFrame) -> Any:
+    """A frame as the Arrow table `_write_parquet` writes: plain types, no pandas metadata."""
+    import pyarrow as pa
 
     table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
     # pandas' text columns arrive as large_string: plain string is the type every reader knows
-    table = table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
-                                  for f in table.schema]))
-    pq.write_table(table, path, coerce_timestamps="us", allow_truncated_timestamps=True)
+    return table.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type) else f
+                                 for f in table.schema]))
+
+
+class TableWriter:
+    """One Parquet or CSV file (by extension) written a frame at a time, as `write_table` writes one frame: into a
+    temporary file beside it, renamed into place by `commit` (so a reader never sees half of it), removed by
+    `abort`. What a run writes as its blocks' results are read back, holding one group at a time.
+
+    Args:
+        path: the file.
+        empty: the frame written when no other was (its columns make the header).
+    """
+
+    def __init__(self, path: Path, empty: pd.DataFrame) -> None:
+        self.path = Path(path)
+        self._empty = empty
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._parquet: Any = None
+        self._schema: Any = None
+        self._written = False
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if len(frame) == 0:  # its columns' types may be unknown (an empty column is Arrow's null type)
+            return
+        self._put(frame)
+
+    def _put(self, frame: pd.DataFrame) -> None:
+        if self.path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = _arrow_table(frame)
+            if self._parquet is None:
+                self._schema = table.schema
+                self._parquet = pq.ParquetWriter(self._tmp, table.schema, coerce_timestamps="us",
+                                                 allow_truncated_timestamps=True)
+            else:
+                table = table.cast(self._schema)
+            self._parquet.write_table(table)
+        else:
+            _csv_safe_frame(frame).to_csv(self._tmp, mode="a" if self._written else "w", header=not self._written,
+                                          index=False)
+        self._written = True
+
+    def commit(self) -> Path:
+        """The file in place, holding every frame written (the empty one when none was)."""
+        try:
+            if not self._written:
+                self._put(self._empty)
+            if self._parquet is not None:
+                self._parquet.close()
+            os.chmod(self._tmp, _file_mode())
+            os.replace(self._tmp, self.path)
+        except BaseException as e:
+            self.abort()
+            if isinstance(e, OSError) and (e.filename is None or e.filename == self._tmp):
+                raise OSError(e.errno, e.strerror or one_line(e), str(self.path)) from e
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the temporary file; the file at `path` (an earlier run's) stays as it was."""
+        if self._parquet is not None:
+            try:
+                self._parquet.close()
+            except Exception:
+                pass
+        if os.path.exists(self._tmp):
+            os.unlink(self._tmp)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
@@ -393,7 +467,7 @@ def _read_output(path: Path, id_cols: Sequence[str], types: dict[str, KeyType]) 
     if not path.exists():
         return None
     try:
-        return _read_output_file(path, id_cols, types)
+        return read_output_file(path, id_cols, types)
     except Exception as e:
         raise InputError(f"{path}: cannot read it back, it is damaged or was not written by forecast "
                          f"({one_line(e)}); run again with --overwrite to rewrite it") from None
@@ -406,7 +480,7 @@ def _key_as(column: pd.Series, kind: KeyType) -> pd.Series:
     return column.astype(str)
 
 
-def _read_output_file(path: Path, id_cols: Sequence[str], types: dict[str, KeyType]) -> pd.DataFrame:
+def read_output_file(path: Path, id_cols: Sequence[str], types: dict[str, KeyType]) -> pd.DataFrame:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     else:

@@ -118,9 +118,12 @@ class TableGrid:
     freq: str | None
     on_grid: np.ndarray
     step: int = 0
+    anchor: int = 0  # where the grid starts: a step's phase (nanoseconds), or the month of a calendar step
+    at_start: bool = True  # a calendar step's timestamps fall on the month's first day (else its last)
 
 
-def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = None) -> TableGrid:
+def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = None,
+               like: TableGrid | None = None) -> TableGrid:
     """The table's frequency, inferred once for the whole table, and the series that lie on its grid.
 
     The table's step is the most common step of its series (each series counts once, by its own most common
@@ -129,7 +132,8 @@ def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = N
     most of their timestamps fall on). A series lies on the grid when every one
     of its timestamps does, however many periods it misses and however few rows it has (one included), unless
     all its steps are one larger multiple of the table's (at least OWN_GRID_MIN_STEPS of them). With `freq`
-    (--freq) every series uses it.
+    (--freq) every series uses it. With `like` (the grid of a table's first block, when it is read block by
+    block) the frequency is that grid's, and only which series lie on it is worked out.
     """
     if freq is not None:
         _check_given_freq(table, id_cols, freq)
@@ -138,7 +142,7 @@ def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = N
     ds, _, starts, _, step = _sorted_arrays(table, list(id_cols))
     ends = np.r_[starts[1:], len(ds)]
     modal, _, smin, smax = _series_steps(step, starts, ends)
-    return _grid(ds, starts, ends, modal, smin, smax)
+    return _grid(ds, starts, ends, modal, smin, smax, like)
 
 
 def _mode(values: np.ndarray) -> int:
@@ -147,19 +151,25 @@ def _mode(values: np.ndarray) -> int:
 
 
 def _grid(ds: np.ndarray, starts: np.ndarray, ends: np.ndarray, modal: np.ndarray, smin: np.ndarray,
-          smax: np.ndarray) -> TableGrid:
+          smax: np.ndarray, like: TableGrid | None = None) -> TableGrid:
     n_series = len(starts)
     n_rows = ends - starts
     none = TableGrid(None, np.zeros(n_series, dtype=bool))
-    multi = modal != 0
-    if not multi.any():
+    if like is not None and like.freq is None:
         return none
-    steps, counts = np.unique(modal[multi], return_counts=True)
-    length = np.where(steps > 0, steps, -steps * 30 * _DAY)  # a calendar step as about its length
-    table_step = int(steps[np.lexsort((length, -counts))[0]])  # the most common; a tie: the finer grid
+    multi = modal != 0
+    if like is None and not multi.any():
+        return none
+    if like is not None:
+        table_step = like.step
+    else:
+        steps, counts = np.unique(modal[multi], return_counts=True)
+        length = np.where(steps > 0, steps, -steps * 30 * _DAY)  # a calendar step as about its length
+        table_step = int(steps[np.lexsort((length, -counts))[0]])  # the most common; a tie: the finer grid
     of_step = modal == table_step
     if table_step > 0:
-        anchor = _mode(np.mod(ds[starts[of_step]], table_step))  # where those series start (one value each)
+        # where those series start (one value each)
+        anchor = like.anchor if like is not None else _mode(np.mod(ds[starts[of_step]], table_step))
         on_row = np.mod(ds, table_step) == anchor
         if table_step == 7 * _DAY:
             label = "W-" + _WEEKDAYS[(anchor // _DAY) % 7]
@@ -172,19 +182,25 @@ def _grid(ds: np.ndarray, starts: np.ndarray, ends: np.ndarray, modal: np.ndarra
         month_end = ((month + 1).astype("datetime64[ns]") - np.timedelta64(1, "D")).view("int64")
         rows_of = np.repeat(of_step, n_rows)  # the rows of the series whose own step is the table's
         starts_of, ends_of = ds == month_start, ds == month_end
-        at_start = np.count_nonzero(starts_of[rows_of]) >= np.count_nonzero(ends_of[rows_of])
+        if like is not None:
+            at_start = like.at_start
+        else:
+            at_start = np.count_nonzero(starts_of[rows_of]) >= np.count_nonzero(ends_of[rows_of])
         on_day = starts_of if at_start else ends_of
-        if np.count_nonzero(on_day[rows_of]) * 2 < np.count_nonzero(rows_of):  # mid-month dates: no calendar grid
+        # mid-month dates: no calendar grid
+        if like is None and np.count_nonzero(on_day[rows_of]) * 2 < np.count_nonzero(rows_of):
             return none
         phase = np.mod(month.astype(np.int64), months)  # month 0 of the epoch is January
-        anchor = _mode(phase[rows_of & on_day])
+        anchor = like.anchor if like is not None else _mode(phase[rows_of & on_day])
         on_row = on_day & (phase == anchor)
         name = _MONTHS[anchor]
         label = {1: "MS" if at_start else "ME", 3: ("QS-" if at_start else "QE-") + name,
                  12: ("YS-" if at_start else "YE-") + name}[months]
     on_grid = np.logical_and.reduceat(on_row, starts)
     own = (n_rows - 1 >= OWN_GRID_MIN_STEPS) & (smin == smax) & (smin != table_step)
-    return TableGrid(label, on_grid & ~own, table_step)
+    if like is not None:
+        label = like.freq
+    return TableGrid(label, on_grid & ~own, table_step, int(anchor), bool(table_step > 0 or at_start))
 
 
 
@@ -240,7 +256,7 @@ def _given_step(freq: str) -> int | None:
 
 
 def profile_table(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = None,
-                  grid: TableGrid | None = None) -> pd.DataFrame:
+                  grid: TableGrid | None = None, table_last: np.datetime64 | None = None) -> pd.DataFrame:
     """One row per series (in key order, as io.split_series) describing its history, without fitting.
 
     Frequency is `freq` (--freq) when given; else the table's frequency (`table_grid`) for a series on its grid,
@@ -252,6 +268,7 @@ def profile_table(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None 
         id_cols: the key column(s).
         freq: the --freq given to the run or check, if any: gaps and age are counted on its grid.
         grid: the table's grid, when the caller has it already (`table_grid`).
+        table_last: the table's last timestamp, which ages are counted to, when `table` is a block of it.
 
     Returns:
         Key columns, then n_rows, n_obs (non-missing values), first, last (timestamps of the first and last
@@ -300,7 +317,7 @@ def profile_table(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None 
         gap_share = missing / expected
     with np.errstate(invalid="ignore"):
         hi, lo = np.fmax.reduceat(y, starts), np.fmin.reduceat(y, starts)  # fmax/fmin skip NaN
-    table_last = ds.max()
+    table_last = ds.max() if table_last is None else max(int(ds.max()), int(np.datetime64(table_last, "ns").view("int64")))
     age = _periods_between(last_value, np.full(n_series, table_last), freq_step)
     age_days = (table_last - last_value) / _DAY
 

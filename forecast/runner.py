@@ -7,16 +7,17 @@ the forecasts written.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .backends import backend_class
-from .checkpoint import RUN_PARTS
+from .checkpoint import RUN_PARTS, RunState
 from .config import DuplicatePolicy, ForecastConfig, ModelOptions
 from .core import Failed
 from .errors import ConfigError
@@ -24,16 +25,18 @@ from .job import Job, Loaded, Mapped, RunResult, Written, run_job
 from .levels import band_columns
 from .model import fit_series, serve_fallback
 from .outputs import (
+    TableWriter,
     errors_frame,
     forecast_frame,
     params_frame,
+    read_output_file,
     read_params,
     timings_frame,
     write_table,
     written_by_forecast,
 )
 from .progress import Reporter
-from .sources import Source, TableInput, key_types, load_series, read_series_subset
+from .sources import Source, TableInput, load_blocks, read_series_subset
 from .timing import Clock
 from .types import SENT_STAGES, SeriesData, SeriesResult, Stage, Verdict
 
@@ -58,11 +61,13 @@ def _as_series_result(series: SeriesData, outcome: SeriesResult | Failed,
     return outcome
 
 
-def _table_grid(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfig) -> TableGrid:
-    """The table's frequency (inferred once, or --freq), given to every series on its grid (series.freq)."""
+def _table_grid(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfig,
+                like: TableGrid | None = None) -> TableGrid:
+    """The table's frequency (inferred once, or --freq), given to every series on its grid (series.freq); `like`:
+    the grid of the table's first block, for a later block."""
     from .profile import table_grid
 
-    grid = table_grid(table, config.id_cols, config.model.freq)
+    grid = table_grid(table, config.id_cols, config.model.freq, like)
     if len(grid.on_grid) != len(series):  # both are in key order (io.sort_by_series); a mismatch is a bug
         raise RuntimeError(f"the table's grid covers {len(grid.on_grid)} series but the table split into "
                            f"{len(series)}")
@@ -72,8 +77,8 @@ def _table_grid(table: pd.DataFrame, series: list[SeriesData], config: ForecastC
     return grid
 
 
-def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfig, grid: TableGrid
-            ) -> list[tuple[Verdict, str, str]]:
+def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfig, grid: TableGrid,
+            table_last: Any = None) -> list[tuple[Verdict, str, str]]:
     """(verdict, reason, rule) per series, in the order of `series`; rule is the triage rule the reason comes from
     ("" for a series to fit). Without --triage a series with fewer than --min-obs values (but at least one) is
     sent to the fallback (rule "new"), every other one is "fit"."""
@@ -81,7 +86,7 @@ def _triage(table: pd.DataFrame, series: list[SeriesData], config: ForecastConfi
         return [min_obs_verdict(s, config) for s in series]
     from .profile import profile_table, triage
 
-    profile = triage(profile_table(table, config.id_cols, config.model.freq, grid), config.triage,
+    profile = triage(profile_table(table, config.id_cols, config.model.freq, grid, table_last), config.triage,
                      freq_given=config.model.freq is not None)
     if len(profile) != len(series):  # both are in key order (groupby sort=True); a mismatch is a bug, not input
         raise RuntimeError(f"triage profiled {len(profile)} series but the table split into {len(series)}")
@@ -193,11 +198,29 @@ def _worker_items(series: list[SeriesData], chunks: list[list[int]], config: For
 
 
 class ForecastJob(Job):
-    """`forecast run` as a job: triage, Prophet per series (the fallback for what fails), forecasts written."""
+    """`forecast run` as a job: triage, Prophet per series (the fallback for what fails), forecasts written.
+
+    The table is read a block of whole series at a time (--block-rows), and each series' final result (the
+    fallback's for a failed fit) goes to a part file as it is settled, so the run holds a block or two of the
+    table and one small record per series, whatever the table's size; the outputs are written from the part files
+    at the end, in key order.
+    """
 
     kind = "run"
     map_stage = "fit_predict"
     schema = RUN_PARTS
+    streams = True
+
+    def __init__(self, config: ForecastConfig) -> None:
+        super().__init__(config)
+        self.keys: dict[int, tuple] = {}  # every series read, by index
+        self.void_below = 0  # indices below this were given out before the table proved unsorted (see blocks)
+        self.partitioned = False  # the table was read bucket by bucket: its index order is not its key order
+        self.grid: TableGrid | None = None  # the first block's, which every block uses
+        self.grid_votes: dict[str | None, int] = {}  # each block's own grid, by its number of series
+        self.own_freq = 0
+        self.warm_started = 0
+        self.table_last: Any = None
 
     def check(self, source: Source) -> None:
         if self.config.to_db is not None:  # the night's work is not done to find the database unreachable
@@ -216,20 +239,50 @@ class ForecastJob(Job):
     def other_files(self) -> dict:
         return {"--future": self.config.future_path, "--holidays-file": self.config.holidays_file}
 
-    def load(self, source: Source) -> Loaded:
+    def blocks(self, source: Source, spill_dir: Path, notify: Callable[[str], None]) -> Iterator[Loaded]:
         config = self.config
         warm = read_params(config.warm_start, config.id_cols) if config.warm_start is not None else {}
-        table, series, notes, model = load_series(source, config)
-        for s in series:  # a series new since that run starts cold
-            s.warm = warm.get(tuple(str(v) for v in s.key))
-        return Loaded(table, series, notes, model)
+        # --workers-read: the workers read their chunks' series by key from the whole file
+        rows = 0 if config.workers_read else config.block_rows
+        model, blocks = load_blocks(source, config, spill_dir, rows, notify)
+        for block in blocks:
+            self.partitioned |= block.partitioned
+            self.void_below = max(self.void_below, block.void_below)
+            for s in block.series:  # a series new since that run starts cold
+                s.warm = warm.get(tuple(str(v) for v in s.key))
+            for i, s in enumerate(block.series):
+                self.keys[block.start + i] = s.key
+            yield Loaded(block.table, block.series, block.notes, model, start=block.start, read=block.read)
+
+    def resumed(self, state: RunState, first: Loaded) -> dict[int, Any]:
+        return dict.fromkeys(state.done_indices())  # their results are read from the parts at the end
 
     def prepare(self, loaded: Loaded, clock: Clock) -> list[int]:
         config = self.config
         with clock.stage("triage") if config.triage is not None else nullcontext():
-            self.grid = _table_grid(loaded.table, loaded.series, config)
-            self.verdicts = _triage(loaded.table, loaded.series, config, self.grid)
-        return [i for i, (verdict, _, _) in enumerate(self.verdicts) if verdict == "fit"]
+            grid = _table_grid(loaded.table, loaded.series, config, self.grid)
+            if self.grid is None:
+                self.grid = grid
+            own = grid.freq  # what this block alone says the table's frequency is
+            if config.model.freq is None and grid is not self.grid:
+                from .profile import table_grid
+
+                own = table_grid(loaded.table, config.id_cols).freq
+            self.grid_votes[own] = self.grid_votes.get(own, 0) + len(loaded.series)
+            self.own_freq += int(np.count_nonzero(~grid.on_grid))
+            last = loaded.table["ds"].max() if len(loaded.table) else None
+            self.table_last = last if self.table_last is None or (last is not None and last > self.table_last) \
+                else self.table_last
+            self.verdicts = _triage(loaded.table, loaded.series, config, grid, self.table_last)
+        fit = [i for i, (verdict, _, _) in enumerate(self.verdicts) if verdict == "fit"]
+        self.warm_started += sum(loaded.series[i].warm is not None for i in fit)
+        return fit
+
+    def served(self, loaded: Loaded) -> dict[int, Any]:
+        config = self.config
+        sent = [(i, v) for i, v in enumerate(self.verdicts) if v[0] != "fit"]
+        return {loaded.start + i: settle(loaded.series[i], verdict, reason, rule, None, config)
+                for i, (verdict, reason, rule) in sent}
 
     def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
              ) -> tuple[Sequence, Callable]:
@@ -238,21 +291,60 @@ class ForecastJob(Job):
     def as_result(self, series: SeriesData, outcome: Any) -> SeriesResult:
         return _as_series_result(series, outcome, self.config.fit_timeout)
 
+    def collected(self, series: SeriesData, result: Any) -> SeriesResult:
+        return settle(series, "fit", "", "", result, self.config)
+
+    def kept(self, result: Any) -> SeriesResult:
+        return _record(result)
+
     def finish(self, source: Source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
                reporter: Reporter) -> Written:
-        config, series, notes, verdicts, grid = self.config, loaded.series, loaded.notes, self.verdicts, self.grid
-        by_index = {**mapped.done, **mapped.new}
-        serving = config.fallback != "none" or any(verdict != "fit" for verdict, _, _ in verdicts)
-        with clock.stage("fallback") if serving else nullcontext():
-            results = []
-            for i, (s, (verdict, reason, rule)) in enumerate(zip(series, verdicts)):
-                if verdict == "fit" and i not in by_index:  # interrupted before this series was done
-                    continue
-                results.append(settle(s, verdict, reason, rule, by_index.get(i), config))
+        config, notes = self.config, loaded.notes
+        keys = _uniform_keys({i: k for i, k in self.keys.items() if i >= self.void_below}, config.id_cols)
+        if self.partitioned:  # buckets came in hash order: the outputs come in key order, as a sorted table's
+            order = {i: r for r, i in enumerate(sorted(keys, key=lambda i: _sortable(keys[i])))}
+            rank: Callable[[int], Any] = order.__getitem__
+        else:
+            rank = int
+        run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
+        ext = "parquet" if config.output_format == "parquet" else "csv"
+        bands = band_columns(config.model)
+        results: list[SeriesResult] = []
+        with clock.stage("write"):
+            writers = {"forecasts": TableWriter(out_dir / f"forecasts.{ext}",
+                                                forecast_frame([], config.id_cols, run_id, bands))}
+            if config.model.engine != "prophet":  # what a later run can --warm-start from
+                writers["params"] = TableWriter(out_dir / "params.parquet", params_frame([], config.id_cols))
+            try:
+                for group in mapped.state.grouped(keys, rank):
+                    writers["forecasts"].write(forecast_frame(group, config.id_cols, run_id, bands))
+                    if "params" in writers:
+                        writers["params"].write(params_frame(group, config.id_cols))
+                    results.extend(_record(r) for r in group)
+                files = {name: w.commit() for name, w in writers.items()}
+            except BaseException:
+                for w in writers.values():
+                    w.abort()
+                raise
+            timings = timings_frame(results, config.id_cols)
+            files = {"forecasts": files["forecasts"],
+                     "timings": write_table(timings, out_dir / "timings.csv"),
+                     "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
+                     **({"params": files["params"]} if "params" in files else {})}
+            # an earlier run's, in another format or engine: only what its summary says it wrote
+            for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
+                (out_dir / stale).unlink(missing_ok=True)
         short = sum(r.stage == "min-obs" for r in results)
         if short:
             notes.append(f"{short} series with fewer than --min-obs {config.min_obs} values got a simple forecast "
                          "instead of Prophet's (timings.csv says which; a lower --min-obs fits them)")
+            reporter.note(notes[-1])
+        grid = self.grid if self.grid is not None else TableGrid(None, np.zeros(0, dtype=bool))
+        voted = max(self.grid_votes.items(), key=lambda kv: kv[1])[0] if self.grid_votes else grid.freq
+        if voted != grid.freq:
+            notes.append(f"the table's frequency was taken from its first {len(self.grid.on_grid)} series as "
+                         f"{grid.freq}, but most of its series are {voted}: pass --freq {voted} if that is the "
+                         "table's (or a larger --block-rows)")
             reporter.note(notes[-1])
         counts = {status_: sum(r.status == status_ for r in results)
                   for status_ in ("ok", "fallback", "failed", "skipped")}
@@ -260,25 +352,10 @@ class ForecastJob(Job):
         status = mapped.status
         # Skipped series were triaged out on purpose, and a failure served by the fallback still has a forecast:
         # neither counts against --max-failed-frac.
-        if status == "ok" and n_failed > config.max_failed_frac * len(series):
+        if status == "ok" and n_failed > config.max_failed_frac * len(keys):
             status = "failed"
-
-        run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
+        to_db = None
         with clock.stage("write"):
-            ext = "parquet" if config.output_format == "parquet" else "csv"
-            forecasts = forecast_frame(results, config.id_cols, run_id, band_columns(config.model))
-            timings = timings_frame(results, config.id_cols)
-            files = {
-                "forecasts": write_table(forecasts, out_dir / f"forecasts.{ext}"),
-                "timings": write_table(timings, out_dir / "timings.csv"),
-                "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
-            }
-            if config.model.engine != "prophet":  # what a later run can --warm-start from
-                files["params"] = write_table(params_frame(results, config.id_cols), out_dir / "params.parquet")
-            # an earlier run's, in another format or engine: only what its summary says it wrote
-            for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
-                (out_dir / stale).unlink(missing_ok=True)
-            to_db = None
             if config.to_db is not None and status == "interrupted":  # never half a night in the tables
                 notes.append("interrupted: --to-db's tables were not written; --resume finishes the run and writes "
                              "them")
@@ -286,10 +363,10 @@ class ForecastJob(Job):
             elif config.to_db is not None:  # after the files: a database that fails leaves them written
                 from .sinks import write_run
 
+                forecasts = read_output_file(files["forecasts"], config.id_cols, key_types_of(keys, config.id_cols))
                 runs = timings.assign(cutoff=np.array([r.cutoff for r in results], dtype="datetime64[ns]"),
                                       run_id=run_id)
                 to_db = write_run(config.to_db, config.to_table, forecasts, runs, run_id)
-        items = [series[i] for i in mapped.todo]
         fields = {
             "series_ok": counts["ok"],
             "series_failed": n_failed,
@@ -302,18 +379,55 @@ class ForecastJob(Job):
             "run_id": run_id,
             "table_freq": grid.freq,
             "freq_given": config.model.freq is not None,
-            "series_own_freq": int(np.count_nonzero(~grid.on_grid)),
-            "key_types": key_types(loaded.table, config.id_cols),
-            "series_warm_started": (sum(s.warm is not None for s in items) if config.warm_start is not None
-                                    else None),
+            "series_own_freq": self.own_freq,
+            "key_types": key_types_of(keys, config.id_cols),
+            "series_warm_started": self.warm_started if config.warm_start is not None else None,
             "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
                          if config.triage is not None else None),
             "to_db": to_db,
         }
-        # what this run served: its fits (not what a resume took over), and the series triage or --min-obs sent
-        # straight to a fallback
-        timed = list(mapped.new.values()) + [r for r in results if r.status == "fallback" and r.stage in SENT_STAGES]
-        return Written(status=status, fields=fields, files=files, results=results, timed=timed)
+        # what this run served: its fits and fallbacks (not what a resume took over)
+        return Written(status=status, fields=fields, files=files, results=results, timed=list(mapped.new.values()))
+
+
+def _record(result: SeriesResult) -> SeriesResult:
+    """What a run holds of a series once its result is in a part file: its record, without the forecast."""
+    if result.params is None and not result.bands and len(result.ds) == 0:
+        return result
+    return dataclasses.replace(result, ds=_NO_TIMES, yhat=_NO_VALUES, yhat_lower=_NO_VALUES, yhat_upper=_NO_VALUES,
+                               params=None, bands={})
+
+
+_NO_TIMES = np.array([], dtype="datetime64[ns]")
+_NO_VALUES = np.array([], dtype="float64")
+
+
+def _sortable(key: tuple) -> tuple:
+    """A key as the whole table's sort orders it: its values, integers before text where a column mixes them."""
+    return tuple((isinstance(v, str), v if not isinstance(v, str) else v) for v in key)
+
+
+def _uniform_keys(keys: dict[int, tuple], id_cols: Sequence[str]) -> dict[int, tuple]:
+    """Keys whose columns hold one type each: a column with integers in some blocks and text in others (a CSV whose
+    later rows hold a code such as 00123) is text throughout, as a whole read makes it."""
+    mixed = []
+    for c in range(len(id_cols)):
+        kinds = {isinstance(k[c], str) for k in keys.values()}
+        if len(kinds) > 1:
+            mixed.append(c)
+    if not mixed:
+        return keys
+    return {i: tuple(str(v) if c in mixed else v for c, v in enumerate(k)) for i, k in keys.items()}
+
+
+def key_types_of(keys: dict[int, tuple], id_cols: Sequence[str]) -> dict:
+    """summary.json's key_types of these keys: "int" for a column of integers, else "text"."""
+    out = {}
+    for c, name in enumerate(id_cols):
+        ints = all(isinstance(k[c], (int, np.integer)) and not isinstance(k[c], (bool, np.bool_))
+                   for k in keys.values())
+        out[name] = "int" if keys and ints else "text"
+    return out
 
 
 def run_forecast(path: TableInput, config: ForecastConfig, reporter: Reporter | None = None) -> RunResult:

@@ -50,6 +50,7 @@ def test_the_job_file_keeps_its_tables_and_keys():
     before["model"] |= {"level", "quantile"}  # since: --level, --quantile
     before["input"] |= {"query", "table"}  # since: a database as the input
     before["output"] |= {"to_db", "to_table"}  # since: tables as the output
+    before["run"] |= {"block_rows"}  # since: reading by blocks
     for table, keys in before.items():
         assert {key for key, (_, _, commands) in SPEC[table].items() if "run" in commands} == keys, table
     assert set(SPEC["backtest"]) == {"windows", "step", "model", "season_length"}

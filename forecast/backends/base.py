@@ -4,7 +4,9 @@ A chunk is a list of (index, item) pairs. `map(func, chunks)` yields (index, res
 finish, in any order (the core puts them back in order): result is func(item), or `Failed` when the function
 raised or its worker died while on that item; worker is the label of the worker that ran it ("host:pid" for a
 process, a Dask worker's address), "" when no single worker can be named. Labelling is the backend's job, so the
-per-item function need not know where it runs.
+per-item function need not know where it runs. `chunks` may be a generator: a backend takes a chunk from it only
+as its workers can start one (a few ahead at most), so a caller that makes chunks as it reads a table block by
+block holds only the chunks in flight.
 
 A worker runs one item at a time: the per-series function may keep per-process state between items (a model's
 scratch directory, the CPU clock a series' time is read from), so a backend that runs items side by side in one
@@ -19,7 +21,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 from ..core import Failed
 
@@ -94,4 +96,4 @@ class Backend(Protocol):
         threads (items it runs at once, over all workers); a cluster's address as "scheduler"."""
         ...
 
-    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[Labelled]: ...
+    def map(self, func: Callable, chunks: Iterable[Chunk]) -> Iterator[Labelled]: ...

@@ -7,9 +7,10 @@ asked for (the registry names it by string), so forecast installs and runs witho
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..core import Failed, effective_n_jobs
 from ..errors import BackendError, BackendLostError, ConfigError
@@ -232,21 +233,33 @@ class DaskBackend:
             return BackendLostError(f"lost the Dask scheduler at {address} mid-run ({_first_line(e)})")
         return BackendError(f"the Dask cluster could not run a chunk: {_first_line(e)}")
 
-    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[Labelled]:
+    def map(self, func: Callable, chunks: Iterable[Chunk]) -> Iterator[Labelled]:
         from distributed import KilledWorker, as_completed
 
         pending: dict[Any, Chunk] = {}
+        feed = (c for c in chunks if c)
+        ahead = max(4, 2 * self.n_jobs)  # chunks submitted ahead of the workers: enough to keep them busy, while
+        submitted = 0  # a caller that makes chunks as it reads holds only these
 
         def submit(chunk: Chunk, priority: int) -> distributed.Future:
             future = self._client.submit(_run_chunk, func, chunk, pure=False, priority=priority)
             pending[future] = chunk
             return future
 
-        # chunks come heaviest first; a higher priority starts them first
-        futures = as_completed([submit(c, len(chunks) - i) for i, c in enumerate(chunks) if c])
+        def next_chunks(n: int) -> list:
+            nonlocal submitted
+            out = []
+            for chunk in itertools.islice(feed, n):
+                submitted += 1
+                out.append(submit(chunk, -submitted))  # the earlier chunk first (the heaviest, in a plan)
+            return out
+
+        futures = as_completed(next_chunks(ahead))
         try:
             for future in futures:
                 chunk = pending.pop(future)
+                for more in next_chunks(1):
+                    futures.add(more)
                 try:
                     worker, results = future.result()
                 except KilledWorker:

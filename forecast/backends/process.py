@@ -28,7 +28,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from multiprocessing.connection import wait
-from typing import TYPE_CHECKING, Any, Callable, Iterator, MutableSequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, MutableSequence
 
 from ..core import Failed, effective_n_jobs
 from ..errors import BackendError
@@ -219,6 +219,38 @@ class _Worker:
 _MAX_START_DEATHS = 3
 
 
+class _Feed:
+    """The chunks to run: those given back (a dead worker's rest, first) and then the caller's, taken one at a time
+    when a worker is free, so a caller that makes its chunks as it reads (a table read block by block) holds only
+    the chunks in flight. True while any chunk may be left."""
+
+    def __init__(self, chunks: Iterable[Chunk]) -> None:
+        self._back: deque[Chunk] = deque()
+        self._chunks = iter(chunks)
+        self._ended = False
+
+    def _fill(self) -> None:
+        while not self._back and not self._ended:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._ended = True
+                return
+            if chunk:
+                self._back.append(chunk)
+
+    def __bool__(self) -> bool:
+        self._fill()
+        return bool(self._back)
+
+    def popleft(self) -> Chunk:
+        self._fill()
+        return self._back.popleft()
+
+    def appendleft(self, chunk: Chunk) -> None:
+        self._back.appendleft(chunk)
+
+
 class ProcessBackend:
     """A pool of worker processes, each started and initialised once (see the module docstring).
 
@@ -290,8 +322,8 @@ class ProcessBackend:
     def _start(self) -> _Worker:
         return _Worker(self._ctx, self._initializer, self._initargs)
 
-    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[Labelled]:
-        queue: deque[Chunk] = deque(c for c in chunks if c)
+    def map(self, func: Callable, chunks: Iterable[Chunk]) -> Iterator[Labelled]:
+        queue = _Feed(chunks)
         deaths: dict[int, int] = {}
         while queue or any(w.pending for w in self._workers):
             self._dispatch(func, queue)
@@ -314,7 +346,7 @@ class ProcessBackend:
             self._dispatch(func, queue)
             yield from finished
 
-    def _dispatch(self, func: Callable, queue: deque) -> None:
+    def _dispatch(self, func: Callable, queue: _Feed) -> None:
         """Send the next chunk to every idle worker (recycling one that has done its share first)."""
         for w in list(self._workers):
             if w.ready and not w.pending and queue:
@@ -340,7 +372,7 @@ class ProcessBackend:
         on = w.current()
         return on[0] if on is not None and time.monotonic() - on[1] > self._item_timeout else None
 
-    def _stop_overdue(self, queue: deque) -> Iterator[Labelled]:
+    def _stop_overdue(self, queue: _Feed) -> Iterator[Labelled]:
         """Kill and replace every worker whose current item has run past the timeout; fail that item."""
         for w in list(self._workers):
             if self._overdue(w) is None:
@@ -390,7 +422,7 @@ class ProcessBackend:
                     w.items_done += 1
                     yield index, result, w.label
 
-    def _replace(self, w: _Worker, queue: deque, deaths: dict[int, int]) -> Iterator[Labelled]:
+    def _replace(self, w: _Worker, queue: _Feed, deaths: dict[int, int]) -> Iterator[Labelled]:
         """A worker died: charge the item it was on, requeue the rest of its chunk, start a fresh worker."""
         w.process.join()
         yield from self._drain(w)  # what it sent just before dying is still in the pipe

@@ -3,7 +3,7 @@ reference the other backends must agree with."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from .base import Chunk, Labelled, WorkerSetup, call_item, process_label
 
@@ -39,7 +39,7 @@ class SequentialBackend:
         """What the summary says about the executor."""
         return {"name": self.name, "workers": 1, "threads": 1}
 
-    def map(self, func: Callable, chunks: list[Chunk]) -> Iterator[Labelled]:
+    def map(self, func: Callable, chunks: Iterable[Chunk]) -> Iterator[Labelled]:
         label = process_label()
         for chunk in chunks:
             for index, item in chunk:

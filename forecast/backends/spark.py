@@ -8,7 +8,7 @@ backtest, which maps windows of series this process holds, is refused with one l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..errors import BackendError, ConfigError
 
@@ -86,5 +86,5 @@ class SparkBackend:
     def info(self) -> dict:
         return {"name": self.name, "workers": 0, "threads": 0}
 
-    def map(self, func: Callable[[Any], Any], chunks: list[Chunk]) -> Iterator[Labelled]:
+    def map(self, func: Callable[[Any], Any], chunks: Iterable[Chunk]) -> Iterator[Labelled]:
         raise ConfigError("--backend spark runs `forecast run` only")

@@ -8,8 +8,9 @@ same for every source, and name the source by its label.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
@@ -19,6 +20,17 @@ from ..registry import resolve
 # What a run's input may be given as: a path (str or Path; "-" for standard input), a pandas DataFrame, a pyarrow
 # Table, or a Source; whatever a registered source accepts (see `open_source`).
 TableInput = Any
+
+
+@dataclass
+class RawBlock:
+    """Rows of a table as read, unchecked: `frame` holds rows `start` to `start + len(frame)` of the table (0-based,
+    in the table's order), and `read` is the share of the whole input read so far (0 to 1, for an estimate of how
+    many series there are)."""
+
+    frame: pd.DataFrame
+    start: int
+    read: float
 
 
 class Source(ABC):
@@ -66,6 +78,15 @@ class Source(ABC):
     def read(self, columns: Sequence[str], id_cols: Sequence[str], time_col: str,
              filters: list | None = None) -> pd.DataFrame:
         """These columns (all present), unchecked; `filters` (pyarrow's form) may select rows, else all rows."""
+
+    def blocks(self, columns: Sequence[str], id_cols: Sequence[str], time_col: str, rows: int
+               ) -> Iterator[RawBlock]:
+        """The table's rows in its own order, as consecutive blocks of about `rows` rows each, cut anywhere (the
+        checks cut them again at series boundaries: sources/table.py). A source that can read a part at a time
+        (a file) holds one block at a time; this default reads the whole table as one block.
+        """
+        frame = self.read(columns, id_cols, time_col)
+        yield RawBlock(frame.reset_index(drop=True), 0, 1.0)
 
     @abstractmethod
     def read_as_text(self, columns: Sequence[str]) -> pd.DataFrame | None:

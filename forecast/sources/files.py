@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, Iterator, Literal, Sequence
 import pandas as pd
 
 from ..errors import InputError
-from .base import Source, one_line, unique_columns
+from .base import RawBlock, Source, one_line, unique_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -140,7 +140,10 @@ def _columns(path: Path, kind: FileFormat, data: bytes | None = None) -> list[st
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        names = [str(n) for n in pq.read_schema(_stream(path, data)).names]
+        if data is None and path.is_dir():
+            names = [str(n) for n in _dataset(path).schema.names]
+        else:
+            names = [str(n) for n in pq.read_schema(_stream(path, data)).names]
     else:
         # the header as a row, not as names: pandas would rename a repeated "y" to "y.1"
         row = pd.read_csv(_stream(path, data), header=None, nrows=1, dtype=str, keep_default_na=False)
@@ -187,6 +190,8 @@ def _read_parquet(path: Path, columns: list[str], text_cols: list[str], filters:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if data is None and path.is_dir():
+        return _arrow_frame(_dataset(path).to_table(columns=columns, filter=_filter_expression(filters)), [])
     schema = pq.read_schema(_stream(path, data))
     as_dict = [c for c in text_cols
                if pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)]
@@ -206,6 +211,116 @@ def _arrow_frame(table: pa.Table, sorted_cols: list[str]) -> pd.DataFrame:
     for c in sorted_cols:
         frame[c] = frame[c].cat.set_categories(sorted(frame[c].cat.categories))
     return frame
+
+
+def _dataset(path: Path) -> Any:
+    """A directory of Parquet files (a dataset, partitioned as Spark and pyarrow write them: store=1/part-0.parquet)
+    as one table; partition columns come from the directory names."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(path, format="parquet", partitioning="hive", exclude_invalid_files=True)
+
+
+def _filter_expression(filters: list | None) -> Any:
+    """pyarrow's `filters` list form ([(column, op, value)], ANDed) as a dataset expression."""
+    if not filters:
+        return None
+    import pyarrow.parquet as pq
+
+    return pq.filters_to_expression(filters)
+
+
+def _fragments(dataset: Any) -> list:
+    """A dataset's files in the order of their partition values (store=2 before store=10), then their names: the
+    order a table partitioned by its key is sorted in."""
+    import pyarrow.dataset as ds
+
+    def order(fragment: Any) -> tuple:
+        keys = ds.get_partition_keys(fragment.partition_expression)
+        return tuple((str(type(v)), v) for v in keys.values()) + ((str(type("")), fragment.path),)
+
+    return sorted(dataset.get_fragments(), key=order)
+
+
+def _parquet_blocks(path: Path, columns: list[str], text_cols: list[str], rows: int,
+                    data: bytes | None = None) -> Iterator[RawBlock]:
+    """A Parquet file's rows (a dataset's: file by file) as blocks of at least `rows` rows, one at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if data is None and path.is_dir():
+        dataset = _dataset(path)
+        fragments = _fragments(dataset)
+        total = sum(f.count_rows() for f in fragments)
+        batches = (b for f in fragments for b in f.to_batches(columns=columns, schema=dataset.schema,
+                                                              batch_size=min(rows, 1 << 20)))
+        as_dict: list[str] = []
+    else:
+        schema = pq.read_schema(_stream(path, data))
+        as_dict = [c for c in text_cols
+                   if pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)]
+        file = pq.ParquetFile(_stream(path, data), read_dictionary=as_dict or None)
+        total = file.metadata.num_rows
+        batches = file.iter_batches(batch_size=min(rows, 1 << 20), columns=columns)
+    keys = [c for c in as_dict if c != text_cols[-1]]
+    yield from _gathered(batches, rows, keys, lambda done: done / max(total, 1))
+
+
+def _gathered(batches: Iterator, rows: int, sorted_cols: list[str], share: Any) -> Iterator[RawBlock]:
+    """Record batches gathered into blocks of at least `rows` rows (the last may be shorter; an empty table is
+    one empty block), each a DataFrame as `_arrow_frame` makes it; share(rows read) is the share of the input."""
+    import pyarrow as pa
+
+    held: list = []
+    n = start = 0
+    schema = None
+    for batch in batches:
+        schema = batch.schema
+        held.append(batch)
+        n += batch.num_rows
+        if n >= rows:
+            yield RawBlock(_arrow_frame(pa.Table.from_batches(held, schema=schema), sorted_cols), start,
+                           share(start + n))
+            held, start, n = [], start + n, 0
+    if held or start == 0:
+        frame = (_arrow_frame(pa.Table.from_batches(held, schema=schema), sorted_cols) if held
+                 else pd.DataFrame())
+        yield RawBlock(frame, start, 1.0)
+
+
+def _csv_blocks(path: Path, columns: list[str], text_cols: list[str], rows: int,
+                data: bytes | None = None) -> Iterator[RawBlock]:
+    """A CSV's rows as blocks of at least `rows` rows, parsed as `_read_csv_arrow` does, one block at a time.
+
+    A file pyarrow's reader refuses part way (a row with more fields than the header, text in a number column) is
+    read again whole by `_read`, whose error (or pandas' reading) names the row; from it only the rows not yet
+    handed out are given, so every row is given once.
+    """
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    if data is not None:
+        raw, total = pa.BufferReader(data), len(data)
+        stream = raw
+    else:
+        raw, total = pa.OSFile(str(path)), max(path.stat().st_size, 1)
+        stream = pa.CompressedInputStream(raw, "gzip") if path.name.lower().endswith(".gz") else raw
+    as_text = pa.dictionary(pa.int32(), pa.string())
+    convert = pacsv.ConvertOptions(include_columns=columns,
+                                   column_types={c: (as_text if c in text_cols else pa.float64()) for c in columns},
+                                   null_values=_CSV_NULLS, strings_can_be_null=False)
+    given = 0
+    try:
+        reader = pacsv.open_csv(stream, convert_options=convert,
+                                read_options=pacsv.ReadOptions(block_size=min(16 << 20, max(rows * 8, 1 << 16))))
+        for block in _gathered(iter(reader), rows, text_cols[:-1], lambda _: min(raw.tell() / total, 1.0)):
+            yield block
+            given = block.start + len(block.frame)
+    except Exception:  # what pyarrow's streaming reader refuses: the whole read names the row, or reads it
+        frame = _read(path, "csv", columns, text_cols[:-1], text_cols[-1], data=data)
+        yield RawBlock(frame.iloc[given:].reset_index(drop=True), given, 1.0)
+    finally:
+        raw.close()
 
 
 # What pandas' CSV readers take for a missing value (pandas' default na_values), so both parsers agree.
@@ -252,6 +367,12 @@ def file_identity(path: Path) -> dict:
     """A file's path (absolute), size and sha256, as a run's manifest records its input and other files; a pipe or
     standard input by the bytes the run read, not a second read."""
     path = Path(path)
+    if path.is_dir():  # a dataset: its files' names and bytes
+        h, size = hashlib.sha256(), 0
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(file.relative_to(path)).encode() + b"\0" + fingerprint(file).encode())
+            size += file.stat().st_size
+        return {"path": str(path.resolve()), "size": size, "sha256": h.hexdigest()}
     data = input_bytes(path)
     if data is not None:
         where = STDIN if str(path) == STDIN else str(path.resolve())
@@ -282,7 +403,7 @@ class FileSource(Source):
         """The file a run read, by the path it was given (from where the run started: its absolute path), refused
         when it was a pipe or standard input, or is gone."""
         given, where = Path(record["given"]), Path(record.get("path") or record["given"])
-        if str(given) == STDIN or (where.exists() and not where.is_file()):
+        if str(given) == STDIN or (where.exists() and not (where.is_file() or where.is_dir())):
             raise InputError(f"the run's input {given} was a pipe or standard input, which cannot be read again; "
                              "plots need the history: save the table to a file and run from it")
         if not where.exists():
@@ -292,6 +413,18 @@ class FileSource(Source):
     @property
     def path(self) -> Path | None:
         return self.given if str(self.given) != STDIN and self.given.is_file() else None
+
+    def blocks(self, columns: Sequence[str], id_cols: Sequence[str], time_col: str, rows: int
+               ) -> Iterator[RawBlock]:
+        kind, data = self._open()
+        text_cols = list(id_cols) + [time_col]
+        read = _parquet_blocks if kind == "parquet" else _csv_blocks
+        try:
+            yield from read(self.given, list(columns), text_cols, rows, data)
+        except InputError:
+            raise
+        except Exception as e:
+            raise InputError(f"{self.given}: cannot read as {kind}: {one_line(e)}") from e
 
     @property
     def keys_as_text(self) -> bool:
@@ -303,8 +436,12 @@ class FileSource(Source):
             path = self.given
             if str(path) != STDIN and not path.exists():
                 raise InputError(f"{path}: no such file")
-            if path.is_dir():
-                raise InputError(f"{path}: is a directory; give the table file")
+            if path.is_dir():  # a Parquet dataset (a directory of files), or a mistake
+                if not any(path.rglob("*.parquet")):
+                    raise InputError(f"{path}: is a directory with no .parquet files; give the table file, or a "
+                                     "directory of Parquet files (a dataset)")
+                self._format = ("parquet", None)
+                return self._format
             kind = _kind(path)
             data = input_bytes(path)  # a pipe's bytes, read once; None for a file on disk
             kind, gzipped = _content_kind(path, kind, _head(path, data))
@@ -341,8 +478,10 @@ class FileSource(Source):
 
     def read_as_text(self, columns: Sequence[str]) -> pd.DataFrame | None:
         path = self.given
-        if str(path) == STDIN or not path.is_file():  # a pipe, read once already, cannot be read again
-            return None
+        if str(path) == STDIN or not path.exists() or not (path.is_file() or path.is_dir()):
+            return None  # a pipe, read once already, cannot be read again
+        if path.is_dir():
+            return _dataset(path).to_table(columns=list(columns)).to_pandas()
         if _kind(path) == "parquet":
             import pyarrow.parquet as pq
 
@@ -356,6 +495,8 @@ class FileSource(Source):
             InputError: one line when the file cannot be read as what it is.
         """
         kind, data = self._open()
+        if self.given.is_dir():
+            return _dataset(self.given).to_table().to_pandas()
         stream = _stream(self.given, data)
         try:
             return pd.read_parquet(stream) if kind == "parquet" else pd.read_csv(stream, **csv_options)

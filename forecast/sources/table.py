@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import shlex
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
 from ..types import SeriesData
-from .base import Source, TableInput, open_source
+from .base import RawBlock, Source, TableInput, open_source
 
 if TYPE_CHECKING:
     from ..config import DuplicatePolicy, ForecastConfig, ModelOptions
@@ -146,11 +148,13 @@ def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _parse_time(label: str, raw: pd.Series, col: str) -> tuple[pd.Series, list[str]]:
+def _parse_time(label: str, raw: pd.Series, col: str, offset: int = 0) -> tuple[pd.Series, list[str]]:
+    """The time column parsed (see `_parse_distinct_times`); `offset` is the table row of raw's first, for messages."""
     notes: list[str] = []
     if raw.isna().any():
         row = int(np.flatnonzero(raw.isna().to_numpy())[0])
-        raise InputError(f"{label}: column {col!r} has an empty time value at row {row + 1}; every row needs one")
+        raise InputError(f"{label}: column {col!r} has an empty time value at row {offset + row + 1}; every row "
+                         "needs one")
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         ds = raw
     elif pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
@@ -169,8 +173,8 @@ def _parse_time(label: str, raw: pd.Series, col: str) -> tuple[pd.Series, list[s
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise InputError(
-                f"{label}: column {col!r} has a value that is not a time: {raw.iloc[row]!r} at row {row + 1} "
-                f"({int(bad.sum())} such row(s)); use ISO dates such as 2024-01-31"
+                f"{label}: column {col!r} has a value that is not a time: {raw.iloc[row]!r} at row "
+                f"{offset + row + 1} ({int(bad.sum())} such row(s)); use ISO dates such as 2024-01-31"
             )
     if getattr(ds.dt, "tz", None) is not None:
         notes.append(f"column {col!r} had timezone {ds.dt.tz}; {_MADE_NAIVE}")
@@ -179,11 +183,12 @@ def _parse_time(label: str, raw: pd.Series, col: str) -> tuple[pd.Series, list[s
         out = ((ds < pd.Timestamp.min) | (ds > pd.Timestamp.max)).to_numpy()
         row = int(np.flatnonzero(out)[0])
         raise InputError(f"{label}: column {col!r} has a time outside the range pandas holds (1677-09-22 to "
-                         f"2262-04-11): {_shown(raw.iloc[row])} at row {row + 1} ({int(out.sum())} such row(s))")
+                         f"2262-04-11): {_shown(raw.iloc[row])} at row {offset + row + 1} ({int(out.sum())} such "
+                         "row(s))")
     return ds.astype("datetime64[ns]"), notes
 
 
-def _parse_target(label: str, raw: pd.Series, col: str) -> pd.Series:
+def _parse_target(label: str, raw: pd.Series, col: str, offset: int = 0) -> pd.Series:
     if pd.api.types.is_bool_dtype(raw.dtype):
         raise InputError(f"{label}: column {col!r} holds true/false values, not numbers; choose a numeric --target-col")
     if pd.api.types.is_numeric_dtype(raw.dtype):
@@ -194,8 +199,8 @@ def _parse_target(label: str, raw: pd.Series, col: str) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"{label}: column {col!r} has a value that is not a number: {raw.iloc[row]!r} at row {row + 1} "
-            f"({int(bad.sum())} such row(s)); leave a blank cell for a missing value"
+            f"{label}: column {col!r} has a value that is not a number: {raw.iloc[row]!r} at row "
+            f"{offset + row + 1} ({int(bad.sum())} such row(s)); leave a blank cell for a missing value"
         )
     return y.astype("float64")
 
@@ -373,24 +378,40 @@ def _load(source: Source, id_cols: Sequence[str], time_col: str,
     keys are (text, blanks missing), kept under its own name: a label of each series such as its region.
     """
     label = source.label
-    found = source.columns()
     id_cols = list(id_cols)
-    roles = [("id", "--id-col", c) for c in id_cols] + [("time", "--time-col", time_col)] + list(numeric) + \
-        list(labels)
-    missing = [(role, flag, col) for role, flag, col in roles if col not in found]
-    if missing:  # every missing column at once, each with its suggestion
-        raise _missing_columns(label, missing, found, {c for _, _, c in roles if c in found})
+    _check_columns(source, id_cols, time_col, numeric, labels)
     label_cols = [c for _, _, c in labels]
     raw = source.read(id_cols + [time_col] + [c for _, _, c in numeric] + label_cols, id_cols + label_cols,
                       time_col, filters)
     raw = raw.reset_index(drop=True)
     if len(raw) == 0:
         raise InputError(f"{label}: the table has no data rows")
+    return _checked_rows(source, raw, id_cols, time_col, numeric, names, label_cols)
+
+
+def _check_columns(source: Source, id_cols: Sequence[str], time_col: str, numeric: Sequence[tuple[str, str, str]],
+                   labels: Sequence[tuple[str, str, str]] = ()) -> None:
+    """Refuse, in one line, every column the run names that the table does not have."""
+    found = source.columns()
+    roles = [("id", "--id-col", c) for c in id_cols] + [("time", "--time-col", time_col)] + list(numeric) + \
+        list(labels)
+    missing = [(role, flag, col) for role, flag, col in roles if col not in found]
+    if missing:  # every missing column at once, each with its suggestion
+        raise _missing_columns(source.label, missing, found, {c for _, _, c in roles if c in found})
+
+
+def _checked_rows(source: Source, raw: pd.DataFrame, id_cols: list[str], time_col: str,
+                  numeric: Sequence[tuple[str, str, str]], names: Sequence[str], label_cols: Sequence[str],
+                  offset: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """Rows as read (`raw`, from the table's row `offset` on) checked and typed: the keys, ds, the numeric columns
+    under `names`, the label columns. Row numbers in messages count from the table's first row."""
+    label = source.label
     for col in id_cols:
         raw[col] = _blank_as_missing(raw[col])
         if raw[col].isna().any():
             row = int(np.flatnonzero(raw[col].isna().to_numpy())[0])
-            raise InputError(f"{label}: id column {col!r} is empty at row {row + 1}; every row needs a series key")
+            raise InputError(f"{label}: id column {col!r} is empty at row {offset + row + 1}; every row needs a "
+                             "series key")
         first = raw[col].iloc[0]
         if isinstance(first, (list, tuple, dict, set, np.ndarray)):
             raise InputError(f"{label}: id column {col!r} holds lists or records, not text or numbers; "
@@ -399,11 +420,11 @@ def _load(source: Source, id_cols: Sequence[str], time_col: str,
         for col in id_cols:
             raw[col] = _integer_keys(raw[col])
     raw[time_col] = _blank_as_missing(raw[time_col])
-    ds, notes = _parse_time(label, raw[time_col], time_col)
+    ds, notes = _parse_time(label, raw[time_col], time_col, offset)
     table = raw[id_cols].copy()
     table["ds"] = ds.to_numpy()
     for (_, _, col), name in zip(numeric, names):
-        table[name] = _parse_target(label, raw[col], col).to_numpy()
+        table[name] = _parse_target(label, raw[col], col, offset).to_numpy()
     for col in label_cols:
         table[col] = _blank_as_missing(raw[col])
     return table, notes
@@ -722,3 +743,319 @@ def _series_label(series: SeriesData, col: str, id_cols: Sequence[str], labels: 
         return _label_text(series.key[list(id_cols).index(col)])
     return labels[series.key][col]
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading by series blocks (a table larger than memory): `stream_series`
+
+class TableNotSorted(Exception):
+    """The table's keys went back after blocks of it were given out: it must be read again, partitioned."""
+
+    def __init__(self, row: int, key: tuple, after: tuple) -> None:
+        super().__init__(f"row {row}: key {key} after {after}")
+        self.row, self.key, self.after = row, key, after
+
+
+@dataclass
+class SeriesBlock:
+    """Whole series of a table read block by block: the checked rows (key, time order), the series, the block's
+    notes, how many series came before it, and the share of the input read so far."""
+
+    table: pd.DataFrame
+    series: list[SeriesData]
+    notes: list[str]
+    start: int
+    read: float
+    labels: dict[tuple, dict[str, str]] = dataclasses.field(default_factory=dict)  # see _series_labels
+    partitioned: bool = False  # read from the hash buckets of a table not sorted by key (not in key order)
+    void_below: int = 0  # series before this index were given out before the table proved unsorted: set aside
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What `stream_series` reads and how: the columns' roles and the rows per block."""
+
+    id_cols: tuple[str, ...]
+    time_col: str
+    numeric: tuple[tuple[str, str, str], ...]
+    names: tuple[str, ...]
+    labels: tuple[tuple[str, str, str], ...]
+    duplicates: str
+    rows: int
+
+
+def _plain_keys(frame: pd.DataFrame, id_cols: Sequence[str]) -> pd.DataFrame:
+    """Key columns as plain values (categories undone), so blocks with other categories join and write alike."""
+    for c in id_cols:
+        if isinstance(frame[c].dtype, pd.CategoricalDtype):
+            frame[c] = frame[c].astype(frame[c].cat.categories.dtype)
+    return frame
+
+
+def _joined(head: pd.DataFrame, tail: pd.DataFrame, id_cols: Sequence[str]) -> pd.DataFrame:
+    """Two checked blocks as one, keys of one type: integers where both hold integers, else text."""
+    for c in id_cols:
+        a, b = head[c], tail[c]
+        if isinstance(a.dtype, pd.CategoricalDtype) and isinstance(b.dtype, pd.CategoricalDtype):
+            if a.cat.categories.dtype == b.cat.categories.dtype:
+                union = pd.api.types.union_categoricals([a, b], sort_categories=True)
+                head[c] = pd.Categorical(a, categories=union.categories)
+                tail[c] = pd.Categorical(b, categories=union.categories)
+                continue
+        a, b = _plain_keys(head[[c]].copy(), [c])[c], _plain_keys(tail[[c]].copy(), [c])[c]
+        if a.dtype != b.dtype:  # integers in one block, text in the other: text, as a whole read has it
+            a, b = a.astype(str).astype(object), b.astype(str).astype(object)
+        head[c], tail[c] = a, b
+    return pd.concat([head, tail], ignore_index=True)
+
+
+def _runs(table: pd.DataFrame, id_cols: Sequence[str]) -> np.ndarray | None:
+    """Per row, the number of its series in the block (0, 1, ...) when the keys are in ascending order; else None."""
+    if len(table) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(table) == 1:
+        return np.zeros(1, dtype=np.int64)
+    return _codes_if_sorted(table, list(id_cols))
+
+
+def _key_at(table: pd.DataFrame, id_cols: Sequence[str], row: int) -> tuple:
+    return tuple(table[c].iloc[row] for c in id_cols)
+
+
+def _key_order(a: tuple, b: tuple) -> bool:
+    """Whether key a comes before key b (text order when their types differ)."""
+    try:
+        return a < b
+    except TypeError:
+        return tuple(map(str, a)) < tuple(map(str, b))
+
+
+def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Callable[[str], None] | None = None
+                  ) -> Iterator[SeriesBlock]:
+    """The table's series, read block by block and checked as a whole read checks them: each block holds whole
+    series, in key order, and only the blocks in hand are held.
+
+    A table sorted by key (as exports usually are) is read once: each block of about `plan.rows` rows is cut at its
+    last series boundary and the rest carried into the next. A table that is not is partitioned first: its checked
+    rows are written into hash buckets of keys in `spill_dir`, then read bucket by bucket (each sorted, whole
+    series in each), so no sort of the whole table is ever held. The disorder is usually seen in the first block;
+    when it is seen only after blocks were given out, `TableNotSorted` is raised and the caller reads again with
+    `partitioned_series`.
+
+    Raises:
+        InputError: as read_table, naming the table's row where a row's value is at fault.
+        TableNotSorted: see above.
+    """
+    id_cols = list(plan.id_cols)
+    label_cols = [c for _, _, c in plan.labels]
+    _check_columns(source, id_cols, plan.time_col, plan.numeric, plan.labels)
+    columns = id_cols + [plan.time_col] + [c for _, _, c in plan.numeric] + label_cols
+    carry: pd.DataFrame | None = None  # the rows of the last series read, which the next block may go on
+    carry_start = 0  # the table row of the carry's first row
+    carry_notes: list[str] = []
+    given = 0  # series given out so far
+    last_key: tuple | None = None
+    read = 0.0
+    raws = source.blocks(columns, id_cols + label_cols, plan.time_col, plan.rows or _WHOLE)
+    for raw in raws:
+        if len(raw.frame) == 0:
+            continue
+        read = raw.read
+        checked, notes = _checked_rows(source, raw.frame.reset_index(drop=True), id_cols, plan.time_col,
+                                       list(plan.numeric), list(plan.names), label_cols, raw.start)
+        block_start = raw.start
+        if carry is not None:
+            checked, block_start, notes = _joined(carry, checked, id_cols), carry_start, carry_notes + notes
+        runs = _runs(checked, id_cols)
+        if runs is None or (last_key is not None and not _key_order(last_key, _key_at(checked, id_cols, 0))):
+            if given:  # blocks were given out: the caller starts again, partitioned
+                back = 0 if runs is None else None
+                if runs is None:
+                    back = int(np.flatnonzero(np.diff(_unsorted_codes(checked, id_cols)) < 0)[0]) + 1
+                raise TableNotSorted(block_start + back + 1, _key_at(checked, id_cols, back), last_key)
+            if plan.rows == 0:  # read whole: sorted in memory, as it is held anyway
+                yield _series_block(source, _rest_joined(checked, raws, source, plan), plan, notes, 0, 1.0)
+                return
+            if notify is not None:
+                notify(f"{source.label}: not sorted by its key ({', '.join(id_cols)}); it is partitioned into "
+                       f"buckets in the run's directory first (sorting the table by key saves this pass)")
+            yield from partitioned_series(source, plan, spill_dir)
+            return
+        # the last series may go on in the next block: carried (the whole table, when it is read whole)
+        cut = int(np.searchsorted(runs, runs[-1])) if plan.rows else 0
+        carry, carry_start, carry_notes = checked.iloc[cut:].reset_index(drop=True), block_start + cut, []
+        if cut == 0:  # one series so far, not ended yet: keep reading
+            carry_notes = notes
+            continue
+        checked = checked.iloc[:cut].reset_index(drop=True)
+        last_key = _key_at(checked, id_cols, cut - 1)
+        block = _series_block(source, checked, plan, notes, given, read)
+        given += len(block.series)
+        yield block
+    if carry is None:
+        raise InputError(f"{source.label}: the table has no data rows")
+    yield _series_block(source, carry, plan, carry_notes, given, 1.0)
+
+
+# The rows of a block that is the whole table (plan.rows 0).
+_WHOLE = 1 << 62
+
+
+def _rest_joined(checked: pd.DataFrame, raws: Iterator[RawBlock], source: Source, plan: StreamPlan) -> pd.DataFrame:
+    """The checked rows so far and every block still to come, as one table (a table read whole)."""
+    id_cols = list(plan.id_cols)
+    label_cols = [c for _, _, c in plan.labels]
+    for raw in raws:
+        if len(raw.frame):
+            more, _ = _checked_rows(source, raw.frame.reset_index(drop=True), id_cols, plan.time_col,
+                                    list(plan.numeric), list(plan.names), label_cols, raw.start)
+            checked = _joined(checked, more, id_cols)
+    return checked
+
+
+def _unsorted_codes(table: pd.DataFrame, id_cols: Sequence[str]) -> np.ndarray:
+    """Per row, the rank of its key among the block's keys (for where the order first goes back)."""
+    return table.groupby(list(id_cols), sort=True, observed=True, dropna=False).ngroup().to_numpy()
+
+
+def _series_block(source: Source, table: pd.DataFrame, plan: StreamPlan, notes: list[str], start: int,
+                  read: float) -> SeriesBlock:
+    """Checked rows of whole series as a block: labels taken out, repeated rows handled, split into series."""
+    id_cols = list(plan.id_cols)
+    labels: dict[tuple, dict] = {}
+    if plan.labels:
+        labels = _series_labels(source.label, table, id_cols, plan.labels)
+        table = table.drop(columns=[c for _, _, c in plan.labels])
+    table = _handle_duplicates(source.label, table, id_cols, plan.duplicates, plan.time_col)
+    extra = [n for n in plan.names if n != "y"]
+    return SeriesBlock(table, split_series(table, id_cols, extra), list(notes), start, read, labels)
+
+
+def _partitioned(block: SeriesBlock) -> SeriesBlock:
+    block.partitioned = True
+    return block
+
+
+def _bucket_count(rows: int, first: RawBlock) -> int:
+    """How many buckets hold a table whose first block is `first`: about `rows` rows each."""
+    total = len(first.frame) / max(first.read, 1e-9)
+    return int(min(4096, max(1, math.ceil(total / max(rows, 1)))))
+
+
+def partitioned_series(source: Source, plan: StreamPlan, spill_dir: Path) -> Iterator[SeriesBlock]:
+    """A table in any order, as blocks of whole series: its checked rows hashed by key into bucket files in
+    `spill_dir` (one file per bucket and block read), then each bucket read, sorted and split. Buckets come in
+    their order, their series in key order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    id_cols = list(plan.id_cols)
+    label_cols = [c for _, _, c in plan.labels]
+    columns = id_cols + [plan.time_col] + [c for _, _, c in plan.numeric] + label_cols
+    spill_dir = Path(spill_dir)
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    n_buckets = 0
+    notes: list[str] = []
+    for k, raw in enumerate(source.blocks(columns, id_cols + label_cols, plan.time_col, plan.rows)):
+        if len(raw.frame) == 0:
+            continue
+        if n_buckets == 0:
+            n_buckets = _bucket_count(plan.rows, raw)
+        checked, block_notes = _checked_rows(source, raw.frame.reset_index(drop=True), id_cols, plan.time_col,
+                                             list(plan.numeric), list(plan.names), label_cols, raw.start)
+        notes += [n for n in block_notes if n not in notes]
+        checked = _plain_keys(checked, id_cols)
+        text = checked[id_cols].astype(str)
+        bucket = pd.util.hash_pandas_object(text, index=False).to_numpy() % np.uint64(n_buckets)
+        for b in np.unique(bucket):
+            part = checked[bucket == b]
+            pq.write_table(pa.Table.from_pandas(part, preserve_index=False), spill_dir / f"b{int(b):05d}-{k:06d}.parquet")
+        del checked, text, bucket
+    if n_buckets == 0:
+        raise InputError(f"{source.label}: the table has no data rows")
+    given = 0
+    for b in range(n_buckets):
+        files = sorted(spill_dir.glob(f"b{b:05d}-*.parquet"))
+        if not files:
+            continue
+        parts = [pq.read_table(f).to_pandas() for f in files]
+        table = parts[0]
+        for part in parts[1:]:
+            table = _joined(table, part, id_cols)
+        for f in files:
+            f.unlink()
+        block = _series_block(source, table, plan, notes if given == 0 else [], given, (b + 1) / n_buckets)
+        given += len(block.series)
+        yield _partitioned(block)
+
+
+def load_blocks(source: TableInput, config: ForecastConfig, spill_dir: Path, rows: int,
+                notify: Callable[[str], None] | None = None) -> tuple[ModelOptions, Iterator[SeriesBlock]]:
+    """What `load_series` reads, a block of whole series at a time (see `stream_series`; `rows` 0: the table
+    whole): the model options (the --holidays-file's rows filled in) and the blocks, their series with their
+    future values, their own holidays (--holidays-key) and their countries (--holidays-col).
+
+    Raises:
+        InputError, ConfigError: before the first block is given, for what the whole table is checked for (the
+            columns, the --future and holidays files); in a block's turn, for what its rows hold.
+    """
+    from ..errors import ConfigError
+
+    source = open_source(source)
+    extra = list(config.extra_cols)
+    roles = {c: ("holidays key", "--holidays-key") for c in config.holidays_keys}
+    if config.holidays_col is not None:
+        roles.setdefault(config.holidays_col, ("country", "--holidays-col"))
+    labels = tuple((*roles[c], c) for c in config.label_cols)
+    numeric = (("target", "--target-col", config.target_col),) + tuple(("extra", "--regressor", c) for c in extra)
+    if config.holidays_keys:  # which of the file's regions no series has is a question of the whole table
+        rows = 0
+    plan = StreamPlan(tuple(config.id_cols), config.time_col, numeric, ("y", *extra), labels, config.duplicates,
+                      rows)
+    _check_columns(source, config.id_cols, config.time_col, numeric, labels)
+    futures = None
+    if extra:
+        if config.future_path is None:
+            raise ConfigError(f"column {extra[0]!r} (--regressor/--cap-col/--floor-col) needs its values past "
+                              "the history: pass --future FILE")
+        futures = read_future(config.future_path, config.id_cols, config.time_col, extra)
+    model = config.model
+    keyed = None
+    if config.holidays_keys:
+        keyed = read_keyed_holidays(config.holidays_file, config.holidays_keys)
+    elif config.holidays_file is not None:
+        model = dataclasses.replace(model, holiday_table=read_holidays(config.holidays_file))
+
+    def read() -> Iterator[SeriesBlock]:
+        given = 0
+        try:
+            for block in stream_series(source, plan, spill_dir, notify):
+                given = block.start + len(block.series)
+                yield block
+        except TableNotSorted as e:  # seen only after blocks were given out: their series may lack rows
+            key = ", ".join(f"{c}={v}" for c, v in zip(config.id_cols, e.key))
+            after = ", ".join(f"{c}={v}" for c, v in zip(config.id_cols, e.after or ()))
+            if notify is not None:
+                notify(f"{source.label}: not sorted by its key: {key} at row {e.row} comes after {after}; the "
+                       f"{given} series given out so far are set aside, and the table is partitioned into buckets "
+                       "and read again (sorting the table by key saves this)")
+            for block in partitioned_series(source, plan, spill_dir / "buckets"):
+                block.start += given
+                block.void_below = given
+                yield block
+
+    def blocks() -> Iterator[SeriesBlock]:
+        for block in read():
+            if futures is not None:
+                attach_future(block.series, futures, config.id_cols, extra)
+            if keyed is not None:
+                values = [tuple(_series_label(s, c, config.id_cols, block.labels) for c in config.holidays_keys)
+                          for s in block.series]
+                block.notes += attach_holidays(block.series, keyed, config.holidays_file, config.holidays_keys,
+                                               values)
+            if config.holidays_col is not None:
+                for s in block.series:
+                    s.country = _series_label(s, config.holidays_col, config.id_cols, block.labels)
+            yield block
+
+    return model, blocks()
