@@ -73,6 +73,7 @@ class Loaded:
     model: ModelOptions
     start: int = 0  # the index of its first series in the whole table (a job reading by blocks: see Job.blocks)
     read: float = 1.0  # the share of the input read once this block was
+    void_below: int = 0  # series before this index were read before the table proved unsorted: set aside
 
 
 @dataclass
@@ -208,8 +209,14 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
         backend = None if above_cores(config) else open_backend(config, setup, reporter.note)
         if backend is not None and backend.starts_in_background:  # local workers start (imports: about a
             early.enter_context(backend)  # second) while the input is read
+        heard: list[str] = []  # what reading says as it goes (a table not sorted by key): the summary's notes too
+
+        def notify(message: str) -> None:
+            heard.append(message)
+            reporter.note(message)
+
         with clock.stage("read"):
-            blocks = job.blocks(source, Path(tmp_root) / "spill", reporter.note)
+            blocks = job.blocks(source, Path(tmp_root) / "spill", notify)
             loaded = next(blocks)
             check_countries(loaded.series, config, source.label)
             manifest = make_manifest(source, job.settings(), None if job.streams else len(loaded.series),
@@ -221,6 +228,8 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
         try:
             for note in loaded.notes:
                 reporter.note(note)
+            heard.extend(loaded.notes)
+            loaded.notes = heard
             done = job.resumed(state, loaded) if config.resume else {}
             for part in state.damaged:
                 reporter.note(f"{part}: damaged, cannot be read; its series are fitted again")
@@ -254,6 +263,7 @@ def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state:
     in_flight: dict[int, SeriesData] = {}  # series index -> the series, until its result is kept
     writer = PartWriter(state)
     counts = {"series": 0, "rows": 0, "chunks": 0, "finished": 0}
+    read: list[tuple[int, int, int]] = []  # (first series, series, rows) of each block read
     reading = {"share": 0.0, "ended": False}
     status: Status = "ok"
     notes = first.notes
@@ -288,8 +298,11 @@ def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state:
                 if note not in notes:
                     notes.append(note)
                     reporter.note(note)
-        counts["series"] += len(loaded.series)
-        counts["rows"] += len(loaded.table)
+        read.append((loaded.start, len(loaded.series), len(loaded.table)))
+        if loaded.void_below:  # read again, partitioned: what was read before does not count
+            read[:] = [(start, n, rows) for start, n, rows in read if start >= loaded.void_below]
+        counts["series"] = sum(n for _, n, _ in read)
+        counts["rows"] = sum(rows for _, _, rows in read)
         reading["share"] = loaded.read
         local = job.prepare(loaded, clock)
         served = {i: r for i, r in job.served(loaded).items() if i not in done}

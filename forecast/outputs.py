@@ -323,7 +323,10 @@ class TableWriter:
     def write(self, frame: pd.DataFrame) -> None:
         if len(frame) == 0:  # its columns' types may be unknown (an empty column is Arrow's null type)
             return
-        self._put(frame)
+        try:
+            self._put(frame)
+        except OSError as e:  # a full disk, a file size limit: named by the file, not its temporary name
+            raise OSError(e.errno, e.strerror or one_line(e), str(self.path)) from e
 
     def _put(self, frame: pd.DataFrame) -> None:
         if self.path.suffix == ".parquet":

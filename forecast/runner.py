@@ -215,7 +215,7 @@ class ForecastJob(Job):
         super().__init__(config)
         self.keys: dict[int, tuple] = {}  # every series read, by index
         self.void_below = 0  # indices below this were given out before the table proved unsorted (see blocks)
-        self.partitioned = False  # the table was read bucket by bucket: its index order is not its key order
+        self.in_key_order = True  # the series were read in key order (else their outputs are put in it at the end)
         self.grid: TableGrid | None = None  # the first block's, which every block uses
         self.grid_votes: dict[str | None, int] = {}  # each block's own grid, by its number of series
         self.own_freq = 0
@@ -246,13 +246,14 @@ class ForecastJob(Job):
         rows = 0 if config.workers_read else config.block_rows
         model, blocks = load_blocks(source, config, spill_dir, rows, notify)
         for block in blocks:
-            self.partitioned |= block.partitioned
+            self.in_key_order &= block.in_key_order
             self.void_below = max(self.void_below, block.void_below)
             for s in block.series:  # a series new since that run starts cold
                 s.warm = warm.get(tuple(str(v) for v in s.key))
             for i, s in enumerate(block.series):
                 self.keys[block.start + i] = s.key
-            yield Loaded(block.table, block.series, block.notes, model, start=block.start, read=block.read)
+            yield Loaded(block.table, block.series, block.notes, model, start=block.start, read=block.read,
+                         void_below=block.void_below)
 
     def resumed(self, state: RunState, first: Loaded) -> dict[int, Any]:
         return dict.fromkeys(state.done_indices())  # their results are read from the parts at the end
@@ -301,7 +302,7 @@ class ForecastJob(Job):
                reporter: Reporter) -> Written:
         config, notes = self.config, loaded.notes
         keys = _uniform_keys({i: k for i, k in self.keys.items() if i >= self.void_below}, config.id_cols)
-        if self.partitioned:  # buckets came in hash order: the outputs come in key order, as a sorted table's
+        if not self.in_key_order:  # the outputs come in key order, as a sorted table's
             order = {i: r for r, i in enumerate(sorted(keys, key=lambda i: _sortable(keys[i])))}
             rank: Callable[[int], Any] = order.__getitem__
         else:

@@ -312,7 +312,7 @@ def _csv_blocks(path: Path, columns: list[str], text_cols: list[str], rows: int,
     given = 0
     try:
         reader = pacsv.open_csv(stream, convert_options=convert,
-                                read_options=pacsv.ReadOptions(block_size=min(16 << 20, max(rows * 8, 1 << 16))))
+                                read_options=pacsv.ReadOptions(block_size=min(16 << 20, max(rows * 8, 1 << 12))))
         for block in _gathered(iter(reader), rows, text_cols[:-1], lambda _: min(raw.tell() / total, 1.0)):
             yield block
             given = block.start + len(block.frame)

@@ -767,7 +767,8 @@ class SeriesBlock:
     start: int
     read: float
     labels: dict[tuple, dict[str, str]] = dataclasses.field(default_factory=dict)  # see _series_labels
-    partitioned: bool = False  # read from the hash buckets of a table not sorted by key (not in key order)
+    in_key_order: bool = True  # its series come after those of earlier blocks in key order (else the outputs
+    # are put in key order at the end: a table grouped by series in another order, or partitioned into buckets)
     void_below: int = 0  # series before this index were given out before the table proved unsorted: set aside
 
 
@@ -809,15 +810,6 @@ def _joined(head: pd.DataFrame, tail: pd.DataFrame, id_cols: Sequence[str]) -> p
     return pd.concat([head, tail], ignore_index=True)
 
 
-def _runs(table: pd.DataFrame, id_cols: Sequence[str]) -> np.ndarray | None:
-    """Per row, the number of its series in the block (0, 1, ...) when the keys are in ascending order; else None."""
-    if len(table) == 0:
-        return np.zeros(0, dtype=np.int64)
-    if len(table) == 1:
-        return np.zeros(1, dtype=np.int64)
-    return _codes_if_sorted(table, list(id_cols))
-
-
 def _key_at(table: pd.DataFrame, id_cols: Sequence[str], row: int) -> tuple:
     return tuple(table[c].iloc[row] for c in id_cols)
 
@@ -854,7 +846,9 @@ def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Cal
     carry_start = 0  # the table row of the carry's first row
     carry_notes: list[str] = []
     given = 0  # series given out so far
+    seen: set[tuple] = set()  # the keys of the series given out
     last_key: tuple | None = None
+    in_order = True  # the keys so far ascend (else the blocks' series are not in key order)
     read = 0.0
     raws = source.blocks(columns, id_cols + label_cols, plan.time_col, plan.rows or _WHOLE)
     for raw in raws:
@@ -866,35 +860,63 @@ def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Cal
         block_start = raw.start
         if carry is not None:
             checked, block_start, notes = _joined(carry, checked, id_cols), carry_start, carry_notes + notes
-        runs = _runs(checked, id_cols)
-        if runs is None or (last_key is not None and not _key_order(last_key, _key_at(checked, id_cols, 0))):
+        starts = _run_starts(checked, id_cols)
+        keys = list(checked[id_cols].iloc[starts].itertuples(index=False, name=None))
+        repeat = _first_repeat(keys, seen)
+        if repeat is not None:  # a series' rows are not all together: the table must be partitioned
             if given:  # blocks were given out: the caller starts again, partitioned
-                back = 0 if runs is None else None
-                if runs is None:
-                    back = int(np.flatnonzero(np.diff(_unsorted_codes(checked, id_cols)) < 0)[0]) + 1
-                raise TableNotSorted(block_start + back + 1, _key_at(checked, id_cols, back), last_key)
+                raise TableNotSorted(block_start + int(starts[repeat]) + 1, keys[repeat], last_key)
             if plan.rows == 0:  # read whole: sorted in memory, as it is held anyway
                 yield _series_block(source, _rest_joined(checked, raws, source, plan), plan, notes, 0, 1.0)
                 return
             if notify is not None:
-                notify(f"{source.label}: not sorted by its key ({', '.join(id_cols)}); it is partitioned into "
-                       f"buckets in the run's directory first (sorting the table by key saves this pass)")
+                notify(f"{source.label}: the rows of a series are not all together (key {keys[repeat]} again at "
+                       f"row {block_start + int(starts[repeat]) + 1}); the table is partitioned into buckets in the "
+                       "run's temporary directory first (sorting the table by key saves this pass)")
             yield from partitioned_series(source, plan, spill_dir)
             return
+        if in_order:
+            chain = ([last_key] if last_key is not None else []) + keys
+            in_order = all(_key_order(a, b) for a, b in zip(chain, chain[1:]))
         # the last series may go on in the next block: carried (the whole table, when it is read whole)
-        cut = int(np.searchsorted(runs, runs[-1])) if plan.rows else 0
+        cut = int(starts[-1]) if plan.rows else 0
         carry, carry_start, carry_notes = checked.iloc[cut:].reset_index(drop=True), block_start + cut, []
         if cut == 0:  # one series so far, not ended yet: keep reading
             carry_notes = notes
             continue
         checked = checked.iloc[:cut].reset_index(drop=True)
-        last_key = _key_at(checked, id_cols, cut - 1)
+        seen.update(keys[:-1])
+        last_key = keys[-2]
         block = _series_block(source, checked, plan, notes, given, read)
+        block.in_key_order = in_order
         given += len(block.series)
         yield block
     if carry is None:
         raise InputError(f"{source.label}: the table has no data rows")
-    yield _series_block(source, carry, plan, carry_notes, given, 1.0)
+    block = _series_block(source, carry, plan, carry_notes, given, 1.0)
+    block.in_key_order = in_order
+    yield block
+
+
+def _run_starts(table: pd.DataFrame, id_cols: Sequence[str]) -> np.ndarray:
+    """The rows where a run of rows with one key starts (a key's rows all together are one run)."""
+    n = len(table)
+    same = np.ones(max(n - 1, 0), dtype=bool)
+    for c in id_cols:
+        col = table[c]
+        values = col.cat.codes.to_numpy() if isinstance(col.dtype, pd.CategoricalDtype) else col.to_numpy()
+        same &= values[1:] == values[:-1]
+    return np.flatnonzero(np.r_[True, ~same])
+
+
+def _first_repeat(keys: list[tuple], seen: set[tuple]) -> int | None:
+    """The first of these run keys that an earlier run had (in this block, or given out before), else None."""
+    here: set[tuple] = set()
+    for i, key in enumerate(keys):
+        if key in seen or key in here:
+            return i
+        here.add(key)
+    return None
 
 
 # The rows of a block that is the whole table (plan.rows 0).
@@ -913,11 +935,6 @@ def _rest_joined(checked: pd.DataFrame, raws: Iterator[RawBlock], source: Source
     return checked
 
 
-def _unsorted_codes(table: pd.DataFrame, id_cols: Sequence[str]) -> np.ndarray:
-    """Per row, the rank of its key among the block's keys (for where the order first goes back)."""
-    return table.groupby(list(id_cols), sort=True, observed=True, dropna=False).ngroup().to_numpy()
-
-
 def _series_block(source: Source, table: pd.DataFrame, plan: StreamPlan, notes: list[str], start: int,
                   read: float) -> SeriesBlock:
     """Checked rows of whole series as a block: labels taken out, repeated rows handled, split into series."""
@@ -932,7 +949,7 @@ def _series_block(source: Source, table: pd.DataFrame, plan: StreamPlan, notes: 
 
 
 def _partitioned(block: SeriesBlock) -> SeriesBlock:
-    block.partitioned = True
+    block.in_key_order = False
     return block
 
 

@@ -1,0 +1,155 @@
+"""Reading the table by series blocks (--block-rows): a table read in blocks much smaller than itself gives what a
+run that reads it whole gives, for a sorted CSV, an unsorted one and a multi-file Parquet dataset; a series cut by
+a block boundary is one series; an interrupted run by blocks resumes; errors name the table's row."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_table
+from fakes import StopAfter
+
+from forecast.config import ForecastConfig, ModelOptions
+from forecast.errors import InputError
+from forecast.runner import run_forecast
+from forecast.sources import open_source
+from forecast.sources.table import StreamPlan, read_table, split_series, stream_series
+
+MODEL = ModelOptions(horizon=7, seed=3, uncertainty_samples=50)
+# timings.csv's columns that depend on the machine, not on the series
+_CLOCKS = ["fit_seconds", "predict_seconds", "cpu_seconds", "worker"]
+# summary fields that say what was read and served, which reading by blocks must not change
+_SAME = ["status", "rows", "series_total", "series_done", "series_ok", "series_failed", "series_fallback",
+         "series_below_min_obs", "series_skipped", "table_freq", "series_own_freq", "key_types", "verdicts"]
+
+
+def _table(n_series: int = 12, days: int = 60) -> pd.DataFrame:
+    """Store/item series with integer store keys, two short series (--min-obs sends them to the fallback) and one
+    with no values (it fails, and is recorded)."""
+    frame = make_table(n_series=n_series, days=days, id_cols=("store", "item"))
+    frame["store"] = frame["store"].str.removeprefix("store").astype(int)
+    short = frame["item"] == "item1"
+    frame = frame[~short | (frame["ds"] >= frame["ds"].max() - pd.Timedelta(days=9))]
+    frame.loc[(frame["item"] == "item2") & (frame["store"] == 0), "y"] = np.nan
+    return frame.sort_values(["store", "item", "ds"]).reset_index(drop=True)
+
+
+def _run(path, out, **options) -> dict:
+    config = ForecastConfig(model=MODEL, id_cols=["store", "item"], out_dir=out, fallback="naive",
+                            max_failed_frac=0.2, run_id="r", **{"n_jobs": 1, **options})
+    result = run_forecast(path, config)
+    assert result.exit_code == 0, result.summary
+    return result.summary
+
+
+def _same_run(a, b) -> None:
+    """Two runs' outputs are the same: forecasts and params bit for bit, timings and errors but for the clocks."""
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "forecasts.parquet"), pd.read_parquet(b / "forecasts.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "params.parquet"), pd.read_parquet(b / "params.parquet"))
+    pd.testing.assert_frame_equal(pd.read_csv(a / "timings.csv").drop(columns=_CLOCKS),
+                                  pd.read_csv(b / "timings.csv").drop(columns=_CLOCKS))
+    pd.testing.assert_frame_equal(pd.read_csv(a / "errors.csv"), pd.read_csv(b / "errors.csv"))
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert {k: sa[k] for k in _SAME} == {k: sb[k] for k in _SAME}
+
+
+@pytest.fixture
+def whole(tmp_path):
+    """The table as a sorted CSV, and the outputs of a run that reads it whole."""
+    path = tmp_path / "sorted.csv"
+    _table().to_csv(path, index=False)
+    _run(path, tmp_path / "whole", block_rows=0)
+    return path, tmp_path / "whole"
+
+
+def test_a_sorted_csv_read_in_small_blocks_gives_what_a_whole_read_gives(tmp_path, whole):
+    path, whole_out = whole
+    summary = _run(path, tmp_path / "blocks", block_rows=100, n_jobs=2)  # ~7 blocks, fed to two workers
+    _same_run(tmp_path / "blocks", whole_out)
+    assert summary["key_types"] == {"store": "int", "item": "text"}
+    assert summary["series_below_min_obs"] == 2 and summary["series_failed"] == 1
+
+
+def test_an_unsorted_csv_is_partitioned_and_gives_what_a_whole_read_gives(tmp_path, whole):
+    path, whole_out = whole
+    shuffled = tmp_path / "shuffled.csv"
+    pd.read_csv(path).sample(frac=1.0, random_state=1).to_csv(shuffled, index=False)
+    summary = _run(shuffled, tmp_path / "blocks", block_rows=150)
+    _same_run(tmp_path / "blocks", whole_out)
+    assert any("partitioned into buckets" in note for note in summary["notes"])
+    assert not list((tmp_path / "blocks").rglob("b0*.parquet"))  # the buckets were in the run's temp dir
+
+
+def test_a_table_sorted_at_first_and_not_later_is_read_again_partitioned(tmp_path, whole):
+    path, whole_out = whole
+    frame = pd.read_csv(path, parse_dates=["ds"])
+    late = tmp_path / "late.parquet"  # sorted, but for one row of the first series moved to the end
+    moved = frame.index[(frame["store"] == 0) & (frame["item"] == "item0")][-1]
+    pq.write_table(pa.Table.from_pandas(pd.concat([frame.drop(index=moved), frame.loc[[moved]]]),
+                                        preserve_index=False), late, row_group_size=50)
+    summary = _run(late, tmp_path / "blocks", block_rows=100)
+    _same_run(tmp_path / "blocks", whole_out)
+    assert any("set aside" in note for note in summary["notes"])
+
+
+def test_a_table_grouped_by_series_in_another_order_is_read_once(tmp_path, whole):
+    path, whole_out = whole
+    frame = pd.read_csv(path)
+    grouped = tmp_path / "grouped.csv"  # each series' rows together, the series in reverse key order
+    frame.iloc[::-1].to_csv(grouped, index=False)
+    summary = _run(grouped, tmp_path / "blocks", block_rows=100)
+    _same_run(tmp_path / "blocks", whole_out)
+    assert not any("partitioned" in note for note in summary["notes"])
+
+
+def test_a_partitioned_parquet_dataset_is_one_table(tmp_path, whole):
+    path, whole_out = whole
+    dataset = tmp_path / "dataset"
+    pq.write_to_dataset(pa.Table.from_pandas(pd.read_csv(path, parse_dates=["ds"]), preserve_index=False),
+                        dataset, partition_cols=["store"])
+    assert len(list(dataset.rglob("*.parquet"))) == 2
+    _run(dataset, tmp_path / "blocks", block_rows=100)
+    _same_run(tmp_path / "blocks", whole_out)
+
+
+def test_a_series_cut_by_a_block_boundary_is_still_one_series(tmp_path):
+    frame = make_table(n_series=3, days=50)
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    plan = StreamPlan(("unique_id",), "ds", (("target", "--target-col", "y"),), ("y",), (), "error", 70)
+    blocks = list(stream_series(open_source(path), plan, tmp_path / "spill"))
+    assert len(blocks) > 1
+    got = [s for b in blocks for s in b.series]
+    want = split_series(read_table(path, ["unique_id"], "ds", "y")[0], ["unique_id"])
+    assert [s.key for s in got] == [s.key for s in want] == [("S0",), ("S1",), ("S2",)]
+    for a, b in zip(got, want):
+        assert np.array_equal(a.ds, b.ds) and np.array_equal(a.y, b.y)
+    assert [b.start for b in blocks] == list(np.cumsum([0] + [len(b.series) for b in blocks[:-1]]))
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_by_blocks_resumes_to_what_a_whole_read_gives(tmp_path, whole):
+    path, whole_out = whole
+    out = tmp_path / "out"
+    config = ForecastConfig(model=MODEL, id_cols=["store", "item"], out_dir=out, fallback="naive", n_jobs=1,
+                            max_failed_frac=0.2, run_id="r", block_rows=100)
+    stopped = run_forecast(path, config, reporter=StopAfter(5))
+    assert stopped.exit_code == 130 and list((out / "parts").glob("part-*.parquet"))
+    resumed = run_forecast(path, dataclasses.replace(config, resume=True))
+    assert resumed.exit_code == 0 and resumed.summary["series_resumed"] >= 5
+    _same_run(out, whole_out)
+
+
+def test_a_bad_value_in_a_later_block_names_its_row_in_the_table(tmp_path):
+    frame = make_table(n_series=4, days=40)
+    frame["y"] = frame["y"].astype(object)
+    frame.loc[130, "y"] = "n/a?"
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    config = ForecastConfig(model=MODEL, out_dir=tmp_path / "out", n_jobs=1, block_rows=50)
+    with pytest.raises(InputError, match=r"'n/a\?' at row 131 "):
+        run_forecast(path, config)
