@@ -3,8 +3,8 @@
 Runs `forecast run` once, end to end (read, fit, write), on a table from ../shared/bench/make_retail.py (made
 here unless --data names one) and samples, every --interval seconds, the resident memory of the main process
 and of every worker it started, summed: the peak of that sum is what the machine must have. Prints the wall
-time, series/s, the peak RSS (total and main process alone), the core count, and writes them to
-outputs/benchmarks/bench_scale.csv.
+time, series/s, the peak RSS (total, the main process alone, and its workers together), the core count, and
+writes them to outputs/benchmarks/bench_scale.csv.
 
 The issue's target (2-core machine): 30,490 series x 1,941 days (make_retail.py --series 30490 --days 1941) in
 at most 10 minutes with a peak RSS of at most 4 GB:
@@ -44,20 +44,22 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def measure(cmd: list[str], interval: float, env: dict) -> tuple[float, float, float, int]:
-    """(wall seconds, peak total RSS MB of the tree, peak RSS MB of the main process, exit code)."""
+def measure(cmd: list[str], interval: float, env: dict) -> tuple[float, float, float, float, int]:
+    """(wall seconds, peak total RSS MB of the tree, peak RSS MB of the main process, peak RSS MB of its workers
+    together, exit code)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak_total = peak_main = 0.0
+    peak_total = peak_main = peak_workers = 0.0
     while proc.poll() is None:
         main = rss_mb(proc.pid) or 0.0
-        total = sum(rss_mb(p) or 0.0 for p in _tree(proc.pid))
-        peak_total, peak_main = max(peak_total, total), max(peak_main, main)
+        workers = sum(rss_mb(p) or 0.0 for p in set(_tree(proc.pid)) - {proc.pid})  # a pid may be listed twice
+        peak_total, peak_main = max(peak_total, main + workers), max(peak_main, main)
+        peak_workers = max(peak_workers, workers)
         time.sleep(interval)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr.read())
-    return wall, peak_total, peak_main, proc.returncode
+    return wall, peak_total, peak_main, peak_workers, proc.returncode
 
 
 def main() -> None:
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--data", type=Path, help="an existing make_retail.py table (skips making one)")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples")
+    parser.add_argument("--block-rows", type=int, help="forecast run's --block-rows (default: its own)")
     args = parser.parse_args()
     cores = os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,8 +76,9 @@ def main() -> None:
         if data is None:
             data = make_retail(Path(tmp) / "retail.csv", args.series, args.days)
         out = Path(tmp) / "run"
-        cmd = forecast_cmd(data, args.horizon, out, "--engine", args.engine, "--n-jobs", str(args.n_jobs))
-        wall, peak_total, peak_main, code = measure(cmd, args.interval, env())
+        more = ["--block-rows", str(args.block_rows)] if args.block_rows is not None else []
+        cmd = forecast_cmd(data, args.horizon, out, "--engine", args.engine, "--n-jobs", str(args.n_jobs), *more)
+        wall, peak_total, peak_main, peak_workers, code = measure(cmd, args.interval, env())
         if code not in (0, 3):
             raise SystemExit(f"forecast run exited {code}")
         summary = json.loads((out / "summary.json").read_text())
@@ -82,7 +86,8 @@ def main() -> None:
            "cores": cores, "wall_seconds": round(wall, 1),
            "series_per_second": round(summary["series_total"] / wall, 2), "series_ok": summary["series_ok"],
            "stage_seconds": {k: round(v, 1) for k, v in summary["stage_seconds"].items()},
-           "peak_rss_mb": round(peak_total), "peak_rss_main_mb": round(peak_main)}
+           "block_rows": args.block_rows, "peak_rss_mb": round(peak_total), "peak_rss_main_mb": round(peak_main),
+           "peak_rss_workers_mb": round(peak_workers)}
     for k, v in row.items():
         print(f"{k:20s} {v}")
     write_rows("bench_scale", [row], append=True)

@@ -354,9 +354,9 @@ class RunState:
                 self.damaged.append(path)
         return done
 
-    def grouped(self, keys: dict[int, tuple], rank: Callable[[int], Any]) -> Iterator[list[Any]]:
-        """The results the part files hold for the series in `keys` (index: key), in the order of rank(index),
-        a group of parts at a time: parts whose ranks do not overlap (a sorted table's, written as its blocks
+    def grouped(self, keys: dict[int, tuple], rank: Callable[[int], Any]) -> Iterator[list[tuple[int, Any]]]:
+        """The (index, result) pairs the part files hold for the series in `keys` (index: key), in the order of
+        rank(index), a group of parts at a time: parts whose ranks do not overlap (a sorted table's, written as its blocks
         finished) are read one by one, so only a group of parts is held at once. A series held twice (a part
         rewritten after an interrupted write) is taken from the later part."""
         spans = []
@@ -378,7 +378,7 @@ class RunState:
                 results: dict[int, Any] = {}
                 for part in sorted(group):  # later parts win
                     results.update(self._read_part(part, keys))
-                yield [results[i] for i in sorted(results, key=rank)]
+                yield [(i, results[i]) for i in sorted(results, key=rank)]
                 group, high = [], None
             if path is not None:
                 group.append(path)

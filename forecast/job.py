@@ -240,7 +240,9 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
             return _write(job, source, loaded, mapped, state, clock, reporter)
         except BaseException as e:
             kept = len(state.part_files())
-            if not kept:  # nothing computed (e.g. no workers): leave the directory as it was
+            # nothing computed (e.g. no workers), or bad input in a later block (a fixed input is another run):
+            # leave the directory as it was
+            if not kept or isinstance(e, InputError):
                 state.clear()
             if isinstance(e, (OSError, BackendLostError)):  # the machine or the cluster failed, not the job
                 raise RunStoppedError(_stopped_message(e, kept, state)) from e
@@ -327,7 +329,11 @@ def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state:
 
     def feed() -> Iterator[list]:
         yield from chunks_of(first, True)
-        for loaded in rest:
+        while True:
+            with clock.stage("read"):  # inside the map's stage: a block is read while the workers fit the last
+                loaded = next(rest, None)
+            if loaded is None:
+                break
             yield from chunks_of(loaded, False)
         reading["ended"] = True
 

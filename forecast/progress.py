@@ -24,7 +24,7 @@ class Reporter(Protocol):
     """What a run or a backtest tells its user while it works (stderr for the CLI)."""
 
     def progress(self, done: int, total: int) -> None:
-        """`done` of `total` series finished."""
+        """`done` of `total` series finished (`total` is an estimate while a table read by blocks is being read)."""
 
     def note(self, message: str) -> None:
         """A one-line message worth telling the user (e.g. timezones dropped)."""
@@ -107,7 +107,8 @@ class PlainProgress:
         f = fields
         if name == "start":
             resumed = f" ({f['series_resumed']} done before, resumed)" if f.get("series_resumed") else ""
-            self._write(f"start: {f['series_total']} series{resumed}, n_jobs {f['n_jobs']}, output {f['out']}")
+            about = "about " if f.get("series_total_estimated") else ""
+            self._write(f"start: {about}{f['series_total']} series{resumed}, n_jobs {f['n_jobs']}, output {f['out']}")
         elif name == "failed":
             key = ", ".join(f"{k}={v}" for k, v in f["series"].items())
             self._write(f"failed: {key}: {f['stage']}: {f['reason']}")
@@ -188,7 +189,8 @@ class RichProgress:
         rate = f"{done / max(time.perf_counter() - self._t0, 1e-9):.1f}"
         if self._task is None:
             self._task = self._progress.add_task(self._description, total=total, rate=rate)
-        self._progress.update(self._task, completed=done, rate=rate)
+        # a table read block by block: its total is an estimate until the last block is read
+        self._progress.update(self._task, completed=done, total=total, rate=rate)
 
 
 def make_progress(quiet: bool, log_format: LogFormat = "text") -> PlainProgress | JsonProgress | RichProgress:

@@ -7,7 +7,6 @@ the forecasts written.
 
 from __future__ import annotations
 
-import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 
 from .backends import backend_class
 from .checkpoint import RUN_PARTS, RunState
@@ -41,8 +41,6 @@ from .timing import Clock
 from .types import SENT_STAGES, SeriesData, SeriesResult, Stage, Verdict
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .profile import TableGrid
 
 # The files a run may write besides timings, errors and the summary: one forecasts file, params with an engine.
@@ -295,8 +293,8 @@ class ForecastJob(Job):
     def collected(self, series: SeriesData, result: Any) -> SeriesResult:
         return settle(series, "fit", "", "", result, self.config)
 
-    def kept(self, result: Any) -> SeriesResult:
-        return _record(result)
+    def kept(self, result: Any) -> None:
+        return None  # the part file holds it; finish reads it back from there
 
     def finish(self, source: Source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
                reporter: Reporter) -> Written:
@@ -310,7 +308,14 @@ class ForecastJob(Job):
         run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
         ext = "parquet" if config.output_format == "parquet" else "csv"
         bands = band_columns(config.model)
-        results: list[SeriesResult] = []
+        # what is held: each group's timings and errors rows, and each series' few timing figures
+        timings: list[pd.DataFrame] = []
+        errors: list[pd.DataFrame] = []
+        cutoffs: list[np.ndarray] = []
+        results: list[Timed] = []
+        timed: list[Timed] = []
+        counts = dict.fromkeys(("ok", "fallback", "failed", "skipped", "min-obs", "after-failure"), 0)
+        verdicts = dict.fromkeys(("fit", "fallback", "skip"), 0)
         with clock.stage("write"):
             writers = {"forecasts": TableWriter(out_dir / f"forecasts.{ext}",
                                                 forecast_frame([], config.id_cols, run_id, bands))}
@@ -318,37 +323,52 @@ class ForecastJob(Job):
                 writers["params"] = TableWriter(out_dir / "params.parquet", params_frame([], config.id_cols))
             try:
                 for group in mapped.state.grouped(keys, rank):
-                    writers["forecasts"].write(forecast_frame(group, config.id_cols, run_id, bands))
+                    group_results = [r for _, r in group]
+                    writers["forecasts"].write(forecast_frame(group_results, config.id_cols, run_id, bands))
                     if "params" in writers:
-                        writers["params"].write(params_frame(group, config.id_cols))
-                    results.extend(_record(r) for r in group)
+                        writers["params"].write(params_frame(group_results, config.id_cols))
+                    timings.append(timings_frame(group_results, config.id_cols))
+                    errors.append(errors_frame(group_results, config.id_cols))
+                    cutoffs.append(np.array([r.cutoff for r in group_results], dtype="datetime64[ns]"))
+                    for i, r in group:
+                        counts[r.status] += 1
+                        counts["min-obs"] += r.stage == "min-obs"
+                        counts["after-failure"] += r.status == "fallback" and r.stage not in SENT_STAGES
+                        if r.verdict in verdicts:
+                            verdicts[r.verdict] += 1
+                        record = Timed(r.key, r.fit_seconds, r.predict_seconds, r.cpu_seconds)
+                        results.append(record)
+                        if i not in mapped.done:  # what this run served, not what a resume took over
+                            timed.append(record)
                 files = {name: w.commit() for name, w in writers.items()}
             except BaseException:
                 for w in writers.values():
                     w.abort()
                 raise
-            timings = timings_frame(results, config.id_cols)
+            timings_all = _concat(timings, timings_frame([], config.id_cols))
             files = {"forecasts": files["forecasts"],
-                     "timings": write_table(timings, out_dir / "timings.csv"),
-                     "errors": write_table(errors_frame(results, config.id_cols), out_dir / "errors.csv"),
+                     "timings": write_table(timings_all, out_dir / "timings.csv"),
+                     "errors": write_table(_concat(errors, errors_frame([], config.id_cols)), out_dir / "errors.csv"),
                      **({"params": files["params"]} if "params" in files else {})}
             # an earlier run's, in another format or engine: only what its summary says it wrote
             for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
                 (out_dir / stale).unlink(missing_ok=True)
-        short = sum(r.stage == "min-obs" for r in results)
+        short = counts["min-obs"]
         if short:
             notes.append(f"{short} series with fewer than --min-obs {config.min_obs} values got a simple forecast "
                          "instead of Prophet's (timings.csv says which; a lower --min-obs fits them)")
             reporter.note(notes[-1])
-        grid = self.grid if self.grid is not None else TableGrid(None, np.zeros(0, dtype=bool))
+        grid = self.grid
+        if grid is None:  # no block was read (interrupted at once)
+            from .profile import TableGrid
+
+            grid = TableGrid(None, np.zeros(0, dtype=bool))
         voted = max(self.grid_votes.items(), key=lambda kv: kv[1])[0] if self.grid_votes else grid.freq
         if voted != grid.freq:
-            notes.append(f"the table's frequency was taken from its first {len(self.grid.on_grid)} series as "
+            notes.append(f"the table's frequency was taken from its first {len(grid.on_grid)} series as "
                          f"{grid.freq}, but most of its series are {voted}: pass --freq {voted} if that is the "
                          "table's (or a larger --block-rows)")
             reporter.note(notes[-1])
-        counts = {status_: sum(r.status == status_ for r in results)
-                  for status_ in ("ok", "fallback", "failed", "skipped")}
         n_failed = counts["failed"]
         status = mapped.status
         # Skipped series were triaged out on purpose, and a failure served by the fallback still has a forecast:
@@ -365,15 +385,14 @@ class ForecastJob(Job):
                 from .sinks import write_run
 
                 forecasts = read_output_file(files["forecasts"], config.id_cols, key_types_of(keys, config.id_cols))
-                runs = timings.assign(cutoff=np.array([r.cutoff for r in results], dtype="datetime64[ns]"),
-                                      run_id=run_id)
+                runs = timings_all.assign(cutoff=np.concatenate(cutoffs) if cutoffs else
+                                          np.array([], dtype="datetime64[ns]"), run_id=run_id)
                 to_db = write_run(config.to_db, config.to_table, forecasts, runs, run_id)
         fields = {
             "series_ok": counts["ok"],
             "series_failed": n_failed,
             "series_fallback": counts["fallback"],
-            "series_fallback_after_failure": sum(r.status == "fallback" and r.stage not in SENT_STAGES
-                                                 for r in results),
+            "series_fallback_after_failure": counts["after-failure"],
             "series_below_min_obs": short,
             "series_skipped": counts["skipped"],
             "series_resumed": len(mapped.done),
@@ -383,24 +402,25 @@ class ForecastJob(Job):
             "series_own_freq": self.own_freq,
             "key_types": key_types_of(keys, config.id_cols),
             "series_warm_started": self.warm_started if config.warm_start is not None else None,
-            "verdicts": ({v: sum(r.verdict == v for r in results) for v in ("fit", "fallback", "skip")}
-                         if config.triage is not None else None),
+            "verdicts": verdicts if config.triage is not None else None,
             "to_db": to_db,
         }
-        # what this run served: its fits and fallbacks (not what a resume took over)
-        return Written(status=status, fields=fields, files=files, results=results, timed=list(mapped.new.values()))
+        return Written(status=status, fields=fields, files=files, results=results, timed=timed)
 
 
-def _record(result: SeriesResult) -> SeriesResult:
-    """What a run holds of a series once its result is in a part file: its record, without the forecast."""
-    if result.params is None and not result.bands and len(result.ds) == 0:
-        return result
-    return dataclasses.replace(result, ds=_NO_TIMES, yhat=_NO_VALUES, yhat_lower=_NO_VALUES, yhat_upper=_NO_VALUES,
-                               params=None, bands={})
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """The figures of a series the summary's timing needs (timing.run_timing): small, one per series."""
+
+    key: tuple
+    fit_seconds: float
+    predict_seconds: float
+    cpu_seconds: float
 
 
-_NO_TIMES = np.array([], dtype="datetime64[ns]")
-_NO_VALUES = np.array([], dtype="float64")
+def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else empty
 
 
 def _sortable(key: tuple) -> tuple:

@@ -153,3 +153,4 @@ def test_a_bad_value_in_a_later_block_names_its_row_in_the_table(tmp_path):
     config = ForecastConfig(model=MODEL, out_dir=tmp_path / "out", n_jobs=1, block_rows=50)
     with pytest.raises(InputError, match=r"'n/a\?' at row 131 "):
         run_forecast(path, config)
+    assert not (tmp_path / "out").exists()  # the series of the blocks before it are not kept: nothing written

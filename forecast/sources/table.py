@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import math
 import re
 import shlex
@@ -846,15 +847,18 @@ def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Cal
     carry_start = 0  # the table row of the carry's first row
     carry_notes: list[str] = []
     given = 0  # series given out so far
-    seen: set[tuple] = set()  # the keys of the series given out
+    # the keys of the series given out, as hashes: a few bytes each, however many series (two keys with one hash,
+    # which is all but impossible, would only make the table read partitioned, which is never wrong)
+    seen: set[int] = set()
     last_key: tuple | None = None
     in_order = True  # the keys so far ascend (else the blocks' series are not in key order)
     read = 0.0
-    raws = source.blocks(columns, id_cols + label_cols, plan.time_col, plan.rows or _WHOLE)
-    for raw in raws:
-        if len(raw.frame) == 0:
-            continue
-        read = raw.read
+    raws = (raw for raw in source.blocks(columns, id_cols + label_cols, plan.time_col, plan.rows or _WHOLE)
+            if len(raw.frame))
+    following = next(raws, None)
+    while following is not None:
+        raw, following = following, next(raws, None)  # one block ahead: the last block is not cut
+        read = raw.read if following is not None else 1.0
         checked, notes = _checked_rows(source, raw.frame.reset_index(drop=True), id_cols, plan.time_col,
                                        list(plan.numeric), list(plan.names), label_cols, raw.start)
         block_start = raw.start
@@ -867,7 +871,8 @@ def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Cal
             if given:  # blocks were given out: the caller starts again, partitioned
                 raise TableNotSorted(block_start + int(starts[repeat]) + 1, keys[repeat], last_key)
             if plan.rows == 0:  # read whole: sorted in memory, as it is held anyway
-                yield _series_block(source, _rest_joined(checked, raws, source, plan), plan, notes, 0, 1.0)
+                rest = itertools.chain([following] if following is not None else [], raws)
+                yield _series_block(source, _rest_joined(checked, rest, source, plan), plan, notes, 0, 1.0)
                 return
             if notify is not None:
                 notify(f"{source.label}: the rows of a series are not all together (key {keys[repeat]} again at "
@@ -879,23 +884,26 @@ def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Cal
             chain = ([last_key] if last_key is not None else []) + keys
             in_order = all(_key_order(a, b) for a, b in zip(chain, chain[1:]))
         # the last series may go on in the next block: carried (the whole table, when it is read whole)
-        cut = int(starts[-1]) if plan.rows else 0
+        cut = int(starts[-1]) if plan.rows and following is not None else len(checked)
+        if plan.rows == 0 and following is not None:
+            cut = 0  # the whole table at once: keep reading
         carry, carry_start, carry_notes = checked.iloc[cut:].reset_index(drop=True), block_start + cut, []
         if cut == 0:  # one series so far, not ended yet: keep reading
             carry_notes = notes
             continue
-        checked = checked.iloc[:cut].reset_index(drop=True)
-        seen.update(keys[:-1])
-        last_key = keys[-2]
+        if cut < len(checked):
+            checked = checked.iloc[:cut].reset_index(drop=True)
+            keys = keys[:-1]
+        else:
+            carry = None
+        seen.update(map(hash, keys))
+        last_key = keys[-1]
         block = _series_block(source, checked, plan, notes, given, read)
         block.in_key_order = in_order
         given += len(block.series)
         yield block
-    if carry is None:
+    if given == 0 and carry is None:
         raise InputError(f"{source.label}: the table has no data rows")
-    block = _series_block(source, carry, plan, carry_notes, given, 1.0)
-    block.in_key_order = in_order
-    yield block
 
 
 def _run_starts(table: pd.DataFrame, id_cols: Sequence[str]) -> np.ndarray:
@@ -909,11 +917,12 @@ def _run_starts(table: pd.DataFrame, id_cols: Sequence[str]) -> np.ndarray:
     return np.flatnonzero(np.r_[True, ~same])
 
 
-def _first_repeat(keys: list[tuple], seen: set[tuple]) -> int | None:
-    """The first of these run keys that an earlier run had (in this block, or given out before), else None."""
+def _first_repeat(keys: list[tuple], seen: set[int]) -> int | None:
+    """The first of these run keys that an earlier run had (in this block, or given out before: `seen`, their
+    hashes), else None."""
     here: set[tuple] = set()
     for i, key in enumerate(keys):
-        if key in seen or key in here:
+        if key in here or hash(key) in seen:
             return i
         here.add(key)
     return None
