@@ -30,6 +30,7 @@ _fit_logistic) and keeps the highest.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -57,6 +58,32 @@ def unsupported_reason(data: StanData) -> str:
     return ""
 
 
+def _gufunc_solve() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """numpy's LAPACK solve without np.linalg.solve's wrapper (type checks and an errstate block: half the cost of
+    a solve at these sizes, where there are some twenty solves a series); None where numpy lacks it."""
+    try:
+        from numpy.linalg import _umath_linalg
+
+        return _umath_linalg.solve1
+    except (ImportError, AttributeError):
+        return None
+
+
+_SOLVE1 = _gufunc_solve()
+
+
+def solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.linalg.solve(a, b) for a float64 matrix and vector, the same numbers faster. A singular matrix (the
+    gufunc's NaN) goes to np.linalg.solve, which raises LinAlgError as before; `fit` runs under
+    errstate(invalid="ignore"), so the gufunc's NaN warns of nothing first (an errstate block per solve would
+    cost as much as the wrapper it saves)."""
+    if _SOLVE1 is not None:
+        x = _SOLVE1(a, b, signature="dd->d")
+        if math.isfinite(float(x @ x)):
+            return x
+    return np.linalg.solve(a, b)
+
+
 def lasso_qp(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x0: np.ndarray | None = None,
              max_iter: int = 500) -> np.ndarray:
     """argmin 0.5 x'Gx - b'x + sum(lam * |x|) for a positive definite G and lam >= 0 (0: no L1 on that x)."""
@@ -70,26 +97,30 @@ def lasso_qp(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x0: np.ndarray | Non
     for _ in range(max_iter):
         idx = np.flatnonzero(active)
         if len(idx):
-            xa = np.linalg.solve(G[idx][:, idx], b[idx] - lam[idx] * theta[idx])
+            xa = solve(G.take(idx, 0).take(idx, 1), b[idx] - lam[idx] * theta[idx])
             cur = x[idx]
-            # the discrete line search from x to the new point, at the new point and where a coefficient
-            # changes sign; along the segment the smooth part is a quadratic in the step a
-            d = np.zeros(p)
-            d[idx] = xa - cur
-            flips = l1[idx] & (np.sign(xa) != theta[idx]) & (cur != 0)
-            j_flip = idx[flips]
-            a_flip = cur[flips] / (cur[flips] - xa[flips])
+            wrong = l1[idx] & (np.sign(xa) != theta[idx])  # a coefficient whose sign is not the one assumed
+            flips = wrong & (cur != 0)
+            a_flip = cur[flips] / (cur[flips] - xa[flips]) if flips.any() else cur[:0]
             keep = (a_flip > 0) & (a_flip < 1)
-            steps = np.concatenate([[1.0], a_flip[keep]])
-            zeroed = np.concatenate([[-1], j_flip[keep]])
-            Gd = G @ d
-            c1, c2 = (G @ x - b) @ d, d @ Gd
-            f = c1 * steps + 0.5 * c2 * steps**2 + np.abs(x[None, :] + steps[:, None] * d[None, :]) @ lam
-            best = int(np.argmin(f))
-            x = x + steps[best] * d
-            if zeroed[best] >= 0:  # the coefficient that reaches zero at this point
-                x[zeroed[best]] = 0.0
-            consistent = zeroed[best] < 0 and not np.any(l1[idx] & (np.sign(xa) != theta[idx]))
+            if keep.any():
+                # the discrete line search from x to the new point, at the new point and where a coefficient
+                # changes sign; along the segment the smooth part is a quadratic in the step a
+                d = np.zeros(p)
+                d[idx] = xa - cur
+                steps = np.concatenate([[1.0], a_flip[keep]])
+                zeroed = np.concatenate([[-1], idx[flips][keep]])
+                Gd = G @ d
+                c1, c2 = (G @ x - b) @ d, d @ Gd
+                f = c1 * steps + 0.5 * c2 * steps**2 + np.abs(x[None, :] + steps[:, None] * d[None, :]) @ lam
+                best = int(np.argmin(f))
+                x = x + steps[best] * d
+                if zeroed[best] >= 0:  # the coefficient that reaches zero at this point
+                    x[zeroed[best]] = 0.0
+                consistent = False
+            else:  # no sign changes on the way: the new point, as x + 1 * (xa - x) (the same bits)
+                x[idx] = cur + (xa - cur)
+                consistent = not wrong.any()
             theta = np.sign(x) * l1
             active = ~l1 | (x != 0)
             if not consistent:
@@ -144,6 +175,11 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     why = unsupported_reason(data)
     if why:
         raise NotCovered(why)
+    with np.errstate(invalid="ignore"):  # see `solve`
+        return _fit(data, init, max_iter, rtol)
+
+
+def _fit(data: StanData, init: Params | None, max_iter: int, rtol: float) -> tuple[Params, float]:
     if init is not None and (len(init.delta) != data.S or len(init.beta) != data.K):
         init = None  # a start from another model (e.g. yearly seasonality turned on since): start cold
     if data.trend_indicator == TREND_INDICATOR["logistic"]:
@@ -163,7 +199,7 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
         x = np.concatenate([[init.k, init.m], init.delta, init.beta])
         s = float(init.sigma_obs)
     else:
-        x = np.linalg.solve(DtD + 1e-2 * np.diag(ridge + (l1 > 0)), Dty)  # a ridge start, lasso ignored;
+        x = solve(DtD + 1e-2 * np.diag(ridge + (l1 > 0)), Dty)  # a ridge start, lasso ignored;
         # s from that fit with its deltas: nearer the optimum's than the fit without them
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
         x[l1 > 0] = 0.0  # then the deltas at 0: the active-set steps add the few that matter (fewer solves)
@@ -199,11 +235,11 @@ def _sigma_fixed_point(DtD: np.ndarray, Dty: np.ndarray, ridge: np.ndarray, l1: 
     """(x, s) where s = best_sigma(rss(x)) and x is the lasso solution for that s on x's active set and signs
     (a ridge solve), by the secant method on u = s^2; None when it does not settle."""
     idx = np.flatnonzero((l1 == 0) | (x != 0))
-    G, b, R, c = DtD[np.ix_(idx, idx)], Dty[idx], ridge[idx], (l1 * np.sign(x))[idx]
+    G, b, R, c = DtD.take(idx, 0).take(idx, 1), Dty[idx], ridge[idx], (l1 * np.sign(x))[idx]
     full = np.zeros_like(x)
 
     def image(u: float) -> float:  # best_sigma(rss(x(u)))^2 - u, and x(u)
-        full[idx] = np.linalg.solve(G + u * np.diag(R), b - u * c)
+        full[idx] = solve(G + u * np.diag(R), b - u * c)
         return max(_best_sigma(rss_of(full), T), _SIGMA_FLOOR) ** 2 - u
 
     u0 = s * s
@@ -233,7 +269,7 @@ def _fit_multiplicative(data: StanData, init: Params | None, max_iter: int, rtol
         s = float(init.sigma_obs)
     else:
         beta = np.zeros(data.K)
-        th = np.linalg.solve(D_tr.T @ D_tr + 1e-2 * np.diag(r_tr + (l1_tr > 0)), D_tr.T @ y)
+        th = solve(D_tr.T @ D_tr + 1e-2 * np.diag(r_tr + (l1_tr > 0)), D_tr.T @ y)
         s = max(_best_sigma(float(np.sum((y - D_tr @ th) ** 2)), T), _SIGMA_FLOOR)
     prev = -np.inf
     params = None
@@ -243,7 +279,7 @@ def _fit_multiplicative(data: StanData, init: Params | None, max_iter: int, rtol
         th = lasso_qp(W.T @ W + s * s * np.diag(r_tr), W.T @ (y - X_a @ beta), s * s * l1_tr, x0=th)
         g = D_tr @ th
         V = g[:, None] * X_m + X_a
-        beta = np.linalg.solve(V.T @ V + s * s * np.diag(r_b), V.T @ (y - g))
+        beta = solve(V.T @ V + s * s * np.diag(r_b), V.T @ (y - g))
         r = y - (g * (1 + X_m @ beta) + X_a @ beta)
         s = max(_best_sigma(float(r @ r), T), _SIGMA_FLOOR)
         params = Params(k=float(th[0]), m=float(th[1]), delta=th[2:].copy(), sigma_obs=s, beta=beta.copy())
