@@ -180,6 +180,13 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     A series the model fits exactly (a straight line, say) has no maximum either: sigma_obs goes to its floor,
     1e-12, and the fit through the points is returned.
     """
+    params = fit_map(data, init, max_iter, rtol)
+    return params, log_posterior(params, data)
+
+
+def fit_map(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: float = 1e-14) -> Params:
+    """`fit`'s parameters alone: the engines' path, which has no use for the log posterior (evaluating it again
+    over the history is a trend and a product with the features, some 2 % of a SW series' cost)."""
     why = unsupported_reason(data)
     if why:
         raise NotCovered(why)
@@ -187,13 +194,13 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
         return _fit(data, init, max_iter, rtol)
 
 
-def _fit(data: StanData, init: Params | None, max_iter: int, rtol: float) -> tuple[Params, float]:
+def _fit(data: StanData, init: Params | None, max_iter: int, rtol: float) -> Params:
     if init is not None and (len(init.delta) != data.S or len(init.beta) != data.K):
         init = None  # a start from another model (e.g. yearly seasonality turned on since): start cold
     if data.trend_indicator == TREND_INDICATOR["logistic"]:
-        return _fit_logistic(data, init)
+        return _fit_logistic(data, init)[0]
     if np.any(data.s_m != 0):
-        return _fit_multiplicative(data, init, max_iter, rtol)
+        return _fit_multiplicative(data, init, max_iter, rtol)[0]
     D, ridge, l1 = _design(data)
     S, T = data.S, data.T
     DtD, Dty, yty = D.T @ D, D.T @ data.y, float(data.y @ data.y)
@@ -234,7 +241,7 @@ def _fit(data: StanData, init: Params | None, max_iter: int, rtol: float) -> tup
             if lpj > lp:
                 (x, s), prev = jump, lpj
     params = Params(k=float(x[0]), m=float(x[1]), delta=x[2:2 + S].copy(), sigma_obs=s, beta=x[2 + S:].copy())
-    return params, log_posterior(params, data)
+    return params
 
 
 def _sigma_fixed_point(DtD: np.ndarray, Dty: np.ndarray, ridge: np.ndarray, l1: np.ndarray, x: np.ndarray, s: float,

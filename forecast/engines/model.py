@@ -543,6 +543,7 @@ def predict_bands(params: Params, data: StanData, ds: np.ndarray, opts: ModelOpt
             mat = shift.copy()
             mat[1:] += shift[:-1]
             unc = logistic_uncertainty(mat / 2, params, data, tf, cap[future], single_diff)
+            unc *= ((1 + xb_m[future]) * data.y_scale)[:, None]
         else:
             # the rate (a running sum of the changes), then the level: a running sum of the average of each
             # step's rate and the previous one's (doubled here, halved in the scale). numpy's cumsum down the
@@ -553,8 +554,7 @@ def predict_bands(params: Params, data: StanData, ds: np.ndarray, opts: ModelOpt
             for i in range(1, n_future):
                 shift[i] += shift[i - 1]
             unc = shift
-            unc *= single_diff / 2
-        unc *= ((1 + xb_m[future]) * data.y_scale)[:, None]
+            unc *= (single_diff / 2 * data.y_scale * (1 + xb_m[future]))[:, None]
     # sims = ((trend + unc) * (1 + xb_m) + noise) * y_scale + xb_a, with the floor's term in logistic growth,
     # summed into the noise's array
     noise *= params.sigma_obs * data.y_scale
