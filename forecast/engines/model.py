@@ -571,20 +571,22 @@ def predict_bands(params: Params, data: StanData, ds: np.ndarray, opts: ModelOpt
     return yhat, lower, upper, dict(zip(bands, more))
 
 
-def change_sizes(rng: np.random.Generator, n_steps: int, n_paths: int, rate: float, scale: float) -> np.ndarray:
+def change_sizes(rng: np.random.Generator, n_steps: int, n_paths: int, rate: float, scale: float,
+                 batch: int | None = None) -> np.ndarray:
     """The trend's future changes, steps x paths: at each step of each path a change occurs with probability
     `rate` (at every one when `rate` >= 1), independently, its size Laplace(0, `scale`); 0 elsewhere.
 
     Drawn as Prophet draws them in distribution, not draw for draw: the changes' positions in the flattened
     array are those of a Bernoulli sequence, whose gaps are geometric, so a few % of the steps cost one draw
-    each instead of every step costing a uniform."""
+    each instead of every step costing a uniform. `batch`: how many gaps to draw at a time (default: enough to
+    pass the last step but about once in 10^9)."""
     total = n_steps * n_paths
     shift = np.zeros(total)
     if rate >= 1:
         pos = np.arange(total)
     else:
         expected = total * rate
-        batch = int(expected + 6 * np.sqrt(expected) + 16)  # short of `total` about once in 10^9
+        batch = batch or int(expected + 6 * np.sqrt(expected) + 16)
         pos = np.cumsum(rng.geometric(rate, size=batch)) - 1
         while pos[-1] < total - 1:  # the batch ended before the last step: the sequence goes on from there
             pos = np.concatenate([pos, pos[-1] + np.cumsum(rng.geometric(rate, size=batch))])
