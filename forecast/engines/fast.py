@@ -170,7 +170,7 @@ def _design(data: StanData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _best_sigma(rss: float, T: int) -> float:
     # the positive root u = s^2 of 4u^2 + T u - rss = 0, in the form that does not cancel
-    return float(np.sqrt(2 * rss / (T + np.sqrt(T * T + 16 * rss))))
+    return math.sqrt(2 * rss / (T + math.sqrt(T * T + 16 * rss)))  # math's sqrt: numpy's bits, no array
 
 
 def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: float = 1e-14) -> tuple[Params, float]:
@@ -226,9 +226,11 @@ def _fit(data: StanData, init: Params | None, max_iter: int, rtol: float) -> Par
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
         x[l1 > 0] = 0.0  # then the deltas at 0: the active-set steps add the few that matter (fewer solves)
 
+    ridge_diag = np.diag(ridge)
+
     def round_from(x: np.ndarray, s: float) -> tuple[np.ndarray, float, float]:
         # theta given s: minimise s^2 * (-lp) = 0.5 x'(D'D + s^2 R)x - D'y x + s^2 |delta|/tau; then s given theta
-        x = lasso_qp(DtD + s * s * np.diag(ridge), Dty, s * s * l1, x0=x)
+        x = lasso_qp(DtD + s * s * ridge_diag, Dty, s * s * l1, x0=x)
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
         return x, s, lp_of(x, s)
 
@@ -259,9 +261,10 @@ def _sigma_fixed_point(DtD: np.ndarray, Dty: np.ndarray, ridge: np.ndarray, l1: 
     idx = np.flatnonzero((l1 == 0) | (x != 0))
     G, b, R, c = DtD.take(idx, 0).take(idx, 1), Dty[idx], ridge[idx], (l1 * np.sign(x))[idx]
     full = np.zeros_like(x)
+    R_diag = np.diag(R)
 
     def image(u: float) -> float:  # best_sigma(rss(x(u)))^2 - u, and x(u)
-        full[idx] = solve(G + u * np.diag(R), b - u * c)
+        full[idx] = solve(G + u * R_diag, b - u * c)
         return max(_best_sigma(rss_of(full), T), _SIGMA_FLOOR) ** 2 - u
 
     u0 = s * s
