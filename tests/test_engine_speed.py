@@ -134,6 +134,7 @@ def test_change_points_are_a_bernoulli_sequence_with_laplace_sizes():
     assert np.abs(size).mean() == pytest.approx(scale, rel=0.03)  # Laplace: E|x| is the scale
     assert abs(size.mean()) <= 4 * np.sqrt(2) * scale / np.sqrt(len(size))
     assert (change_sizes(rng, 3, 4, 1.0, scale) != 0).all()  # a rate of 1 or more: a change at every step
+    assert not change_sizes(rng, 3, 4, 0.0, scale).any()
 
 
 def _bands_over_seeds(params, data, future, opts, stream, seeds, extra=None) -> np.ndarray:

@@ -582,6 +582,8 @@ def change_sizes(rng: np.random.Generator, n_steps: int, n_paths: int, rate: flo
     pass the last step but about once in 10^9)."""
     total = n_steps * n_paths
     shift = np.zeros(total)
+    if not rate > 0:  # no change points in the history (or no rate at all): as uniforms below 0 would give
+        return shift.reshape(n_steps, n_paths)
     if rate >= 1:
         pos = np.arange(total)
     else:
