@@ -109,14 +109,14 @@ def fit_params(data: StanData, engine: Engine, init: Params | None = None) -> Fi
             small = reduced(data, max(2, data.T // 2))
             if small is not None:
                 small_data, what = small
-                params, _ = fast.fit(small_data)
+                params = fast.fit_map(small_data)
                 return Fit(_fold_dummy_changepoint(params, small_data), small_data, "fast",
                            f"{data.T} points for Prophet's {free_parameters(data)} parameters: fitted with {what}")
             raise fast.NotCovered(f"{data.T} points are too few for any Prophet model with these options (a "
                                   "trend and the holiday and regressor columns); lower --min-obs no further")
         if not fast.unsupported_reason(data):
             try:
-                params, _ = fast.fit(data, init=init)
+                params = fast.fit_map(data, init=init)
                 return Fit(_fold_dummy_changepoint(params, data), data, "fast")
             except fast.NotCovered:  # a logistic fit that did not converge: Stan's own optimizer takes it
                 pass

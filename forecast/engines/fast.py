@@ -30,6 +30,7 @@ _fit_logistic) and keeps the highest.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -57,51 +58,88 @@ def unsupported_reason(data: StanData) -> str:
     return ""
 
 
+def _gufunc_solve() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """numpy's LAPACK solve without np.linalg.solve's wrapper (type checks and an errstate block: half the cost of
+    a solve at these sizes, where there are some twenty solves a series); None where numpy lacks it."""
+    try:
+        from numpy.linalg import _umath_linalg
+
+        return _umath_linalg.solve1
+    except (ImportError, AttributeError):
+        return None
+
+
+_SOLVE1 = _gufunc_solve()
+
+
+def solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.linalg.solve(a, b) for a float64 matrix and vector, the same numbers faster. A singular matrix (the
+    gufunc's NaN) goes to np.linalg.solve, which raises LinAlgError as before; `fit` runs under
+    errstate(invalid="ignore"), so the gufunc's NaN warns of nothing first (an errstate block per solve would
+    cost as much as the wrapper it saves)."""
+    if _SOLVE1 is not None:
+        x = _SOLVE1(a, b, signature="dd->d")
+        if math.isfinite(float(x @ x)):
+            return x
+    return np.linalg.solve(a, b)
+
+
 def lasso_qp(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x0: np.ndarray | None = None,
              max_iter: int = 500) -> np.ndarray:
-    """argmin 0.5 x'Gx - b'x + sum(lam * |x|) for a positive definite G and lam >= 0 (0: no L1 on that x)."""
+    """argmin 0.5 x'Gx - b'x + sum(lam * |x|) for a positive definite G and lam >= 0 (0: no L1 on that x).
+
+    The feature-sign active-set method: solve on the active set with the assumed signs; when a coefficient's
+    sign comes out otherwise, a discrete line search (only then: most steps have none) finds where to stop;
+    when the signs hold, the zero coefficient with the largest violation of its optimality condition enters.
+    Each step is a handful of numpy calls on vectors of some 30 to 60: their count is the cost here."""
     p = len(b)
     l1 = lam > 0
+    free = ~l1
     x = np.zeros(p) if x0 is None else x0.copy()
     theta = np.sign(x) * l1
-    active = ~l1 | (x != 0)
+    active = free | (x != 0)
     scale = max(1.0, float(np.abs(b).max()))
     tol = 1e-12 * scale
     for _ in range(max_iter):
         idx = np.flatnonzero(active)
         if len(idx):
-            xa = np.linalg.solve(G[idx][:, idx], b[idx] - lam[idx] * theta[idx])
+            th = theta[idx]
+            xa = solve(G.take(idx, 0).take(idx, 1), (b - lam * theta)[idx])
             cur = x[idx]
-            # the discrete line search from x to the new point, at the new point and where a coefficient
-            # changes sign; along the segment the smooth part is a quadratic in the step a
-            d = np.zeros(p)
-            d[idx] = xa - cur
-            flips = l1[idx] & (np.sign(xa) != theta[idx]) & (cur != 0)
-            j_flip = idx[flips]
-            a_flip = cur[flips] / (cur[flips] - xa[flips])
-            keep = (a_flip > 0) & (a_flip < 1)
-            steps = np.concatenate([[1.0], a_flip[keep]])
-            zeroed = np.concatenate([[-1], j_flip[keep]])
-            Gd = G @ d
-            c1, c2 = (G @ x - b) @ d, d @ Gd
-            f = c1 * steps + 0.5 * c2 * steps**2 + np.abs(x[None, :] + steps[:, None] * d[None, :]) @ lam
-            best = int(np.argmin(f))
-            x = x + steps[best] * d
-            if zeroed[best] >= 0:  # the coefficient that reaches zero at this point
-                x[zeroed[best]] = 0.0
-            consistent = zeroed[best] < 0 and not np.any(l1[idx] & (np.sign(xa) != theta[idx]))
+            wrong = (np.sign(xa) != th) & l1[idx]  # a coefficient whose sign is not the one assumed
+            flips = wrong & (cur != 0)
+            consistent = True
+            if flips.any():
+                a_flip = cur[flips] / (cur[flips] - xa[flips])
+                keep = (a_flip > 0) & (a_flip < 1)
+                consistent = False
+            if not consistent and keep.any():
+                # the discrete line search from x to the new point, at the new point and where a coefficient
+                # changes sign; along the segment the smooth part is a quadratic in the step a
+                d = np.zeros(p)
+                d[idx] = xa - cur
+                steps = np.concatenate([[1.0], a_flip[keep]])
+                zeroed = np.concatenate([[-1], idx[flips][keep]])
+                Gd = G @ d
+                c1, c2 = (G @ x - b) @ d, d @ Gd
+                f = c1 * steps + 0.5 * c2 * steps**2 + np.abs(x[None, :] + steps[:, None] * d[None, :]) @ lam
+                best = int(np.argmin(f))
+                x = x + steps[best] * d
+                if zeroed[best] >= 0:  # the coefficient that reaches zero at this point
+                    x[zeroed[best]] = 0.0
+            else:  # no sign changes on the way: the new point, as x + 1 * (xa - x) (the same bits)
+                x[idx] = cur + (xa - cur)
+                consistent = consistent and not wrong.any()
             theta = np.sign(x) * l1
-            active = ~l1 | (x != 0)
+            active = free | (x != 0)
             if not consistent:
                 continue  # a coefficient changed sign or reached zero: solve again with the updated signs
         # optimal on the active set; a zero coefficient whose gradient exceeds its penalty enters
         grad = G @ x - b
-        zero = l1 & ~active
-        if not zero.any():
-            return x
-        viol = np.where(zero, np.abs(grad) - lam, -np.inf)
+        viol = np.abs(grad) - lam
+        viol[active] = -np.inf
         j = int(np.argmax(viol))
-        if viol[j] <= tol:
+        if viol[j] <= tol:  # also when every coefficient is active (all -inf)
             return x
         theta[j] = -np.sign(grad[j])
         active[j] = True
@@ -109,22 +147,30 @@ def lasso_qp(G: np.ndarray, b: np.ndarray, lam: np.ndarray, x0: np.ndarray | Non
 
 
 def _design(data: StanData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(D, ridge, l1) over theta = (k, m, delta, beta): the mean is D theta."""
-    t, S = data.t, data.S
+    """(D, ridge, l1) over theta = (k, m, delta, beta): the mean is D theta. D is written column by column into
+    one Fortran-ordered array, with no temporaries its size: at 1,941 days a fifth of the cost of stacking
+    them (the same numbers)."""
+    t, S, K = data.t, data.S, data.K
     flat = data.trend_indicator == TREND_INDICATOR["flat"]
-    Xa = data.X * data.s_a
-    hinge = np.maximum(t[:, None] - data.t_change[None, :], 0.0) * (t[:, None] >= data.t_change[None, :])
+    D = np.empty((len(t), 2 + S + K), order="F")
+    D[:, 1] = 1.0
     if flat:
-        hinge = np.zeros_like(hinge)
-    D = np.column_stack([np.zeros_like(t) if flat else t, np.ones_like(t), hinge, Xa])
+        D[:, 0] = 0.0
+        D[:, 2:2 + S] = 0.0
+    else:
+        D[:, 0] = t
+        hinge = D[:, 2:2 + S]
+        np.subtract(t[:, None], data.t_change[None, :], out=hinge)
+        np.maximum(hinge, 0.0, out=hinge)  # (t - t_change)+: Stan's A (t - t_change), 0.0 before a changepoint
+    np.multiply(data.X, data.s_a, out=D[:, 2 + S:])
     ridge = np.concatenate([[1 / 25, 1 / 25], np.zeros(S), 1 / data.sigmas**2])
-    l1 = np.concatenate([[0.0, 0.0], np.full(S, 1 / data.tau), np.zeros(data.K)])
+    l1 = np.concatenate([[0.0, 0.0], np.full(S, 1 / data.tau), np.zeros(K)])
     return D, ridge, l1
 
 
 def _best_sigma(rss: float, T: int) -> float:
     # the positive root u = s^2 of 4u^2 + T u - rss = 0, in the form that does not cancel
-    return float(np.sqrt(2 * rss / (T + np.sqrt(T * T + 16 * rss))))
+    return math.sqrt(2 * rss / (T + math.sqrt(T * T + 16 * rss)))  # math's sqrt: numpy's bits, no array
 
 
 def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: float = 1e-14) -> tuple[Params, float]:
@@ -141,15 +187,27 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
     A series the model fits exactly (a straight line, say) has no maximum either: sigma_obs goes to its floor,
     1e-12, and the fit through the points is returned.
     """
+    params = fit_map(data, init, max_iter, rtol)
+    return params, log_posterior(params, data)
+
+
+def fit_map(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: float = 1e-14) -> Params:
+    """`fit`'s parameters alone: the engines' path, which has no use for the log posterior (evaluating it again
+    over the history is a trend and a product with the features, some 2 % of a SW series' cost)."""
     why = unsupported_reason(data)
     if why:
         raise NotCovered(why)
+    with np.errstate(invalid="ignore"):  # see `solve`
+        return _fit(data, init, max_iter, rtol)
+
+
+def _fit(data: StanData, init: Params | None, max_iter: int, rtol: float) -> Params:
     if init is not None and (len(init.delta) != data.S or len(init.beta) != data.K):
         init = None  # a start from another model (e.g. yearly seasonality turned on since): start cold
     if data.trend_indicator == TREND_INDICATOR["logistic"]:
-        return _fit_logistic(data, init)
+        return _fit_logistic(data, init)[0]
     if np.any(data.s_m != 0):
-        return _fit_multiplicative(data, init, max_iter, rtol)
+        return _fit_multiplicative(data, init, max_iter, rtol)[0]
     D, ridge, l1 = _design(data)
     S, T = data.S, data.T
     DtD, Dty, yty = D.T @ D, D.T @ data.y, float(data.y @ data.y)
@@ -163,14 +221,16 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
         x = np.concatenate([[init.k, init.m], init.delta, init.beta])
         s = float(init.sigma_obs)
     else:
-        x = np.linalg.solve(DtD + 1e-2 * np.diag(ridge + (l1 > 0)), Dty)  # a ridge start, lasso ignored;
+        x = solve(DtD + 1e-2 * np.diag(ridge + (l1 > 0)), Dty)  # a ridge start, lasso ignored;
         # s from that fit with its deltas: nearer the optimum's than the fit without them
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
         x[l1 > 0] = 0.0  # then the deltas at 0: the active-set steps add the few that matter (fewer solves)
 
+    ridge_diag = np.diag(ridge)
+
     def round_from(x: np.ndarray, s: float) -> tuple[np.ndarray, float, float]:
         # theta given s: minimise s^2 * (-lp) = 0.5 x'(D'D + s^2 R)x - D'y x + s^2 |delta|/tau; then s given theta
-        x = lasso_qp(DtD + s * s * np.diag(ridge), Dty, s * s * l1, x0=x)
+        x = lasso_qp(DtD + s * s * ridge_diag, Dty, s * s * l1, x0=x)
         s = max(_best_sigma(rss_of(x), T), _SIGMA_FLOOR)
         return x, s, lp_of(x, s)
 
@@ -190,7 +250,7 @@ def fit(data: StanData, init: Params | None = None, max_iter: int = 2000, rtol: 
             if lpj > lp:
                 (x, s), prev = jump, lpj
     params = Params(k=float(x[0]), m=float(x[1]), delta=x[2:2 + S].copy(), sigma_obs=s, beta=x[2 + S:].copy())
-    return params, log_posterior(params, data)
+    return params
 
 
 def _sigma_fixed_point(DtD: np.ndarray, Dty: np.ndarray, ridge: np.ndarray, l1: np.ndarray, x: np.ndarray, s: float,
@@ -199,11 +259,12 @@ def _sigma_fixed_point(DtD: np.ndarray, Dty: np.ndarray, ridge: np.ndarray, l1: 
     """(x, s) where s = best_sigma(rss(x)) and x is the lasso solution for that s on x's active set and signs
     (a ridge solve), by the secant method on u = s^2; None when it does not settle."""
     idx = np.flatnonzero((l1 == 0) | (x != 0))
-    G, b, R, c = DtD[np.ix_(idx, idx)], Dty[idx], ridge[idx], (l1 * np.sign(x))[idx]
+    G, b, R, c = DtD.take(idx, 0).take(idx, 1), Dty[idx], ridge[idx], (l1 * np.sign(x))[idx]
     full = np.zeros_like(x)
+    R_diag = np.diag(R)
 
     def image(u: float) -> float:  # best_sigma(rss(x(u)))^2 - u, and x(u)
-        full[idx] = np.linalg.solve(G + u * np.diag(R), b - u * c)
+        full[idx] = solve(G + u * R_diag, b - u * c)
         return max(_best_sigma(rss_of(full), T), _SIGMA_FLOOR) ** 2 - u
 
     u0 = s * s
@@ -233,7 +294,7 @@ def _fit_multiplicative(data: StanData, init: Params | None, max_iter: int, rtol
         s = float(init.sigma_obs)
     else:
         beta = np.zeros(data.K)
-        th = np.linalg.solve(D_tr.T @ D_tr + 1e-2 * np.diag(r_tr + (l1_tr > 0)), D_tr.T @ y)
+        th = solve(D_tr.T @ D_tr + 1e-2 * np.diag(r_tr + (l1_tr > 0)), D_tr.T @ y)
         s = max(_best_sigma(float(np.sum((y - D_tr @ th) ** 2)), T), _SIGMA_FLOOR)
     prev = -np.inf
     params = None
@@ -243,7 +304,7 @@ def _fit_multiplicative(data: StanData, init: Params | None, max_iter: int, rtol
         th = lasso_qp(W.T @ W + s * s * np.diag(r_tr), W.T @ (y - X_a @ beta), s * s * l1_tr, x0=th)
         g = D_tr @ th
         V = g[:, None] * X_m + X_a
-        beta = np.linalg.solve(V.T @ V + s * s * np.diag(r_b), V.T @ (y - g))
+        beta = solve(V.T @ V + s * s * np.diag(r_b), V.T @ (y - g))
         r = y - (g * (1 + X_m @ beta) + X_a @ beta)
         s = max(_best_sigma(float(r @ r), T), _SIGMA_FLOOR)
         params = Params(k=float(th[0]), m=float(th[1]), delta=th[2:].copy(), sigma_obs=s, beta=beta.copy())

@@ -534,27 +534,67 @@ def predict_bands(params: Params, data: StanData, ds: np.ndarray, opts: ModelOpt
         sims = trends * (1 + xb_m) + xb_a + noise
         lower, upper, *more = percentiles_at(sims, wanted, axis=0)
         return yhat, lower, upper, dict(zip(bands, more))
-    # The same distribution, drawn time x sample: the sums run down contiguous rows of samples at once, and a
-    # Laplace size is drawn only where a change occurs (a few % of the steps) rather than for every step.
-    unc = np.zeros((len(t), n))
+    # The same distribution, drawn time x sample: the sums run down contiguous rows of samples at once, the
+    # change points are drawn as the gaps between them (change_sizes), and the paths are built in place.
+    noise = rng.standard_normal((len(t), n))
     if changes:
-        change = rng.random((n_future, n)) < likelihood
-        shift = np.zeros((n_future, n))
-        shift[change] = rng.laplace(0, mean_delta, size=int(change.sum()))
+        shift = change_sizes(rng, n_future, n, likelihood, mean_delta)
         if logistic:
             mat = shift.copy()
             mat[1:] += shift[:-1]
-            unc[future] = logistic_uncertainty(mat / 2, params, data, tf, cap[future], single_diff)
+            unc = logistic_uncertainty(mat / 2, params, data, tf, cap[future], single_diff)
+            unc *= ((1 + xb_m[future]) * data.y_scale)[:, None]
         else:
-            rate = shift.cumsum(axis=0)
-            rate[1:] += rate[:-1].copy()  # the average of each step's rate and the previous one's, doubled
-            unc[future] = rate.cumsum(axis=0) * (single_diff / 2)
-    noise = rng.normal(0, params.sigma_obs, unc.shape)
-    sims = ((trend_pt[:, None] + unc) * (1 + xb_m)[:, None] + noise) * data.y_scale + xb_a[:, None]
+            # the rate (a running sum of the changes), then the level: a running sum of the average of each
+            # step's rate and the previous one's (doubled here, halved in the scale). numpy's cumsum down the
+            # short time axis is a loop per sample; a loop over the time steps adds whole rows instead
+            for i in range(1, n_future):
+                shift[i] += shift[i - 1]
+            shift[1:] += shift[:-1]
+            for i in range(1, n_future):
+                shift[i] += shift[i - 1]
+            unc = shift
+            unc *= (single_diff / 2 * data.y_scale * (1 + xb_m[future]))[:, None]
+    # sims = ((trend + unc) * (1 + xb_m) + noise) * y_scale + xb_a, with the floor's term in logistic growth,
+    # summed into the noise's array
+    noise *= params.sigma_obs * data.y_scale
+    if changes:
+        if n_future == len(t):
+            noise += unc
+        else:
+            noise[future] += unc
+    base = trend_pt * (1 + xb_m) * data.y_scale + xb_a
     if logistic:
-        sims += (floor * (1 + xb_m))[:, None]
-    lower, upper, *more = percentiles_at(sims, wanted, axis=1)
+        base += floor * (1 + xb_m)
+    noise += base[:, None]
+    lower, upper, *more = percentiles_at(noise, wanted, axis=1)
     return yhat, lower, upper, dict(zip(bands, more))
+
+
+def change_sizes(rng: np.random.Generator, n_steps: int, n_paths: int, rate: float, scale: float,
+                 batch: int | None = None) -> np.ndarray:
+    """The trend's future changes, steps x paths: at each step of each path a change occurs with probability
+    `rate` (at every one when `rate` >= 1), independently, its size Laplace(0, `scale`); 0 elsewhere.
+
+    Drawn as Prophet draws them in distribution, not draw for draw: the changes' positions in the flattened
+    array are those of a Bernoulli sequence, whose gaps are geometric, so a few % of the steps cost one draw
+    each instead of every step costing a uniform. `batch`: how many gaps to draw at a time (default: enough to
+    pass the last step but about once in 10^9)."""
+    total = n_steps * n_paths
+    shift = np.zeros(total)
+    if not rate > 0:  # no change points in the history (or no rate at all): as uniforms below 0 would give
+        return shift.reshape(n_steps, n_paths)
+    if rate >= 1:
+        pos = np.arange(total)
+    else:
+        expected = total * rate
+        batch = batch or int(expected + 6 * np.sqrt(expected) + 16)
+        pos = np.cumsum(rng.geometric(rate, size=batch)) - 1
+        while pos[-1] < total - 1:  # the batch ended before the last step: the sequence goes on from there
+            pos = np.concatenate([pos, pos[-1] + np.cumsum(rng.geometric(rate, size=batch))])
+        pos = pos[:np.searchsorted(pos, total)]
+    shift[pos] = rng.laplace(0, scale, size=len(pos))
+    return shift.reshape(n_steps, n_paths)
 
 
 def percentiles(sims: np.ndarray, lower_p: float, upper_p: float, axis: int) -> tuple[np.ndarray, np.ndarray]:
