@@ -32,7 +32,7 @@ from .outputs import _key_frame, errors_frame, timings_frame, write_table
 from .progress import Reporter
 from .runner import _table_grid
 from .sources import Source, TableInput, key_types, load_series
-from .timing import Clock, series_cpu
+from .timing import Clock, Tally, series_cpu
 from .types import Engine, SeriesData, SeriesProblem, Stage, Status, Verdict
 
 AGGREGATION = ("MAE, RMSE, WAPE, sMAPE, MAPE and coverage pool every scored point of every series (WAPE = sum of "
@@ -354,7 +354,8 @@ class BacktestJob(Job):
             "aggregation": AGGREGATION,
         }
         # throughput counts only the work of this try, not what a resume took over
-        return Written(status=status, fields=fields, files=files, results=results, timed=list(mapped.new.values()))
+        return Written(status=status, fields=fields, files=files,
+                       tally=Tally.of(results, list(mapped.new.values())))
 
     def json_ready(self, summary: dict) -> dict:
         return _json_ready(summary)

@@ -39,7 +39,7 @@ from .models import check_options, unknown_country, worker_init
 from .outputs import default_out_dir, prepare_out_dir, write_json
 from .progress import Reporter, SilentReporter
 from .sources import Source, TableInput, inputs_read_once, open_source
-from .timing import Clock, ClockStage, run_timing
+from .timing import Clock, ClockStage, Tally, run_timing
 from .types import SeriesData
 
 JobKind = Literal["run", "backtest"]
@@ -95,14 +95,13 @@ class Mapped:
 
 @dataclass
 class Written:
-    """What a job wrote: its status, its summary fields, its files, and its results (every series written, and
-    those whose time counts in the throughput)."""
+    """What a job wrote: its status, its summary fields, its files, and the timing figures of every series written
+    (`tally.n` of them)."""
 
     status: Status
     fields: dict
     files: dict[str, Path]
-    results: list
-    timed: list
+    tally: Tally
 
 
 class Job:
@@ -378,13 +377,13 @@ def _write(job: Job, source: Source, loaded: Loaded, mapped: Mapped, state: RunS
         "source": source.record(),  # what plot and report reopen
         "rows": mapped.rows,
         "series_total": mapped.series_total,
-        "series_done": len(written.results),
+        "series_done": written.tally.n,
         **written.fields,
         "cores": usable_cores(),
         "n_jobs": mapped.n_jobs,
         "backend": mapped.backend,
         "chunks": mapped.chunks,
-        **run_timing(clock, written.results, written.timed, mapped.n_jobs, config.id_cols),
+        **run_timing(clock, written.tally, mapped.n_jobs, config.id_cols),
         "notes": loaded.notes,
         "versions": _versions(),
         "config": job.settings(),
@@ -395,7 +394,7 @@ def _write(job: Job, source: Source, loaded: Loaded, mapped: Mapped, state: RunS
     if written.status != "interrupted":
         state.clear()  # finished: the outputs hold everything the parts did
     reporter.event("end", {"status": written.status, "series_total": mapped.series_total,
-                           "series_done": len(written.results), "series_ok": summary["series_ok"],
+                           "series_done": written.tally.n, "series_ok": summary["series_ok"],
                            "series_failed": summary["series_failed"],
                            "wall_seconds": round(summary["wall_seconds"], 3)})
     return RunResult(out_dir=out_dir, summary=summary, files=files)

@@ -32,12 +32,11 @@ from .outputs import (
     read_output_file,
     read_params,
     timings_frame,
-    write_table,
     written_by_forecast,
 )
 from .progress import Reporter
 from .sources import Source, TableInput, load_blocks, read_series_subset
-from .timing import Clock
+from .timing import Clock, Tally
 from .types import SENT_STAGES, SeriesData, SeriesResult, Stage, Verdict
 
 if TYPE_CHECKING:
@@ -308,48 +307,43 @@ class ForecastJob(Job):
         run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
         ext = "parquet" if config.output_format == "parquet" else "csv"
         bands = band_columns(config.model)
-        # what is held: each group's timings and errors rows, and each series' few timing figures
-        timings: list[pd.DataFrame] = []
-        errors: list[pd.DataFrame] = []
-        cutoffs: list[np.ndarray] = []
-        results: list[Timed] = []
-        timed: list[Timed] = []
+        # what is held: a group of parts' results at a time, and counts (the timings rows too, with --to-db)
+        tally = Tally()
+        sink_rows: list[pd.DataFrame] = []
         counts = dict.fromkeys(("ok", "fallback", "failed", "skipped", "min-obs", "after-failure"), 0)
         verdicts = dict.fromkeys(("fit", "fallback", "skip"), 0)
         with clock.stage("write"):
             writers = {"forecasts": TableWriter(out_dir / f"forecasts.{ext}",
-                                                forecast_frame([], config.id_cols, run_id, bands))}
+                                                forecast_frame([], config.id_cols, run_id, bands)),
+                       "timings": TableWriter(out_dir / "timings.csv", timings_frame([], config.id_cols)),
+                       "errors": TableWriter(out_dir / "errors.csv", errors_frame([], config.id_cols))}
             if config.model.engine != "prophet":  # what a later run can --warm-start from
                 writers["params"] = TableWriter(out_dir / "params.parquet", params_frame([], config.id_cols))
             try:
                 for group in mapped.state.grouped(keys, rank):
-                    group_results = [r for _, r in group]
-                    writers["forecasts"].write(forecast_frame(group_results, config.id_cols, run_id, bands))
+                    results = [r for _, r in group]
+                    writers["forecasts"].write(forecast_frame(results, config.id_cols, run_id, bands))
                     if "params" in writers:
-                        writers["params"].write(params_frame(group_results, config.id_cols))
-                    timings.append(timings_frame(group_results, config.id_cols))
-                    errors.append(errors_frame(group_results, config.id_cols))
-                    cutoffs.append(np.array([r.cutoff for r in group_results], dtype="datetime64[ns]"))
+                        writers["params"].write(params_frame(results, config.id_cols))
+                    timings = timings_frame(results, config.id_cols)
+                    writers["timings"].write(timings)
+                    writers["errors"].write(errors_frame(results, config.id_cols))
+                    if config.to_db is not None:
+                        sink_rows.append(timings.assign(cutoff=np.array([r.cutoff for r in results],
+                                                                        dtype="datetime64[ns]")))
                     for i, r in group:
                         counts[r.status] += 1
                         counts["min-obs"] += r.stage == "min-obs"
                         counts["after-failure"] += r.status == "fallback" and r.stage not in SENT_STAGES
                         if r.verdict in verdicts:
                             verdicts[r.verdict] += 1
-                        record = Timed(r.key, r.fit_seconds, r.predict_seconds, r.cpu_seconds)
-                        results.append(record)
-                        if i not in mapped.done:  # what this run served, not what a resume took over
-                            timed.append(record)
+                        # the throughput counts what this run served, not what a resume took over
+                        tally.add(r.key, r.fit_seconds, r.predict_seconds, r.cpu_seconds, i not in mapped.done)
                 files = {name: w.commit() for name, w in writers.items()}
             except BaseException:
                 for w in writers.values():
                     w.abort()
                 raise
-            timings_all = _concat(timings, timings_frame([], config.id_cols))
-            files = {"forecasts": files["forecasts"],
-                     "timings": write_table(timings_all, out_dir / "timings.csv"),
-                     "errors": write_table(_concat(errors, errors_frame([], config.id_cols)), out_dir / "errors.csv"),
-                     **({"params": files["params"]} if "params" in files else {})}
             # an earlier run's, in another format or engine: only what its summary says it wrote
             for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
                 (out_dir / stale).unlink(missing_ok=True)
@@ -385,8 +379,8 @@ class ForecastJob(Job):
                 from .sinks import write_run
 
                 forecasts = read_output_file(files["forecasts"], config.id_cols, key_types_of(keys, config.id_cols))
-                runs = timings_all.assign(cutoff=np.concatenate(cutoffs) if cutoffs else
-                                          np.array([], dtype="datetime64[ns]"), run_id=run_id)
+                runs = _concat(sink_rows, timings_frame([], config.id_cols).assign(
+                    cutoff=np.array([], dtype="datetime64[ns]"))).assign(run_id=run_id)
                 to_db = write_run(config.to_db, config.to_table, forecasts, runs, run_id)
         fields = {
             "series_ok": counts["ok"],
@@ -405,17 +399,7 @@ class ForecastJob(Job):
             "verdicts": verdicts if config.triage is not None else None,
             "to_db": to_db,
         }
-        return Written(status=status, fields=fields, files=files, results=results, timed=timed)
-
-
-@dataclass(frozen=True, slots=True)
-class Timed:
-    """The figures of a series the summary's timing needs (timing.run_timing): small, one per series."""
-
-    key: tuple
-    fit_seconds: float
-    predict_seconds: float
-    cpu_seconds: float
+        return Written(status=status, fields=fields, files=files, tally=tally)
 
 
 def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:

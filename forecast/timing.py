@@ -5,6 +5,7 @@ Per-series seconds are measured inside the workers (model.py, backtest.py) and o
 
 from __future__ import annotations
 
+import heapq
 import numbers
 import resource
 import time
@@ -75,12 +76,6 @@ def throughput(n_series: int, task_cpu: float, task_wall: float, wall_seconds: f
     }
 
 
-def slowest(keys: Sequence[tuple], seconds: Sequence[float], id_cols: Sequence[str], n: int = 5) -> list[dict]:
-    """The n series that took longest, as {id_col: value, ..., "seconds": s}."""
-    order = sorted(range(len(keys)), key=lambda i: -seconds[i])[:n]
-    return [dict(zip(id_cols, (_key_value(v) for v in keys[i])), seconds=round(seconds[i], 4)) for i in order]
-
-
 def _key_value(v: object) -> int | str:
     """A key value for JSON: an integer key stays an integer, anything else is text."""
     if isinstance(v, numbers.Integral) and not isinstance(v, bool):
@@ -88,27 +83,63 @@ def _key_value(v: object) -> int | str:
     return str(v)
 
 
-def run_timing(clock: Clock, results: Sequence, counted: Sequence, n_jobs: int, id_cols: Sequence[str]) -> dict:
+class Tally:
+    """The timing figures of a job's series, counted as each is written: totals and the slowest few, so that a run
+    of any size holds a few numbers here, not a record per series."""
+
+    def __init__(self, keep: int = 5) -> None:
+        self.n = 0  # series counted
+        self.n_counted = 0  # of which this run did the work (the throughput counts only those)
+        self.task_cpu = 0.0
+        self.task_wall = 0.0
+        self._keep = keep
+        self._slowest: list[tuple[float, int, tuple]] = []  # a min-heap of (seconds, -order, key)
+
+    def add(self, key: tuple, fit_seconds: float, predict_seconds: float, cpu_seconds: float, counted: bool) -> None:
+        seconds = fit_seconds + predict_seconds
+        self.n += 1
+        item = (seconds, -self.n, key)  # a tie: the earlier series first, as a stable sort has it
+        if len(self._slowest) < self._keep:
+            heapq.heappush(self._slowest, item)
+        elif item[:2] > self._slowest[0][:2]:
+            heapq.heapreplace(self._slowest, item)
+        if counted:
+            self.n_counted += 1
+            self.task_cpu += cpu_seconds
+            self.task_wall += seconds
+
+    @classmethod
+    def of(cls, results: Sequence, counted: Sequence) -> Tally:
+        """The tally of `results` (anything with key, fit_seconds, predict_seconds, cpu_seconds), counting the
+        work of those also in `counted`."""
+        tally, mine = cls(), {id(r) for r in counted}
+        for r in results:
+            tally.add(r.key, r.fit_seconds, r.predict_seconds, r.cpu_seconds, id(r) in mine)
+        return tally
+
+    def slowest(self, id_cols: Sequence[str]) -> list[dict]:
+        """The slowest series, as {id_col: value, ..., "seconds": s}, slowest first."""
+        order = sorted(self._slowest, key=lambda item: item[:2], reverse=True)
+        return [dict(zip(id_cols, (_key_value(v) for v in key)), seconds=round(seconds, 4))
+                for seconds, _, key in order]
+
+
+def run_timing(clock: Clock, tally: Tally, n_jobs: int, id_cols: Sequence[str]) -> dict:
     """The timing part of a summary, read off one wall-clock instant so its figures agree with each other.
 
     Args:
         clock: the run's clock.
-        results: every series' result (anything with key, fit_seconds, predict_seconds, cpu_seconds), for the
-            slowest ones.
-        counted: the results of the series whose work this run did (the throughput figures count only those).
+        tally: the series' figures (see Tally).
         n_jobs: workers.
         id_cols: the key columns, to name the slowest series.
     """
     wall = clock.wall
-    task_cpu = sum(r.cpu_seconds for r in counted)
-    task_wall = sum(r.fit_seconds + r.predict_seconds for r in counted)
     return {
         "wall_seconds": wall,
         "cpu_seconds": clock.cpu,
         "stage_seconds": dict(clock.stages),
-        "task_cpu_seconds": task_cpu,
-        "task_wall_seconds": task_wall,
-        **throughput(len(counted), task_cpu, task_wall, wall, n_jobs),
-        "slowest_series": slowest([r.key for r in results],
-                                  [r.fit_seconds + r.predict_seconds for r in results], id_cols),
+        "task_cpu_seconds": tally.task_cpu,
+        "task_wall_seconds": tally.task_wall,
+        **throughput(tally.n_counted, tally.task_cpu, tally.task_wall, wall, n_jobs),
+        "slowest_series": tally.slowest(id_cols),
     }

@@ -9,7 +9,7 @@ from conftest import make_table
 from typer.testing import CliRunner
 
 from forecast.cli import app
-from forecast.timing import Clock, run_timing, series_cpu
+from forecast.timing import Clock, Tally, run_timing, series_cpu
 
 
 def test_a_run_that_got_half_the_cpu_reports_half_the_efficiency_not_the_wall_figure():
@@ -18,7 +18,7 @@ def test_a_run_that_got_half_the_cpu_reports_half_the_efficiency_not_the_wall_fi
                for i in range(20)]
     clock = Clock()
     clock._wall0 = time.perf_counter() - 10.0  # the run took 10 s of wall time
-    figures = run_timing(clock, results, results, n_jobs=2, id_cols=("unique_id",))
+    figures = run_timing(clock, Tally.of(results, results), n_jobs=2, id_cols=("unique_id",))
     assert abs(figures["speedup"] - 1.0) < 0.01 and abs(figures["parallel_efficiency"] - 0.5) < 0.01
     assert abs(figures["speedup_wall"] - 2.0) < 0.01 and abs(figures["parallel_efficiency_wall"] - 1.0) < 0.01
     assert figures["task_cpu_seconds"] == 10.0 and figures["task_wall_seconds"] == 20.0
