@@ -15,6 +15,7 @@ from fakes import StopAfter
 
 from forecast.config import ForecastConfig, ModelOptions
 from forecast.errors import InputError
+from forecast.progress import SilentReporter
 from forecast.runner import run_forecast
 from forecast.sources import open_source
 from forecast.sources.table import StreamPlan, read_table, split_series, stream_series
@@ -154,3 +155,26 @@ def test_a_bad_value_in_a_later_block_names_its_row_in_the_table(tmp_path):
     with pytest.raises(InputError, match=r"'n/a\?' at row 131 "):
         run_forecast(path, config)
     assert not (tmp_path / "out").exists()  # the series of the blocks before it are not kept: nothing written
+
+
+class _Heard(SilentReporter):
+    def __init__(self):
+        self.progress_calls, self.events = [], []
+
+    def progress(self, done, total):
+        self.progress_calls.append((done, total))
+
+    def event(self, name, fields):
+        self.events.append((name, fields))
+
+
+def test_progress_estimates_the_series_total_until_the_table_is_read(tmp_path, whole):
+    path, _ = whole
+    heard = _Heard()
+    config = ForecastConfig(model=MODEL, id_cols=["store", "item"], out_dir=tmp_path / "out", fallback="naive",
+                            max_failed_frac=0.2, n_jobs=1, block_rows=100)
+    run_forecast(path, config, reporter=heard)
+    start = dict(heard.events)["start"]
+    assert start["series_total_estimated"] and 6 <= start["series_total"] <= 24  # the table has 12
+    assert heard.progress_calls[-1] == (12, 12)
+    assert all(done <= total for done, total in heard.progress_calls)

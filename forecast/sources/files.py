@@ -315,11 +315,12 @@ def _csv_blocks(path: Path, columns: list[str], text_cols: list[str], rows: int,
     convert = pacsv.ConvertOptions(include_columns=columns,
                                    column_types={c: (as_text if c in text_cols else pa.float64()) for c in columns},
                                    null_values=_CSV_NULLS, strings_can_be_null=False)
+    rows_total = _rows_estimate(path, data, total)
     given = 0
     try:
         reader = pacsv.open_csv(stream, convert_options=convert,
                                 read_options=pacsv.ReadOptions(block_size=min(_CSV_BLOCK, max(rows * 8, 1 << 12))))
-        for block in _gathered(iter(reader), rows, text_cols[:-1], lambda _: min(raw.tell() / total, 1.0)):
+        for block in _gathered(iter(reader), rows, text_cols[:-1], lambda done: min(done / rows_total, 0.99)):
             yield block
             given = block.start + len(block.frame)
     except Exception:  # what pyarrow's streaming reader refuses: the whole read names the row, or reads it
@@ -327,6 +328,25 @@ def _csv_blocks(path: Path, columns: list[str], text_cols: list[str], rows: int,
         yield RawBlock(frame.iloc[given:].reset_index(drop=True), given, 1.0)
     finally:
         raw.close()
+
+
+def _rows_estimate(path: Path, data: bytes | None, size: int) -> float:
+    """About how many rows a CSV has, from the lines in its first megabyte (of compressed bytes, for gzip): for the
+    share of it read so far, which the reader's own position cannot say (it reads far ahead)."""
+    import zlib
+
+    if data is not None:
+        head = data[:1 << 20]
+    else:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        if path.name.lower().endswith(".gz"):
+            try:
+                lines = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head).count(b"\n")
+            except zlib.error:
+                lines = head.count(b"\n")
+            return max(1.0, lines * size / max(len(head), 1))
+    return max(1.0, head.count(b"\n") * size / max(len(head), 1))
 
 
 # What pandas' CSV readers take for a missing value (pandas' default na_values), so both parsers agree.
