@@ -1,8 +1,9 @@
 """Does `forecast run` hold the M5 scale in time and memory? Wall time and peak RSS of the whole process tree.
 
 Runs `forecast run` once, end to end (read, fit, write), on a table from ../shared/bench/make_retail.py (made
-here unless --data names one) and samples, every --interval seconds, the resident memory of the main process
-and of every worker it started, summed: the peak of that sum is what the machine must have. Prints the wall
+here unless --data names one) and samples, every --interval seconds, the memory of the main process and of every
+worker it started (PSS: resident pages, a shared page counted once over all of them), summed: the peak of that
+sum is what the machine must have. Prints the wall
 time, series/s, the peak RSS (total, the main process alone, and its workers together), the core count, and
 writes them to outputs/benchmarks/bench_scale.csv.
 
@@ -44,15 +45,28 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
+def pss_mb(pid: int) -> float | None:
+    """A process's proportional set size in MB: its resident memory with each page shared with other processes
+    counted as its share. Summed over processes this is what they take together; summed RSS counts a page shared
+    by two twice (a worker sampled between fork and exec shows all of the main process's memory as its own)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return rss_mb(pid)
+    return rss_mb(pid)
+
+
 def measure(cmd: list[str], interval: float, env: dict) -> tuple[float, float, float, float, int]:
-    """(wall seconds, peak total RSS MB of the tree, peak RSS MB of the main process, peak RSS MB of its workers
-    together, exit code)."""
+    """(wall seconds, peak total memory MB of the tree, of the main process, and of its workers together, exit
+    code); memory is PSS (see pss_mb)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak_total = peak_main = peak_workers = 0.0
     while proc.poll() is None:
-        main = rss_mb(proc.pid) or 0.0
-        workers = sum(rss_mb(p) or 0.0 for p in set(_tree(proc.pid)) - {proc.pid})  # a pid may be listed twice
+        main = pss_mb(proc.pid) or 0.0
+        workers = sum(pss_mb(p) or 0.0 for p in set(_tree(proc.pid)) - {proc.pid})  # a pid may be listed twice
         peak_total, peak_main = max(peak_total, main + workers), max(peak_main, main)
         peak_workers = max(peak_workers, workers)
         time.sleep(interval)
