@@ -100,15 +100,21 @@ def run_timing(clock: Clock, results: Sequence, counted: Sequence, n_jobs: int, 
         id_cols: the key columns, to name the slowest series.
     """
     wall = clock.wall
-    task_cpu = sum(r.cpu_seconds for r in counted)
-    task_wall = sum(r.fit_seconds + r.predict_seconds for r in counted)
+    return timing_fields(wall, clock.cpu, dict(clock.stages), len(counted), sum(r.cpu_seconds for r in counted),
+                         sum(r.fit_seconds + r.predict_seconds for r in counted), n_jobs,
+                         slowest([r.key for r in results], [r.fit_seconds + r.predict_seconds for r in results],
+                                 id_cols))
+
+
+def timing_fields(wall: float, cpu: float, stages: dict[str, float], n_counted: int, task_cpu: float,
+                  task_wall: float, n_jobs: int, slowest_series: list[dict]) -> dict:
+    """The timing part of a summary from its figures: a local run's (`run_timing`) or a Spark run's aggregates."""
     return {
         "wall_seconds": wall,
-        "cpu_seconds": clock.cpu,
-        "stage_seconds": dict(clock.stages),
+        "cpu_seconds": cpu,
+        "stage_seconds": stages,
         "task_cpu_seconds": task_cpu,
         "task_wall_seconds": task_wall,
-        **throughput(len(counted), task_cpu, task_wall, wall, n_jobs),
-        "slowest_series": slowest([r.key for r in results],
-                                  [r.fit_seconds + r.predict_seconds for r in results], id_cols),
+        **throughput(n_counted, task_cpu, task_wall, wall, n_jobs),
+        "slowest_series": slowest_series,
     }
