@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -63,6 +64,7 @@ class SparkForecasts:
     table_freq: str | None
     series_total: int  # the series of the input (a count the driver asks Spark for)
     partitions: int  # the tasks the series were cut into
+    freq_sample: int  # the series whose steps decided table_freq (all of them up to _GRID_SAMPLE)
     _all: SparkFrame
     _input: SparkFrame
 
@@ -227,6 +229,9 @@ def _on_grid(st: _Steps, grid: _Grid) -> np.ndarray:
     return np.logical_and.reduceat(on_row, st.starts) & ~own
 
 
+# Up to this many series, every series' steps decide the table's frequency; above, a sample of about as many
+_GRID_SAMPLE = 2000
+
 _worker_ready = False  # the models' worker set-up has run in this Python worker (Spark reuses them)
 
 _TYPES = dict(_RESULT)
@@ -316,6 +321,13 @@ def _check_columns(sdf: SparkFrame, config: ForecastConfig, label: str) -> None:
         raise _missing_columns(label, missing, found, {c for _, _, c in roles if c in found})
 
 
+def _all_integers(col: str) -> Any:
+    """1 when every value of a text column is an integer written without leading zeros (blanks aside), else 0."""
+    from pyspark.sql import functions as F
+
+    return F.min(F.coalesce(F.col(col).rlike(_INTEGER), F.lit(True)).cast("int"))
+
+
 def integer_text_keys(sdf: SparkFrame, id_cols: Sequence[str]) -> SparkFrame:
     """Key columns read as text (a CSV) whose every value is an integer written without leading zeros, as
     integers, as a local run reads them (sources.table._integer_keys): one aggregate over the table."""
@@ -324,8 +336,7 @@ def integer_text_keys(sdf: SparkFrame, id_cols: Sequence[str]) -> SparkFrame:
     text = [c for c in id_cols if dict(sdf.dtypes)[c] == "string"]
     if not text:
         return sdf
-    row = sdf.agg(*[F.min(F.coalesce(F.col(c).rlike(_INTEGER), F.lit(True)).cast("int")).alias(c)
-                    for c in text]).collect()[0]
+    row = sdf.agg(*[_all_integers(c).alias(c) for c in text]).collect()[0]
     for c in text:
         if row[c] == 1:
             sdf = sdf.withColumn(c, F.col(c).cast("bigint"))
@@ -349,15 +360,28 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
     parts = max(spark_partitions(config, spark.sparkContext.defaultParallelism), sdf.rdd.getNumPartitions())
     # kept, so the passes below (keys, frequency, fits) read and shuffle the input once
     sdf = sdf.repartition(parts, *id_cols).persist(StorageLevel.MEMORY_AND_DISK)
-    if text_keys:  # a cast keeps every series in its partition
-        sdf = integer_text_keys(sdf, id_cols)
-    grid = _Grid()
+    # one aggregate over the distinct keys (the table is partitioned by them: no second shuffle): the series, and
+    # with `text_keys` (a CSV) which key columns hold only integers, which become integers (`integer_text_keys`)
+    types = dict(sdf.dtypes)
+    text = [c for c in id_cols if text_keys and types[c] == "string"]
+    row = sdf.select(*id_cols).distinct().agg(F.count(F.lit(1)).alias("_series"),
+                                              *[_all_integers(c).alias(c) for c in text]).collect()[0]
+    n_series = int(row["_series"])
+    for c in text:  # a cast keeps every series in its partition
+        if row[c] == 1:
+            sdf = sdf.withColumn(c, F.col(c).cast("bigint"))
+    grid, sampled = _Grid(), 0
     if config.model.freq is None:
-        stats = sdf.mapInPandas(lambda chunks: _chunk_stats(chunks, config), ", ".join(f"`{n}` {t}" for n, t in _STATS))
-        stats = stats.toPandas()  # one row per series: what the driver holds
-        grid, n_series = _grid_of(stats), len(stats)
-    else:
-        n_series = sdf.select(*id_cols).distinct().count()
+        # the table's frequency from the steps of every series, or of one series in k (by a hash of its key, so
+        # every partition holds some) on a table of more than _GRID_SAMPLE series: the vote of each series (see
+        # _grid_of) is then read off a sample, and the pass costs a few seconds of Python instead of a pass over
+        # the whole table; only a table split almost evenly between two frequencies could be decided otherwise
+        sample = sdf
+        if n_series > _GRID_SAMPLE:
+            sample = sdf.where(F.pmod(F.xxhash64(*id_cols), F.lit(-(-n_series // _GRID_SAMPLE))) == 0)
+        stats = sample.mapInPandas(lambda chunks: _chunk_stats(chunks, config),
+                                   ", ".join(f"`{n}` {t}" for n, t in _STATS)).toPandas()  # one row per series
+        grid, sampled = _grid_of(stats), len(stats)
     model = config.model
     columns = tuple(id_cols) + tuple(n for n, _ in _RESULT)
     plan = _Plan(config, model, grid, run_id, label, columns)
@@ -368,7 +392,7 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
         forecasts=result.filter(row == "forecast").select(*id_cols, *_FORECAST_COLS),
         timings=result.filter(row == "timing").select(*id_cols, *_TIMING_COLS),
         errors=result.filter(row == "error").select(*id_cols, "stage", "reason"),
-        table_freq=grid.freq, series_total=n_series, partitions=parts, _all=result, _input=sdf)
+        table_freq=grid.freq, series_total=n_series, partitions=parts, freq_sample=sampled, _all=result, _input=sdf)
 
 
 def forecast_spark(sdf: SparkFrame, horizon: int = ModelOptions.horizon,
@@ -491,6 +515,8 @@ def _session(config: ForecastConfig) -> _Session:
             # naive timestamps stay what they read: TimestampType columns come to pandas at UTC wall time
             .set("spark.sql.session.timeZone", "UTC")
             .set("spark.sql.legacy.parquet.nanosAsLong", "true")  # pandas' nanosecond times: see _read
+            # a partition reaches pandas in fewer Arrow batches (its function takes it whole: _frames)
+            .set("spark.sql.execution.arrow.maxRecordsPerBatch", "100000")
             .set("spark.ui.showConsoleProgress", "false"))  # the run reports itself; bars would break JSON logs
     if config.master is not None:
         conf.setMaster(config.master)
@@ -625,33 +651,40 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             info = _cluster(spark)
             reporter.event("start", {"input": label, "out": str(out_dir), "series_total": result.series_total,
                                      "series_resumed": 0, "n_jobs": info["threads"]})
-            timing = result._all.filter(F.col("_row") == "timing")
-            status_col, stage_col = F.col("status"), F.col("stage")
+            row, status_col, stage_col = F.col("_row"), F.col("status"), F.col("stage")
+            is_timing = row == "timing"
 
             def count(cond: Any) -> Any:
-                return F.sum(F.when(cond, 1).otherwise(0))
+                return F.sum(F.when(is_timing & cond, 1).otherwise(0))
+
+            def total(col: Any) -> Any:
+                return F.sum(F.when(is_timing, col))
 
             t_map = time.perf_counter()
-            agg = timing.agg(
-                F.count(F.lit(1)).alias("series"), F.sum("_rows").alias("rows"),
+            agg = result._all.agg(
+                count(F.lit(True)).alias("series"), total(F.col("_rows")).alias("rows"),
                 *[count(status_col == s).alias(s) for s in ("ok", "failed", "fallback", "skipped")],
                 count((status_col == "fallback") & ~stage_col.isin(*SENT_STAGES)).alias("after_failure"),
                 count(stage_col == "min-obs").alias("below_min_obs"), count(F.col("_own_freq")).alias("own_freq"),
-                F.sum("cpu_seconds").alias("task_cpu"),
-                F.sum(F.col("fit_seconds") + F.col("predict_seconds")).alias("task_wall"),
+                total(F.col("cpu_seconds")).alias("task_cpu"),
+                total(F.col("fit_seconds") + F.col("predict_seconds")).alias("task_wall"),
+                # a table check a partition failed (see raise_input_errors), in the same pass
+                F.first(F.when(row == "input", F.col("reason")), ignorenulls=True).alias("input_error"),
             ).collect()[0]  # the one pass that fits every series; the writes below read the persisted result
-            raise_input_errors(result)
+            if agg["input_error"] is not None:
+                raise InputError(agg["input_error"])
             fit_seconds = time.perf_counter() - t_map
-            slowest_rows = (timing.select(*config.id_cols,
+            slowest_rows = (result._all.filter(is_timing).select(*config.id_cols,
                                           (F.col("fit_seconds") + F.col("predict_seconds")).alias("s"))
                             .orderBy(F.desc("s")).limit(5).collect())
             t_write = time.perf_counter()
-            files = {}
-            for name, frame in (("forecasts", result.forecasts), ("timings", result.timings),
-                                ("errors", result.errors)):
-                target = out_dir / f"{name}.parquet"
-                frame.write.mode("overwrite").parquet(str(target.resolve()))
-                files[name] = target
+            files = {name: out_dir / f"{name}.parquet" for name in ("forecasts", "timings", "errors")}
+            frames = {"forecasts": result.forecasts, "timings": result.timings, "errors": result.errors}
+            # three jobs at once: each is small beside its fixed cost (scheduling, the commit of its files)
+            with ThreadPoolExecutor(len(files)) as pool:
+                for done in [pool.submit(frames[name].write.mode("overwrite").parquet, str(target.resolve()))
+                             for name, target in files.items()]:
+                    done.result()
             write_seconds = time.perf_counter() - t_write
             key_types = {c: "int" if t in ("tinyint", "smallint", "int", "bigint") else "text"
                          for c, t in result.forecasts.select(*config.id_cols).dtypes}
@@ -690,9 +723,13 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             float(agg["task_cpu"] or 0.0), float(agg["task_wall"] or 0.0), info["cores"],
             slowest([tuple(r[c] for c in config.id_cols) for r in slowest_rows], [float(r["s"]) for r in slowest_rows],
                     config.id_cols))
+        notes = []
+        if result.freq_sample < n_series and result.table_freq is not None:
+            notes.append(f"the table's frequency {result.table_freq} was decided on the steps of "
+                         f"{result.freq_sample:,} of its {n_series:,} series (a sample by key)")
         # the cluster's cores run the series: they are the run's cores and jobs
         summary = run_summary("run", status, label, _record(label), int(agg["rows"] or 0), n_series, n_series,
-                              fields, info["cores"], info["cores"], info, result.partitions, timing, [],
+                              fields, info["cores"], info["cores"], info, result.partitions, timing, notes,
                               config.to_dict(), files, versions={"pyspark": installed("pyspark")})
         files["summary"] = write_json(summary, out_dir / "summary.json")
     reporter.event("end", end_event(summary))

@@ -235,6 +235,7 @@ def test_library_function_returns_the_cli_rows(table, spark_run, master):
         sdf = integer_text_keys(spark.read.csv(str(table), header=True), KEYS)
         result = forecast_spark(sdf, horizon=7, id_cols=KEYS, time_col="date", target_col="sales", seed=3,
                                 run_id=out.name)
+        assert result.freq_sample == result.series_total == 9  # a small table: every series' steps decide
         rows = _sorted(result.forecasts.toPandas(), KEYS + ["ds"])
         timings = result.timings.toPandas()
         result.unpersist()
