@@ -5,10 +5,13 @@ On the same make_retail table and in one go: `forecast run --n-jobs 2` (the loca
 from the scripts inside the pyspark package. Prints series/s for each (from summary.json: series over the run's
 wall time, the Spark session's start, reading and writing included), the ratio spark / local (goal: at least 0.7),
 and the driver's peak resident memory (the `forecast` process and its JVM together), which must not grow with the
-table: the Spark run is repeated on a table --memory-factor times larger to show it. Writes a CSV row per case to
-outputs/benchmarks/bench_spark.csv.
+table: with --memory-factor K, two more Spark runs of the table and of one K times larger (its series repeated
+under other keys), both with --driver-memory (spark.driver.memory) and every series below --min-obs (served by
+the fallback, so the table goes through Spark's read, shuffle and the executors' checks in minutes, and only the
+driver's memory is in question). Writes a CSV row per case to outputs/benchmarks/bench_spark.csv.
 
 usage: python benchmarks/bench_spark.py [--series 10000] [--days 730] [--horizon 28] [--memory-factor 0]
+       [--driver-memory 128m] [--skip-throughput]
 """
 
 import json
@@ -111,10 +114,23 @@ def timed_run(cmd: list[str], run_env: dict) -> tuple[dict, float]:
     return json.loads((out / "summary.json").read_text()), peak[0]
 
 
+def repeated(base: Path, path: Path, times: int) -> Path:
+    """The table `times` times over, each copy's series under keys of their own (k1-S00000, ...)."""
+    with open(base) as src, open(path, "w") as out:
+        header = src.readline()
+        out.write(header)
+        body = src.read()
+        for k in range(times):
+            out.write("".join(f"k{k}-{line}\n" for line in body.splitlines()))
+    return path
+
+
 def main() -> None:
     parser = workload_parser(__doc__, series=10_000)
     parser.add_argument("--memory-factor", type=int, default=0,
                         help="also run Spark on a table this many times larger (0: not)")
+    parser.add_argument("--driver-memory", default="128m", help="spark.driver.memory of the memory runs")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the memory runs")
     args = parser.parse_args()
     cores = os.cpu_count()
     rows = []
@@ -123,11 +139,18 @@ def main() -> None:
         data = make_retail(tmp / "retail.csv", args.series, args.days)
         url, procs = start_cluster(tmp, 2)
         try:
-            cases = [("local", data, ("--n-jobs", "2"), env()),
-                     ("spark", data, ("--backend", "spark", "--master", url), spark_env())]
+            cases = [] if args.skip_throughput else [
+                ("local", data, ("--n-jobs", "2"), env()),
+                ("spark", data, ("--backend", "spark", "--master", url), spark_env())]
             if args.memory_factor > 1:
-                big = make_retail(tmp / "retail-big.csv", args.series * args.memory_factor, args.days, seed=1)
-                cases.append(("spark-big", big, ("--backend", "spark", "--master", url), spark_env()))
+                big = repeated(data, tmp / "retail-big.csv", args.memory_factor)
+                small_driver = {**spark_env(), "PYSPARK_SUBMIT_ARGS": f"--driver-memory {args.driver_memory} "
+                                                                      "pyspark-shell"}
+                fallback_only = ("--backend", "spark", "--master", url, "--min-obs", str(10**9))
+                for case, table in (("spark-mem-1x", data), (f"spark-mem-{args.memory_factor}x", big)):
+                    cases.append((case, table, fallback_only, small_driver))
+                print(f"memory runs: tables of {data.stat().st_size / 1e6:.0f} and {big.stat().st_size / 1e6:.0f} "
+                      f"MB, spark.driver.memory {args.driver_memory}", flush=True)
             for case, table, extra, run_env in cases:
                 summary, peak = timed_run(forecast_cmd(table, args.horizon, tmp / f"run-{case}", *extra), run_env)
                 rate = summary["series_per_second"]
@@ -136,11 +159,13 @@ def main() -> None:
                              "wall_seconds": round(summary["wall_seconds"], 1),
                              "series_per_second": round(rate, 2), "driver_peak_mb": round(peak)})
                 print(f"{case:9s} {summary['series_total']:6d} series: {rate:7.2f} series/s, wall "
-                      f"{summary['wall_seconds']:.0f} s, driver peak {peak:.0f} MB (cores={cores})", flush=True)
+                      f"{summary['wall_seconds']:.0f} s, driver peak {peak:.0f} MB (cores={cores}), stages "
+                      f"{ {k: round(v, 1) for k, v in summary['stage_seconds'].items()} }", flush=True)
         finally:
             stop_cluster(procs)
     rate = {r["case"]: r["series_per_second"] for r in rows}
-    print(f"ratio spark / local = {rate['spark'] / rate['local']:.2f} on {cores} cores")
+    if "spark" in rate:
+        print(f"ratio spark / local = {rate['spark'] / rate['local']:.2f} on {cores} cores")
     write_rows("bench_spark", rows)
 
 

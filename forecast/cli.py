@@ -173,7 +173,9 @@ def _report(result: RunResult) -> None:
                      ("series not done", s["series_total"] - s["series_done"]))
     b = s["backend"]
     if b.get("scheduler"):  # a cluster's backend: whose workers, and where
-        lines.insert(3, (f"{b['name']} workers", f"{b['workers']} ({b['threads']} threads) at {b['scheduler']}"))
+        # a Spark cluster's are executors with cores (a local master's one executor is the driver)
+        unit, each = ("executors", "cores") if "executors" in b else ("workers", "threads")
+        lines.insert(3, (f"{b['name']} {unit}", f"{b['workers']} ({b['threads']} {each}) at {b['scheduler']}"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         _echo(f"{key.ljust(width)}  {value}")

@@ -370,34 +370,53 @@ def _write(job: Job, source: Source, loaded: Loaded, mapped: Mapped, state: RunS
     out_dir = state.out_dir
     written = job.finish(source, loaded, mapped, out_dir, clock, reporter)
     summary = {
-        # a run's summary has never named its command: readers (report.py) take one without it for a run's
-        **({"command": job.kind} if job.kind != "run" else {}),
-        "status": written.status,
-        "input": source.label,
-        "source": source.record(),  # what plot and report reopen
-        "rows": mapped.rows,
-        "series_total": mapped.series_total,
-        "series_done": written.tally.n,
-        **written.fields,
-        "cores": usable_cores(),
-        "n_jobs": mapped.n_jobs,
-        "backend": mapped.backend,
-        "chunks": mapped.chunks,
-        **run_timing(clock, written.tally, mapped.n_jobs, config.id_cols),
-        "notes": loaded.notes,
-        "versions": _versions(),
-        "config": job.settings(),
-        "files": {name: p.name for name, p in written.files.items()},
+        **run_summary(job.kind, written.status, source.label, source.record(), mapped.rows, mapped.series_total,
+                      written.tally.n, written.fields, usable_cores(), mapped.n_jobs, mapped.backend, mapped.chunks,
+                      run_timing(clock, written.tally, mapped.n_jobs, config.id_cols), loaded.notes,
+                      job.settings(), written.files),
         "manifest": state.manifest(),  # what a --resume of this finished job checks it against
     }
     files = {**written.files, "summary": write_json(job.json_ready(summary), out_dir / "summary.json")}
     if written.status != "interrupted":
         state.clear()  # finished: the outputs hold everything the parts did
-    reporter.event("end", {"status": written.status, "series_total": mapped.series_total,
-                           "series_done": written.tally.n, "series_ok": summary["series_ok"],
-                           "series_failed": summary["series_failed"],
-                           "wall_seconds": round(summary["wall_seconds"], 3)})
+    reporter.event("end", end_event(summary))
     return RunResult(out_dir=out_dir, summary=summary, files=files)
+
+
+def run_summary(kind: JobKind, status: str, label: str, record: dict, rows: int, series_total: int,
+                series_done: int, fields: dict, cores: int, n_jobs: int, backend: dict, chunks: int, timing: dict,
+                notes: list[str], config: dict, files: dict[str, Path], versions: dict[str, str] | None = None
+                ) -> dict:
+    """The summary.json fields of every run, in their order, around a job's own `fields`: a local job's (`_write`)
+    and a Spark run's (forecast/spark.py), which has no part files and so no manifest. `versions`: more than
+    forecast's, Prophet's and Python's (pyspark's)."""
+    return {
+        # a run's summary has never named its command: readers (report.py) take one without it for a run's
+        **({"command": kind} if kind != "run" else {}),
+        "status": status,
+        "input": label,
+        "source": record,  # what plot and report reopen
+        "rows": rows,
+        "series_total": series_total,
+        "series_done": series_done,
+        **fields,
+        "cores": cores,
+        "n_jobs": n_jobs,
+        "backend": backend,
+        "chunks": chunks,
+        **timing,
+        "notes": notes,
+        "versions": {**_versions(), **(versions or {})},
+        "config": config,
+        "files": {name: p.name for name, p in files.items()},
+    }
+
+
+def end_event(summary: dict) -> dict:
+    """The "end" event's fields, from the summary."""
+    return {"status": summary["status"], "series_total": summary["series_total"],
+            "series_done": summary["series_done"], "series_ok": summary["series_ok"],
+            "series_failed": summary["series_failed"], "wall_seconds": round(summary["wall_seconds"], 3)}
 
 
 def key_fields(key: tuple, id_cols: Sequence[str]) -> dict:

@@ -519,12 +519,23 @@ def read_run_dir(run_dir: Path) -> RunDir:
         raise InputError(f"{summary_path}: not a forecast summary ({one_line(e)})") from e
     run = RunDir(path=run_dir, summary=summary, id_cols=id_cols)
     types = summary.get("key_types") or {}  # a run before key types were kept: text keys
-    run.timings = _read_output(run_dir / "timings.csv", id_cols, types)
-    run.errors = _read_output(run_dir / "errors.csv", id_cols, types)
-    for name in ("forecasts.parquet", "forecasts.csv"):
-        run.forecasts = run.forecasts if run.forecasts is not None else _read_output(run_dir / name, id_cols, types)
-    run.backtest = _read_output(run_dir / "backtest.parquet", id_cols, types)
-    run.metrics = _read_output(run_dir / "metrics.csv", id_cols, types)
+    listed = summary.get("files") if isinstance(summary.get("files"), dict) else {}
+
+    def table(name: str, *default: str) -> pd.DataFrame | None:
+        # the file the summary lists (a Spark run's timings.parquet is a dataset, a directory), else the names
+        # a local run writes
+        names = [Path(str(listed[name])).name] if name in listed else default
+        for file in names:
+            frame = _read_output(run_dir / file, id_cols, types)
+            if frame is not None:
+                return frame
+        return None
+
+    run.timings = table("timings", "timings.csv")
+    run.errors = table("errors", "errors.csv")
+    run.forecasts = table("forecasts", "forecasts.parquet", "forecasts.csv")
+    run.backtest = table("backtest", "backtest.parquet")
+    run.metrics = table("metrics", "metrics.csv")
     for frame in (run.forecasts, run.backtest):
         if frame is not None:
             for c in ("ds", "cutoff"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -63,6 +64,7 @@ class SparkForecasts:
     table_freq: str | None
     series_total: int  # the series of the input (a count the driver asks Spark for)
     partitions: int  # the tasks the series were cut into
+    freq_sample: int  # the series whose steps decided table_freq (all of them up to _GRID_SAMPLE)
     _all: SparkFrame
     _input: SparkFrame
 
@@ -227,6 +229,9 @@ def _on_grid(st: _Steps, grid: _Grid) -> np.ndarray:
     return np.logical_and.reduceat(on_row, st.starts) & ~own
 
 
+# Up to this many series, every series' steps decide the table's frequency; above, a sample of about as many
+_GRID_SAMPLE = 2000
+
 _worker_ready = False  # the models' worker set-up has run in this Python worker (Spark reuses them)
 
 _TYPES = dict(_RESULT)
@@ -316,6 +321,13 @@ def _check_columns(sdf: SparkFrame, config: ForecastConfig, label: str) -> None:
         raise _missing_columns(label, missing, found, {c for _, _, c in roles if c in found})
 
 
+def _all_integers(col: str) -> Any:
+    """1 when every value of a text column is an integer written without leading zeros (blanks aside), else 0."""
+    from pyspark.sql import functions as F
+
+    return F.min(F.coalesce(F.col(col).rlike(_INTEGER), F.lit(True)).cast("int"))
+
+
 def integer_text_keys(sdf: SparkFrame, id_cols: Sequence[str]) -> SparkFrame:
     """Key columns read as text (a CSV) whose every value is an integer written without leading zeros, as
     integers, as a local run reads them (sources.table._integer_keys): one aggregate over the table."""
@@ -324,8 +336,7 @@ def integer_text_keys(sdf: SparkFrame, id_cols: Sequence[str]) -> SparkFrame:
     text = [c for c in id_cols if dict(sdf.dtypes)[c] == "string"]
     if not text:
         return sdf
-    row = sdf.agg(*[F.min(F.coalesce(F.col(c).rlike(_INTEGER), F.lit(True)).cast("int")).alias(c)
-                    for c in text]).collect()[0]
+    row = sdf.agg(*[_all_integers(c).alias(c) for c in text]).collect()[0]
     for c in text:
         if row[c] == 1:
             sdf = sdf.withColumn(c, F.col(c).cast("bigint"))
@@ -349,15 +360,28 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
     parts = max(spark_partitions(config, spark.sparkContext.defaultParallelism), sdf.rdd.getNumPartitions())
     # kept, so the passes below (keys, frequency, fits) read and shuffle the input once
     sdf = sdf.repartition(parts, *id_cols).persist(StorageLevel.MEMORY_AND_DISK)
-    if text_keys:  # a cast keeps every series in its partition
-        sdf = integer_text_keys(sdf, id_cols)
-    grid = _Grid()
+    # one aggregate over the distinct keys (the table is partitioned by them: no second shuffle): the series, and
+    # with `text_keys` (a CSV) which key columns hold only integers, which become integers (`integer_text_keys`)
+    types = dict(sdf.dtypes)
+    text = [c for c in id_cols if text_keys and types[c] == "string"]
+    row = sdf.select(*id_cols).distinct().agg(F.count(F.lit(1)).alias("_series"),
+                                              *[_all_integers(c).alias(c) for c in text]).collect()[0]
+    n_series = int(row["_series"])
+    for c in text:  # a cast keeps every series in its partition
+        if row[c] == 1:
+            sdf = sdf.withColumn(c, F.col(c).cast("bigint"))
+    grid, sampled = _Grid(), 0
     if config.model.freq is None:
-        stats = sdf.mapInPandas(lambda chunks: _chunk_stats(chunks, config), ", ".join(f"`{n}` {t}" for n, t in _STATS))
-        stats = stats.toPandas()  # one row per series: what the driver holds
-        grid, n_series = _grid_of(stats), len(stats)
-    else:
-        n_series = sdf.select(*id_cols).distinct().count()
+        # the table's frequency from the steps of every series, or of one series in k (by a hash of its key, so
+        # every partition holds some) on a table of more than _GRID_SAMPLE series: the vote of each series (see
+        # _grid_of) is then read off a sample, and the pass costs a few seconds of Python instead of a pass over
+        # the whole table; only a table split almost evenly between two frequencies could be decided otherwise
+        sample = sdf
+        if n_series > _GRID_SAMPLE:
+            sample = sdf.where(F.pmod(F.xxhash64(*id_cols), F.lit(-(-n_series // _GRID_SAMPLE))) == 0)
+        stats = sample.mapInPandas(lambda chunks: _chunk_stats(chunks, config),
+                                   ", ".join(f"`{n}` {t}" for n, t in _STATS)).toPandas()  # one row per series
+        grid, sampled = _grid_of(stats), len(stats)
     model = config.model
     columns = tuple(id_cols) + tuple(n for n, _ in _RESULT)
     plan = _Plan(config, model, grid, run_id, label, columns)
@@ -368,7 +392,7 @@ def _forecast_frame(sdf: SparkFrame, config: ForecastConfig, run_id: str, label:
         forecasts=result.filter(row == "forecast").select(*id_cols, *_FORECAST_COLS),
         timings=result.filter(row == "timing").select(*id_cols, *_TIMING_COLS),
         errors=result.filter(row == "error").select(*id_cols, "stage", "reason"),
-        table_freq=grid.freq, series_total=n_series, partitions=parts, _all=result, _input=sdf)
+        table_freq=grid.freq, series_total=n_series, partitions=parts, freq_sample=sampled, _all=result, _input=sdf)
 
 
 def forecast_spark(sdf: SparkFrame, horizon: int = ModelOptions.horizon,
@@ -430,18 +454,53 @@ def spark_failure(e: BaseException) -> str:
 
 
 # The driver JVM's own logging (connection retries, a stack trace per lost executor) would bury the run's one
-# line; its errors reach the user through the exception this package turns into that line (spark_failure).
+# line; its errors reach the user through the exception this package turns into that line (spark_failure). The
+# "repl" logger at the root's level keeps Spark from announcing its shell's default level.
 _LOG4J = "rootLogger.level = fatal\nrootLogger.appenderRef.stderr.ref = console\nappender.console.type = Console\n" \
          "appender.console.name = console\nappender.console.target = SYSTEM_ERR\n" \
-         "appender.console.layout.type = PatternLayout\nappender.console.layout.pattern = %m%n\n"
+         "appender.console.layout.type = PatternLayout\nappender.console.layout.pattern = %m%n\n" \
+         "logger.repl.name = org.apache.spark.repl.Main\nlogger.repl.level = fatal\n"
 
 
-def _session(config: ForecastConfig) -> tuple[SparkSession, bool]:
-    """The Spark session (config.master's, else the one spark-submit set up), and whether this run started it."""
+@dataclass
+class _Session:
+    """The Spark session of a run, whether this run started it, and where the JVM it launched writes."""
+
+    spark: SparkSession
+    started: bool
+    jvm_log: Path | None  # the driver JVM's stdout and stderr; None when the JVM was there already
+
+    def stop(self) -> None:
+        """Stop what this run started, and remove the JVM's output."""
+        if self.started:
+            self.spark.stop()
+        if self.jvm_log is not None:
+            self.jvm_log.unlink(missing_ok=True)
+
+
+def _first_line(path: Path | None) -> str:
+    """The first line of what the JVM wrote (why it did not start: no Java, a bad option), its warnings aside."""
+    try:
+        text = path.read_text(errors="replace") if path is not None else ""
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING:")]
+    return lines[0][:300] if lines else ""
+
+
+def _session(config: ForecastConfig) -> _Session:
+    """The Spark session (config.master's, else the one spark-submit set up).
+
+    A driver JVM this run launches writes to a temporary file, not to the terminal: the JVM announces itself on
+    stderr before any logging setting applies ("WARNING: Using incubator modules"), and a run under cron with -q
+    or --log-format json says only its own lines. Why it failed to start is quoted from that file.
+    """
     import os
     import tempfile
     import warnings
 
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
     # pyspark warns at every pandas conversion that it does not yet know pandas 3; the columns it is given are the
@@ -451,25 +510,38 @@ def _session(config: ForecastConfig) -> tuple[SparkSession, bool]:
     fd, log4j = tempfile.mkstemp(prefix="forecast-log4j2-", suffix=".properties")
     with os.fdopen(fd, "w") as f:
         f.write(_LOG4J)
-    builder = (SparkSession.builder.appName("forecast")
-               .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
-               # naive timestamps stay what they read: TimestampType columns come to pandas at UTC wall time
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.legacy.parquet.nanosAsLong", "true")  # pandas' nanosecond times: see _read
-               .config("spark.ui.showConsoleProgress", "false"))  # the run reports itself; bars would break JSON logs
+    conf = (SparkConf().setAppName("forecast")
+            .set("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
+            # naive timestamps stay what they read: TimestampType columns come to pandas at UTC wall time
+            .set("spark.sql.session.timeZone", "UTC")
+            .set("spark.sql.legacy.parquet.nanosAsLong", "true")  # pandas' nanosecond times: see _read
+            # a partition reaches pandas in fewer Arrow batches (its function takes it whole: _frames)
+            .set("spark.sql.execution.arrow.maxRecordsPerBatch", "100000")
+            .set("spark.ui.showConsoleProgress", "false"))  # the run reports itself; bars would break JSON logs
     if config.master is not None:
-        builder = builder.master(config.master)
+        conf.setMaster(config.master)
+    jvm_log = None
     try:
-        spark = builder.getOrCreate()
+        # a JVM of our own unless spark-submit (PYSPARK_GATEWAY_PORT) or an earlier session started one
+        if started and SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+            fd, name = tempfile.mkstemp(prefix="forecast-spark-jvm-", suffix=".log")
+            jvm_log = Path(name)
+            with os.fdopen(fd, "wb") as out:  # the JVM keeps its own copy of the descriptor
+                SparkContext(conf=conf, gateway=launch_gateway(conf, popen_kwargs={"stdout": out, "stderr": out}))
+        spark = SparkSession.builder.config(conf=conf).getOrCreate()
     except Exception as e:  # no Java, a master that does not answer (Spark gives up after its retries)
         why = spark_failure(e)
         if "stopped SparkContext" in why:
             why = "no master answered (is it running, and is that its address and port?)"
+        elif "JAVA_GATEWAY_EXITED" in why or "Java gateway process exited" in why:
+            why = f"its Java process exited: {_first_line(jvm_log) or 'no Java 17 on the PATH or JAVA_HOME?'}"
+        if jvm_log is not None:
+            jvm_log.unlink(missing_ok=True)
         raise BackendError(f"--master {config.master or 'of the session'}: Spark could not start: {why}") from None
     finally:
         os.unlink(log4j)  # read once, when the driver's JVM starts
     spark.sparkContext.setLogLevel("ERROR")
-    return spark, started
+    return _Session(spark, started, jvm_log)
 
 
 def _read(spark: SparkSession, path: str, config: ForecastConfig) -> tuple[SparkFrame, bool]:
@@ -511,12 +583,25 @@ def _nanosecond_times(path: Path, col: str) -> bool:
     return pa.types.is_timestamp(field.type) and field.type.unit == "ns"
 
 
-def _executors(spark: SparkSession) -> int:
-    """How many executors the cluster has now (the driver's block manager aside)."""
+def _cluster(spark: SparkSession) -> dict:
+    """The backend's description for the summary: the master, the executors that run the series and their cores
+    (a local master's one executor is the driver itself, with its threads as cores)."""
+    sc = spark.sparkContext
+    info = {"name": "spark", "master": sc.master, "scheduler": sc.master}  # "scheduler": where the workers are
+    executors, cores = 0, 0
     try:
-        return max(0, int(spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()) - 1)
-    except Exception:  # Spark Connect has no JVM here
-        return 0
+        jsc = sc._jsc.sc()
+        local = bool(jsc.isLocal())
+        listed = jsc.statusStore().executorList(True).iterator()  # the active ones
+        while listed.hasNext():
+            e = listed.next()
+            if local or e.id() != "driver":  # a cluster's driver runs no task
+                executors, cores = executors + 1, cores + int(e.totalCores())
+    except Exception:  # Spark Connect has no JVM here: what the session says
+        local = sc.master.startswith("local")
+        executors, cores = (1 if local else 0), sc.defaultParallelism
+    # "workers"/"threads": the keys every backend's description has (the summary's table reads them)
+    return {**info, "local": local, "executors": executors, "cores": cores, "workers": executors, "threads": cores}
 
 
 def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | None = None) -> RunResult:
@@ -531,14 +616,15 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
     Raises:
         InputError, ConfigError: the input or an option refused, before anything is written.
     """
+    from importlib.metadata import version as installed
+
     from pyspark.sql import functions as F
 
-    from . import __version__
     from .checkpoint import RunLock
-    from .job import RunResult
+    from .job import RunResult, end_event, run_summary
     from .outputs import default_out_dir, prepare_out_dir, write_json
     from .progress import SilentReporter
-    from .timing import throughput
+    from .timing import Tally, timing_fields
 
     reporter = reporter if reporter is not None else SilentReporter()
     if not isinstance(path, (str, Path)):
@@ -553,43 +639,52 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
     t0, cpu0 = time.perf_counter(), time.process_time()
     with RunLock(out_dir):
         prepare_out_dir(out_dir, config.overwrite)
-        spark, started = _session(config)
+        t_start = time.perf_counter()
+        session = _session(config)
+        spark = session.spark
+        t_read = time.perf_counter()
         try:
             sdf, text = _read(spark, label, config)
             run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
+            # the input read and partitioned by series, and the table's frequency: before the one pass that fits
             result = _forecast_frame(sdf, config, run_id, label, text_keys=text)
-            executors = _executors(spark)
-            # "scheduler" is where the report says a cluster's workers are (as a Dask run's)
-            info = {"name": "spark", "master": spark.sparkContext.master, "scheduler": spark.sparkContext.master,
-                    "executors": executors, "workers": executors, "threads": spark.sparkContext.defaultParallelism}
+            info = _cluster(spark)
             reporter.event("start", {"input": label, "out": str(out_dir), "series_total": result.series_total,
                                      "series_resumed": 0, "n_jobs": info["threads"]})
-            timing = result._all.filter(F.col("_row") == "timing")
-            status_col, stage_col = F.col("status"), F.col("stage")
+            row, status_col, stage_col = F.col("_row"), F.col("status"), F.col("stage")
+            is_timing = row == "timing"
 
             def count(cond: Any) -> Any:
-                return F.sum(F.when(cond, 1).otherwise(0))
+                return F.sum(F.when(is_timing & cond, 1).otherwise(0))
+
+            def total(col: Any) -> Any:
+                return F.sum(F.when(is_timing, col))
 
             t_map = time.perf_counter()
-            agg = timing.agg(
-                F.count(F.lit(1)).alias("series"), F.sum("_rows").alias("rows"),
+            agg = result._all.agg(
+                count(F.lit(True)).alias("series"), total(F.col("_rows")).alias("rows"),
                 *[count(status_col == s).alias(s) for s in ("ok", "failed", "fallback", "skipped")],
                 count((status_col == "fallback") & ~stage_col.isin(*SENT_STAGES)).alias("after_failure"),
                 count(stage_col == "min-obs").alias("below_min_obs"), count(F.col("_own_freq")).alias("own_freq"),
-                F.sum("cpu_seconds").alias("task_cpu"),
-                F.sum(F.col("fit_seconds") + F.col("predict_seconds")).alias("task_wall"),
+                total(F.col("cpu_seconds")).alias("task_cpu"),
+                total(F.col("fit_seconds") + F.col("predict_seconds")).alias("task_wall"),
+                # a table check a partition failed (see raise_input_errors), in the same pass
+                F.first(F.when(row == "input", F.col("reason")), ignorenulls=True).alias("input_error"),
             ).collect()[0]  # the one pass that fits every series; the writes below read the persisted result
-            raise_input_errors(result)
+            if agg["input_error"] is not None:
+                raise InputError(agg["input_error"])
             fit_seconds = time.perf_counter() - t_map
-            slowest = (timing.select(*config.id_cols, (F.col("fit_seconds") + F.col("predict_seconds")).alias("s"))
-                       .orderBy(F.desc("s")).limit(5).collect())
+            slowest_rows = (result._all.filter(is_timing).select(*config.id_cols,
+                                          (F.col("fit_seconds") + F.col("predict_seconds")).alias("s"))
+                            .orderBy(F.desc("s")).limit(5).collect())
             t_write = time.perf_counter()
-            files = {}
-            for name, frame in (("forecasts", result.forecasts), ("timings", result.timings),
-                                ("errors", result.errors)):
-                target = out_dir / f"{name}.parquet"
-                frame.write.mode("overwrite").parquet(str(target.resolve()))
-                files[name] = target
+            files = {name: out_dir / f"{name}.parquet" for name in ("forecasts", "timings", "errors")}
+            frames = {"forecasts": result.forecasts, "timings": result.timings, "errors": result.errors}
+            # three jobs at once: each is small beside its fixed cost (scheduling, the commit of its files)
+            with ThreadPoolExecutor(len(files)) as pool:
+                for done in [pool.submit(frames[name].write.mode("overwrite").parquet, str(target.resolve()))
+                             for name, target in files.items()]:
+                    done.result()
             write_seconds = time.perf_counter() - t_write
             key_types = {c: "int" if t in ("tinyint", "smallint", "int", "bigint") else "text"
                          for c, t in result.forecasts.select(*config.id_cols).dtypes}
@@ -600,19 +695,11 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             raise BackendError(f"Spark ({spark.sparkContext.master}): the run failed: {spark_failure(e)}; see "
                                "docs/scaling.md for the executors' set-up") from None
         finally:
-            if started:
-                spark.stop()
+            session.stop()
         n_series, n_failed = int(agg["series"] or 0), int(agg["failed"] or 0)
         status = "failed" if n_failed > config.max_failed_frac * n_series else "ok"
         wall = time.perf_counter() - t0
-        task_cpu, task_wall = float(agg["task_cpu"] or 0.0), float(agg["task_wall"] or 0.0)
-        summary = {
-            "status": status,
-            "input": label,
-            "source": {"kind": "spark", "path": label},
-            "rows": int(agg["rows"] or 0),
-            "series_total": n_series,
-            "series_done": n_series,
+        fields = {  # a local run's (runner.ForecastJob.finish), from the aggregates
             "series_ok": int(agg["ok"] or 0),
             "series_failed": n_failed,
             "series_fallback": int(agg["fallback"] or 0),
@@ -628,39 +715,80 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             "series_warm_started": None,
             "verdicts": None,
             "to_db": None,  # refused on Spark (backends/spark.py)
-            "cores": info["threads"],  # the cluster's, which run the series
-            "n_jobs": info["threads"],
-            "backend": info,
-            "chunks": result.partitions,
-            "wall_seconds": wall,
-            "cpu_seconds": time.process_time() - cpu0,
-            "stage_seconds": {"fit_predict": fit_seconds, "write": write_seconds},
-            "task_cpu_seconds": task_cpu,
-            "task_wall_seconds": task_wall,
-            **throughput(n_series, task_cpu, task_wall, wall, info["threads"]),
-            "slowest_series": [{**{c: (int(r[c]) if key_types[c] == "int" else str(r[c])) for c in config.id_cols},
-                                "seconds": round(float(r["s"]), 4)} for r in slowest],
-            "notes": [],
-            "versions": _versions(__version__),
-            "config": config.to_dict(),
-            "files": {name: p.name for name, p in files.items()},
         }
+        slowest = Tally()
+        for r in slowest_rows:
+            slowest.add(tuple(r[c] for c in config.id_cols), float(r["s"]), 0.0, 0.0, counted=False)
+        timing = timing_fields(
+            wall, time.process_time() - cpu0,
+            {"start": t_read - t_start, "read": t_map - t_read, "fit_predict": fit_seconds, "write": write_seconds},
+            n_series,
+            float(agg["task_cpu"] or 0.0), float(agg["task_wall"] or 0.0), info["cores"],
+            slowest.slowest(config.id_cols))
+        notes = []
+        if result.freq_sample < n_series and result.table_freq is not None:
+            notes.append(f"the table's frequency {result.table_freq} was decided on the steps of "
+                         f"{result.freq_sample:,} of its {n_series:,} series (a sample by key)")
+        # the cluster's cores run the series: they are the run's cores and jobs
+        summary = run_summary("run", status, label, _record(label), int(agg["rows"] or 0), n_series, n_series,
+                              fields, info["cores"], info["cores"], info, result.partitions, timing, notes,
+                              config.to_dict(), files, versions={"pyspark": installed("pyspark")})
         files["summary"] = write_json(summary, out_dir / "summary.json")
-    reporter.event("end", {"status": status, "series_total": n_series, "series_done": n_series,
-                           "series_ok": summary["series_ok"], "series_failed": n_failed,
-                           "wall_seconds": round(wall, 3)})
+    reporter.event("end", end_event(summary))
     return RunResult(out_dir=out_dir, summary=summary, files=files)
+
+
+def _record(path: str) -> dict:
+    """The input as summary.json records it for plot and report: a file on this machine as a local run records
+    it (the file source reads it again); a directory or a remote URI, which Spark read, by its path
+    (`SparkInput.reopen`)."""
+    from .sources import FileSource
+
+    local = Path(path)
+    if re.match(r"^[a-z][a-z0-9+.-]*://", path) is None and local.is_file():
+        return FileSource(local).record()
+    where = str(local.resolve()) if re.match(r"^[a-z][a-z0-9+.-]*://", path) is None else path
+    return {"kind": "spark", "given": path, "path": where}
+
+
+class SparkInput:
+    """What a Spark run read that the file source does not (a partitioned Parquet directory, a remote URI), as
+    plot and report reopen it from summary.json (registered as the source kind "spark"). Never chosen for an
+    input: a Spark run opens its input itself (`_read`)."""
+
+    kind = "spark"
+
+    @classmethod
+    def accepts(cls, obj: Any) -> bool:
+        return False
+
+    @classmethod
+    def reopen(cls, record: dict) -> Any:
+        """A Parquet directory on this machine as one table (its partition columns included), in memory.
+
+        Raises:
+            InputError: a remote path or a directory of CSV files, which only Spark reads; a directory gone.
+        """
+        import pyarrow.dataset as ds
+
+        from .sources.frames import FrameSource
+
+        given, where = str(record.get("given", record.get("path"))), Path(str(record.get("path")))
+        if re.match(r"^[a-z][a-z0-9+.-]*://", str(record.get("path"))) is not None:
+            raise InputError(f"the run's input {given} is read by Spark only; plots need the history: copy the "
+                             "table to a local file and plot from a run of it")
+        if not where.is_dir():
+            raise InputError(f"the run's input {given} is not there any more ({where}); plots need the history")
+        try:
+            table = ds.dataset(where, format="parquet", partitioning="hive").to_table()
+        except Exception as e:  # a directory of CSV files, damaged files
+            raise InputError(f"the run's input {given} cannot be read here as a Parquet dataset ({e}); plots need "
+                             "the history") from None
+        source = FrameSource(table)
+        source.label = given
+        return source
 
 
 def spark_partitions(config: ForecastConfig, parallelism: int) -> int:
     """How many partitions (tasks) the series are grouped into: --chunks-per-job per core of the cluster."""
     return max(1, parallelism * config.chunks_per_job)
-
-
-def _versions(version: str) -> dict[str, str]:
-    import platform
-    from importlib.metadata import version as installed
-
-    return {"forecast": version, "prophet": installed("prophet"), "pyspark": installed("pyspark"),
-            "python": platform.python_version()}
-

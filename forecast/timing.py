@@ -134,12 +134,19 @@ def run_timing(clock: Clock, tally: Tally, n_jobs: int, id_cols: Sequence[str]) 
         id_cols: the key columns, to name the slowest series.
     """
     wall = clock.wall
+    return timing_fields(wall, clock.cpu, dict(clock.stages), tally.n_counted, tally.task_cpu, tally.task_wall,
+                         n_jobs, tally.slowest(id_cols))
+
+
+def timing_fields(wall: float, cpu: float, stages: dict[str, float], n_counted: int, task_cpu: float,
+                  task_wall: float, n_jobs: int, slowest_series: list[dict]) -> dict:
+    """The timing part of a summary from its figures: a local run's (`run_timing`) or a Spark run's aggregates."""
     return {
         "wall_seconds": wall,
-        "cpu_seconds": clock.cpu,
-        "stage_seconds": dict(clock.stages),
-        "task_cpu_seconds": tally.task_cpu,
-        "task_wall_seconds": tally.task_wall,
-        **throughput(tally.n_counted, tally.task_cpu, tally.task_wall, wall, n_jobs),
-        "slowest_series": tally.slowest(id_cols),
+        "cpu_seconds": cpu,
+        "stage_seconds": stages,
+        "task_cpu_seconds": task_cpu,
+        "task_wall_seconds": task_wall,
+        **throughput(n_counted, task_cpu, task_wall, wall, n_jobs),
+        "slowest_series": slowest_series,
     }

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecast.plot import series_filename
+
 pyspark = pytest.importorskip("pyspark")
 pytestmark = pytest.mark.slow  # a real cluster on loopback, JVMs included
 
@@ -136,12 +138,16 @@ def local_run(table, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def spark_run(table, master, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("spark") / "out"
-    return out, _cli("run", str(table), *OPTIONS, "--backend", "spark", "--master", master, "--out", str(out))
+    return out, _cli("run", str(table), *OPTIONS, "--backend", "spark", "--master", master, "--log-format", "json",
+                     "--out", str(out))
 
 
 def test_spark_run_equals_local_run(local_run, spark_run, master):
     out, done = spark_run
     assert done.returncode == 0, done.stderr
+    # stderr is forecast's own JSON lines only: nothing from the JVM, even at its start
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
+    assert events[0] == "start" and events[-1] == "end" and set(events) <= {"start", "failed", "end"}, events
     local, spark = (json.loads((d / "summary.json").read_text()) for d in (local_run, out))
     for field in ("series_total", "series_ok", "series_failed", "series_fallback", "series_below_min_obs", "rows",
                   "table_freq", "key_types", "status", "series_own_freq"):
@@ -188,6 +194,30 @@ def test_partitioned_parquet_is_one_table(table, local_run, master, tmp_path):
     b["store"] = b["store"].astype(str)
     np.testing.assert_allclose(b["yhat"], a["yhat"], rtol=1e-6)
     assert b[KEYS].astype(str).values.tolist() == a[KEYS].astype(str).values.tolist()
+    # plot reads the dataset again as one table (its partition column included) for the history
+    done = _cli("plot", str(out), "--series", "S01 / 1", "--out", str(tmp_path / "plots"))
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == [series_filename(("S01", 1))]
+
+
+def test_plot_and_report_read_a_spark_run(local_run, spark_run, tmp_path):
+    """plot and report read the Parquet datasets Spark wrote and the input again: the same plots as the local
+    run's, and a report with its slowest series and its failure."""
+    out, done = spark_run
+    assert done.returncode == 0, done.stderr
+    plotted = {}
+    for name, run in (("local", local_run), ("spark", out)):
+        done = _cli("plot", str(run), "--out", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr
+        plotted[name] = sorted(p.name for p in (tmp_path / name).iterdir())
+    assert plotted["spark"] == plotted["local"] and len(plotted["spark"]) == 9  # the failed series' history too
+    for p in (tmp_path / "spark").iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    done = _cli("report", str(out))
+    assert done.returncode == 0, done.stderr
+    page = (out / "report.html").read_text()
+    assert "all 3 values are missing" in page and "Slowest series" in page and "S01 / 1" in page
+    assert page.count("data:image/png;base64,") >= 4  # the fit times and the first series' plots
 
 
 def test_library_function_returns_the_cli_rows(table, spark_run, master):
@@ -205,6 +235,7 @@ def test_library_function_returns_the_cli_rows(table, spark_run, master):
         sdf = integer_text_keys(spark.read.csv(str(table), header=True), KEYS)
         result = forecast_spark(sdf, horizon=7, id_cols=KEYS, time_col="date", target_col="sales", seed=3,
                                 run_id=out.name)
+        assert result.freq_sample == result.series_total == 9  # a small table: every series' steps decide
         rows = _sorted(result.forecasts.toPandas(), KEYS + ["ds"])
         timings = result.timings.toPandas()
         result.unpersist()
@@ -293,3 +324,16 @@ def test_a_lost_executor_still_gives_every_series_once(master, tmp_path):
     assert len(forecasts) == 50 * 7 and not forecasts.duplicated(KEYS + ["ds"]).any()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["series_total"] == summary["series_ok"] == 50
+
+
+def test_quiet_under_cron_and_truthful_about_a_local_master(table, tmp_path):
+    """With -q a local-master run says nothing on stderr (the JVM's banners and log lines included; a cluster's
+    run with --log-format json: test_spark_run_equals_local_run). The table names the one executor (the driver)
+    and its 2 cores."""
+    out = tmp_path / "quiet"
+    done = _cli("run", str(table), *OPTIONS, "--backend", "spark", "--master", "local[2]", "-q", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "spark executors      1 (2 cores) at local[2]" in done.stdout
+    backend = json.loads((out / "summary.json").read_text())["backend"]
+    assert (backend["executors"], backend["cores"], backend["local"]) == (1, 2, True)

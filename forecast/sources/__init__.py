@@ -20,6 +20,8 @@ from .table import (
     split_series,
 )
 
+# first, so asked last (and imported only then): it reopens what a Spark run read, and opens no input
+register_source("spark", "forecast.spark:SparkInput")
 register_source("file", "forecast.sources.files:FileSource")
 register_source("frame", "forecast.sources.frames:FrameSource")
 register_source("database", "forecast.sources.database:DatabaseSource",
