@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -354,7 +354,7 @@ class RunState:
                 self.damaged.append(path)
         return done
 
-    def grouped(self, keys: dict[int, tuple], rank: Callable[[int], Any]) -> Iterator[list[tuple[int, Any]]]:
+    def grouped(self, keys: Mapping[int, tuple], rank: Callable[[int], Any]) -> Iterator[list[tuple[int, Any]]]:
         """The (index, result) pairs the part files hold for the series in `keys` (index: key), in the order of
         rank(index), a group of parts at a time: parts whose ranks do not overlap (a sorted table's, written as its blocks
         finished) are read one by one, so only a group of parts is held at once. A series held twice (a part
@@ -384,7 +384,7 @@ class RunState:
                 group.append(path)
                 high = top if high is None else max(high, top)
 
-    def _read_part(self, path: Path, keys: dict[int, tuple]) -> dict[int, Any]:
+    def _read_part(self, path: Path, keys: Mapping[int, tuple]) -> dict[int, Any]:
         """One part's results by series index, for the series in `keys` (their keys given them)."""
         schema = self.schema
         table = pq.read_table(path)

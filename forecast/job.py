@@ -78,13 +78,12 @@ class Loaded:
 
 @dataclass
 class Mapped:
-    """What the map left: results by series index (`done` from an earlier try, `new` from this one), the series
-    indices this try mapped, and how it ran."""
+    """What the map left: results by series index (`done` from an earlier try, `new` what the job keeps of this
+    one's: see Job.kept), and how it ran."""
 
     status: Status  # "ok" or "interrupted"; the job's writing may make "ok" "failed"
     done: dict[int, Any]
     new: dict[int, Any]
-    todo: list[int]
     n_jobs: int
     chunks: int
     backend: dict
@@ -155,7 +154,8 @@ class Job:
         return result
 
     def kept(self, result: Any) -> Any:
-        """What is held of a result once it is in a part file (a job reading by blocks keeps only its record)."""
+        """What is held of a result once it is in a part file; None: nothing (a job reading by blocks, which reads
+        the results back from the part files at its end)."""
         return result
 
     def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
@@ -260,7 +260,6 @@ def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state:
     n_jobs = effective_n_jobs(config.n_jobs)
     backend_info = {"name": backend.name, "workers": 0, "threads": 0}
     new: dict[int, Any] = {}
-    todo: list[int] = []
     in_flight: dict[int, SeriesData] = {}  # series index -> the series, until its result is kept
     writer = PartWriter(state)
     counts = {"series": 0, "rows": 0, "chunks": 0, "finished": 0}
@@ -276,7 +275,9 @@ def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state:
         return max(known, round(known / max(reading["share"], 1e-9)))
 
     def keep(index: int, result: Any) -> None:
-        new[index] = job.kept(result)
+        held = job.kept(result)
+        if held is not None:  # a job reading by blocks holds nothing per series here
+            new[index] = held
         counts["finished"] += 1
         reporter.progress(len(done) + counts["finished"], max(total(), len(done) + counts["finished"]))
 
@@ -322,7 +323,6 @@ def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state:
             for k, i in zip(chunk, indices):
                 in_flight[i] = items[k]
             writer.expect(indices)
-            todo.extend(indices)
             counts["chunks"] += 1
             yield [(i, work[k]) for k, i in zip(chunk, indices)]
 
@@ -359,7 +359,7 @@ def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state:
             status = "interrupted"
         finally:
             writer.flush()
-    return Mapped(status=status, done=done, new=new, todo=todo, n_jobs=n_jobs, chunks=counts["chunks"],
+    return Mapped(status=status, done=done, new=new, n_jobs=n_jobs, chunks=counts["chunks"],
                   backend=backend_info, series_total=counts["series"], rows=counts["rows"], state=state)
 
 

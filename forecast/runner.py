@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -210,7 +210,7 @@ class ForecastJob(Job):
 
     def __init__(self, config: ForecastConfig) -> None:
         super().__init__(config)
-        self.keys: dict[int, tuple] = {}  # every series read, by index
+        self.keys = SeriesKeys()  # every series read, by index
         self.void_below = 0  # indices below this were given out before the table proved unsorted (see blocks)
         self.in_key_order = True  # the series were read in key order (else their outputs are put in it at the end)
         self.grid: TableGrid | None = None  # the first block's, which every block uses
@@ -248,7 +248,7 @@ class ForecastJob(Job):
             for s in block.series:  # a series new since that run starts cold
                 s.warm = warm.get(tuple(str(v) for v in s.key))
             for i, s in enumerate(block.series):
-                self.keys[block.start + i] = s.key
+                self.keys.add(block.start + i, s.key)
             yield Loaded(block.table, block.series, block.notes, model, start=block.start, read=block.read,
                          void_below=block.void_below)
 
@@ -298,7 +298,8 @@ class ForecastJob(Job):
     def finish(self, source: Source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
                reporter: Reporter) -> Written:
         config, notes = self.config, loaded.notes
-        keys = _uniform_keys({i: k for i, k in self.keys.items() if i >= self.void_below}, config.id_cols)
+        self.keys.start = self.void_below  # those read before the table proved unsorted are set aside
+        keys = _uniform_keys(self.keys, config.id_cols)
         if not self.in_key_order:  # the outputs come in key order, as a sorted table's
             order = {i: r for r, i in enumerate(sorted(keys, key=lambda i: _sortable(keys[i])))}
             rank: Callable[[int], Any] = order.__getitem__
@@ -412,20 +413,45 @@ def _sortable(key: tuple) -> tuple:
     return tuple((isinstance(v, str), v if not isinstance(v, str) else v) for v in key)
 
 
-def _uniform_keys(keys: dict[int, tuple], id_cols: Sequence[str]) -> dict[int, tuple]:
+class SeriesKeys(Mapping):
+    """Every series' key by its index, held as a list (a run's indices have no gaps): the one record per series that
+    a run by blocks keeps until its end. Indices below `start` are not in it (set aside: see ForecastJob.blocks)."""
+
+    def __init__(self, keys: list[tuple] | None = None, start: int = 0) -> None:
+        self._keys: list[tuple] = keys if keys is not None else []
+        self.start = start
+
+    def add(self, index: int, key: tuple) -> None:
+        if index != len(self._keys):  # the blocks' series are numbered on from the last: a gap is a bug
+            raise RuntimeError(f"series {index} read after {len(self._keys)} series")
+        self._keys.append(key)
+
+    def __getitem__(self, index: int) -> tuple:
+        if not self.start <= index < len(self._keys):
+            raise KeyError(index)
+        return self._keys[index]
+
+    def __contains__(self, index: object) -> bool:
+        return isinstance(index, int) and self.start <= index < len(self._keys)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, len(self._keys)))
+
+    def __len__(self) -> int:
+        return len(self._keys) - self.start
+
+
+def _uniform_keys(keys: SeriesKeys, id_cols: Sequence[str]) -> SeriesKeys:
     """Keys whose columns hold one type each: a column with integers in some blocks and text in others (a CSV whose
     later rows hold a code such as 00123) is text throughout, as a whole read makes it."""
-    mixed = []
-    for c in range(len(id_cols)):
-        kinds = {isinstance(k[c], str) for k in keys.values()}
-        if len(kinds) > 1:
-            mixed.append(c)
+    mixed = [c for c in range(len(id_cols)) if len({isinstance(k[c], str) for k in keys.values()}) > 1]
     if not mixed:
         return keys
-    return {i: tuple(str(v) if c in mixed else v for c, v in enumerate(k)) for i, k in keys.items()}
+    return SeriesKeys([tuple(str(v) if c in mixed else v for c, v in enumerate(keys._keys[i]))
+                       if i >= keys.start else () for i in range(len(keys._keys))], keys.start)
 
 
-def key_types_of(keys: dict[int, tuple], id_cols: Sequence[str]) -> dict:
+def key_types_of(keys: Mapping, id_cols: Sequence[str]) -> dict:
     """summary.json's key_types of these keys: "int" for a column of integers, else "text"."""
     out = {}
     for c, name in enumerate(id_cols):
