@@ -847,9 +847,10 @@ def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Cal
     carry_start = 0  # the table row of the carry's first row
     carry_notes: list[str] = []
     given = 0  # series given out so far
-    # the keys of the series given out, as hashes: a few bytes each, however many series (two keys with one hash,
-    # which is all but impossible, would only make the table read partitioned, which is never wrong)
-    seen: set[int] = set()
+    # the keys of the series given out, as a sorted array of their hashes: 8 bytes each and no Python object per
+    # series (two keys with one hash, which is all but impossible, would only make the table read partitioned,
+    # which is never wrong)
+    seen = np.array([], dtype=np.int64)
     last_key: tuple | None = None
     in_order = True  # the keys so far ascend (else the blocks' series are not in key order)
     read = 0.0
@@ -896,7 +897,7 @@ def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Cal
             keys = keys[:-1]
         else:
             carry = None
-        seen.update(map(hash, keys))
+        seen = np.union1d(seen, np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)))
         last_key = keys[-1]
         block = _series_block(source, checked, plan, notes, given, read)
         block.in_key_order = in_order
@@ -917,12 +918,14 @@ def _run_starts(table: pd.DataFrame, id_cols: Sequence[str]) -> np.ndarray:
     return np.flatnonzero(np.r_[True, ~same])
 
 
-def _first_repeat(keys: list[tuple], seen: set[int]) -> int | None:
+def _first_repeat(keys: list[tuple], seen: np.ndarray) -> int | None:
     """The first of these run keys that an earlier run had (in this block, or given out before: `seen`, their
-    hashes), else None."""
+    hashes, sorted), else None."""
+    hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
+    before = np.flatnonzero(np.isin(hashes, seen, assume_unique=False))
     here: set[tuple] = set()
     for i, key in enumerate(keys):
-        if key in here or hash(key) in seen:
+        if key in here or (len(before) and i == before[0]):
             return i
         here.add(key)
     return None
