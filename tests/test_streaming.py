@@ -178,3 +178,12 @@ def test_progress_estimates_the_series_total_until_the_table_is_read(tmp_path, w
     assert start["series_total_estimated"] and 6 <= start["series_total"] <= 24  # the table has 12
     assert heard.progress_calls[-1] == (12, 12)
     assert all(done <= total for done, total in heard.progress_calls)
+
+
+def test_repeated_rows_found_by_a_run_name_the_forgotten_key_column(tmp_path):
+    frame = make_table(n_series=4, days=20, id_cols=("store", "item"))  # store0/1 x item0/1
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    config = ForecastConfig(model=MODEL, id_cols=["store"], out_dir=tmp_path / "out", n_jobs=1, block_rows=30)
+    with pytest.raises(InputError, match=r"every row is unique with --id-col item added to the key"):
+        run_forecast(path, config)

@@ -466,16 +466,22 @@ def _read_checked(source: Source, id_cols: Sequence[str], time_col: str, target_
     if labels:  # taken out before repeated rows are combined, which would add up their texts
         per_series = _series_labels(source.label, table, list(id_cols), labels)
         table = table.drop(columns=[c for _, _, c in labels])
+    used = list(id_cols) + [time_col, target_col] + list(extra_cols)
+    return _without_repeats(source, table, id_cols, time_col, duplicates, used, notes), notes, per_series
+
+
+def _without_repeats(source: Source, table: pd.DataFrame, id_cols: Sequence[str], time_col: str,
+                     duplicates: DuplicatePolicy, used: Sequence[str], notes: Sequence[str]) -> pd.DataFrame:
+    """`_handle_duplicates` for checked rows of `source`: a refusal says which other columns would make the rows
+    unique (`used`: the columns the run reads), and why an hour repeats when times were made naive (`notes`)."""
     try:
-        used = list(id_cols) + [time_col, target_col] + list(extra_cols)
-        table = _handle_duplicates(source.label, table, list(id_cols), duplicates, time_col,
-                                   suggest=lambda: _key_suggestion(source, id_cols, time_col, used))
+        return _handle_duplicates(source.label, table, list(id_cols), duplicates, time_col,
+                                  suggest=lambda: _key_suggestion(source, id_cols, time_col, used))
     except InputError as e:
         if any(_MADE_NAIVE in note for note in notes):  # made naive, a daylight-saving change repeats an hour
             raise InputError(f"{e}; the times had a time zone, and at local wall time the hour that a daylight-"
                              "saving change repeats occurs twice: store them in UTC to keep both") from None
         raise
-    return table, notes, per_series
 
 
 def _label_text(value: Any) -> str:
@@ -955,7 +961,8 @@ def _series_block(source: Source, table: pd.DataFrame, plan: StreamPlan, notes: 
     if plan.labels:
         labels = _series_labels(source.label, table, id_cols, plan.labels)
         table = table.drop(columns=[c for _, _, c in plan.labels])
-    table = _handle_duplicates(source.label, table, id_cols, plan.duplicates, plan.time_col)
+    used = id_cols + [plan.time_col] + [c for _, _, c in plan.numeric]
+    table = _without_repeats(source, table, id_cols, plan.time_col, plan.duplicates, used, notes)
     extra = [n for n in plan.names if n != "y"]
     return SeriesBlock(table, split_series(table, id_cols, extra), list(notes), start, read, labels)
 
