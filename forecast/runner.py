@@ -241,7 +241,7 @@ class ForecastJob(Job):
         warm = read_params(config.warm_start, config.id_cols) if config.warm_start is not None else {}
         # --workers-read: the workers read their chunks' series by key from the whole file
         rows = 0 if config.workers_read else config.block_rows
-        model, blocks = load_blocks(source, config, spill_dir, rows, notify)
+        model, blocks = load_blocks(source, config, rows, spill_dir, notify)
         for block in blocks:
             self.in_key_order &= block.in_key_order
             self.void_below = max(self.void_below, block.void_below)

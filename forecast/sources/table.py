@@ -452,22 +452,11 @@ def read_table(source: TableInput, id_cols: Sequence[str], time_col: str, target
     Raises:
         InputError: one line naming the source, the column, and the value and row at fault.
     """
-    table, notes, _ = _read_checked(open_source(source), id_cols, time_col, target_col, duplicates, extra_cols)
-    return table, notes
-
-
-def _read_checked(source: Source, id_cols: Sequence[str], time_col: str, target_col: str,
-                  duplicates: DuplicatePolicy, extra_cols: Sequence[str] = (),
-                  labels: Sequence[tuple[str, str, str]] = ()) -> tuple[pd.DataFrame, list[str], dict[tuple, dict]]:
-    """read_table's work, and the `labels` (role, flag, column) of each series: {key: {column: text}}."""
+    source = open_source(source)
     numeric = [("target", "--target-col", target_col)] + [("extra", "--regressor", c) for c in extra_cols]
-    table, notes = _load(source, id_cols, time_col, numeric, ["y"] + list(extra_cols), labels=labels)
-    per_series: dict[tuple, dict] = {}
-    if labels:  # taken out before repeated rows are combined, which would add up their texts
-        per_series = _series_labels(source.label, table, list(id_cols), labels)
-        table = table.drop(columns=[c for _, _, c in labels])
+    table, notes = _load(source, id_cols, time_col, numeric, ["y"] + list(extra_cols))
     used = list(id_cols) + [time_col, target_col] + list(extra_cols)
-    return _without_repeats(source, table, id_cols, time_col, duplicates, used, notes), notes, per_series
+    return _without_repeats(source, table, id_cols, time_col, duplicates, used, notes), notes
 
 
 def _without_repeats(source: Source, table: pd.DataFrame, id_cols: Sequence[str], time_col: str,
@@ -716,32 +705,9 @@ def load_series(source: TableInput, config: ForecastConfig, with_future: bool = 
     Raises:
         InputError, ConfigError: before any worker starts.
     """
-    from ..errors import ConfigError
-
-    extra = list(config.extra_cols)
-    roles = {c: ("holidays key", "--holidays-key") for c in config.holidays_keys}
-    if config.holidays_col is not None:
-        roles.setdefault(config.holidays_col, ("country", "--holidays-col"))
-    table, notes, labels = _read_checked(open_source(source), config.id_cols, config.time_col, config.target_col,
-                                         config.duplicates, extra, [(*roles[c], c) for c in config.label_cols])
-    series = split_series(table, config.id_cols, extra)
-    if with_future and extra:
-        if config.future_path is None:
-            raise ConfigError(f"column {extra[0]!r} (--regressor/--cap-col/--floor-col) needs its values past "
-                              "the history: pass --future FILE")
-        attach_future(series, read_future(config.future_path, config.id_cols, config.time_col, extra),
-                      config.id_cols, extra)
-    model = config.model
-    if config.holidays_keys:  # each series its own rows
-        keyed = read_keyed_holidays(config.holidays_file, config.holidays_keys)
-        values = [tuple(_series_label(s, c, config.id_cols, labels) for c in config.holidays_keys) for s in series]
-        notes += attach_holidays(series, keyed, config.holidays_file, config.holidays_keys, values)
-    elif config.holidays_file is not None:
-        model = dataclasses.replace(model, holiday_table=read_holidays(config.holidays_file))
-    if config.holidays_col is not None:
-        for s in series:
-            s.country = _series_label(s, config.holidays_col, config.id_cols, labels)
-    return table, series, notes, model
+    model, blocks = load_blocks(source, config, rows=0, with_future=with_future)
+    block = next(blocks)  # the table whole: one block
+    return block.table, block.series, block.notes, model
 
 
 def _series_label(series: SeriesData, col: str, id_cols: Sequence[str], labels: dict[tuple, dict[str, str]]) -> str:
@@ -829,7 +795,8 @@ def _key_order(a: tuple, b: tuple) -> bool:
         return tuple(map(str, a)) < tuple(map(str, b))
 
 
-def stream_series(source: Source, plan: StreamPlan, spill_dir: Path, notify: Callable[[str], None] | None = None
+def stream_series(source: Source, plan: StreamPlan, spill_dir: Path | None,
+                  notify: Callable[[str], None] | None = None
                   ) -> Iterator[SeriesBlock]:
     """The table's series, read block by block and checked as a whole read checks them: each block holds whole
     series, in key order, and only the blocks in hand are held.
@@ -1025,11 +992,14 @@ def partitioned_series(source: Source, plan: StreamPlan, spill_dir: Path) -> Ite
         yield _partitioned(block)
 
 
-def load_blocks(source: TableInput, config: ForecastConfig, spill_dir: Path, rows: int,
-                notify: Callable[[str], None] | None = None) -> tuple[ModelOptions, Iterator[SeriesBlock]]:
-    """What `load_series` reads, a block of whole series at a time (see `stream_series`; `rows` 0: the table
-    whole): the model options (the --holidays-file's rows filled in) and the blocks, their series with their
-    future values, their own holidays (--holidays-key) and their countries (--holidays-col).
+def load_blocks(source: TableInput, config: ForecastConfig, rows: int, spill_dir: Path | None = None,
+                notify: Callable[[str], None] | None = None, with_future: bool = True
+                ) -> tuple[ModelOptions, Iterator[SeriesBlock]]:
+    """Everything a run needs, a block of whole series at a time (see `stream_series`; `rows` 0: the table whole,
+    one block): the model options (the --holidays-file's rows filled in) and the blocks, their series with their
+    future values (unless `with_future` is False: a backtest needs none), their own holidays (--holidays-key)
+    and their countries (--holidays-col). `spill_dir` holds the buckets of a table read by blocks that is not
+    grouped by series (not needed with `rows` 0).
 
     Raises:
         InputError, ConfigError: before the first block is given, for what the whole table is checked for (the
@@ -1050,7 +1020,7 @@ def load_blocks(source: TableInput, config: ForecastConfig, spill_dir: Path, row
                       rows)
     _check_columns(source, config.id_cols, config.time_col, numeric, labels)
     futures = None
-    if extra:
+    if with_future and extra:
         if config.future_path is None:
             raise ConfigError(f"column {extra[0]!r} (--regressor/--cap-col/--floor-col) needs its values past "
                               "the history: pass --future FILE")
@@ -1075,7 +1045,7 @@ def load_blocks(source: TableInput, config: ForecastConfig, spill_dir: Path, row
                 notify(f"{source.label}: not sorted by its key: {key} at row {e.row} comes after {after}; the "
                        f"{given} series given out so far are set aside, and the table is partitioned into buckets "
                        "and read again (sorting the table by key saves this)")
-            for block in partitioned_series(source, plan, spill_dir / "buckets"):
+            for block in partitioned_series(source, plan, Path(spill_dir) / "buckets"):
                 block.start += given
                 block.void_below = given
                 yield block
