@@ -120,6 +120,7 @@ class TableGrid:
     step: int = 0
     anchor: int = 0  # where the grid starts: a step's phase (nanoseconds), or the month of a calendar step
     at_start: bool = True  # a calendar step's timestamps fall on the month's first day (else its last)
+    voted: str | None = None  # with `like` (table_grid): the frequency this table alone would have taken
 
 
 def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = None,
@@ -133,7 +134,8 @@ def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = N
     of its timestamps does, however many periods it misses and however few rows it has (one included), unless
     all its steps are one larger multiple of the table's (at least OWN_GRID_MIN_STEPS of them). With `freq`
     (--freq) every series uses it. With `like` (the grid of a table's first block, when it is read block by
-    block) the frequency is that grid's, and only which series lie on it is worked out.
+    block) the frequency is that grid's, and which series lie on it is worked out; `voted` says what this table
+    alone would have taken.
     """
     if freq is not None:
         _check_given_freq(table, id_cols, freq)
@@ -142,7 +144,10 @@ def table_grid(table: pd.DataFrame, id_cols: Sequence[str], freq: str | None = N
     ds, _, starts, _, step = _sorted_arrays(table, list(id_cols))
     ends = np.r_[starts[1:], len(ds)]
     modal, _, smin, smax = _series_steps(step, starts, ends)
-    return _grid(ds, starts, ends, modal, smin, smax, like)
+    grid = _grid(ds, starts, ends, modal, smin, smax, like)
+    if like is not None:
+        grid.voted = _grid(ds, starts, ends, modal, smin, smax).freq
+    return grid
 
 
 def _mode(values: np.ndarray) -> int:

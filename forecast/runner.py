@@ -245,9 +245,8 @@ class ForecastJob(Job):
         for block in blocks:
             self.in_key_order &= block.in_key_order
             self.void_below = max(self.void_below, block.void_below)
-            for s in block.series:  # a series new since that run starts cold
-                s.warm = warm.get(tuple(str(v) for v in s.key))
             for i, s in enumerate(block.series):
+                s.warm = warm.get(tuple(str(v) for v in s.key))  # a series new since that run starts cold
                 self.keys.add(block.start + i, s.key)
             yield Loaded(block.table, block.series, block.notes, model, start=block.start, read=block.read,
                          void_below=block.void_below)
@@ -261,16 +260,11 @@ class ForecastJob(Job):
             grid = _table_grid(loaded.table, loaded.series, config, self.grid)
             if self.grid is None:
                 self.grid = grid
-            own = grid.freq  # what this block alone says the table's frequency is
-            if config.model.freq is None and grid is not self.grid:
-                from .profile import table_grid
-
-                own = table_grid(loaded.table, config.id_cols).freq
+            own = grid.voted if grid.voted is not None else grid.freq  # what this block alone says
             self.grid_votes[own] = self.grid_votes.get(own, 0) + len(loaded.series)
             self.own_freq += int(np.count_nonzero(~grid.on_grid))
-            last = loaded.table["ds"].max() if len(loaded.table) else None
-            self.table_last = last if self.table_last is None or (last is not None and last > self.table_last) \
-                else self.table_last
+            last = loaded.table["ds"].max()  # a block holds at least one series
+            self.table_last = last if self.table_last is None else max(self.table_last, last)
             self.verdicts = _triage(loaded.table, loaded.series, config, grid, self.table_last)
         fit = [i for i, (verdict, _, _) in enumerate(self.verdicts) if verdict == "fit"]
         self.warm_started += sum(loaded.series[i].warm is not None for i in fit)
