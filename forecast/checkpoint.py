@@ -319,6 +319,7 @@ class RunState:
         schema = self.schema
         done: dict[int, Any] = {}
         self.damaged = []
+        keys = {i: s.key for i, s in enumerate(series)}
         for path in self.part_files():
             try:
                 table = pq.read_table(path)
@@ -328,17 +329,7 @@ class RunState:
             except (OSError, ValueError, pa.ArrowException):
                 self.damaged.append(path)
                 continue
-            indices = table.column("index").to_pylist()
-            cols = {name: table.column(name).to_pylist() for name in schema.scalars}
-            arrays = {name: _split_list_column(table.column(name)) for name in schema.arrays}
-            texts = {name: table.column(name).to_pylist() if name in table.column_names else [None] * len(table)
-                     for name in schema.json_fields}
-            for row, index in enumerate(indices):
-                done[index] = schema.result_type(
-                    key=series[index].key, **{k: v[row] for k, v in cols.items()},
-                    **{k: v[row] for k, v in arrays.items()},
-                    **{k: json.loads(v[row]) if v[row] is not None else None for k, v in texts.items()},
-                )
+            done.update(self._read_part(table, keys))
         return done
 
     def done_indices(self) -> set[int]:
@@ -384,10 +375,11 @@ class RunState:
                 group.append(path)
                 high = top if high is None else max(high, top)
 
-    def _read_part(self, path: Path, keys: Mapping[int, tuple]) -> dict[int, Any]:
-        """One part's results by series index, for the series in `keys` (their keys given them)."""
+    def _read_part(self, part: Path | pa.Table, keys: Mapping[int, tuple]) -> dict[int, Any]:
+        """One part's results (its file, or the file read) by series index, for the series in `keys` (their keys
+        given them)."""
         schema = self.schema
-        table = pq.read_table(path)
+        table = part if isinstance(part, pa.Table) else pq.read_table(part)
         indices = table.column("index").to_pylist()
         cols = {name: table.column(name).to_pylist() for name in schema.scalars if name in table.column_names}
         arrays = {name: _split_list_column(table.column(name)) for name in schema.arrays}
