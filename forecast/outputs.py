@@ -282,16 +282,10 @@ def read_params(run_dir: Path, id_cols: Sequence[str]) -> dict[tuple, dict]:
                          "of an earlier run with --engine stan or fast") from None
 
 
-def _write_parquet(frame: pd.DataFrame, path: str) -> None:
-    """Parquet that Spark, DuckDB and any Arrow reader take as it is: timestamps in microseconds (Spark refuses
-    nanoseconds), plain Arrow types, and no pandas metadata (nothing needs it to read the file back)."""
-    import pyarrow.parquet as pq
-
-    pq.write_table(_arrow_table(frame), path, coerce_timestamps="us", allow_truncated_timestamps=True)
-
-
 def _arrow_table(frame: pd.DataFrame) -> Any:
-    """A frame as the Arrow table `_write_parquet` writes: plain types, no pandas metadata."""
+    """A frame as the Arrow table a Parquet output holds: Parquet that Spark, DuckDB and any Arrow reader take as it
+    is, with plain Arrow types and no pandas metadata (nothing needs it to read the file back); `TableWriter`
+    writes its timestamps in microseconds (Spark refuses nanoseconds)."""
     import pyarrow as pa
 
     table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
@@ -373,15 +367,18 @@ class TableWriter:
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a frame as Parquet or CSV (by extension), atomically.
+    """Write a frame as Parquet or CSV (by extension), atomically: a `TableWriter` given one frame.
 
     CSV text cells are made safe for spreadsheets (see `csv_safe`); Parquet keeps the values as they are (times
-    to the microsecond, see `_write_parquet`).
+    to the microsecond, see `_arrow_table`).
     """
-    if path.suffix == ".parquet":
-        return write_atomic(path, lambda tmp: _write_parquet(frame, tmp))
-    safe = _csv_safe_frame(frame)
-    return write_atomic(path, lambda tmp: safe.to_csv(tmp, index=False))
+    writer = TableWriter(path, frame)
+    try:
+        writer.write(frame)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def write_json(data: dict, path: Path) -> Path:
