@@ -66,10 +66,21 @@ def test_sequential_backend_cannot_take_a_timeout():
 
 def test_workers_are_recycled_between_chunks_after_max_items():
     items = [0.0] * 12
-    with ProcessBackend(n_jobs=1, max_items_per_worker=3) as pool:
+    with ProcessBackend(n_jobs=1, max_items_per_worker=3, life_per_start=0.0) as pool:
         pids = map_chunks(fakes.sleep_then_pid, items, pool, chunks=[[i, i + 1] for i in range(0, 12, 2)])
         recycled = pool.recycled
     assert recycled == 2  # after chunks 2 and 4 (4 items each time); not after the last, nothing is left
     assert len(set(pids)) == 3
     # items of one chunk ran on one worker: pids change only at chunk boundaries
     assert all(pids[i] == pids[i + 1] for i in range(0, 12, 2))
+
+
+def test_a_worker_of_quick_items_is_not_recycled_before_its_start_is_paid_for():
+    # 12 instant items would pass max_items 3 times over, but the worker has not yet lived 1,000 times its own
+    # start: replacing it would cost more than its items (fast-engine fits of ~2 ms against a ~1 s start)
+    items = [0.0] * 12
+    with ProcessBackend(n_jobs=1, max_items_per_worker=3, life_per_start=1000.0) as pool:
+        pids = map_chunks(fakes.sleep_then_pid, items, pool, chunks=[[i, i + 1] for i in range(0, 12, 2)])
+        recycled = pool.recycled
+    assert recycled == 0
+    assert len(set(pids)) == 1

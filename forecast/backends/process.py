@@ -157,6 +157,8 @@ class _Worker:
     def __init__(self, ctx: BaseContext, initializer: Callable | None, initargs: tuple) -> None:
         self.conn, child = ctx.Pipe()
         self.on_item = ctx.RawArray("d", [-1.0, 0.0])  # written by the worker: see _serve
+        self.started_at = time.monotonic()
+        self.ready_at = self.started_at  # when it said it was ready (see ProcessBackend._drain)
         self.process = ctx.Process(target=_worker_main, args=(child, self.on_item, initializer, initargs),
                                    daemon=True)
         saved = {k: os.environ.get(k) for k in _WORKER_ENV}
@@ -263,20 +265,26 @@ class ProcessBackend:
             becomes `Failed(kind="timeout")`. None: no limit.
         max_items_per_worker: replace a worker, between chunks, once it has done this many items (when more work
             is queued). None: never.
+        life_per_start: ...and once it has been ready for this many times as long as it took to start.
     """
 
     name = "process"
 
-    # Recycling after 5,000 items: a restart costs ~1 s (the fast engine) to ~3 s (spawn and Prophet import), next
-    # to 5,000 fits of 10 ms to 100 ms each, so under 2 % of a worker's time, while whatever a worker accumulates
-    # stays bounded by 5,000 fits' worth. Measured (benchmarks/bench_nightly.py, 5,000 fits of 60 days on 2
-    # workers): RSS 161.5 -> 163.6 MB over 2,500 fits per worker, so this is insurance (e.g. against a leaking
-    # Prophet release), not a need today. Counted in items, not chunks, since chunk sizes vary with the input.
+    # Recycling after 5,000 items: whatever a worker accumulates stays bounded by 5,000 fits' worth. Measured
+    # (benchmarks/bench_nightly.py, 5,000 fits of 60 days on 2 workers): RSS 161.5 -> 163.6 MB over 2,500 fits per
+    # worker, so this is insurance (e.g. against a leaking Prophet release), not a need today. Counted in items,
+    # not chunks, since chunk sizes vary with the input.
     default_max_items_per_worker = 5000
+    # ...and only once the worker has lived this many times as long as it took to start: a restart (spawn and
+    # imports) costs about 1 s, which was under 2 % of 5,000 Prophet fits (10 to 100 ms each) but is 10 % of
+    # 5,000 fast-engine fits (about 2 ms each), paid again every 10 s of a long run. Both ways, restarts stay
+    # under 2 % of a worker's time.
+    default_life_per_start = 50.0
 
     def __init__(self, n_jobs: int = -1, initializer: Callable | None = None, initargs: tuple = (),
                  max_attempts: int = 2, item_timeout: float | None = None,
-                 max_items_per_worker: int | None = default_max_items_per_worker) -> None:
+                 max_items_per_worker: int | None = default_max_items_per_worker,
+                 life_per_start: float = default_life_per_start) -> None:
         self.n_jobs = effective_n_jobs(n_jobs)
         self._initializer, self._initargs = initializer, initargs
         self._max_attempts = max_attempts
@@ -286,6 +294,7 @@ class ProcessBackend:
             raise ValueError(f"max_items_per_worker must be at least 1; got {max_items_per_worker}")
         self._item_timeout = item_timeout
         self._max_items = max_items_per_worker
+        self._life_per_start = life_per_start
         self.recycled = 0  # workers replaced after max_items_per_worker items
         self._start_deaths = 0  # workers that died while starting since one last became ready
         # spawn: a worker starts from a clean interpreter, so no lock or thread state of the main process
@@ -350,13 +359,19 @@ class ProcessBackend:
         """Send the next chunk to every idle worker (recycling one that has done its share first)."""
         for w in list(self._workers):
             if w.ready and not w.pending and queue:
-                if self._max_items is not None and w.items_done >= self._max_items:
+                if self._served_its_share(w):
                     self._recycle(w)
                     continue
                 chunk = queue.popleft()
                 w.conn.send((func, chunk))
                 w.pending.extend(chunk)
                 w.heard_at = time.monotonic()
+
+    def _served_its_share(self, w: _Worker) -> bool:
+        """Whether `w` is due to be replaced by a fresh worker (see max_items_per_worker and life_per_start)."""
+        if self._max_items is None or w.items_done < self._max_items:
+            return False
+        return time.monotonic() - w.ready_at >= self._life_per_start * (w.ready_at - w.started_at)
 
     def _next_deadline(self) -> float | None:
         """Seconds until the first busy worker passes the item timeout; None to wait without limit."""
@@ -410,7 +425,7 @@ class ProcessBackend:
             except (EOFError, OSError):
                 return
             if kind == "ready":
-                w.ready = True
+                w.ready, w.ready_at = True, time.monotonic()
                 self._start_deaths = 0
             elif kind == "init-error":
                 raise BackendError(f"worker process {w.process.pid} could not start: {payload}")
