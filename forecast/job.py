@@ -153,10 +153,16 @@ class Job:
         """A mapped series' result as it is kept (a run's fallback for a failed fit)."""
         return result
 
-    def kept(self, result: Any) -> Any:
+    def begin(self, state: RunState, done: dict[int, Any]) -> None:
+        """The map is about to start in state.out_dir (`done`: what an earlier try left, see `resumed`)."""
+
+    def kept(self, index: int, result: Any) -> Any:
         """What is held of a result once it is in a part file; None: nothing (a job reading by blocks, which reads
-        the results back from the part files at its end)."""
+        the results back from the part files at its end, or writes them as they come)."""
         return result
+
+    def abandon(self) -> None:
+        """The job stopped with an error before its outputs were written: remove what it had begun of them."""
 
     def work(self, source: Source, loaded: Loaded, items: list, chunks: list[list[int]]
              ) -> tuple[Sequence, Callable]:
@@ -230,6 +236,7 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
             heard.extend(loaded.notes)
             loaded.notes = heard
             done = job.resumed(state, loaded) if config.resume else {}
+            job.begin(state, done)
             for part in state.damaged:
                 reporter.note(f"{part}: damaged, cannot be read; its series are fitted again")
             if backend is None:
@@ -238,6 +245,7 @@ def run_job(job: Job, source: TableInput, reporter: Reporter | None = None) -> R
             mapped = _map(job, source, loaded, blocks, state, done, backend, out_dir, clock, reporter)
             return _write(job, source, loaded, mapped, state, clock, reporter)
         except BaseException as e:
+            job.abandon()
             kept = len(state.part_files())
             # nothing computed (e.g. no workers), or bad input in a later block (a fixed input is another run):
             # leave the directory as it was
@@ -275,7 +283,7 @@ def _map(job: Job, source: Source, first: Loaded, rest: Iterator[Loaded], state:
         return max(known, round(known / max(reading["share"], 1e-9)))
 
     def keep(index: int, result: Any) -> None:
-        held = job.kept(result)
+        held = job.kept(index, result)
         if held is not None:  # a job reading by blocks holds nothing per series here
             new[index] = held
         counts["finished"] += 1

@@ -218,6 +218,7 @@ class ForecastJob(Job):
         self.own_freq = 0
         self.warm_started = 0
         self.table_last: Any = None
+        self.live: LiveOutputs | None = None  # the outputs written as the map goes (see LiveOutputs)
 
     def check(self, source: Source) -> None:
         if self.config.to_db is not None:  # the night's work is not done to find the database unreachable
@@ -245,6 +246,8 @@ class ForecastJob(Job):
         for block in blocks:
             self.in_key_order &= block.in_key_order
             self.void_below = max(self.void_below, block.void_below)
+            if self.live is not None and (self.void_below or not self.in_key_order):
+                self.abandon()  # its outputs come in key order at the end, from the parts (see finish)
             for i, s in enumerate(block.series):
                 s.warm = warm.get(tuple(str(v) for v in s.key))  # a series new since that run starts cold
                 self.keys.add(block.start + i, s.key)
@@ -286,8 +289,22 @@ class ForecastJob(Job):
     def collected(self, series: SeriesData, result: Any) -> SeriesResult:
         return settle(series, "fit", "", "", result, self.config)
 
-    def kept(self, result: Any) -> None:
-        return None  # the part file holds it; finish reads it back from there
+    def begin(self, state: RunState, done: dict[int, Any]) -> None:
+        for name in (*_OUTPUTS, "timings.csv", "errors.csv"):  # a killed run's, being written live (we hold the lock)
+            for tmp in state.out_dir.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+        if not done:  # a resumed run's earlier results are in the parts only: finish reads them all from there
+            self.live = LiveOutputs(RunOutputs(state.out_dir, self.config))
+
+    def kept(self, index: int, result: Any) -> None:
+        if self.live is not None:
+            self.live.add(index, result)
+        return None  # the part file holds it; finish reads back what the live outputs did not take
+
+    def abandon(self) -> None:
+        if self.live is not None:
+            self.live.outputs.abort()
+            self.live = None
 
     def finish(self, source: Source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
                reporter: Reporter) -> Written:
@@ -299,49 +316,27 @@ class ForecastJob(Job):
             rank: Callable[[int], Any] = order.__getitem__
         else:
             rank = int
-        run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
-        ext = "parquet" if config.output_format == "parquet" else "csv"
-        bands = band_columns(config.model)
-        # what is held: a group of parts' results at a time, and counts (the timings rows too, with --to-db)
-        tally = Tally()
-        sink_rows: list[pd.DataFrame] = []
-        counts = dict.fromkeys(("ok", "fallback", "failed", "skipped", "min-obs", "after-failure"), 0)
-        verdicts = dict.fromkeys(("fit", "fallback", "skip"), 0)
         with clock.stage("write"):
-            writers = {"forecasts": TableWriter(out_dir / f"forecasts.{ext}",
-                                                forecast_frame([], config.id_cols, run_id, bands)),
-                       "timings": TableWriter(out_dir / "timings.csv", timings_frame([], config.id_cols)),
-                       "errors": TableWriter(out_dir / "errors.csv", errors_frame([], config.id_cols))}
-            if config.model.engine != "prophet":  # what a later run can --warm-start from
-                writers["params"] = TableWriter(out_dir / "params.parquet", params_frame([], config.id_cols))
+            live, rest = self.live, keys
+            outputs = None
             try:
-                for group in mapped.state.grouped(keys, rank):
-                    results = [r for _, r in group]
-                    writers["forecasts"].write(forecast_frame(results, config.id_cols, run_id, bands))
-                    if "params" in writers:
-                        writers["params"].write(params_frame(results, config.id_cols))
-                    timings = timings_frame(results, config.id_cols)
-                    writers["timings"].write(timings)
-                    writers["errors"].write(errors_frame(results, config.id_cols))
-                    if config.to_db is not None:
-                        sink_rows.append(timings.assign(cutoff=np.array([r.cutoff for r in results],
-                                                                        dtype="datetime64[ns]")))
-                    for i, r in group:
-                        counts[r.status] += 1
-                        counts["min-obs"] += r.stage == "min-obs"
-                        counts["after-failure"] += r.status == "fallback" and r.stage not in SENT_STAGES
-                        if r.verdict in verdicts:
-                            verdicts[r.verdict] += 1
-                        # the throughput counts what this run served, not what a resume took over
-                        tally.add(r.key, r.fit_seconds, r.predict_seconds, r.cpu_seconds, i not in mapped.done)
-                files = {name: w.commit() for name, w in writers.items()}
+                if live is not None and live.usable(keys is self.keys and self.in_key_order and not self.void_below):
+                    outputs = live.outputs  # what the map wrote stays: the rest follows it
+                    rest = SeriesKeys(keys._keys, max(keys.start, live.next))
+                else:
+                    outputs = RunOutputs(out_dir, config)
+                for group in mapped.state.grouped(rest, rank):
+                    outputs.write(group, mapped.done)
+                files = outputs.commit()
             except BaseException:
-                for w in writers.values():
-                    w.abort()
+                if outputs is not None:
+                    outputs.abort()
                 raise
+            self.live = None
             # an earlier run's, in another format or engine: only what its summary says it wrote
             for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
                 (out_dir / stale).unlink(missing_ok=True)
+        counts, run_id = outputs.counts, outputs.run_id
         short = counts["min-obs"]
         if short:
             notes.append(f"{short} series with fewer than --min-obs {config.min_obs} values got a simple forecast "
@@ -374,7 +369,7 @@ class ForecastJob(Job):
                 from .sinks import write_run
 
                 forecasts = read_output_file(files["forecasts"], config.id_cols, key_types_of(keys, config.id_cols))
-                runs = _concat(sink_rows, timings_frame([], config.id_cols).assign(
+                runs = _concat(outputs.sink_rows, timings_frame([], config.id_cols).assign(
                     cutoff=np.array([], dtype="datetime64[ns]"))).assign(run_id=run_id)
                 to_db = write_run(config.to_db, config.to_table, forecasts, runs, run_id)
         fields = {
@@ -391,10 +386,127 @@ class ForecastJob(Job):
             "series_own_freq": self.own_freq,
             "key_types": key_types_of(keys, config.id_cols),
             "series_warm_started": self.warm_started if config.warm_start is not None else None,
-            "verdicts": verdicts if config.triage is not None else None,
+            "verdicts": outputs.verdicts if config.triage is not None else None,
             "to_db": to_db,
         }
-        return Written(status=status, fields=fields, files=files, tally=tally)
+        return Written(status=status, fields=fields, files=files, tally=outputs.tally)
+
+
+class RunOutputs:
+    """A run's output files (forecasts, params, timings, errors) written a group of results at a time, with the
+    counts the summary needs of what was written; committed (renamed into place) at the end, or aborted."""
+
+    def __init__(self, out_dir: Path, config: ForecastConfig) -> None:
+        self.config = config
+        self.run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
+        self.bands = band_columns(config.model)
+        ext = "parquet" if config.output_format == "parquet" else "csv"
+        id_cols = config.id_cols
+        self.writers = {"forecasts": TableWriter(out_dir / f"forecasts.{ext}",
+                                                 forecast_frame([], id_cols, self.run_id, self.bands)),
+                        "timings": TableWriter(out_dir / "timings.csv", timings_frame([], id_cols)),
+                        "errors": TableWriter(out_dir / "errors.csv", errors_frame([], id_cols))}
+        if config.model.engine != "prophet":  # what a later run can --warm-start from
+            self.writers["params"] = TableWriter(out_dir / "params.parquet", params_frame([], id_cols))
+        # what is held: counts (and the timings rows too, with --to-db)
+        self.tally = Tally()
+        self.sink_rows: list[pd.DataFrame] = []
+        self.counts = dict.fromkeys(("ok", "fallback", "failed", "skipped", "min-obs", "after-failure"), 0)
+        self.verdicts = dict.fromkeys(("fit", "fallback", "skip"), 0)
+
+    def write(self, group: list[tuple[int, SeriesResult]], done: Mapping[int, Any]) -> None:
+        """Write these (index, result) pairs, in this order; `done`: the indices an earlier try served."""
+        config, results = self.config, [r for _, r in group]
+        self.writers["forecasts"].write(forecast_frame(results, config.id_cols, self.run_id, self.bands))
+        if "params" in self.writers:
+            self.writers["params"].write(params_frame(results, config.id_cols))
+        timings = timings_frame(results, config.id_cols)
+        self.writers["timings"].write(timings)
+        self.writers["errors"].write(errors_frame(results, config.id_cols))
+        if config.to_db is not None:
+            self.sink_rows.append(timings.assign(cutoff=np.array([r.cutoff for r in results],
+                                                                 dtype="datetime64[ns]")))
+        counts = self.counts
+        for i, r in group:
+            counts[r.status] += 1
+            counts["min-obs"] += r.stage == "min-obs"
+            counts["after-failure"] += r.status == "fallback" and r.stage not in SENT_STAGES
+            if r.verdict in self.verdicts:
+                self.verdicts[r.verdict] += 1
+            # the throughput counts what this run served, not what a resume took over
+            self.tally.add(r.key, r.fit_seconds, r.predict_seconds, r.cpu_seconds, i not in done)
+
+    def commit(self) -> dict[str, Path]:
+        return {name: w.commit() for name, w in self.writers.items()}
+
+    def abort(self) -> None:
+        for w in self.writers.values():
+            w.abort()
+
+
+class LiveOutputs:
+    """The outputs written while the map runs, rather than all read back from the part files at the end: each
+    result settled is held until every series before it is, then written in that order, `batch` series at a time.
+
+    Why: reading every result back from the parts and writing the outputs after the map was the run's longest
+    serial stretch (1.2 s of a 14 s run of 10,000 series on 2 cores; 5 s at the M5 scale), with the workers idle.
+    Written during the map, that work shares the cores with the fits instead, and the parts are read back only
+    for what is left at the end (an interrupted run's series after its first gap).
+
+    What is held: the results settled ahead of the first unsettled series (the series of the chunks in flight),
+    at most `limit` of them; past that (a series stuck in a long fit), or when a key column's type changes
+    between integers and text, the live outputs stop and the end writes everything from the parts, as before.
+    Only a table read in key order can be written this way (finish checks; see `usable`).
+    """
+
+    batch = 2000  # series a write takes: Parquet row groups of 56,000 forecast rows at a horizon of 28
+    limit = 200_000  # results held ahead of a gap, at most (a few hundred MB)
+
+    def __init__(self, outputs: RunOutputs) -> None:
+        self.outputs = outputs
+        self.next = 0  # the first index not yet written
+        self._held: dict[int, SeriesResult] = {}
+        self._ready: list[tuple[int, SeriesResult]] = []
+        self._kinds: tuple | None = None  # whether each key column is text, as the first key written says
+        self._on = True
+
+    def add(self, index: int, result: SeriesResult) -> None:
+        if not self._on:
+            return
+        self._held[index] = result
+        while self.next in self._held:
+            r = self._held.pop(self.next)
+            kinds = tuple(isinstance(v, str) for v in r.key)
+            if self._kinds is None:
+                self._kinds = kinds
+            elif kinds != self._kinds:  # the end makes the column text throughout (see _uniform_keys)
+                self._stop()
+                return
+            self._ready.append((self.next, r))
+            self.next += 1
+        if len(self._ready) >= self.batch:
+            self._write()
+        elif len(self._held) > self.limit:
+            self._stop()
+
+    def usable(self, ok: bool) -> bool:
+        """Whether what was written stands (`ok`: the run read its table in key order, set nothing aside and kept
+        each key column's type); then what is ready is written, and the rest comes from the parts."""
+        if not (self._on and ok):
+            self._stop()
+            return False
+        self._write()
+        return True
+
+    def _write(self) -> None:
+        if self._ready:
+            self.outputs.write(self._ready, {})
+            self._ready = []
+
+    def _stop(self) -> None:
+        self._on = False
+        self._held, self._ready = {}, []
+        self.outputs.abort()
 
 
 def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:

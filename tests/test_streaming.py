@@ -16,7 +16,7 @@ from fakes import StopAfter
 from forecast.config import ForecastConfig, ModelOptions
 from forecast.errors import InputError
 from forecast.progress import SilentReporter
-from forecast.runner import run_forecast
+from forecast.runner import LiveOutputs, run_forecast
 from forecast.sources import open_source
 from forecast.sources.table import StreamPlan, read_table, split_series, stream_series
 
@@ -56,6 +56,12 @@ def _same_run(a, b) -> None:
     pd.testing.assert_frame_equal(pd.read_csv(a / "errors.csv"), pd.read_csv(b / "errors.csv"))
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     assert {k: sa[k] for k in _SAME} == {k: sb[k] for k in _SAME}
+
+
+@pytest.fixture(autouse=True)
+def small_live_writes(monkeypatch):
+    """Outputs written during the map a few series at a time, as a large table's are (2,000 at a time)."""
+    monkeypatch.setattr(LiveOutputs, "batch", 3)
 
 
 @pytest.fixture
@@ -187,3 +193,80 @@ def test_repeated_rows_found_by_a_run_name_the_forgotten_key_column(tmp_path):
     config = ForecastConfig(model=MODEL, id_cols=["store"], out_dir=tmp_path / "out", n_jobs=1, block_rows=30)
     with pytest.raises(InputError, match=r"every row is unique with --id-col item added to the key"):
         run_forecast(path, config)
+
+
+class _Outputs:
+    """What LiveOutputs writes into: the indices of each write, and whether it was aborted."""
+
+    def __init__(self):
+        self.writes, self.aborted = [], False
+
+    def write(self, group, done):
+        self.writes.append([i for i, _ in group])
+
+    def abort(self):
+        self.aborted = True
+
+
+def _result(key):
+    return type("R", (), {"key": key})()
+
+
+def test_results_are_written_in_index_order_once_every_series_before_them_is_settled(monkeypatch):
+    monkeypatch.setattr(LiveOutputs, "batch", 2)
+    outputs = _Outputs()
+    live = LiveOutputs(outputs)
+    for i in (1, 2, 4):  # series 0 is still being fitted: nothing can be written
+        live.add(i, _result(("a", i)))
+    assert outputs.writes == []
+    live.add(0, _result(("a", 0)))  # 0, 1, 2 are settled; 4 waits for 3
+    assert outputs.writes == [[0, 1, 2]] and live.next == 3
+    assert live.usable(True) and outputs.writes == [[0, 1, 2]]  # the end takes 3 onwards from the parts
+    assert not outputs.aborted
+
+
+def test_live_outputs_stop_when_a_key_column_changes_type_or_too_much_is_held(monkeypatch):
+    outputs = _Outputs()
+    live = LiveOutputs(outputs)
+    live.add(0, _result((1, "x")))
+    live.add(1, _result(("00123", "x")))  # integers, then text: the column becomes text at the end
+    assert outputs.aborted and not live.usable(True)
+
+    monkeypatch.setattr(LiveOutputs, "limit", 3)
+    outputs = _Outputs()
+    live = LiveOutputs(outputs)
+    for i in range(1, 6):  # series 0 is stuck in a long fit
+        live.add(i, _result(("a",)))
+    assert outputs.aborted and not live.usable(True)
+
+
+def test_an_interrupted_run_writes_every_series_it_finished_and_no_other(tmp_path):
+    path = tmp_path / "t.csv"
+    _table(n_series=12).to_csv(path, index=False)
+    out = tmp_path / "out"
+    stopped = run_forecast(path, ForecastConfig(model=MODEL, id_cols=["store", "item"], out_dir=out, n_jobs=1,
+                                                fallback="naive", max_failed_frac=0.2, block_rows=100),
+                           reporter=StopAfter(5))
+    assert stopped.exit_code == 130
+    timings = pd.read_csv(out / "timings.csv")
+    forecasts = pd.read_parquet(out / "forecasts.parquet")
+    done = stopped.summary["series_done"]
+    assert 5 <= done < 12 and len(timings) == done and not timings.duplicated(["store", "item"]).any()
+    served = timings[timings["status"] != "failed"]  # the series with no values has no forecast
+    assert len(forecasts) == len(served) * MODEL.horizon
+    assert set(map(tuple, forecasts[["store", "item"]].drop_duplicates().values)) == set(
+        map(tuple, served[["store", "item"]].values))
+    assert list(timings.sort_values(["store", "item"]).index) == list(range(done))  # in key order
+
+
+def test_a_killed_runs_half_written_outputs_are_removed_by_the_next_run(tmp_path, whole):
+    path, whole_out = whole
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [out / ".forecasts.parquet.k1ll3d.tmp", out / ".timings.csv.k1ll3d.tmp"]
+    for f in left:
+        f.write_bytes(b"half a file")
+    _run(path, out, block_rows=100)
+    assert not any(f.exists() for f in left)
+    assert not list(out.glob(".*.tmp"))
+    _same_run(out, whole_out)
