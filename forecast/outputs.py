@@ -297,7 +297,7 @@ def _arrow_table(frame: pd.DataFrame) -> Any:
 class TableWriter:
     """One Parquet or CSV file (by extension) written a frame at a time, as `write_table` writes one frame: into a
     temporary file beside it, renamed into place by `commit` (so a reader never sees half of it), removed by
-    `abort`. What a run writes as its blocks' results are read back, holding one group at a time.
+    `abort`. What a run writes as its results come, holding one batch at a time.
 
     Args:
         path: the file.

@@ -199,8 +199,8 @@ class ForecastJob(Job):
 
     The table is read a block of whole series at a time (--block-rows), and each series' final result (the
     fallback's for a failed fit) goes to a part file as it is settled, so the run holds a block or two of the
-    table and one small record per series, whatever the table's size; the outputs are written from the part files
-    at the end, in key order.
+    table and one small record per series, whatever the table's size. The outputs are written in key order as the
+    results come (see LiveOutputs); what that could not take is read back from the part files at the end.
     """
 
     kind = "run"
@@ -460,7 +460,7 @@ class LiveOutputs:
     """
 
     batch = 2000  # series a write takes: Parquet row groups of 56,000 forecast rows at a horizon of 28
-    limit = 200_000  # results held ahead of a gap, at most (a few hundred MB)
+    limit = 20_000  # results held ahead of a gap, at most: about 60 MB, or some 40 s of a stalled series' run
 
     def __init__(self, outputs: RunOutputs) -> None:
         self.outputs = outputs
