@@ -459,7 +459,10 @@ class LiveOutputs:
     Only a table read in key order can be written this way (finish checks; see `usable`).
     """
 
-    batch = 2000  # series a write takes: Parquet row groups of 56,000 forecast rows at a horizon of 28
+    # series a write takes: Parquet row groups of 14,000 forecast rows at a horizon of 28. Measured on 4,138 series
+    # of 1,450 days: the main process peaked at 323 MB writing at the end, 347 MB with batches of 2,000, 330 MB
+    # with batches of 500
+    batch = 500
     limit = 20_000  # results held ahead of a gap, at most: about 60 MB, or some 40 s of a stalled series' run
 
     def __init__(self, outputs: RunOutputs) -> None:
