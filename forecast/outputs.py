@@ -6,6 +6,7 @@ Reading the input lives with the sources (forecast/sources/).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -101,14 +102,28 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _temp_beside(path: Path) -> str:
+    """A new empty temporary file beside `path` (its directory made), named .NAME.XXXXXXXX.tmp: what a write of
+    `path` goes into before its rename (see `remove_leftovers`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary files that writes of `path` left beside it when their process was killed (only with
+    the output directory's lock held: another run's writes are not leftovers)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def write_atomic(path: Path, write: Callable[[str], None]) -> Path:
     """Call write(tmp_path) for a temporary file beside `path`, then rename it into place.
 
     A reader never sees a half-written file, and a crash leaves the previous file (if any) as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _temp_beside(path)
     try:
         write(tmp)
         os.chmod(tmp, _file_mode())  # mkstemp makes 0600; outputs are ordinary files for the team to read
@@ -307,9 +322,7 @@ class TableWriter:
     def __init__(self, path: Path, empty: pd.DataFrame) -> None:
         self.path = Path(path)
         self._empty = empty
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
+        self._tmp = _temp_beside(self.path)
         self._parquet: Any = None
         self._schema: Any = None
         self._written = False

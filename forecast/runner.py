@@ -31,6 +31,7 @@ from .outputs import (
     params_frame,
     read_output_file,
     read_params,
+    remove_leftovers,
     timings_frame,
     written_by_forecast,
 )
@@ -42,8 +43,8 @@ from .types import SENT_STAGES, SeriesData, SeriesResult, Stage, Verdict
 if TYPE_CHECKING:
     from .profile import TableGrid
 
-# The files a run may write besides timings, errors and the summary: one forecasts file, params with an engine.
-_OUTPUTS = {"forecasts.parquet", "forecasts.csv", "params.parquet"}
+# The files a run may write besides the summary: one forecasts file, timings, errors, params with an engine.
+_OUTPUTS = {"forecasts.parquet", "forecasts.csv", "timings.csv", "errors.csv", "params.parquet"}
 
 
 def _as_series_result(series: SeriesData, outcome: SeriesResult | Failed,
@@ -290,9 +291,8 @@ class ForecastJob(Job):
         return settle(series, "fit", "", "", result, self.config)
 
     def begin(self, state: RunState, done: dict[int, Any]) -> None:
-        for name in (*_OUTPUTS, "timings.csv", "errors.csv"):  # a killed run's, being written live (we hold the lock)
-            for tmp in state.out_dir.glob(f".{name}.*.tmp"):
-                tmp.unlink(missing_ok=True)
+        for name in _OUTPUTS:  # what a killed run was writing live (this run holds the directory's lock)
+            remove_leftovers(state.out_dir / name)
         if not done:  # a resumed run's earlier results are in the parts only: finish reads them all from there
             self.live = LiveOutputs(RunOutputs(state.out_dir, self.config))
 
@@ -333,7 +333,8 @@ class ForecastJob(Job):
                     outputs.abort()
                 raise
             self.live = None
-            # an earlier run's, in another format or engine: only what its summary says it wrote
+            # an earlier run's, in another format or engine: only what its summary says it wrote (this run wrote
+            # timings and errors)
             for stale in (_OUTPUTS & written_by_forecast(out_dir)) - {p.name for p in files.values()}:
                 (out_dir / stale).unlink(missing_ok=True)
         counts, run_id = outputs.counts, outputs.run_id
