@@ -103,7 +103,7 @@ def forecast_with_records(df: TableInput, horizon: int = ModelOptions.horizon,
     if out is None:  # the run writes its outputs as always, here, and they are read back and removed
         scratch = tempfile.mkdtemp(prefix="forecast-")
         # a run is named after its output directory; this one has none to speak of: its UTC time, as a CLI run's
-        run_id = config.run_id if config.run_id is not None else default_out_dir().name
+        run_id = config.run_id_in(default_out_dir())
         config = dataclasses.replace(config, out_dir=Path(scratch), output_format="parquet", run_id=run_id)
     try:
         result = run_forecast(df, config, reporter)

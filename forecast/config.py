@@ -295,6 +295,10 @@ class ForecastConfig:
         m = self.model
         return tuple(m.regressors) + tuple(c for c in (m.cap_col, m.floor_col) if c)
 
+    def run_id_in(self, out_dir: Path) -> str:
+        """The forecasts' run_id of a run into `out_dir`: run_id, or the directory's name."""
+        return self.run_id if self.run_id is not None else Path(out_dir).resolve().name
+
     @property
     def label_cols(self) -> tuple[str, ...]:
         """Input columns read as labels constant per series, besides the keys: the --holidays-key columns that are

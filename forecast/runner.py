@@ -399,7 +399,7 @@ class RunOutputs:
 
     def __init__(self, out_dir: Path, config: ForecastConfig) -> None:
         self.config = config
-        self.run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
+        self.run_id = config.run_id_in(out_dir)
         self.bands = band_columns(config.model)
         ext = "parquet" if config.output_format == "parquet" else "csv"
         id_cols = config.id_cols

@@ -645,7 +645,7 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
         t_read = time.perf_counter()
         try:
             sdf, text = _read(spark, label, config)
-            run_id = config.run_id if config.run_id is not None else out_dir.resolve().name
+            run_id = config.run_id_in(out_dir)
             # the input read and partitioned by series, and the table's frequency: before the one pass that fits
             result = _forecast_frame(sdf, config, run_id, label, text_keys=text)
             info = _cluster(spark)
