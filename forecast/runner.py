@@ -248,7 +248,7 @@ class ForecastJob(Job):
             self.in_key_order &= block.in_key_order
             self.void_below = max(self.void_below, block.void_below)
             if self.live is not None and (self.void_below or not self.in_key_order):
-                self.abandon()  # its outputs come in key order at the end, from the parts (see finish)
+                self.live.stop()  # its outputs come in key order at the end, from the parts (see finish)
             for i, s in enumerate(block.series):
                 s.warm = warm.get(tuple(str(v) for v in s.key))  # a series new since that run starts cold
                 self.keys.add(block.start + i, s.key)
@@ -303,8 +303,7 @@ class ForecastJob(Job):
 
     def abandon(self) -> None:
         if self.live is not None:
-            self.live.outputs.abort()
-            self.live = None
+            self.live.stop()
 
     def finish(self, source: Source, loaded: Loaded, mapped: Mapped, out_dir: Path, clock: Clock,
                reporter: Reporter) -> Written:
@@ -320,7 +319,8 @@ class ForecastJob(Job):
             live, rest = self.live, keys
             outputs = None
             try:
-                if live is not None and live.usable(keys is self.keys and self.in_key_order and not self.void_below):
+                # (blocks stopped the live outputs of a table not read in key order)
+                if live is not None and live.usable(keys is self.keys):
                     outputs = live.outputs  # what the map wrote stays: the rest follows it
                     rest = SeriesKeys(keys._keys, max(keys.start, live.next))
                 else:
@@ -457,7 +457,7 @@ class LiveOutputs:
     What is held: the results settled ahead of the first unsettled series (the series of the chunks in flight),
     at most `limit` of them; past that (a series stuck in a long fit), or when a key column's type changes
     between integers and text, the live outputs stop and the end writes everything from the parts, as before.
-    Only a table read in key order can be written this way (finish checks; see `usable`).
+    Only a table read in key order can be written this way (ForecastJob.blocks stops it otherwise).
     """
 
     # series a write takes: Parquet row groups of 14,000 forecast rows at a horizon of 28. Measured on 4,138 series
@@ -484,20 +484,20 @@ class LiveOutputs:
             if self._kinds is None:
                 self._kinds = kinds
             elif kinds != self._kinds:  # the end makes the column text throughout (see _uniform_keys)
-                self._stop()
+                self.stop()
                 return
             self._ready.append((self.next, r))
             self.next += 1
         if len(self._ready) >= self.batch:
             self._write()
         elif len(self._held) > self.limit:
-            self._stop()
+            self.stop()
 
     def usable(self, ok: bool) -> bool:
-        """Whether what was written stands (`ok`: the run read its table in key order, set nothing aside and kept
-        each key column's type); then what is ready is written, and the rest comes from the parts."""
+        """Whether what was written stands (`ok`: each key column kept its type to the end); then what is ready is
+        written, and the rest comes from the parts."""
         if not (self._on and ok):
-            self._stop()
+            self.stop()
             return False
         self._write()
         return True
@@ -507,7 +507,8 @@ class LiveOutputs:
             self.outputs.write(self._ready, {})
             self._ready = []
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
+        """Write no more, and remove what was written: the end writes everything from the parts."""
         self._on = False
         self._held, self._ready = {}, []
         self.outputs.abort()
