@@ -2,27 +2,28 @@
 
 Calls the engine's functions on each series of a generated table in this process (no pool, no files), timing
 each phase with time.process_time, so a busy machine changes the figures less than wall time would. Two
-workloads: SW (../shared/bench/make_retail.py, 1000 series of 365 to 730 days, horizon 28) and M5-length
+workloads: SW (../shared/bench/make_retail.py, 1000 series of 365 to 730 days with the default --days, horizon 28) and M5-length
 series (the same generator's shapes cut to 1,941 days each, yearly seasonality on). Also prints each series'
 log posterior sum, so two checkouts' answers can be compared (same optimum: the sums agree to rounding).
 
-usage: PYTHONPATH=<checkout> python benchmarks/bench_series_cpu.py [--series 1000] [--long-series 200]
+usage: PYTHONPATH=<checkout> python benchmarks/bench_series_cpu.py [--series 1000] [--days 730] [--long-series 200]
        [--repeat 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import numpy as np
 
+from common import BENCH, workload_parser
+
 
 def workload(series: int, days: int, seed: int, cut: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(ds, y) per series of make_retail's table; with `cut`, each series' last `cut` days (series generated
     twice as long, so each has at least that many)."""
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent.parent / "shared" / "bench"))
+    sys.path.insert(0, str(BENCH))
     from make_retail import make
 
     df = make(series, 2 * cut if cut else days, seed)
@@ -61,16 +62,14 @@ def run(series: list[tuple[np.ndarray, np.ndarray]], horizon: int) -> tuple[floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=1000)
+    parser = workload_parser(__doc__)
     parser.add_argument("--long-series", type=int, default=200)
-    parser.add_argument("--horizon", type=int, default=28)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     import forecast
 
     print(f"forecast from {forecast.__file__}")
-    sets = {"SW 365-730 days": workload(args.series, 730, 0, None),
+    sets = {f"SW {args.days // 2}-{args.days} days": workload(args.series, args.days, 0, None),
             "1,941 days": workload(args.long_series, 1941, 1, 1941)}
     for name, series in sets.items():
         run(series[:20], args.horizon)  # warm: imports, the shared feature grid
