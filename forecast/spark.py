@@ -676,7 +676,7 @@ def run_spark(path: TableInput, config: ForecastConfig, reporter: Reporter | Non
             fit_seconds = time.perf_counter() - t_map
             slowest_rows = (result._all.filter(is_timing).select(*config.id_cols,
                                           (F.col("fit_seconds") + F.col("predict_seconds")).alias("s"))
-                            .orderBy(F.desc("s")).limit(5).collect())
+                            .orderBy(F.desc("s")).limit(Tally.keep).collect())
             t_write = time.perf_counter()
             files = {name: out_dir / f"{name}.parquet" for name in ("forecasts", "timings", "errors")}
             frames = {"forecasts": result.forecasts, "timings": result.timings, "errors": result.errors}

@@ -87,19 +87,20 @@ class Tally:
     """The timing figures of a job's series, counted as each is written: totals and the slowest few, so that a run
     of any size holds a few numbers here, not a record per series."""
 
-    def __init__(self, keep: int = 5) -> None:
+    keep = 5  # the slowest series a summary names
+
+    def __init__(self) -> None:
         self.n = 0  # series counted
         self.n_counted = 0  # of which this run did the work (the throughput counts only those)
         self.task_cpu = 0.0
         self.task_wall = 0.0
-        self._keep = keep
         self._slowest: list[tuple[float, int, tuple]] = []  # a min-heap of (seconds, -order, key)
 
     def add(self, key: tuple, fit_seconds: float, predict_seconds: float, cpu_seconds: float, counted: bool) -> None:
         seconds = fit_seconds + predict_seconds
         self.n += 1
         item = (seconds, -self.n, key)  # a tie: the earlier series first, as a stable sort has it
-        if len(self._slowest) < self._keep:
+        if len(self._slowest) < self.keep:
             heapq.heappush(self._slowest, item)
         elif item[:2] > self._slowest[0][:2]:
             heapq.heapreplace(self._slowest, item)
