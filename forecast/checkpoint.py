@@ -350,6 +350,8 @@ class RunState:
         rank(index), a group of parts at a time: parts whose ranks do not overlap (a sorted table's, written as its blocks
         finished) are read one by one, so only a group of parts is held at once. A series held twice (a part
         rewritten after an interrupted write) is taken from the later part."""
+        if not keys:  # nothing asked for (a run whose outputs took every series as it went): no part is opened
+            return
         spans = []
         for path in self.part_files():
             if path in self.damaged:
