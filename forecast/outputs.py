@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import InputError, OutputExistsError
 from .sources.base import one_line
-from .types import SENT_STAGES, SeriesResult
+from .types import PARAM_ARRAYS, PARAM_FLOATS, SENT_STAGES, SeriesResult
 
 if TYPE_CHECKING:
     from .sources.table import KeyType
@@ -264,9 +264,9 @@ def params_frame(results: Sequence[SeriesResult], id_cols: Sequence[str]) -> pd.
     fitted = [r for r in results if r.params is not None]
     frame = _key_frame(id_cols, [r.key for r in fitted])
     frame["engine"] = [r.engine for r in fitted]
-    for name in ("y_scale", "k", "m", "sigma_obs"):
+    for name in PARAM_FLOATS:
         frame[name] = np.array([r.params[name] for r in fitted], dtype=float)
-    for name in ("delta", "beta"):
+    for name in PARAM_ARRAYS:
         frame[name] = [r.params[name] for r in fitted]
     return frame
 
@@ -290,8 +290,8 @@ def read_params(run_dir: Path, id_cols: Sequence[str]) -> dict[tuple, dict]:
         raise InputError(f"{path}: key column {missing[0]!r} not found; the earlier run had other --id-col columns")
     try:
         keys = zip(*(frame[c].astype(str) for c in id_cols))
-        records = frame[["y_scale", "k", "m", "sigma_obs", "delta", "beta"]].to_dict("records")
-        return {tuple(k): {**r, "delta": list(r["delta"]), "beta": list(r["beta"])} for k, r in zip(keys, records)}
+        records = frame[[*PARAM_FLOATS, *PARAM_ARRAYS]].to_dict("records")
+        return {tuple(k): {**r, **{name: list(r[name]) for name in PARAM_ARRAYS}} for k, r in zip(keys, records)}
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{path}: not the parameters of a forecast run ({one_line(e)}); give the output directory "
                          "of an earlier run with --engine stan or fast") from None

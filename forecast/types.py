@@ -27,6 +27,11 @@ Engine = Literal["fast", "stan", "prophet"]
 # than --min-obs. Such a series did not fail (errors.csv does not list it; timings.csv has its reason).
 SENT_STAGES: tuple[Stage, ...] = ("triage", "min-obs")
 
+# The fields of an engine's fitted parameters (engines.params_dict, a result's `params`): floats on Prophet's
+# scaled data, then arrays (the changepoints' deltas, the features' betas). What params.parquet holds per series.
+PARAM_FLOATS = ("y_scale", "k", "m", "sigma_obs")
+PARAM_ARRAYS = ("delta", "beta")
+
 
 class SeriesProblem(Exception):
     """A problem of one series; carries the stage it was found at."""

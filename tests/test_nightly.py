@@ -258,6 +258,31 @@ def test_part_files_give_back_results_as_they_were(tmp_path):
             assert getattr(got, name).dtype == getattr(want, name).dtype
 
 
+def test_a_part_written_with_params_as_json_text_still_resumes(tmp_path):
+    # parts written before params were an Arrow struct hold them as JSON text: an unfinished run of that version
+    # is still resumed, its parameters kept for a later --warm-start
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from forecast.checkpoint import RunState
+    from forecast.types import SeriesData
+
+    params = {"y_scale": 3.0, "k": 0.5, "m": 0.1, "sigma_obs": 0.2, "delta": [0.0, 0.3], "beta": [1.0]}
+    series = [SeriesData(key=("a",), ds=np.array([], dtype="datetime64[ns]"), y=np.array([]))]
+    state = RunState(tmp_path)
+    state.parts_dir.mkdir(parents=True)
+    day = np.array(["2024-03-01"], dtype="datetime64[ns]")
+    old = {"index": pa.array([0], pa.int64()), "params": pa.array([json.dumps(params)]), "bands": pa.array(["{}"])}
+    for name, arrow_type in state.schema.scalars.items():
+        old[name] = pa.array([None], arrow_type)
+    for name in state.schema.arrays:
+        old[name] = pa.array([day if name == "ds" else [1.5]])
+    old["status"] = pa.array(["ok"])
+    pq.write_table(pa.table(old), state.parts_dir / "part-00001.parquet")
+    (got,) = RunState(tmp_path).load(series).values()
+    assert (got.status, got.params) == ("ok", params)
+
+
 def test_sigterm_stops_a_backtest_at_once_and_it_says_it_was_interrupted(tmp_path):
     path = tmp_path / "table.csv"
     make_table(n_series=40, days=400).to_csv(path, index=False)
