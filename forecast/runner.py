@@ -7,6 +7,7 @@ the forecasts written.
 
 from __future__ import annotations
 
+import bisect
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -249,9 +250,9 @@ class ForecastJob(Job):
             self.void_below = max(self.void_below, block.void_below)
             if self.live is not None and (self.void_below or not self.in_key_order):
                 self.live.stop()  # its outputs come in key order at the end, from the parts (see finish)
-            for i, s in enumerate(block.series):
+            for s in block.series:
                 s.warm = warm.get(tuple(str(v) for v in s.key))  # a series new since that run starts cold
-                self.keys.add(block.start + i, s.key)
+            self.keys.add_block(block.start, [s.key for s in block.series])
             yield Loaded(block.table, block.series, block.notes, model, start=block.start, read=block.read,
                          void_below=block.void_below)
 
@@ -322,7 +323,7 @@ class ForecastJob(Job):
                 # (blocks stopped the live outputs of a table not read in key order)
                 if live is not None and live.usable(keys is self.keys):
                     outputs = live.outputs  # what the map wrote stays: the rest follows it
-                    rest = SeriesKeys(keys._keys, max(keys.start, live.next))
+                    rest = keys.view(max(keys.start, live.next))
                 else:
                     outputs = RunOutputs(out_dir, config)
                 for group in mapped.state.grouped(rest, rank):
@@ -524,42 +525,111 @@ def _sortable(key: tuple) -> tuple:
     return tuple((isinstance(v, str), v if not isinstance(v, str) else v) for v in key)
 
 
+def _compact(values: tuple) -> tuple[str, Any]:
+    """One block's values of one key column, held compactly: texts as an Arrow string array, Python integers as
+    an int64 array; anything else (mixed types, numpy scalars) as the values themselves."""
+    import pyarrow as pa
+
+    kinds = {type(v) for v in values}
+    if kinds == {str}:
+        return "text", pa.array(values, type=pa.string())
+    if kinds == {int}:
+        try:
+            return "int", np.array(values, dtype=np.int64)
+        except OverflowError:
+            pass
+    return "values", list(values)
+
+
+def _column_values(kind: str, values: Any) -> list:
+    return values.to_pylist() if kind == "text" else values.tolist() if kind == "int" else values
+
+
 class SeriesKeys(Mapping):
-    """Every series' key by its index, held as a list (a run's indices have no gaps): the one record per series that
-    a run by blocks keeps until its end. Indices below `start` are not in it (set aside: see ForecastJob.blocks)."""
+    """Every series' key by its index (a run's indices have no gaps): the one record per series that a run by
+    blocks keeps until its end. Indices below `start` are not in it (set aside: see ForecastJob.blocks).
 
-    def __init__(self, keys: list[tuple] | None = None, start: int = 0) -> None:
-        self._keys: list[tuple] = keys if keys is not None else []
+    Held compactly, a block's column at a time (see `_compact`): about 10 bytes a key where a tuple and its text
+    took 160, which on four times the M5 table (122,000 series) was some 15 MB the main process grew by with the
+    table. A key is made again when asked for. Columns in `as_text` are given as text (see `_uniform_keys`).
+    """
+
+    def __init__(self, start: int = 0) -> None:
         self.start = start
+        self.as_text: frozenset[int] = frozenset()
+        self._starts: list[int] = []  # each block's first index
+        self._columns: list[tuple[tuple[str, Any], ...]] = []  # each block's key columns, as `_compact` holds them
+        self._n = 0
 
-    def add(self, index: int, key: tuple) -> None:
-        if index != len(self._keys):  # the blocks' series are numbered on from the last: a gap is a bug
-            raise RuntimeError(f"series {index} read after {len(self._keys)} series")
-        self._keys.append(key)
+    def add_block(self, start: int, keys: Sequence[tuple]) -> None:
+        """The keys of a block's series, the first of index `start`."""
+        if start != self._n:  # the blocks' series are numbered on from the last: a gap is a bug
+            raise RuntimeError(f"series {start} read after {self._n} series")
+        if keys:
+            self._starts.append(start)
+            self._columns.append(tuple(_compact(column) for column in zip(*keys)))
+            self._n += len(keys)
+
+    def view(self, start: int, as_text: frozenset[int] | None = None) -> SeriesKeys:
+        """The same keys from index `start` on (its columns in `as_text` given as text)."""
+        other = SeriesKeys(start)
+        other.as_text = self.as_text if as_text is None else as_text
+        other._starts, other._columns, other._n = self._starts, self._columns, self._n
+        return other
+
+    def _key(self, values: Sequence[Any]) -> tuple:
+        return tuple(str(v) if c in self.as_text else v for c, v in enumerate(values))
 
     def __getitem__(self, index: int) -> tuple:
-        if not self.start <= index < len(self._keys):
+        if not self.start <= index < self._n:
             raise KeyError(index)
-        return self._keys[index]
+        b = bisect.bisect_right(self._starts, index) - 1
+        row = index - self._starts[b]
+        return self._key([values[row].as_py() if kind == "text" else int(values[row]) if kind == "int"
+                          else values[row] for kind, values in self._columns[b]])
+
+    def values(self) -> Iterator[tuple]:  # type: ignore[override]
+        """Every key in index order, a block's at a time (faster than one by one)."""
+        for first, columns in zip(self._starts, self._columns):
+            rows = zip(*(_column_values(kind, values) for kind, values in columns))
+            for i, values in enumerate(rows, first):
+                if i >= self.start:
+                    yield self._key(values)
+
+    def mixed_columns(self) -> frozenset[int]:
+        """The key columns that hold text in some series and not in others (from `start` on)."""
+        text: set[int] = set()
+        other: set[int] = set()
+        for first, columns in zip(self._starts, self._columns):
+            skip = max(self.start - first, 0)
+            for c, (kind, values) in enumerate(columns):
+                if skip >= len(values):
+                    continue
+                if kind == "values":
+                    is_text = {isinstance(v, str) for v in values[skip:]}
+                else:
+                    is_text = {kind == "text"}
+                text.update([c] if True in is_text else [])
+                other.update([c] if False in is_text else [])
+        return frozenset(text & other)
 
     def __contains__(self, index: object) -> bool:
-        return isinstance(index, int) and self.start <= index < len(self._keys)
+        return isinstance(index, int) and self.start <= index < self._n
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.start, len(self._keys)))
+        return iter(range(self.start, self._n))
 
     def __len__(self) -> int:
-        return len(self._keys) - self.start
+        return max(self._n - self.start, 0)
 
 
 def _uniform_keys(keys: SeriesKeys, id_cols: Sequence[str]) -> SeriesKeys:
     """Keys whose columns hold one type each: a column with integers in some blocks and text in others (a CSV whose
     later rows hold a code such as 00123) is text throughout, as a whole read makes it."""
-    mixed = [c for c in range(len(id_cols)) if len({isinstance(k[c], str) for k in keys.values()}) > 1]
+    mixed = keys.mixed_columns()
     if not mixed:
         return keys
-    return SeriesKeys([tuple(str(v) if c in mixed else v for c, v in enumerate(keys._keys[i]))
-                       if i >= keys.start else () for i in range(len(keys._keys))], keys.start)
+    return keys.view(keys.start, mixed)
 
 
 def key_types_of(keys: Mapping, id_cols: Sequence[str]) -> dict:

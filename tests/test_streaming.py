@@ -113,6 +113,20 @@ def test_a_table_grouped_by_series_in_another_order_is_read_once(tmp_path, whole
     assert not any("partitioned" in note for note in summary["notes"])
 
 
+def test_a_key_column_of_integers_that_turns_to_text_in_a_later_block_is_text_throughout(tmp_path):
+    # the first blocks' store keys are integers, the last block's a code: as a whole read, the column is text
+    frame = _table()
+    frame["store"] = frame["store"].astype(str).replace({"1": "S1"})
+    path = tmp_path / "codes.csv"
+    frame.to_csv(path, index=False)
+    _run(path, tmp_path / "whole", block_rows=0)
+    summary = _run(path, tmp_path / "blocks", block_rows=100)
+    _same_run(tmp_path / "blocks", tmp_path / "whole")
+    assert summary["key_types"] == {"store": "text", "item": "text"}
+    stores = pd.read_parquet(tmp_path / "blocks" / "forecasts.parquet")["store"]
+    assert stores.unique().tolist() == ["0", "S1"]
+
+
 def test_a_partitioned_parquet_dataset_is_one_table(tmp_path, whole):
     path, whole_out = whole
     dataset = tmp_path / "dataset"
