@@ -310,7 +310,7 @@ class ForecastJob(Job):
                reporter: Reporter) -> Written:
         config, notes = self.config, loaded.notes
         self.keys.start = self.void_below  # those read before the table proved unsorted are set aside
-        keys = _uniform_keys(self.keys, config.id_cols)
+        keys = _uniform_keys(self.keys)
         if not self.in_key_order:  # the outputs come in key order, as a sorted table's
             order = {i: r for r, i in enumerate(sorted(keys, key=lambda i: _sortable(keys[i])))}
             rank: Callable[[int], Any] = order.__getitem__
@@ -541,8 +541,10 @@ def _compact(values: tuple) -> tuple[str, Any]:
     return "values", list(values)
 
 
-def _column_values(kind: str, values: Any) -> list:
-    return values.to_pylist() if kind == "text" else values.tolist() if kind == "int" else values
+def _column_values(kind: str, values: Any, rows: slice = slice(None)) -> list:
+    """The values `_compact` holds (those of `rows`) as the Python values they were given as."""
+    part = values[rows]
+    return part.to_pylist() if kind == "text" else part.tolist() if kind == "int" else part
 
 
 class SeriesKeys(Mapping):
@@ -585,8 +587,7 @@ class SeriesKeys(Mapping):
             raise KeyError(index)
         b = bisect.bisect_right(self._starts, index) - 1
         row = index - self._starts[b]
-        return self._key([values[row].as_py() if kind == "text" else int(values[row]) if kind == "int"
-                          else values[row] for kind, values in self._columns[b]])
+        return self._key([_column_values(kind, values, slice(row, row + 1))[0] for kind, values in self._columns[b]])
 
     def values(self) -> Iterator[tuple]:  # type: ignore[override]
         """Every key in index order, a block's at a time (faster than one by one)."""
@@ -609,8 +610,10 @@ class SeriesKeys(Mapping):
                     is_text = {isinstance(v, str) for v in values[skip:]}
                 else:
                     is_text = {kind == "text"}
-                text.update([c] if True in is_text else [])
-                other.update([c] if False in is_text else [])
+                if True in is_text:
+                    text.add(c)
+                if False in is_text:
+                    other.add(c)
         return frozenset(text & other)
 
     def __contains__(self, index: object) -> bool:
@@ -623,7 +626,7 @@ class SeriesKeys(Mapping):
         return max(self._n - self.start, 0)
 
 
-def _uniform_keys(keys: SeriesKeys, id_cols: Sequence[str]) -> SeriesKeys:
+def _uniform_keys(keys: SeriesKeys) -> SeriesKeys:
     """Keys whose columns hold one type each: a column with integers in some blocks and text in others (a CSV whose
     later rows hold a code such as 00123) is text throughout, as a whole read makes it."""
     mixed = keys.mixed_columns()
