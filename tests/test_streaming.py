@@ -60,7 +60,8 @@ def _same_run(a, b) -> None:
 
 @pytest.fixture(autouse=True)
 def small_live_writes(monkeypatch):
-    """Outputs written during the map a few series at a time, as a large table's are (2,000 at a time)."""
+    """Outputs written during the map a few series at a time, as a large table's are (LiveOutputs.batch at a
+    time)."""
     monkeypatch.setattr(LiveOutputs, "batch", 3)
 
 

@@ -776,9 +776,7 @@ def _joined(head: pd.DataFrame, tail: pd.DataFrame, id_cols: Sequence[str]) -> p
                 # mapped to it where it differs: usually only the carried rows', since the series they start
                 # goes on in the next block, whose categories hold its key already (so a block of a million rows
                 # is not recoded)
-                union = a.cat.categories.union(b.cat.categories, sort=None)
-                if not union.is_monotonic_increasing:  # not sortable by union (mixed texts): as the reader sorts
-                    union = pd.Index(sorted(union), dtype=union.dtype)
+                union = a.cat.categories.union(b.cat.categories).sort_values()
                 for frame, col in ((head, a), (tail, b)):
                     if not col.cat.categories.equals(union):
                         frame[c] = col.cat.set_categories(union)
